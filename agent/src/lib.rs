@@ -1,0 +1,1 @@
+//! calico-node and the CNI plugins.
