@@ -1,1 +1,8 @@
-//! placeholder
+//! The lab harness: hosts built from Linux network namespaces on one machine, shared by the
+//! end-to-end tests and the demo. See design.md "Labs": nothing is ever added to the root
+//! namespace, every namespace and process is removed on drop, leftovers of dead runs are
+//! removed at start.
+
+pub mod netns;
+
+pub use netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
