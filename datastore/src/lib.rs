@@ -1,1 +1,13 @@
-//! placeholder
+//! Calico's projectcalico.org/v3 resource model and the datastore it lives in.
+//!
+//! - [`Datastore`]: the revisioned key-value store (etcdv3 or the embedded SQLite file),
+//! - [`keys`]: Calico's etcdv3 key layout.
+
+pub mod error;
+pub mod keys;
+pub mod kv;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+pub use store::{Datastore, Watch};

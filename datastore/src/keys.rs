@@ -1,0 +1,142 @@
+//! Calico's etcdv3 key layout (reference calico.md §3.4), so `etcdctl get --prefix /calico`
+//! shows what an operator of Calico expects.
+
+use ipnet::IpNet;
+
+/// Root of the v3 resources.
+pub const RESOURCES_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
+/// Root of the IPAM objects.
+pub const IPAM_PREFIX: &str = "/calico/ipam/v2/";
+
+/// `/calico/resources/v3/projectcalico.org/<plural>/` : every resource of a kind.
+pub fn resource_prefix(plural: &str) -> String {
+    format!("{RESOURCES_PREFIX}{plural}/")
+}
+
+/// Key of a cluster-scoped resource.
+pub fn resource(plural: &str, name: &str) -> String {
+    format!("{RESOURCES_PREFIX}{plural}/{name}")
+}
+
+/// Key of a namespaced resource (workload endpoints).
+pub fn namespaced_resource(plural: &str, namespace: &str, name: &str) -> String {
+    format!("{RESOURCES_PREFIX}{plural}/{namespace}/{name}")
+}
+
+/// The name form of a block CIDR in keys: `10.244.1.0/26` -> `10.244.1.0-26`.
+pub fn cidr_key_part(cidr: &IpNet) -> String {
+    cidr.to_string().replace('/', "-")
+}
+
+/// Parses the key form back: `10.244.1.0-26` -> `10.244.1.0/26`.
+pub fn cidr_from_key_part(part: &str) -> Option<IpNet> {
+    let (addr, len) = part.rsplit_once('-')?;
+    format!("{addr}/{len}").parse().ok()
+}
+
+fn family(cidr: &IpNet) -> &'static str {
+    match cidr {
+        IpNet::V4(_) => "ipv4",
+        IpNet::V6(_) => "ipv6",
+    }
+}
+
+/// `/calico/ipam/v2/assignment/ipv4/block/` : every IPv4 block.
+pub fn blocks_prefix_v4() -> String {
+    format!("{IPAM_PREFIX}assignment/ipv4/block/")
+}
+
+/// `/calico/ipam/v2/assignment/` : every block of both families.
+pub fn blocks_prefix() -> String {
+    format!("{IPAM_PREFIX}assignment/")
+}
+
+/// Key of an allocation block.
+pub fn block(cidr: &IpNet) -> String {
+    format!(
+        "{IPAM_PREFIX}assignment/{}/block/{}",
+        family(cidr),
+        cidr_key_part(cidr)
+    )
+}
+
+/// `/calico/ipam/v2/host/` : every affinity of every host.
+pub fn affinities_prefix() -> String {
+    format!("{IPAM_PREFIX}host/")
+}
+
+/// `/calico/ipam/v2/host/<node>/` : every affinity of one host.
+pub fn host_affinities_prefix(node: &str) -> String {
+    format!("{IPAM_PREFIX}host/{node}/")
+}
+
+/// Key of a host's affinity to a block.
+pub fn affinity(node: &str, cidr: &IpNet) -> String {
+    format!(
+        "{IPAM_PREFIX}host/{node}/{}/block/{}",
+        family(cidr),
+        cidr_key_part(cidr)
+    )
+}
+
+/// Parses an affinity key into (node, block CIDR).
+pub fn parse_affinity(key: &str) -> Option<(String, IpNet)> {
+    let rest = key.strip_prefix(&affinities_prefix())?;
+    let mut parts = rest.split('/');
+    let node = parts.next()?;
+    let _family = parts.next()?;
+    if parts.next()? != "block" {
+        return None;
+    }
+    let cidr = cidr_from_key_part(parts.next()?)?;
+    Some((node.to_string(), cidr))
+}
+
+/// `/calico/ipam/v2/handle/` : every handle.
+pub fn handles_prefix() -> String {
+    format!("{IPAM_PREFIX}handle/")
+}
+
+/// Key of an IPAM handle.
+pub fn handle(id: &str) -> String {
+    format!("{IPAM_PREFIX}handle/{id}")
+}
+
+/// Key of the IPAM configuration.
+pub fn ipam_config() -> String {
+    format!("{IPAM_PREFIX}config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_and_affinity_keys_match_calico_layout() {
+        let cidr: IpNet = "192.168.161.0/26".parse().unwrap();
+        assert_eq!(
+            block(&cidr),
+            "/calico/ipam/v2/assignment/ipv4/block/192.168.161.0-26"
+        );
+        assert_eq!(
+            affinity("ubuntu-24", &cidr),
+            "/calico/ipam/v2/host/ubuntu-24/ipv4/block/192.168.161.0-26"
+        );
+        assert_eq!(
+            parse_affinity(&affinity("ubuntu-24", &cidr)),
+            Some(("ubuntu-24".to_string(), cidr))
+        );
+    }
+
+    #[test]
+    fn resource_keys_match_calico_layout() {
+        assert_eq!(
+            resource("ippools", "default-ipv4-ippool"),
+            "/calico/resources/v3/projectcalico.org/ippools/default-ipv4-ippool"
+        );
+        assert_eq!(
+            namespaced_resource("workloadendpoints", "default", "n1-cni-abc-eth0"),
+            "/calico/resources/v3/projectcalico.org/workloadendpoints/default/n1-cni-abc-eth0"
+        );
+    }
+}

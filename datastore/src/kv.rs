@@ -1,0 +1,67 @@
+//! Keys, values, revisions and watch events: the vocabulary of the [`Datastore`] trait.
+//!
+//! [`Datastore`]: crate::Datastore
+
+use std::time::Duration;
+
+/// A store-wide, strictly increasing revision (etcd's `mod_revision`). Every write bumps
+/// it by one; a key's revision is the revision of the write that last changed it.
+pub type Revision = i64;
+
+/// Identifies a TTL lease; keys attached to it are deleted when it expires.
+pub type LeaseId = i64;
+
+/// One stored key with its value and revisions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key (its current incarnation).
+    pub create_revision: Revision,
+    /// Revision of the last write to the key: the compare-and-swap token.
+    pub mod_revision: Revision,
+    /// The lease the key is attached to, if any.
+    pub lease: Option<LeaseId>,
+}
+
+/// The result of a prefix listing: the items, sorted by key, and the store revision they
+/// were read at (watch from `revision + 1` to follow on without a gap).
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub items: Vec<KeyValue>,
+    pub revision: Revision,
+}
+
+/// One change seen by a watch, in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// The key was created or updated.
+    Put(KeyValue),
+    /// The key was deleted (by a delete or by its lease expiring) at `revision`.
+    Delete { key: String, revision: Revision },
+}
+
+impl WatchEvent {
+    /// The key the event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            WatchEvent::Put(kv) => &kv.key,
+            WatchEvent::Delete { key, .. } => key,
+        }
+    }
+
+    /// The revision at which the change happened.
+    pub fn revision(&self) -> Revision {
+        match self {
+            WatchEvent::Put(kv) => kv.mod_revision,
+            WatchEvent::Delete { revision, .. } => *revision,
+        }
+    }
+}
+
+/// A lease as granted: its id and the TTL the store will enforce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub id: LeaseId,
+    pub ttl: Duration,
+}

@@ -1,0 +1,77 @@
+//! The [`Datastore`] trait: a revisioned key-value store with compare-and-swap, ordered
+//! watches and TTL leases. Implemented by the etcdv3 backend and the embedded SQLite one
+//! with the same semantics; the conformance suite in `tests/conformance.rs` runs on both.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::error::Result;
+use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+
+/// A stream of watch events. Events arrive in revision order, each exactly once; an `Err`
+/// ends the stream (the watcher should relist and watch again, e.g. after
+/// [`Error::Compacted`](crate::Error::Compacted) or a lost connection).
+pub struct Watch {
+    rx: mpsc::Receiver<Result<WatchEvent>>,
+}
+
+impl Watch {
+    /// Wraps the receiving end of a backend's event channel.
+    pub fn new(rx: mpsc::Receiver<Result<WatchEvent>>) -> Watch {
+        Watch { rx }
+    }
+
+    /// The next event; `None` when the backend closed the watch.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
+        self.rx.recv().await
+    }
+}
+
+/// A revisioned key-value store shared by every node of a cluster.
+///
+/// Keys are `/`-separated strings (Calico's etcdv3 layout, see [`crate::keys`]); values are
+/// opaque bytes (JSON for every Calico key). Every mutating call is atomic.
+#[async_trait]
+pub trait Datastore: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Lists every key starting with `prefix`, sorted by key, with the revision read at.
+    async fn list(&self, prefix: &str) -> Result<Listing>;
+
+    /// Creates `key` only if it does not exist (`Error::AlreadyExists` otherwise),
+    /// optionally attached to a lease. Returns the new revision.
+    async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision>;
+
+    /// Replaces `key` only if its current revision is `expected` (`Error::Conflict` if it
+    /// moved, `Error::NotFound` if it is gone). The lease is replaced by `lease`.
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision>;
+
+    /// Deletes `key`; with `expected`, only if its revision still matches. Returns the
+    /// deleted key-value. `Error::NotFound` if absent.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
+
+    /// Streams every change under `prefix` with revision >= `from` (etcd semantics: pass
+    /// `listing.revision + 1` to continue a listing). `from = 0` means "from now".
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch>;
+
+    /// Grants a lease of `ttl`; keys created with it vanish when it expires unrenewed.
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease>;
+
+    /// Renews a lease for another full TTL. `Error::LeaseNotFound` once it has expired.
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()>;
+
+    /// Revokes a lease now, deleting its keys.
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()>;
+
+    /// The current store revision.
+    async fn revision(&self) -> Result<Revision>;
+}
