@@ -6,6 +6,7 @@
 pub mod error;
 pub mod keys;
 pub mod kv;
+pub mod model;
 pub mod store;
 
 pub use error::{Error, Result};

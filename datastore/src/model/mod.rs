@@ -1,0 +1,3 @@
+//! projectcalico.org/v3 resources and the IPAM storage objects.
+
+pub mod ipam;
