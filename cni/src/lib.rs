@@ -1,0 +1,1 @@
+//! The calico and calico-ipam CNI plugins.
