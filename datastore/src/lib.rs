@@ -6,9 +6,11 @@
 pub mod error;
 pub mod keys;
 pub mod kv;
+pub mod memory;
 pub mod model;
 pub mod store;
 
 pub use error::{Error, Result};
 pub use kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+pub use memory::MemoryStore;
 pub use store::{Datastore, Watch};
