@@ -1,1 +1,4 @@
-//! calico-node and the CNI plugins.
+//! calico-node: registers the node, keeps the dataplane in sync with the datastore and the
+//! embedded BGP speaker, serves local status.
+
+pub mod dataplane;

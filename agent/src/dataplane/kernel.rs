@@ -1,0 +1,73 @@
+//! The kernel behind a small trait, so reconcilers are tested against an in-memory fake
+//! (`fake.rs`) and run for real through rtnetlink (`netlink.rs`).
+
+use std::net::Ipv4Addr;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
+
+/// Why a kernel operation failed, classified so callers can react without parsing text.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    /// The object already exists (EEXIST).
+    #[error("already exists")]
+    Exists,
+    /// The object (or the device it refers to) is not there (ENOENT, ESRCH, ENODEV).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The kernel lacks a feature (e.g. the ipip module on these machines).
+    #[error("kernel has no {0} support")]
+    Unsupported(String),
+    /// Anything else, with the kernel's message.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A network device as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub name: String,
+    /// `veth`, `vxlan`, `ipip`, ... when the kernel says.
+    pub kind: Option<String>,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    pub up: bool,
+    /// IPv4 addresses with their prefix length.
+    pub addresses: Vec<(Ipv4Addr, u8)>,
+}
+
+/// The kernel operations the dataplane needs.
+#[async_trait]
+pub trait Kernel: Send + Sync + 'static {
+    /// Every IPv4 route of the main table that fits [`Route`] (others are skipped).
+    async fn dump_routes(&self) -> Result<Vec<Route>, KernelError>;
+    /// Adds or replaces a route.
+    async fn replace_route(&self, route: &Route) -> Result<(), KernelError>;
+    /// Deletes a route (NotFound when already gone).
+    async fn delete_route(&self, route: &Route) -> Result<(), KernelError>;
+
+    /// Every device.
+    async fn links(&self) -> Result<Vec<LinkInfo>, KernelError>;
+    /// Creates or reconfigures a VXLAN device, up, with exactly its tunnel address.
+    async fn ensure_vxlan(&self, dev: &VxlanDevice) -> Result<(), KernelError>;
+    /// Creates or reconfigures tunl0, up, with exactly its tunnel address.
+    async fn ensure_ipip(&self, dev: &IpipDevice) -> Result<(), KernelError>;
+    /// Deletes a device by name (NotFound when absent).
+    async fn delete_link(&self, name: &str) -> Result<(), KernelError>;
+
+    /// Permanent neighbour entries on `dev`.
+    async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError>;
+    async fn replace_neighbour(&self, n: &Neighbour) -> Result<(), KernelError>;
+    async fn delete_neighbour(&self, n: &Neighbour) -> Result<(), KernelError>;
+
+    /// Permanent FDB entries (with a remote) on `dev`.
+    async fn dump_fdb(&self, dev: &str) -> Result<Vec<FdbEntry>, KernelError>;
+    async fn replace_fdb(&self, e: &FdbEntry) -> Result<(), KernelError>;
+    async fn delete_fdb(&self, e: &FdbEntry) -> Result<(), KernelError>;
+
+    /// Writes a sysctl under /proc/sys (`net/ipv4/conf/cali123/proxy_arp`).
+    async fn set_sysctl(&self, path: &str, value: &str) -> Result<(), KernelError>;
+}

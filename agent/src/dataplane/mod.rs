@@ -1,0 +1,16 @@
+//! The Linux dataplane: desired kernel state in, netlink operations out.
+//!
+//! - [`types`]: routes, devices, neighbours, FDB entries as plain values;
+//! - [`kernel`]: the kernel behind a trait; [`netlink`] implements it with rtnetlink,
+//!   [`fake`] in memory for tests;
+//! - [`ownership`]: what calico-rs may touch;
+//! - [`delta`]: desired versus dataplane views;
+//! - [`route_table`]: the route reconciler.
+
+pub mod delta;
+pub mod fake;
+pub mod kernel;
+pub mod netlink;
+pub mod ownership;
+pub mod route_table;
+pub mod types;

@@ -1,0 +1,592 @@
+//! The [`Kernel`] trait over rtnetlink: one netlink connection for the component that owns
+//! it, `.replace()` for idempotent writes, errors mapped to [`KernelError`] by errno.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteType,
+};
+use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+
+use super::kernel::{Kernel, KernelError, LinkInfo};
+use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDevice};
+
+/// The kernel of the network namespace this process runs in, through rtnetlink.
+pub struct NetlinkKernel {
+    handle: Handle,
+}
+
+impl NetlinkKernel {
+    /// Opens a netlink connection in the current network namespace; its I/O runs on a
+    /// spawned tokio task for as long as the handle lives.
+    pub fn connect() -> Result<NetlinkKernel, KernelError> {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| KernelError::Other(format!("opening netlink socket: {e}")))?;
+        tokio::spawn(conn);
+        Ok(NetlinkKernel { handle })
+    }
+
+    async fn index_of(&self, name: &str) -> Result<u32, KernelError> {
+        let mut links = self.handle.link().get().match_name(name).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(link.header.index),
+            Ok(None) => Err(KernelError::NotFound(format!("device {name}"))),
+            Err(e) => match map_err(e) {
+                KernelError::NotFound(_) => Err(KernelError::NotFound(format!("device {name}"))),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn names_by_index(&self) -> Result<HashMap<u32, String>, KernelError> {
+        let mut names = HashMap::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links.try_next().await.map_err(map_err)? {
+            if let Some(name) = link_name(&link) {
+                names.insert(link.header.index, name);
+            }
+        }
+        Ok(names)
+    }
+
+    async fn route_message(&self, route: &Route) -> Result<RouteMessage, KernelError> {
+        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(route.dst.addr(), route.dst.prefix_len())
+            .protocol(RouteProtocol::from(route.protocol));
+        match &route.target {
+            RouteTarget::Blackhole => builder = builder.kind(RouteType::BlackHole),
+            RouteTarget::Gateway { via, dev, onlink } => {
+                builder = builder.gateway(*via);
+                if let Some(dev) = dev {
+                    builder = builder.output_interface(self.index_of(dev).await?);
+                }
+                if *onlink {
+                    builder = builder.onlink();
+                }
+            }
+            RouteTarget::Device { dev } => {
+                builder = builder
+                    .output_interface(self.index_of(dev).await?)
+                    .scope(RouteScope::Link);
+            }
+        }
+        Ok(builder.build())
+    }
+
+    /// Sets exactly `want` (a /32, or nothing) as the IPv4 addresses of device `index`.
+    async fn set_only_address(
+        &self,
+        index: u32,
+        want: Option<Ipv4Addr>,
+    ) -> Result<(), KernelError> {
+        let mut have: Vec<AddressMessage> = Vec::new();
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
+            if msg.header.family == AddressFamily::Inet && msg.header.index == index {
+                have.push(msg);
+            }
+        }
+        let mut present = false;
+        for msg in have {
+            let addr = address_of(&msg);
+            if want.is_some() && addr == want && msg.header.prefix_len == 32 {
+                present = true;
+                continue;
+            }
+            self.handle
+                .address()
+                .del(msg)
+                .execute()
+                .await
+                .or_else(ignore_not_found)?;
+        }
+        if let (Some(addr), false) = (want, present) {
+            self.handle
+                .address()
+                .add(index, IpAddr::V4(addr), 32)
+                .replace()
+                .execute()
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, KernelError> {
+        let mut links = self.handle.link().get().match_name(name).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(e) => match map_err(e) {
+                KernelError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Brings a device up with the given MTU (and MAC when given).
+    async fn set_link(
+        &self,
+        index: u32,
+        mtu: u32,
+        mac: Option<[u8; 6]>,
+    ) -> Result<(), KernelError> {
+        let mut msg = LinkUnspec::new_with_index(index).mtu(mtu).up();
+        if let Some(mac) = mac {
+            msg = msg.address(mac.to_vec());
+        }
+        self.handle
+            .link()
+            .set(msg.build())
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+}
+
+#[async_trait]
+impl Kernel for NetlinkKernel {
+    async fn dump_routes(&self) -> Result<Vec<Route>, KernelError> {
+        let names = self.names_by_index().await?;
+        let mut routes = Vec::new();
+        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut stream = self.handle.route().get(query).execute();
+        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
+            if let Some(route) = parse_route(&msg, &names) {
+                routes.push(route);
+            }
+        }
+        Ok(routes)
+    }
+
+    async fn replace_route(&self, route: &Route) -> Result<(), KernelError> {
+        let msg = self.route_message(route).await?;
+        self.handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn delete_route(&self, route: &Route) -> Result<(), KernelError> {
+        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(route.dst.addr(), route.dst.prefix_len())
+            .protocol(RouteProtocol::from(route.protocol))
+            .build();
+        if route.target == RouteTarget::Blackhole {
+            msg.header.kind = RouteType::BlackHole;
+        }
+        self.handle
+            .route()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
+        let mut addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
+        let mut addrs = self.handle.address().get().execute();
+        while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
+            if let (AddressFamily::Inet, Some(addr)) = (msg.header.family, address_of(&msg)) {
+                addresses
+                    .entry(msg.header.index)
+                    .or_default()
+                    .push((addr, msg.header.prefix_len));
+            }
+        }
+        let mut out = Vec::new();
+        let mut links = self.handle.link().get().execute();
+        while let Some(link) = links.try_next().await.map_err(map_err)? {
+            let Some(name) = link_name(&link) else {
+                continue;
+            };
+            out.push(LinkInfo {
+                index: link.header.index,
+                name,
+                kind: link_kind(&link).map(|k| k.to_string()),
+                mtu: link
+                    .attributes
+                    .iter()
+                    .find_map(|a| match a {
+                        LinkAttribute::Mtu(m) => Some(*m),
+                        _ => None,
+                    })
+                    .unwrap_or(0),
+                mac: link.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+                    _ => None,
+                }),
+                up: link.header.flags.contains(LinkFlags::Up),
+                addresses: addresses.remove(&link.header.index).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn ensure_vxlan(&self, dev: &VxlanDevice) -> Result<(), KernelError> {
+        let parent = self.index_of(&dev.parent).await?;
+        if let Some(link) = self.link_by_name(&dev.name).await? {
+            if vxlan_matches(&link, dev, parent) {
+                self.set_link(link.header.index, dev.mtu, Some(dev.mac))
+                    .await?;
+                return self.set_only_address(link.header.index, dev.address).await;
+            }
+            // VNI, port, source or parent changed: those cannot be edited in place.
+            self.handle
+                .link()
+                .del(link.header.index)
+                .execute()
+                .await
+                .or_else(ignore_not_found)?;
+        }
+        let msg = LinkVxlan::new(&dev.name, dev.vni)
+            .dev(parent)
+            .port(dev.port)
+            .local(dev.local)
+            .learning(false)
+            .mtu(dev.mtu)
+            .address(dev.mac.to_vec())
+            .up()
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(map_err)?;
+        let index = self.index_of(&dev.name).await?;
+        self.set_only_address(index, dev.address).await
+    }
+
+    async fn ensure_ipip(&self, dev: &IpipDevice) -> Result<(), KernelError> {
+        const NAME: &str = super::ownership::IPIP_DEVICE;
+        let link = match self.link_by_name(NAME).await? {
+            Some(link) => link,
+            None => {
+                // Adding any ipip device loads the module, which creates tunl0 itself.
+                let added = self
+                    .handle
+                    .link()
+                    .add(LinkIpIp::new(NAME).build())
+                    .execute()
+                    .await
+                    .map_err(map_err);
+                match added {
+                    Ok(()) | Err(KernelError::Exists) => {}
+                    Err(KernelError::Unsupported(_)) | Err(KernelError::NotFound(_)) => {
+                        return Err(KernelError::Unsupported("ipip".into()));
+                    }
+                    Err(e) => return Err(e),
+                }
+                self.link_by_name(NAME)
+                    .await?
+                    .ok_or_else(|| KernelError::Unsupported("ipip".into()))?
+            }
+        };
+        self.set_link(link.header.index, dev.mtu, None).await?;
+        self.set_only_address(link.header.index, dev.address).await
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<(), KernelError> {
+        let index = self.index_of(name).await?;
+        self.handle
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError> {
+        let index = self.index_of(dev).await?;
+        let mut out = Vec::new();
+        let mut stream = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Inet)
+            .execute();
+        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
+            if msg.header.ifindex != index || msg.header.state != NeighbourState::Permanent {
+                continue;
+            }
+            if let (Some(IpAddr::V4(ip)), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
+                out.push(Neighbour {
+                    dev: dev.to_string(),
+                    ip,
+                    mac,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn replace_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
+        let index = self.index_of(&n.dev).await?;
+        self.handle
+            .neighbours()
+            .add(index, IpAddr::V4(n.ip))
+            .link_layer_address(&n.mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn delete_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
+        let index = self.index_of(&n.dev).await?;
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.ifindex = index;
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                n.ip,
+            )));
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn dump_fdb(&self, dev: &str) -> Result<Vec<FdbEntry>, KernelError> {
+        let index = self.index_of(dev).await?;
+        let mut out = Vec::new();
+        let mut stream = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute();
+        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
+            if msg.header.ifindex != index {
+                continue;
+            }
+            if let (Some(IpAddr::V4(dst)), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
+                out.push(FdbEntry {
+                    dev: dev.to_string(),
+                    mac,
+                    dst,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn replace_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
+        let index = self.index_of(&e.dev).await?;
+        self.handle
+            .neighbours()
+            .add_bridge(index, &e.mac)
+            .destination(IpAddr::V4(e.dst))
+            .flags(NeighbourFlags::Own)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn delete_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
+        let index = self.index_of(&e.dev).await?;
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = AddressFamily::Bridge;
+        msg.header.ifindex = index;
+        msg.header.flags = NeighbourFlags::Own;
+        msg.attributes
+            .push(NeighbourAttribute::LinkLayerAddress(e.mac.to_vec()));
+        msg.attributes
+            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
+                e.dst,
+            )));
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
+    async fn set_sysctl(&self, path: &str, value: &str) -> Result<(), KernelError> {
+        let full = format!("/proc/sys/{path}");
+        tokio::fs::write(&full, value)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => KernelError::NotFound(full.clone()),
+                _ => KernelError::Other(format!("writing {full}: {e}")),
+            })
+    }
+}
+
+// ===== netlink message parsing =====
+
+fn link_name(link: &LinkMessage) -> Option<String> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.clone()),
+        _ => None,
+    })
+}
+
+fn link_infos(link: &LinkMessage) -> &[NlLinkInfo] {
+    link.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => Some(infos.as_slice()),
+            _ => None,
+        })
+        .unwrap_or(&[])
+}
+
+fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
+    link_infos(link).iter().find_map(|i| match i {
+        NlLinkInfo::Kind(k) => Some(k),
+        _ => None,
+    })
+}
+
+/// True when an existing VXLAN device already has the identity `dev` asks for.
+fn vxlan_matches(link: &LinkMessage, dev: &VxlanDevice, parent: u32) -> bool {
+    if link_kind(link) != Some(&InfoKind::Vxlan) {
+        return false;
+    }
+    let data = link_infos(link).iter().find_map(|i| match i {
+        NlLinkInfo::Data(InfoData::Vxlan(d)) => Some(d),
+        _ => None,
+    });
+    let Some(data) = data else {
+        return false;
+    };
+    let mut ok = (false, false, false, false);
+    for item in data {
+        match item {
+            InfoVxlan::Id(v) => ok.0 = *v == dev.vni,
+            InfoVxlan::Port(p) => ok.1 = *p == dev.port,
+            InfoVxlan::Local(l) => ok.2 = *l == dev.local,
+            InfoVxlan::Link(l) => ok.3 = *l == parent,
+            _ => {}
+        }
+    }
+    ok == (true, true, true, true)
+}
+
+fn address_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+            Some(*ip)
+        }
+        _ => None,
+    })
+}
+
+fn neigh_destination(msg: &NeighbourMessage) -> Option<IpAddr> {
+    msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+        NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+        _ => None,
+    })
+}
+
+fn neigh_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {
+    msg.attributes.iter().find_map(|a| match a {
+        NeighbourAttribute::LinkLayerAddress(b) => <[u8; 6]>::try_from(b.as_slice()).ok(),
+        _ => None,
+    })
+}
+
+/// Turns a main-table IPv4 route into a [`Route`], or `None` for what we never program
+/// (other tables, local/broadcast routes, multipath, ...).
+fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+    let table = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(u32::from(msg.header.table));
+    if msg.header.address_family != AddressFamily::Inet
+        || table != u32::from(RouteHeader::RT_TABLE_MAIN)
+    {
+        return None;
+    }
+    let dst_addr = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        })
+        .unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let dst = Ipv4Net::new(dst_addr, msg.header.destination_prefix_length).ok()?;
+    let gateway = msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+        _ => None,
+    });
+    let dev = msg
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        })
+        .and_then(|i| names.get(&i).cloned());
+    let target = match (msg.header.kind, gateway, dev) {
+        (RouteType::BlackHole, _, _) => RouteTarget::Blackhole,
+        (RouteType::Unicast, Some(via), dev) => RouteTarget::Gateway {
+            via,
+            dev,
+            onlink: msg.header.flags.contains(RouteFlags::Onlink),
+        },
+        (RouteType::Unicast, None, Some(dev)) => RouteTarget::Device { dev },
+        _ => return None,
+    };
+    Some(Route {
+        dst,
+        target,
+        protocol: u8::from(msg.header.protocol),
+    })
+}
+
+/// Maps rtnetlink errors to [`KernelError`] by errno.
+fn map_err(e: rtnetlink::Error) -> KernelError {
+    if let rtnetlink::Error::NetlinkError(msg) = &e {
+        if let Some(code) = msg.code {
+            return match -code.get() {
+                libc::EEXIST => KernelError::Exists,
+                libc::ENOENT | libc::ESRCH | libc::ENODEV => KernelError::NotFound(e.to_string()),
+                libc::EOPNOTSUPP => KernelError::Unsupported(e.to_string()),
+                _ => KernelError::Other(e.to_string()),
+            };
+        }
+    }
+    KernelError::Other(e.to_string())
+}
+
+fn ignore_not_found(e: rtnetlink::Error) -> Result<(), KernelError> {
+    match map_err(e) {
+        KernelError::NotFound(_) => Ok(()),
+        other => Err(other),
+    }
+}

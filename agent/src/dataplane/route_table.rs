@@ -1,0 +1,277 @@
+//! The route reconciler: keeps the kernel's owned routes equal to the desired set.
+//!
+//! Each pass dumps the main table (cheap: the table is small and the dump is one netlink
+//! round trip), splits it into owned and foreign routes with the [`OwnershipPolicy`],
+//! deletes owned routes nobody wants, then adds or replaces what is missing or different.
+//! Passes run on every desired-state change, on every kernel route/link event (so a route
+//! deleted by hand is back within milliseconds) and on a slow timer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use tracing::{debug, info, warn};
+
+use super::delta::DeltaTracker;
+use super::kernel::{Kernel, KernelError};
+use super::ownership::OwnershipPolicy;
+use super::types::Route;
+
+/// How long an unknown `cali*` route is left alone: the CNI plugin adds it before the
+/// agent hears of the WorkloadEndpoint.
+pub const WORKLOAD_ROUTE_GRACE: Duration = Duration::from_secs(10);
+
+/// What one reconcile pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RouteReport {
+    pub added: usize,
+    pub removed: usize,
+    /// Desired routes whose destination is held by a route we do not own.
+    pub conflicts: Vec<Ipv4Net>,
+    /// Operations that failed and will be retried on the next pass.
+    pub failures: Vec<String>,
+    /// When a pass is needed again without any new event (grace periods, failures).
+    pub retry_at: Option<Instant>,
+}
+
+/// Owns the routes calico-rs programs in the main table.
+pub struct RouteTable {
+    policy: OwnershipPolicy,
+    tracker: DeltaTracker<Ipv4Net, Route>,
+    foreign: BTreeMap<Ipv4Net, Route>,
+    unknown_workload_since: HashMap<Ipv4Net, Instant>,
+    grace: Duration,
+}
+
+impl RouteTable {
+    /// A table with nothing desired yet.
+    pub fn new(policy: OwnershipPolicy) -> RouteTable {
+        RouteTable {
+            policy,
+            tracker: DeltaTracker::new(Route::is_satisfied_by),
+            foreign: BTreeMap::new(),
+            unknown_workload_since: HashMap::new(),
+            grace: WORKLOAD_ROUTE_GRACE,
+        }
+    }
+
+    /// Changes the grace period for unknown workload routes (tests use zero).
+    pub fn with_grace(mut self, grace: Duration) -> RouteTable {
+        self.grace = grace;
+        self
+    }
+
+    /// Replaces the ownership policy (flannel host-gw adds its network).
+    pub fn set_policy(&mut self, policy: OwnershipPolicy) {
+        self.policy = policy;
+    }
+
+    /// Replaces the desired routes.
+    pub fn set_desired(&mut self, routes: BTreeMap<Ipv4Net, Route>) {
+        self.tracker.set_desired(routes);
+    }
+
+    /// The desired routes.
+    pub fn desired(&self) -> &BTreeMap<Ipv4Net, Route> {
+        self.tracker.desired()
+    }
+
+    /// Brings the kernel in line with the desired routes.
+    pub async fn reconcile<K: Kernel + ?Sized>(
+        &mut self,
+        kernel: &K,
+        now: Instant,
+    ) -> Result<RouteReport, KernelError> {
+        self.resync(kernel).await?;
+        let mut report = RouteReport::default();
+
+        for (dst, route) in self.tracker.pending_deletions() {
+            if OwnershipPolicy::is_workload_route(&route) {
+                let since = *self.unknown_workload_since.entry(dst).or_insert(now);
+                if now.duration_since(since) < self.grace {
+                    let due = since + self.grace;
+                    report.retry_at = Some(report.retry_at.map_or(due, |r| r.min(due)));
+                    continue;
+                }
+            }
+            match kernel.delete_route(&route).await {
+                Ok(()) | Err(KernelError::NotFound(_)) => {
+                    info!(route = %route, "removed route");
+                    self.tracker.commit_deletion(&dst);
+                    self.unknown_workload_since.remove(&dst);
+                    report.removed += 1;
+                }
+                Err(e) => report.failures.push(format!("deleting {route}: {e}")),
+            }
+        }
+        self.unknown_workload_since
+            .retain(|dst, _| self.tracker.dataplane().contains_key(dst));
+
+        for (dst, want, have) in self.tracker.pending_updates() {
+            if have.is_none() && self.foreign.contains_key(&dst) {
+                if let Some(other) = self.foreign.get(&dst) {
+                    warn!(want = %want, existing = %other, "route destination held by a route calico-rs does not own; leaving it");
+                }
+                report.conflicts.push(dst);
+                continue;
+            }
+            match kernel.replace_route(&want).await {
+                Ok(()) => {
+                    info!(route = %want, "programmed route");
+                    self.tracker.commit_update(dst, want);
+                    report.added += 1;
+                }
+                Err(KernelError::NotFound(what)) => {
+                    // Usually a device that does not exist yet (a veth the CNI plugin is
+                    // still creating); the link event that follows triggers a new pass.
+                    debug!(route = %want, %what, "route not programmable yet");
+                    report.failures.push(format!("adding {want}: {what}"));
+                }
+                Err(e) => report.failures.push(format!("adding {want}: {e}")),
+            }
+        }
+        if !report.failures.is_empty() {
+            let due = now + Duration::from_secs(1);
+            report.retry_at = Some(report.retry_at.map_or(due, |r| r.min(due)));
+        }
+        Ok(report)
+    }
+
+    async fn resync<K: Kernel + ?Sized>(&mut self, kernel: &K) -> Result<(), KernelError> {
+        let mut owned = BTreeMap::new();
+        self.foreign.clear();
+        for route in kernel.dump_routes().await? {
+            if self.policy.owns(&route) {
+                owned.insert(route.dst, route);
+            } else {
+                self.foreign.insert(route.dst, route);
+            }
+        }
+        self.tracker.set_dataplane(owned);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::super::fake::FakeKernel;
+    use super::super::types::{PROTO_BIRD, PROTO_BOOT, RouteTarget};
+    use super::*;
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().expect("cidr")
+    }
+
+    fn via(dst: &str, gw: &str, dev: &str) -> Route {
+        Route {
+            dst: net(dst),
+            target: RouteTarget::Gateway {
+                via: gw.parse::<Ipv4Addr>().expect("ip"),
+                dev: Some(dev.into()),
+                onlink: false,
+            },
+            protocol: PROTO_BIRD,
+        }
+    }
+
+    fn desired(routes: &[Route]) -> BTreeMap<Ipv4Net, Route> {
+        routes.iter().map(|r| (r.dst, r.clone())).collect()
+    }
+
+    #[tokio::test]
+    async fn missing_routes_are_added_and_unwanted_owned_routes_removed() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        kernel.insert_route(via("10.0.9.0/26", "10.0.0.9", "eth0"));
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        table.set_desired(desired(&[via("10.0.1.0/26", "10.0.0.2", "eth0")]));
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!((report.added, report.removed), (1, 1));
+        assert_eq!(
+            kernel.route_strings(),
+            vec!["10.0.1.0/26 via 10.0.0.2 dev eth0 proto bird"]
+        );
+    }
+
+    #[tokio::test]
+    async fn foreign_routes_are_never_touched_even_when_they_conflict() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut theirs = via("10.0.1.0/26", "10.0.0.7", "eth0");
+        theirs.protocol = PROTO_BOOT;
+        kernel.insert_route(theirs);
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        table.set_desired(desired(&[via("10.0.1.0/26", "10.0.0.2", "eth0")]));
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.conflicts, vec![net("10.0.1.0/26")]);
+        assert_eq!(
+            kernel.route_strings(),
+            vec!["10.0.1.0/26 via 10.0.0.7 dev eth0"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_route_deleted_behind_our_back_is_put_back() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        let r = via("10.0.1.0/26", "10.0.0.2", "eth0");
+        table.set_desired(desired(std::slice::from_ref(&r)));
+        table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        kernel.remove_route(&r.dst);
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.added, 1);
+        assert_eq!(kernel.route_strings().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_workload_routes_survive_the_grace_period_then_go() {
+        let kernel = FakeKernel::with_links(&["cali0123456789a"]);
+        kernel.insert_route(Route {
+            dst: net("10.0.1.5/32"),
+            target: RouteTarget::Device {
+                dev: "cali0123456789a".into(),
+            },
+            protocol: PROTO_BOOT,
+        });
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        let t0 = Instant::now();
+        let report = table.reconcile(&kernel, t0).await.expect("pass");
+        assert_eq!(report.removed, 0);
+        assert_eq!(report.retry_at, Some(t0 + WORKLOAD_ROUTE_GRACE));
+        let later = t0 + WORKLOAD_ROUTE_GRACE;
+        let report = table.reconcile(&kernel, later).await.expect("pass");
+        assert_eq!(report.removed, 1);
+        assert!(kernel.route_strings().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_route_on_a_missing_device_is_retried_not_fatal() {
+        let kernel = FakeKernel::with_links(&[]);
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        table.set_desired(desired(&[via("10.0.1.0/26", "10.0.0.2", "tunl0")]));
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.failures.len(), 1);
+        assert!(report.retry_at.is_some());
+        kernel.add_link("tunl0");
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.added, 1);
+    }
+}
