@@ -6,11 +6,15 @@
 pub mod error;
 pub mod keys;
 pub mod kv;
+pub mod selector;
 pub mod memory;
 pub mod model;
 pub mod store;
+pub mod validation;
 
 pub use error::{Error, Result};
 pub use kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
 pub use memory::MemoryStore;
 pub use store::{Datastore, Watch};
+pub use model::{AnyResource, Kind, Resource};
+pub use selector::{Selector, SelectorError};

@@ -1,3 +1,36 @@
-//! projectcalico.org/v3 resources and the IPAM storage objects.
+//! The projectcalico.org/v3 resource model: one file per kind, the shared metadata, the
+//! [`Resource`] trait and [`AnyResource`] for mixed-kind input (calicoctl).
+//!
+//! Every kind is `Object<Spec>` with Calico's exact JSON names, unknown fields rejected,
+//! and Calico's defaults applied by [`Resource::set_defaults`]. The IPAM storage objects
+//! (blocks, affinities, handles, `/calico/ipam/v2/config`) live in `ipam.rs`.
 
+pub mod any;
+pub mod bgpconfig;
+pub mod bgppeer;
+pub mod clusterinformation;
+pub mod felixconfig;
 pub mod ipam;
+pub mod ipamconfig;
+pub mod ippool;
+pub mod meta;
+pub mod node;
+pub mod resource;
+pub mod types;
+pub mod workloadendpoint;
+
+pub use any::{AnyResource, DocumentError, Kind, parse_documents};
+pub use bgpconfig::{
+    BGPConfiguration, BGPConfigurationSpec, BgpLogSeverity, BindMode, Community, DEFAULT_AS_NUMBER,
+    DEFAULT_LISTEN_PORT, PrefixAdvertisement, ServiceCidr,
+};
+pub use bgppeer::{BGPPeer, BGPPeerSpec, BgpPassword, NextHopMode, SecretKeyRef, SourceAddress};
+pub use clusterinformation::{ClusterInformation, ClusterInformationSpec};
+pub use felixconfig::{FelixConfiguration, FelixConfigurationSpec};
+pub use ipamconfig::{IPAMConfiguration, IPAMConfigurationSpec};
+pub use ippool::{AllowedUse, AssignmentMode, EncapMode, IPPool, IPPoolSpec};
+pub use meta::{API_VERSION, Object, ObjectMeta, TypeMeta};
+pub use node::{Node, NodeAddress, NodeBgpSpec, NodeSpec, NodeWireguardSpec, OrchRef};
+pub use resource::{Resource, Spec, ident_for, key_for};
+pub use types::{AsNumber, GoDuration};
+pub use workloadendpoint::{EndpointPort, IpNat, WorkloadEndpoint, WorkloadEndpointSpec};

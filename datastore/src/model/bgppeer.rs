@@ -1,0 +1,119 @@
+//! BGPPeer: an explicit BGP peering, global (no node/nodeSelector), per node (`node`) or
+//! per selected nodes (`nodeSelector`); the remote end is `peerIP` + `asNumber` or the
+//! Calico nodes matching `peerSelector`. Written by operators; read by the BGP peer
+//! computation in calico-node.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::meta::{Object, ObjectMeta};
+use crate::model::resource::Spec;
+use crate::model::types::{AsNumber, GoDuration, string_enum};
+
+/// `BGPPeer = Object<BGPPeerSpec>`.
+pub type BGPPeer = Object<BGPPeerSpec>;
+
+string_enum! {
+    /// `sourceAddress`: which local address the session uses.
+    SourceAddress {
+        UseNodeIP = "UseNodeIP",
+        None = "None",
+    }
+}
+
+string_enum! {
+    /// `nextHopMode` (newer Calico).
+    NextHopMode {
+        Auto = "Auto",
+        Self_ = "Self",
+        Keep = "Keep",
+    }
+}
+
+/// A Kubernetes secret reference (`password: {secretKeyRef: {name, key}}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BgpPassword {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+/// `{name, key}` of a secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretKeyRef {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+}
+
+/// BGPPeer spec with Calico's JSON names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BGPPeerSpec {
+    /// Exact node this peering applies to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// `IP`, `IP:port` or `[IPv6]:port`.
+    #[serde(default, rename = "peerIP", skip_serializing_if = "String::is_empty")]
+    pub peer_ip: String,
+    /// Remote AS (0 = unset; required with `peerIP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<AsNumber>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_selector: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub peer_selector: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_original_next_hop: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_hop_mode: Option<NextHopMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<BgpPassword>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_address: Option<SourceAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_restart_time: Option<GoDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keepalive_time: Option<GoDuration>,
+    #[serde(
+        default,
+        rename = "numAllowedLocalASNumbers",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub num_allowed_local_as_numbers: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_security: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filters: Vec<String>,
+    #[serde(
+        default,
+        rename = "localASNumber",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub local_as_number: Option<AsNumber>,
+}
+
+impl BGPPeerSpec {
+    /// True for a global peer (applies to every node).
+    pub fn is_global(&self) -> bool {
+        self.node.is_empty() && self.node_selector.is_empty()
+    }
+
+    /// `peerIP` split into address and optional port.
+    pub fn peer_addr(&self) -> Option<(std::net::IpAddr, Option<u16>)> {
+        crate::validation::bgp::parse_peer_ip(&self.peer_ip).ok()
+    }
+}
+
+impl Spec for BGPPeerSpec {
+    const KIND: &'static str = "BGPPeer";
+    const PLURAL: &'static str = "bgppeers";
+
+    fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
+        crate::validation::bgp::validate_peer(self)
+    }
+}

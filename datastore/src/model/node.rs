@@ -1,0 +1,179 @@
+//! Node: one Calico host. Registered and kept up to date by calico-node (addresses,
+//! tunnel addresses); edited by operators (AS number, route reflector cluster id, labels);
+//! read by the BGP peer computation, IPAM (tunnel addresses, pool node selectors) and the
+//! dataplane (VXLAN VTEPs, CrossSubnet subnets).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::model::meta::{Object, ObjectMeta};
+use crate::model::resource::Spec;
+use crate::model::types::AsNumber;
+
+/// A Calico node. `Node = Object<NodeSpec>`; labels (for selectors) live in
+/// `metadata.labels`.
+pub type Node = Object<NodeSpec>;
+
+/// Node spec: BGP settings and tunnel addresses, with Calico's JSON names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Absent on a policy-only node (no BGP configuration is generated for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<NodeBgpSpec>,
+    #[serde(
+        default,
+        rename = "ipv4VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_vxlan_tunnel_addr: Option<String>,
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vxlan_tunnel_mac_addr: Option<String>,
+    #[serde(
+        default,
+        rename = "ipv6VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_vxlan_tunnel_addr: Option<String>,
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddrV6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vxlan_tunnel_mac_addr_v6: Option<String>,
+    #[serde(default, rename = "orchRefs", skip_serializing_if = "Vec::is_empty")]
+    pub orch_refs: Vec<OrchRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<NodeAddress>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<NodeWireguardSpec>,
+}
+
+/// `spec.bgp` of a Node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeBgpSpec {
+    /// The node's own AS; the global BGPConfiguration AS when absent.
+    #[serde(default, rename = "asNumber", skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<AsNumber>,
+    /// Address with prefix length, e.g. `10.1.10.9/24` (the prefix gives the subnet used
+    /// by CrossSubnet).
+    #[serde(
+        default,
+        rename = "ipv4Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_address: Option<String>,
+    #[serde(
+        default,
+        rename = "ipv6Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_address: Option<String>,
+    /// tunl0's address, allocated from an IPIP pool.
+    #[serde(
+        default,
+        rename = "ipv4IPIPTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv4_ipip_tunnel_addr: Option<String>,
+    /// Set on route reflectors.
+    #[serde(
+        default,
+        rename = "routeReflectorClusterID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub route_reflector_cluster_id: Option<String>,
+}
+
+/// An orchestrator reference (`orchRefs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchRef {
+    #[serde(default, rename = "nodeName", skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    #[serde(default)]
+    pub orchestrator: String,
+}
+
+/// One of the node's addresses (`addresses`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeAddress {
+    pub address: String,
+    #[serde(default, rename = "type", skip_serializing_if = "String::is_empty")]
+    pub type_: String,
+}
+
+/// `spec.wireguard`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeWireguardSpec {
+    #[serde(
+        default,
+        rename = "interfaceIPv4Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interface_ipv4_address: Option<String>,
+    #[serde(
+        default,
+        rename = "interfaceIPv6Address",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interface_ipv6_address: Option<String>,
+}
+
+impl NodeBgpSpec {
+    /// `ipv4Address` parsed as interface address + prefix (`10.1.10.9/24`).
+    pub fn ipv4_net(&self) -> Option<Ipv4Net> {
+        self.ipv4_address.as_deref()?.parse().ok()
+    }
+
+    /// The bare IPv4 address (the router id and BGP source address).
+    pub fn ipv4_addr(&self) -> Option<Ipv4Addr> {
+        self.ipv4_net().map(|n| n.addr())
+    }
+
+    /// `ipv6Address` parsed.
+    pub fn ipv6_net(&self) -> Option<IpNet> {
+        self.ipv6_address.as_deref()?.parse().ok()
+    }
+
+    /// tunl0's address, parsed.
+    pub fn ipip_tunnel_addr(&self) -> Option<Ipv4Addr> {
+        self.ipv4_ipip_tunnel_addr.as_deref()?.parse().ok()
+    }
+
+    /// The route reflector cluster id, parsed.
+    pub fn rr_cluster_id(&self) -> Option<Ipv4Addr> {
+        self.route_reflector_cluster_id.as_deref()?.parse().ok()
+    }
+}
+
+impl NodeSpec {
+    /// The node's IPv4 address (from `spec.bgp.ipv4Address`), if any.
+    pub fn ipv4_addr(&self) -> Option<Ipv4Addr> {
+        self.bgp.as_ref()?.ipv4_addr()
+    }
+
+    /// The VXLAN tunnel address, parsed.
+    pub fn vxlan_tunnel_addr(&self) -> Option<IpAddr> {
+        self.ipv4_vxlan_tunnel_addr.as_deref()?.parse().ok()
+    }
+}
+
+impl Spec for NodeSpec {
+    const KIND: &'static str = "Node";
+    const PLURAL: &'static str = "nodes";
+
+    fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
+        crate::validation::node::validate(self)
+    }
+}
