@@ -196,6 +196,16 @@ impl Kernel for FakeKernel {
         Ok(())
     }
 
+    async fn flush_addresses(&self, name: &str) -> Result<(), KernelError> {
+        let mut s = self.lock();
+        let link = s
+            .links
+            .get_mut(name)
+            .ok_or_else(|| KernelError::NotFound(format!("device {name}")))?;
+        link.addresses.clear();
+        Ok(())
+    }
+
     async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError> {
         let s = self.lock();
         Self::require_link(&s, dev)?;

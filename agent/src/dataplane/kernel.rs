@@ -57,6 +57,9 @@ pub trait Kernel: Send + Sync + 'static {
     async fn ensure_ipip(&self, dev: &IpipDevice) -> Result<(), KernelError>;
     /// Deletes a device by name (NotFound when absent).
     async fn delete_link(&self, name: &str) -> Result<(), KernelError>;
+    /// Removes every IPv4 address of a device (tunl0 when IPIP is switched off: the
+    /// device itself belongs to the ipip module and cannot be deleted).
+    async fn flush_addresses(&self, name: &str) -> Result<(), KernelError>;
 
     /// Permanent neighbour entries on `dev`.
     async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError>;

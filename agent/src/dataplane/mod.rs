@@ -7,6 +7,7 @@
 //! - [`delta`]: desired versus dataplane views;
 //! - [`route_table`]: the route reconciler.
 
+pub mod apply;
 pub mod delta;
 pub mod fake;
 pub mod kernel;

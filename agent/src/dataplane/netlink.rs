@@ -317,6 +317,11 @@ impl Kernel for NetlinkKernel {
             .map_err(map_err)
     }
 
+    async fn flush_addresses(&self, name: &str) -> Result<(), KernelError> {
+        let index = self.index_of(name).await?;
+        self.set_only_address(index, None).await
+    }
+
     async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError> {
         let index = self.index_of(dev).await?;
         let mut out = Vec::new();
@@ -504,6 +509,12 @@ fn neigh_destination(msg: &NeighbourMessage) -> Option<IpAddr> {
     msg.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
         NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
+        // Bridge-family (FDB) messages carry the VTEP address unparsed.
+        NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
+            <[u8; 4]>::try_from(bytes.as_slice())
+                .ok()
+                .map(|b| IpAddr::V4(Ipv4Addr::from(b)))
+        }
         _ => None,
     })
 }

@@ -1,0 +1,403 @@
+//! [`Dataplane`]: applies a whole [`DesiredState`] (devices, neighbours, FDB entries,
+//! routes, workload sysctls) to the kernel in dependency order, and reports what it did.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use ipnet::Ipv4Net;
+use tracing::{info, warn};
+
+use super::kernel::{Kernel, KernelError, LinkInfo};
+use super::ownership::{
+    FLANNEL_DEVICE, IPIP_DEVICE, OwnershipPolicy, VXLAN_DEVICE, WORKLOAD_PREFIX,
+};
+use super::route_table::RouteTable;
+use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
+
+/// Everything calico-node wants in the kernel, as computed from the datastore and the RIB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub routes: BTreeMap<Ipv4Net, Route>,
+    /// `vxlan.calico` and/or `flannel.1`.
+    pub vxlan_devices: Vec<VxlanDevice>,
+    /// `tunl0`, when an IPIP pool is in use.
+    pub ipip: Option<IpipDevice>,
+    /// Permanent neighbours on the VXLAN devices.
+    pub neighbours: BTreeSet<Neighbour>,
+    /// Permanent FDB entries on the VXLAN devices.
+    pub fdb: BTreeSet<FdbEntry>,
+    /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
+    pub managed_cidrs: Vec<Ipv4Net>,
+}
+
+/// What one pass did, for logs, metrics and the status endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    pub routes_added: usize,
+    pub routes_removed: usize,
+    pub other_changes: usize,
+    pub failures: Vec<String>,
+    pub retry_at: Option<Instant>,
+}
+
+/// Health of the pieces the dataplane manages, shown in node status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataplaneHealth {
+    /// Set when IPIP is wanted but the kernel cannot do it.
+    pub ipip_unsupported: Option<String>,
+}
+
+/// Owns the kernel state calico-node programs.
+pub struct Dataplane<K: Kernel> {
+    kernel: K,
+    routes: RouteTable,
+    desired: DesiredState,
+    /// Workload devices (name, ifindex) whose sysctls are set.
+    configured_workloads: BTreeSet<(String, u32)>,
+    health: DataplaneHealth,
+}
+
+impl<K: Kernel> Dataplane<K> {
+    /// A dataplane programming `kernel`.
+    pub fn new(kernel: K, routes: RouteTable) -> Dataplane<K> {
+        Dataplane {
+            kernel,
+            routes,
+            desired: DesiredState::default(),
+            configured_workloads: BTreeSet::new(),
+            health: DataplaneHealth::default(),
+        }
+    }
+
+    /// The kernel this dataplane programs.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// Replaces the desired state; the next [`apply`](Self::apply) acts on it.
+    pub fn set_desired(&mut self, desired: DesiredState) {
+        self.routes.set_policy(OwnershipPolicy {
+            managed_cidrs: desired.managed_cidrs.clone(),
+        });
+        self.routes.set_desired(desired.routes.clone());
+        self.desired = desired;
+    }
+
+    /// The current desired state.
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// Health for node status.
+    pub fn health(&self) -> &DataplaneHealth {
+        &self.health
+    }
+
+    /// One reconcile pass over everything.
+    pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
+        let mut report = ApplyReport::default();
+        let links = self.kernel.links().await?;
+        self.apply_devices(&links, &mut report).await;
+        self.apply_workload_sysctls(&links, &mut report).await;
+        self.apply_neighbours(&mut report).await;
+        self.apply_fdb(&mut report).await;
+        let routes = self.routes.reconcile(&self.kernel, now).await?;
+        report.routes_added = routes.added;
+        report.routes_removed = routes.removed;
+        report.failures.extend(routes.failures);
+        report.retry_at = routes.retry_at;
+        if !report.failures.is_empty() && report.retry_at.is_none() {
+            report.retry_at = Some(now + std::time::Duration::from_secs(1));
+        }
+        Ok(report)
+    }
+
+    async fn apply_devices(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
+        let find = |name: &str| links.iter().find(|l| l.name == name);
+        for dev in &self.desired.vxlan_devices {
+            let current = find(&dev.name);
+            let in_sync = current.is_some_and(|l| {
+                l.up && l.mtu == dev.mtu
+                    && l.mac == Some(dev.mac)
+                    && l.addresses == dev.address.map(|a| (a, 32)).into_iter().collect::<Vec<_>>()
+            });
+            if in_sync {
+                continue;
+            }
+            match self.kernel.ensure_vxlan(dev).await {
+                Ok(()) => {
+                    info!(device = %dev.name, vni = dev.vni, mtu = dev.mtu, "configured VXLAN device");
+                    report.other_changes += 1;
+                }
+                Err(e) => report
+                    .failures
+                    .push(format!("configuring {}: {e}", dev.name)),
+            }
+        }
+        for name in [VXLAN_DEVICE, FLANNEL_DEVICE] {
+            let wanted = self.desired.vxlan_devices.iter().any(|d| d.name == name);
+            if !wanted && find(name).is_some() {
+                match self.kernel.delete_link(name).await {
+                    Ok(()) | Err(KernelError::NotFound(_)) => {
+                        info!(device = name, "removed device no pool uses any more");
+                        report.other_changes += 1;
+                    }
+                    Err(e) => report.failures.push(format!("removing {name}: {e}")),
+                }
+            }
+        }
+        match (&self.desired.ipip, find(IPIP_DEVICE)) {
+            (Some(want), current) => {
+                let in_sync = current.is_some_and(|l| {
+                    l.up && l.mtu == want.mtu
+                        && l.addresses
+                            == want
+                                .address
+                                .map(|a| (a, 32))
+                                .into_iter()
+                                .collect::<Vec<_>>()
+                });
+                if !in_sync {
+                    match self.kernel.ensure_ipip(want).await {
+                        Ok(()) => {
+                            info!(mtu = want.mtu, "configured tunl0");
+                            self.health.ipip_unsupported = None;
+                            report.other_changes += 1;
+                        }
+                        Err(KernelError::Unsupported(_)) => {
+                            if self.health.ipip_unsupported.is_none() {
+                                warn!(
+                                    "kernel has no ipip support: IPIP pools cannot be used on this node (tunl0 missing); routes through tunl0 stay unprogrammed"
+                                );
+                            }
+                            self.health.ipip_unsupported =
+                                Some("kernel has no ipip support".into());
+                        }
+                        Err(e) => report.failures.push(format!("configuring tunl0: {e}")),
+                    }
+                }
+            }
+            (None, Some(current)) if !current.addresses.is_empty() => {
+                match self.kernel.flush_addresses(IPIP_DEVICE).await {
+                    Ok(()) | Err(KernelError::NotFound(_)) => report.other_changes += 1,
+                    Err(e) => report.failures.push(format!("clearing tunl0: {e}")),
+                }
+                self.health.ipip_unsupported = None;
+            }
+            (None, _) => self.health.ipip_unsupported = None,
+        }
+    }
+
+    /// Felix's per-interface sysctls for every `cali*` device (the CNI plugin sets them too;
+    /// doing it here repairs devices made by an older plugin or changed by hand).
+    async fn apply_workload_sysctls(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
+        let present: BTreeSet<(String, u32)> = links
+            .iter()
+            .filter(|l| l.name.starts_with(WORKLOAD_PREFIX))
+            .map(|l| (l.name.clone(), l.index))
+            .collect();
+        self.configured_workloads.retain(|k| present.contains(k));
+        for (name, index) in present {
+            if self.configured_workloads.contains(&(name.clone(), index)) {
+                continue;
+            }
+            let mut ok = true;
+            for (path, value) in workload_sysctls(&name) {
+                match self.kernel.set_sysctl(&path, value).await {
+                    Ok(()) => {}
+                    // proxy_delay and IPv6 knobs may be absent; Calico only warns.
+                    Err(KernelError::NotFound(_)) => {}
+                    Err(e) => {
+                        ok = false;
+                        report.failures.push(format!("sysctl {path}: {e}"));
+                    }
+                }
+            }
+            if ok {
+                self.configured_workloads.insert((name, index));
+            }
+        }
+    }
+
+    async fn apply_neighbours(&mut self, report: &mut ApplyReport) {
+        for dev in self.desired.vxlan_devices.clone() {
+            let want: BTreeSet<&Neighbour> = self
+                .desired
+                .neighbours
+                .iter()
+                .filter(|n| n.dev == dev.name)
+                .collect();
+            let have = match self.kernel.dump_neighbours(&dev.name).await {
+                Ok(h) => h,
+                Err(e) => {
+                    report.failures.push(format!("listing neighbours: {e}"));
+                    continue;
+                }
+            };
+            for n in have.iter().filter(|n| !want.contains(n)) {
+                if self.kernel.delete_neighbour(n).await.is_ok() {
+                    report.other_changes += 1;
+                }
+            }
+            for n in want.into_iter().filter(|n| !have.contains(n)) {
+                match self.kernel.replace_neighbour(n).await {
+                    Ok(()) => report.other_changes += 1,
+                    Err(e) => report.failures.push(format!("neighbour {}: {e}", n.ip)),
+                }
+            }
+        }
+    }
+
+    async fn apply_fdb(&mut self, report: &mut ApplyReport) {
+        for dev in self.desired.vxlan_devices.clone() {
+            let want: BTreeSet<&FdbEntry> = self
+                .desired
+                .fdb
+                .iter()
+                .filter(|e| e.dev == dev.name)
+                .collect();
+            let have = match self.kernel.dump_fdb(&dev.name).await {
+                Ok(h) => h,
+                Err(e) => {
+                    report.failures.push(format!("listing fdb: {e}"));
+                    continue;
+                }
+            };
+            for e in have.iter().filter(|e| !want.contains(e)) {
+                if self.kernel.delete_fdb(e).await.is_ok() {
+                    report.other_changes += 1;
+                }
+            }
+            for e in want.into_iter().filter(|e| !have.contains(e)) {
+                match self.kernel.replace_fdb(e).await {
+                    Ok(()) => report.other_changes += 1,
+                    Err(err) => report.failures.push(format!("fdb entry: {err}")),
+                }
+            }
+        }
+    }
+}
+
+/// The sysctls Calico sets on a workload interface (reference calico.md §4.3).
+pub fn workload_sysctls(dev: &str) -> Vec<(String, &'static str)> {
+    vec![
+        (format!("net/ipv4/conf/{dev}/route_localnet"), "1"),
+        (format!("net/ipv4/neigh/{dev}/proxy_delay"), "0"),
+        (format!("net/ipv4/conf/{dev}/proxy_arp"), "1"),
+        (format!("net/ipv4/conf/{dev}/forwarding"), "1"),
+        (format!("net/ipv6/conf/{dev}/accept_ra"), "0"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::super::fake::FakeKernel;
+    use super::super::types::{PROTO_CALICO, RouteTarget};
+    use super::*;
+
+    fn vxlan(address: &str) -> VxlanDevice {
+        VxlanDevice {
+            name: VXLAN_DEVICE.into(),
+            vni: 4096,
+            port: 4789,
+            parent: "eth0".into(),
+            local: "10.0.0.1".parse().expect("ip"),
+            mac: [0x66, 1, 2, 3, 4, 5],
+            mtu: 1450,
+            address: Some(address.parse().expect("ip")),
+        }
+    }
+
+    #[tokio::test]
+    async fn vxlan_mode_creates_device_neighbour_fdb_and_onlink_route_then_removes_them() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let remote_vtep: Ipv4Addr = "10.244.2.0".parse().expect("ip");
+        let mac = [0x66, 9, 9, 9, 9, 9];
+        let route = Route {
+            dst: "10.244.2.0/26".parse().expect("cidr"),
+            target: RouteTarget::Gateway {
+                via: remote_vtep,
+                dev: Some(VXLAN_DEVICE.into()),
+                onlink: true,
+            },
+            protocol: PROTO_CALICO,
+        };
+        dp.set_desired(DesiredState {
+            routes: BTreeMap::from([(route.dst, route)]),
+            vxlan_devices: vec![vxlan("10.244.1.0")],
+            neighbours: BTreeSet::from([Neighbour {
+                dev: VXLAN_DEVICE.into(),
+                ip: remote_vtep,
+                mac,
+            }]),
+            fdb: BTreeSet::from([FdbEntry {
+                dev: VXLAN_DEVICE.into(),
+                mac,
+                dst: "10.0.0.2".parse().expect("ip"),
+            }]),
+            ..DesiredState::default()
+        });
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let k = dp.kernel();
+        assert_eq!(k.link(VXLAN_DEVICE).map(|l| l.mtu), Some(1450));
+        assert_eq!(k.neighbours().len(), 1);
+        assert_eq!(k.fdb().len(), 1);
+        assert_eq!(
+            k.route_strings(),
+            vec!["10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80"]
+        );
+
+        dp.set_desired(DesiredState::default());
+        dp.apply(Instant::now()).await.expect("pass");
+        let k = dp.kernel();
+        assert!(k.link(VXLAN_DEVICE).is_none());
+        assert!(k.neighbours().is_empty() && k.fdb().is_empty());
+        assert!(k.route_strings().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ipip_on_a_kernel_without_ipip_is_reported_and_the_rest_still_works() {
+        let kernel = FakeKernel::with_links(&["eth0"]).without_ipip();
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let blackhole = Route {
+            dst: "10.244.1.0/26".parse().expect("cidr"),
+            target: RouteTarget::Blackhole,
+            protocol: super::super::types::PROTO_BIRD,
+        };
+        dp.set_desired(DesiredState {
+            routes: BTreeMap::from([(blackhole.dst, blackhole)]),
+            ipip: Some(IpipDevice {
+                mtu: 1480,
+                address: None,
+            }),
+            ..DesiredState::default()
+        });
+        dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(
+            dp.health().ipip_unsupported.as_deref(),
+            Some("kernel has no ipip support")
+        );
+        assert_eq!(
+            dp.kernel().route_strings(),
+            vec!["blackhole 10.244.1.0/26 proto bird"]
+        );
+    }
+
+    #[tokio::test]
+    async fn workload_devices_get_calico_sysctls_once() {
+        let kernel = FakeKernel::with_links(&["eth0", "cali0123456789a"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.apply(Instant::now()).await.expect("pass");
+        let k = dp.kernel();
+        assert_eq!(
+            k.sysctl("net/ipv4/conf/cali0123456789a/proxy_arp")
+                .as_deref(),
+            Some("1")
+        );
+        assert_eq!(k.sysctl("net/ipv4/conf/eth0/proxy_arp"), None);
+    }
+}

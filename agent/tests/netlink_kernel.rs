@@ -1,0 +1,196 @@
+//! The rtnetlink kernel against a real kernel, inside a throw-away network namespace.
+//! Needs root: `cargo test -p agent --test netlink_kernel -- --ignored`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::time::Instant;
+
+use agent::dataplane::apply::{Dataplane, DesiredState};
+use agent::dataplane::kernel::Kernel;
+use agent::dataplane::netlink::NetlinkKernel;
+use agent::dataplane::ownership::OwnershipPolicy;
+use agent::dataplane::route_table::RouteTable;
+use agent::dataplane::types::{
+    FdbEntry, Neighbour, PROTO_BIRD, PROTO_CALICO, Route, RouteTarget, VxlanDevice,
+};
+use lab::Netns;
+use nix::sched::{CloneFlags, setns};
+
+/// Runs `f` on a thread that has entered `ns`, with its own tokio runtime.
+fn in_netns<F, Fut>(ns: &Netns, f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let path = ns.path();
+    std::thread::spawn(move || {
+        let file = File::open(&path).expect("open netns");
+        setns(file, CloneFlags::CLONE_NEWNET).expect("setns");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(f());
+    })
+    .join()
+    .expect("test thread");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p agent --test netlink_kernel -- --ignored"]
+fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
+    lab::remove_leftovers();
+    let ns = Netns::create("nlk").expect("netns");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])
+    .expect("veth");
+    ns.ip(&["link", "set", "eth0p", "up"]).expect("up");
+    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "eth0"])
+        .expect("addr");
+    ns.ip(&["link", "set", "eth0", "up"]).expect("up");
+
+    in_netns(&ns, || async {
+        let kernel = NetlinkKernel::connect().expect("netlink");
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let remote_vtep = "10.244.2.0".parse().expect("ip");
+        let mac = [0x66, 1, 2, 3, 4, 5];
+        let routes = [
+            Route {
+                dst: "10.244.2.0/26".parse().expect("cidr"),
+                target: RouteTarget::Gateway {
+                    via: remote_vtep,
+                    dev: Some("vxlan.calico".into()),
+                    onlink: true,
+                },
+                protocol: PROTO_CALICO,
+            },
+            Route {
+                dst: "10.244.1.0/26".parse().expect("cidr"),
+                target: RouteTarget::Blackhole,
+                protocol: PROTO_BIRD,
+            },
+            Route {
+                dst: "10.244.3.0/26".parse().expect("cidr"),
+                target: RouteTarget::Gateway {
+                    via: "10.0.0.3".parse().expect("ip"),
+                    dev: Some("eth0".into()),
+                    onlink: false,
+                },
+                protocol: PROTO_BIRD,
+            },
+        ];
+        dp.set_desired(DesiredState {
+            routes: routes
+                .iter()
+                .map(|r| (r.dst, r.clone()))
+                .collect::<BTreeMap<_, _>>(),
+            vxlan_devices: vec![VxlanDevice {
+                name: "vxlan.calico".into(),
+                vni: 4096,
+                port: 4789,
+                parent: "eth0".into(),
+                local: "10.0.0.1".parse().expect("ip"),
+                mac: [0x66, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
+                mtu: 1450,
+                address: Some("10.244.1.0".parse().expect("ip")),
+            }],
+            neighbours: BTreeSet::from([Neighbour {
+                dev: "vxlan.calico".into(),
+                ip: remote_vtep,
+                mac,
+            }]),
+            fdb: BTreeSet::from([FdbEntry {
+                dev: "vxlan.calico".into(),
+                mac,
+                dst: "10.0.0.2".parse().expect("ip"),
+            }]),
+            ..DesiredState::default()
+        });
+        let report = dp.apply(Instant::now()).await.expect("apply");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        // A second pass finds nothing to do.
+        let again = dp.apply(Instant::now()).await.expect("apply");
+        assert_eq!(
+            (
+                again.routes_added,
+                again.routes_removed,
+                again.other_changes
+            ),
+            (0, 0, 0)
+        );
+        let neigh = dp
+            .kernel()
+            .dump_neighbours("vxlan.calico")
+            .await
+            .expect("neigh");
+        assert_eq!(neigh.len(), 1);
+        let fdb = dp.kernel().dump_fdb("vxlan.calico").await.expect("fdb");
+        assert_eq!(fdb.len(), 1);
+    });
+
+    let routes = ns.ip(&["route", "show"]).expect("routes");
+    assert!(
+        routes.contains("blackhole 10.244.1.0/26 proto bird"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("10.244.2.0/26 via 10.244.2.0 dev vxlan.calico proto 80 onlink"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("10.244.3.0/26 via 10.0.0.3 dev eth0 proto bird"),
+        "{routes}"
+    );
+    let link = ns
+        .ip(&["-d", "link", "show", "vxlan.calico"])
+        .expect("link");
+    assert!(
+        link.contains("mtu 1450") && link.contains("vxlan id 4096"),
+        "{link}"
+    );
+    assert!(link.contains("dstport 4789"), "{link}");
+    let neigh = ns
+        .ip(&["neigh", "show", "dev", "vxlan.calico"])
+        .expect("neigh");
+    assert!(
+        neigh.contains("10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT"),
+        "{neigh}"
+    );
+    let fdb = ns.sh("bridge fdb show dev vxlan.calico").expect("fdb");
+    assert!(
+        fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
+        "{fdb}"
+    );
+
+    // Drift: delete a route by hand; the next pass puts it back, and only it.
+    ns.ip(&["route", "del", "10.244.3.0/26"]).expect("del");
+    in_netns(&ns, || async {
+        let kernel = NetlinkKernel::connect().expect("netlink");
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        let want = Route {
+            dst: "10.244.3.0/26".parse().expect("cidr"),
+            target: RouteTarget::Gateway {
+                via: "10.0.0.3".parse().expect("ip"),
+                dev: Some("eth0".into()),
+                onlink: false,
+            },
+            protocol: PROTO_BIRD,
+        };
+        let mut desired = BTreeMap::new();
+        desired.insert(want.dst, want);
+        // Everything else owned (the blackhole, the vxlan route) is not desired any more.
+        table.set_desired(desired);
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!((report.added, report.removed), (1, 2));
+    });
+    let routes = ns.ip(&["route", "show"]).expect("routes");
+    assert!(
+        routes.contains("10.244.3.0/26 via 10.0.0.3 dev eth0 proto bird"),
+        "{routes}"
+    );
+    assert!(!routes.contains("blackhole"), "{routes}");
+}
