@@ -27,6 +27,12 @@ impl Watch {
     pub async fn next(&mut self) -> Option<Result<WatchEvent>> {
         self.rx.recv().await
     }
+
+    /// An event that has already arrived, without waiting: lets a consumer drain a burst
+    /// and act once on the whole batch.
+    pub fn try_next(&mut self) -> Option<Result<WatchEvent>> {
+        self.rx.try_recv().ok()
+    }
 }
 
 /// A revisioned key-value store shared by every node of a cluster.
