@@ -80,10 +80,10 @@ impl State {
     }
 
     fn put(&mut self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
-        if let Some(id) = lease {
-            if !self.leases.contains_key(&id) {
-                return Err(Error::LeaseNotFound(id));
-            }
+        if let Some(id) = lease
+            && !self.leases.contains_key(&id)
+        {
+            return Err(Error::LeaseNotFound(id));
         }
         self.revision += 1;
         let create_revision = self
@@ -206,14 +206,14 @@ impl Datastore for MemoryStore {
                 });
             }
         };
-        if let Some(expected) = expected {
-            if actual != expected {
-                return Err(Error::Conflict {
-                    key: key.to_string(),
-                    expected,
-                    actual,
-                });
-            }
+        if let Some(expected) = expected
+            && actual != expected
+        {
+            return Err(Error::Conflict {
+                key: key.to_string(),
+                expected,
+                actual,
+            });
         }
         state.remove(key).ok_or_else(|| Error::NotFound {
             key: key.to_string(),

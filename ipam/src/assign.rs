@@ -1,0 +1,371 @@
+//! Allocation (Calico's `AutoAssign` and `AssignIP`): the node's own confirmed blocks
+//! first, then a newly claimed block (up to the per-host limit, if `autoAllocateBlocks`),
+//! and only when no free block is left anywhere an address borrowed from another node's
+//! block (unless `strictAffinity`).
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use datastore::keys;
+use datastore::model::ipam::{AffinityState, BlockAffinity};
+use ipnet::IpNet;
+use tracing::{debug, info, warn};
+
+use crate::block::{self, AssignOrdinalError, BlockOrder};
+use crate::claim::Claim;
+use crate::client::{Ipam, valid_key_segment};
+use crate::error::{Error, Result};
+use crate::pool::{AllowedUse, Pool, candidate_pools};
+use crate::store::{self, Retry};
+
+/// A request for addresses (Calico's `AutoAssignArgs`, IPv4 only).
+#[derive(Debug, Clone)]
+pub struct AutoAssignArgs {
+    /// How many addresses (a pod wants 1).
+    pub num: usize,
+    /// The owner: `<network>.<containerID>` for a pod, `ipip-tunnel-addr-<node>`, ...
+    pub handle: String,
+    /// Secondary attributes stored with the allocation (`pod`, `namespace`, `node`,
+    /// `timestamp`, `type`).
+    pub attrs: BTreeMap<String, String>,
+    /// The node the addresses are for: its blocks are used first.
+    pub node: String,
+    /// Pools to restrict to, by name or CIDR (CNI `ipam.ipv4_pools`); empty = all.
+    pub pools: Vec<String>,
+    /// Workload or Tunnel: the pool's `allowedUses` must contain it.
+    pub usage: AllowedUse,
+    /// A per-request cap on the node's block count, below the configured one.
+    pub max_blocks_per_host: Option<u32>,
+}
+
+impl AutoAssignArgs {
+    /// One workload address for `handle` on `node` from any usable pool.
+    pub fn one(handle: &str, node: &str) -> AutoAssignArgs {
+        AutoAssignArgs {
+            num: 1,
+            handle: handle.to_string(),
+            attrs: BTreeMap::new(),
+            node: node.to_string(),
+            pools: Vec::new(),
+            usage: AllowedUse::Workload,
+            max_blocks_per_host: None,
+        }
+    }
+}
+
+/// One address handed out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assigned {
+    pub ip: IpAddr,
+    /// The block it came from (block-masked, as Calico's AutoAssign returns it).
+    pub block: IpNet,
+    /// The pool the block belongs to.
+    pub pool: String,
+    /// True when the block is affine to another node (the node must advertise a /32).
+    pub borrowed: bool,
+}
+
+/// A request for one specific address (Calico's `AssignIPArgs`).
+#[derive(Debug, Clone)]
+pub struct AssignIpArgs {
+    pub ip: IpAddr,
+    pub handle: String,
+    pub attrs: BTreeMap<String, String>,
+    /// The node that claims the block if it does not exist yet.
+    pub node: String,
+}
+
+// ===== impl Ipam =====
+
+impl Ipam {
+    /// Allocates `args.num` addresses (Calico's AutoAssign). All or nothing: on failure
+    /// whatever was taken is released again.
+    pub async fn auto_assign(&self, args: &AutoAssignArgs) -> Result<Vec<Assigned>> {
+        if !valid_key_segment(&args.handle) {
+            return Err(Error::InvalidHandle(args.handle.clone()));
+        }
+        if !valid_key_segment(&args.node) {
+            return Err(Error::InvalidNode(args.node.clone()));
+        }
+        let config = self.config().await?;
+        let labels = self.node_labels(&args.node).await?;
+        let pools = candidate_pools(
+            &self.pools().await?,
+            &args.pools,
+            &args.node,
+            &labels,
+            args.usage,
+        )?;
+        let mut got = Vec::new();
+        match self.assign_into(args, &pools, config, &mut got).await {
+            Ok(()) if got.len() >= args.num => Ok(got),
+            Ok(()) => {
+                let allocated = got.len();
+                self.roll_back(&args.handle, &got).await;
+                Err(Error::Exhausted {
+                    requested: args.num,
+                    allocated,
+                    pools: pools.iter().map(|p| p.cidr.to_string()).collect(),
+                })
+            }
+            Err(e) => {
+                self.roll_back(&args.handle, &got).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn roll_back(&self, handle: &str, got: &[Assigned]) {
+        for a in got {
+            if let Err(e) = self.release_ip(a.ip, None).await {
+                warn!(ip = %a.ip, handle, error = %e, "could not roll back a partial allocation");
+            }
+        }
+    }
+
+    async fn assign_into(
+        &self,
+        args: &AutoAssignArgs,
+        pools: &[Pool],
+        config: datastore::model::ipam::IpamConfig,
+        got: &mut Vec<Assigned>,
+    ) -> Result<()> {
+        let in_pools = |cidr: &IpNet| pools.iter().find(|p| p.cidr.contains(&cidr.network()));
+
+        // 1 and 2: the node's own blocks in address order, then a new block, and again
+        // (re-reading the affinities each round, so a block a sibling process of the same
+        // node just claimed is used rather than a third one claimed).
+        let limit = match args.max_blocks_per_host {
+            Some(cap) if cap > 0 => cap.min(config.block_limit()),
+            _ => config.block_limit(),
+        };
+        let mut tried: HashSet<IpNet> = HashSet::new();
+        loop {
+            let affinities = self.host_affinities(&args.node).await?;
+            for (cidr, state) in &affinities {
+                if got.len() >= args.num {
+                    return Ok(());
+                }
+                let Some(pool) = in_pools(cidr) else { continue };
+                if !tried.insert(*cidr) || !self.repair_affinity(&args.node, cidr, *state).await? {
+                    continue;
+                }
+                let ips = self
+                    .assign_from_block(cidr, args.num - got.len(), args, Some(&args.node))
+                    .await?;
+                got.extend(ips.into_iter().map(|ip| Assigned {
+                    ip,
+                    block: *cidr,
+                    pool: pool.name.clone(),
+                    borrowed: false,
+                }));
+            }
+            if got.len() >= args.num || !config.auto_allocate_blocks {
+                break;
+            }
+            if affinities.len() >= limit as usize {
+                warn!(
+                    node = args.node,
+                    owned = affinities.len(),
+                    limit,
+                    "unable to allocate a new IPAM block: per host block limit"
+                );
+                return Err(Error::BlockLimit);
+            }
+            if !self.claim_new_block(&args.node, pools).await? {
+                debug!(node = args.node, "no free block left in the pools");
+                break;
+            }
+        }
+
+        // 3. Borrow from any block that is not ours.
+        if got.len() < args.num && !config.strict_affinity {
+            let existing = self.existing_blocks().await?;
+            for pool in pools {
+                for cidr in BlockOrder::new(pool.cidr, pool.block_size, &args.node) {
+                    if got.len() >= args.num {
+                        return Ok(());
+                    }
+                    if !existing.contains(&cidr) {
+                        continue;
+                    }
+                    let ips = self
+                        .assign_from_block(&cidr, args.num - got.len(), args, None)
+                        .await?;
+                    for ip in ips {
+                        info!(node = args.node, %ip, block = %cidr, "borrowed an address");
+                        got.push(Assigned {
+                            ip,
+                            block: cidr,
+                            pool: pool.name.clone(),
+                            borrowed: true,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every affinity of `node` (any state), sorted by block.
+    pub(crate) async fn host_affinities(&self, node: &str) -> Result<Vec<(IpNet, AffinityState)>> {
+        let listing = self.ds.list(&keys::host_affinities_prefix(node)).await?;
+        let mut out = Vec::new();
+        for kv in &listing.items {
+            let Some((n, cidr)) = keys::parse_affinity(&kv.key) else {
+                continue;
+            };
+            if n != node {
+                continue;
+            }
+            let aff: BlockAffinity = store::decode(kv)?.value;
+            out.push((cidr, aff.state));
+        }
+        out.sort_by_key(|(cidr, _)| *cidr);
+        Ok(out)
+    }
+
+    /// CIDRs of every existing block.
+    pub(crate) async fn existing_blocks(&self) -> Result<HashSet<IpNet>> {
+        let listing = self.ds.list(&keys::blocks_prefix()).await?;
+        Ok(listing
+            .items
+            .iter()
+            .filter_map(|kv| kv.key.rsplit('/').next().and_then(keys::cidr_from_key_part))
+            .collect())
+    }
+
+    /// Finds a block no one holds, walking each pool in the node's order, and claims it.
+    /// False when every block of every pool exists already.
+    async fn claim_new_block(&self, node: &str, pools: &[Pool]) -> Result<bool> {
+        let mut existing = self.existing_blocks().await?;
+        for pool in pools {
+            for cidr in BlockOrder::new(pool.cidr, pool.block_size, node) {
+                if existing.contains(&cidr) {
+                    continue;
+                }
+                match self.claim_block(node, &cidr).await? {
+                    Claim::Ours => return Ok(true),
+                    Claim::Lost => {
+                        existing.insert(cidr);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Takes up to `num` addresses from one block by compare-and-swap; with `only_for`,
+    /// only while the block is still affine to that node. The handle is counted first and
+    /// trimmed back to what was really taken.
+    async fn assign_from_block(
+        &self,
+        cidr: &IpNet,
+        num: usize,
+        args: &AutoAssignArgs,
+        only_for: Option<&str>,
+    ) -> Result<Vec<IpAddr>> {
+        let Some(first) = store::get_block(self.ds.as_ref(), cidr).await? else {
+            return Ok(Vec::new());
+        };
+        let wanted = num.min(first.value.unallocated.len());
+        if wanted == 0 || (only_for.is_some() && first.value.host() != only_for) {
+            return Ok(Vec::new());
+        }
+        let counted = u32::try_from(wanted).unwrap_or(u32::MAX);
+        self.increment_handle(&args.handle, cidr, counted).await?;
+        let key = keys::block(cidr);
+        let mut retry = Retry::new(&key);
+        let mut current = Some(first);
+        let result: Result<Vec<IpAddr>> = loop {
+            if let Err(e) = retry.next().await {
+                break Err(e);
+            }
+            let b = match current.take() {
+                Some(b) => b,
+                None => match store::get_block(self.ds.as_ref(), cidr).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break Ok(Vec::new()),
+                    Err(e) => break Err(e),
+                },
+            };
+            if only_for.is_some() && b.value.host() != only_for {
+                break Ok(Vec::new());
+            }
+            let mut value = b.value;
+            let ips = block::assign(&mut value, wanted, Some(&args.handle), &args.attrs);
+            if ips.is_empty() {
+                break Ok(ips);
+            }
+            let encoded = match store::encode(&key, &value) {
+                Ok(v) => v,
+                Err(e) => break Err(e),
+            };
+            match self.ds.update(&key, encoded, b.revision, None).await {
+                Ok(_) => break Ok(ips),
+                Err(e) if store::is_race(&e) => continue,
+                Err(e) => break Err(e.into()),
+            }
+        };
+        let taken = result.as_ref().map_or(0, Vec::len) as u32;
+        if taken < counted {
+            self.decrement_handle(&args.handle, cidr, Some(counted - taken))
+                .await?;
+        }
+        result
+    }
+
+    /// Allocates one specific address (Calico's AssignIP). The block is claimed for
+    /// `args.node` if it does not exist yet.
+    pub async fn assign_ip(&self, args: &AssignIpArgs) -> Result<()> {
+        if !valid_key_segment(&args.handle) {
+            return Err(Error::InvalidHandle(args.handle.clone()));
+        }
+        let pools = self.pools().await?;
+        let pool = pools
+            .iter()
+            .find(|p| p.cidr.contains(&args.ip))
+            .ok_or(Error::NotInPool(args.ip))?;
+        let cidr =
+            block::block_containing(args.ip, pool.block_size).ok_or(Error::NotInPool(args.ip))?;
+        if store::get_block(self.ds.as_ref(), &cidr).await?.is_none() {
+            if !valid_key_segment(&args.node) {
+                return Err(Error::InvalidNode(args.node.clone()));
+            }
+            // Losing the claim is fine: the block exists then, and we allocate from it.
+            self.claim_block(&args.node, &cidr).await?;
+        }
+        self.increment_handle(&args.handle, &cidr, 1).await?;
+        let key = keys::block(&cidr);
+        let mut retry = Retry::new(&key);
+        let result = loop {
+            if let Err(e) = retry.next().await {
+                break Err(e);
+            }
+            let b = match store::get_block(self.ds.as_ref(), &cidr).await {
+                Ok(Some(b)) => b,
+                Ok(None) => break Err(Error::NotInPool(args.ip)),
+                Err(e) => break Err(e),
+            };
+            let mut value = b.value;
+            match block::assign_ordinal(&mut value, args.ip, Some(&args.handle), &args.attrs) {
+                Ok(()) => {}
+                Err(AssignOrdinalError::InUse) => break Err(Error::AlreadyAssigned(args.ip)),
+                Err(AssignOrdinalError::NotInBlock) => break Err(Error::NotInPool(args.ip)),
+            }
+            let encoded = match store::encode(&key, &value) {
+                Ok(v) => v,
+                Err(e) => break Err(e),
+            };
+            match self.ds.update(&key, encoded, b.revision, None).await {
+                Ok(_) => break Ok(()),
+                Err(e) if store::is_race(&e) => continue,
+                Err(e) => break Err(e.into()),
+            }
+        };
+        if result.is_err() {
+            self.decrement_handle(&args.handle, &cidr, Some(1)).await?;
+        }
+        result
+    }
+}

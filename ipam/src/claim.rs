@@ -1,0 +1,325 @@
+//! Block affinity: the two-phase claim of a new block for a node (pending affinity, block
+//! created if absent, affinity confirmed), the repair of a claim a crash cut short, and the
+//! release of an empty affine block (confirmed -> pendingDeletion -> gone).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use datastore::keys;
+use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
+use ipnet::IpNet;
+use tracing::{debug, info};
+
+use crate::client::Ipam;
+use crate::error::{Error, Result};
+use crate::store::{self, Retry};
+
+/// How a claim of one block ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The block is now affine to the node (claimed by us or by a sibling process of the
+    /// same node) and the affinity is confirmed.
+    Ours,
+    /// Another node got the block first; the pending affinity was removed.
+    Lost,
+}
+
+/// Now in RFC 3339 (UTC, second precision), for `affinityClaimTime` and timestamps.
+pub(crate) fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil conversion.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+// ===== impl Ipam =====
+
+impl Ipam {
+    /// Claims `cidr` for `node`: (1) affinity `pending`, (2) the block created with
+    /// `affinity: host:<node>` if absent, (3) affinity `confirmed`. A block that already
+    /// exists affine to `node` (a sibling process won, or a crash left it) is ours too.
+    pub(crate) async fn claim_block(&self, node: &str, cidr: &IpNet) -> Result<Claim> {
+        let aff_key = keys::affinity(node, cidr);
+        let pending = BlockAffinity {
+            state: AffinityState::Pending,
+            deleted: false,
+        };
+        match self
+            .ds
+            .create(&aff_key, store::encode(&aff_key, &pending)?, None)
+            .await
+        {
+            Ok(_) | Err(datastore::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let block_key = keys::block(cidr);
+        let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
+        match self
+            .ds
+            .create(&block_key, store::encode(&block_key, &block)?, None)
+            .await
+        {
+            Ok(_) => debug!(node, block = %cidr, "created block"),
+            Err(datastore::Error::AlreadyExists { .. }) => {
+                let existing = store::get_block(self.ds.as_ref(), cidr).await?;
+                if existing.as_ref().and_then(|b| b.value.host()) != Some(node) {
+                    debug!(node, block = %cidr, "lost the claim race");
+                    self.delete_pending_affinity(node, cidr).await?;
+                    return Ok(Claim::Lost);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.confirm_affinity(node, cidr).await?;
+        info!(node, block = %cidr, "claimed block");
+        Ok(Claim::Ours)
+    }
+
+    /// Sets the affinity of `node` to `cidr` confirmed (creating it if it vanished).
+    pub(crate) async fn confirm_affinity(&self, node: &str, cidr: &IpNet) -> Result<()> {
+        let key = keys::affinity(node, cidr);
+        let confirmed = BlockAffinity {
+            state: AffinityState::Confirmed,
+            deleted: false,
+        };
+        let value = store::encode(&key, &confirmed)?;
+        let mut retry = Retry::new(&key);
+        loop {
+            retry.next().await?;
+            let result = match store::get_affinity(self.ds.as_ref(), node, cidr).await? {
+                None => self.ds.create(&key, value.clone(), None).await,
+                Some(v) if v.value.state == AffinityState::Confirmed => return Ok(()),
+                Some(v) => self.ds.update(&key, value.clone(), v.revision, None).await,
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if store::is_race(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Removes a `pending` affinity (a lost or abandoned claim); leaves others alone.
+    pub(crate) async fn delete_pending_affinity(&self, node: &str, cidr: &IpNet) -> Result<()> {
+        let key = keys::affinity(node, cidr);
+        let mut retry = Retry::new(&key);
+        loop {
+            retry.next().await?;
+            let Some(v) = store::get_affinity(self.ds.as_ref(), node, cidr).await? else {
+                return Ok(());
+            };
+            if v.value.state != AffinityState::Pending {
+                return Ok(());
+            }
+            match self.ds.delete(&key, Some(v.revision)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if store::is_race(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Brings an affinity of `node` and its block back in step before allocating: a
+    /// missing block is recreated (a crash between the two phases), a pending affinity
+    /// over a block of ours is confirmed, one over another node's block is dropped.
+    /// Returns whether the block is usable as `node`'s.
+    pub(crate) async fn repair_affinity(
+        &self,
+        node: &str,
+        cidr: &IpNet,
+        state: AffinityState,
+    ) -> Result<bool> {
+        if state == AffinityState::PendingDeletion {
+            return Ok(false);
+        }
+        match store::get_block(self.ds.as_ref(), cidr).await? {
+            None => {
+                info!(node, block = %cidr, "affinity without block: recreating the block");
+                Ok(self.claim_block(node, cidr).await? == Claim::Ours)
+            }
+            Some(b) if b.value.host() == Some(node) => {
+                if state == AffinityState::Pending {
+                    self.confirm_affinity(node, cidr).await?;
+                }
+                Ok(true)
+            }
+            Some(_) => {
+                if state == AffinityState::Pending {
+                    self.delete_pending_affinity(node, cidr).await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Releases `node`'s affinity to `cidr` (Calico's `ReleaseBlockAffinity`): the affinity
+    /// goes `pendingDeletion`, then the block is deleted if empty or else (when
+    /// `must_be_empty` is false) loses its affinity, then the affinity is deleted. With
+    /// `must_be_empty`, a block holding addresses is left as it was
+    /// ([`Error::BlockNotEmpty`]).
+    pub async fn release_block_affinity(
+        &self,
+        node: &str,
+        cidr: &IpNet,
+        must_be_empty: bool,
+    ) -> Result<()> {
+        let key = keys::affinity(node, cidr);
+        let marked = BlockAffinity {
+            state: AffinityState::PendingDeletion,
+            deleted: false,
+        };
+        let marked = store::encode(&key, &marked)?;
+        let mut retry = Retry::new(&key);
+        let (prev_state, mut aff_rev) = loop {
+            retry.next().await?;
+            let Some(aff) = store::get_affinity(self.ds.as_ref(), node, cidr).await? else {
+                return Err(Error::NoAffinity {
+                    node: node.to_string(),
+                    block: *cidr,
+                });
+            };
+            match self
+                .ds
+                .update(&key, marked.clone(), aff.revision, None)
+                .await
+            {
+                Ok(rev) => break (aff.value.state, rev),
+                Err(e) if store::is_race(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let block_key = keys::block(cidr);
+        let mut retry = Retry::new(&block_key);
+        loop {
+            retry.next().await?;
+            let Some(b) = store::get_block(self.ds.as_ref(), cidr).await? else {
+                break;
+            };
+            if b.value.host() != Some(node) {
+                break;
+            }
+            let result = if b.value.is_empty() {
+                self.ds
+                    .delete(&block_key, Some(b.revision))
+                    .await
+                    .map(|_| 0)
+            } else if must_be_empty {
+                // Put the affinity back as it was: the block is in use.
+                let back = BlockAffinity {
+                    state: prev_state,
+                    deleted: false,
+                };
+                self.ds
+                    .update(&key, store::encode(&key, &back)?, aff_rev, None)
+                    .await?;
+                return Err(Error::BlockNotEmpty(*cidr));
+            } else {
+                let mut value = b.value.clone();
+                value.affinity = None;
+                value.affinity_claim_time = None;
+                value.sequence_number += 1;
+                let encoded = store::encode(&block_key, &value)?;
+                self.ds.update(&block_key, encoded, b.revision, None).await
+            };
+            match result {
+                Ok(_) => break,
+                Err(e) if store::is_race(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The affinity is ours alone now (pendingDeletion); delete it.
+        let mut retry = Retry::new(&key);
+        loop {
+            retry.next().await?;
+            match self.ds.delete(&key, Some(aff_rev)).await {
+                Ok(_) | Err(datastore::Error::NotFound { .. }) => break,
+                Err(datastore::Error::Conflict { actual, .. }) => aff_rev = actual,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        info!(node, block = %cidr, "released block affinity");
+        Ok(())
+    }
+
+    /// Releases `node`'s empty affine blocks (what Calico's kube-controllers GC does),
+    /// never its last block. Returns the blocks released.
+    pub async fn release_empty_affine_blocks(&self, node: &str) -> Result<Vec<IpNet>> {
+        let mut affine = self.affine_blocks(node).await?;
+        let mut released = Vec::new();
+        let mut remaining = affine.len();
+        affine.sort();
+        for cidr in affine {
+            if remaining <= 1 {
+                break;
+            }
+            let empty = store::get_block(self.ds.as_ref(), &cidr)
+                .await?
+                .is_some_and(|b| b.value.is_empty());
+            if !empty {
+                continue;
+            }
+            match self.release_block_affinity(node, &cidr, true).await {
+                Ok(()) => {
+                    released.push(cidr);
+                    remaining -= 1;
+                }
+                Err(Error::BlockNotEmpty(_)) | Err(Error::NoAffinity { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(released)
+    }
+
+    /// Releases one empty affine block of `node` on request (GC), refusing the node's last
+    /// block ([`Error::LastBlock`]) and a block in use ([`Error::BlockNotEmpty`]).
+    pub async fn release_empty_affine_block(&self, node: &str, cidr: &IpNet) -> Result<()> {
+        let affine = self.affine_blocks(node).await?;
+        if !affine.contains(cidr) {
+            return Err(Error::NoAffinity {
+                node: node.to_string(),
+                block: *cidr,
+            });
+        }
+        if affine.len() <= 1 {
+            return Err(Error::LastBlock {
+                node: node.to_string(),
+                block: *cidr,
+            });
+        }
+        self.release_block_affinity(node, cidr, true).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_are_right() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+}

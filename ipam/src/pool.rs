@@ -1,0 +1,272 @@
+//! The IPAM view of an IP pool and the choice of candidate pools for a request: enabled,
+//! selecting the node (`nodeSelector` against the Node's labels), allowing the use
+//! (Workload / Tunnel), optionally restricted to the pools a CNI config names.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::selector;
+
+/// What an address is for; a pool's `allowedUses` must contain it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllowedUse {
+    /// A pod (workload endpoint) address.
+    Workload,
+    /// A node's IPIP or VXLAN tunnel address.
+    Tunnel,
+}
+
+impl fmt::Display for AllowedUse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AllowedUse::Workload => "Workload",
+            AllowedUse::Tunnel => "Tunnel",
+        })
+    }
+}
+
+/// An IP pool as IPAM needs it: the fields of the v3 `IPPool` resource that decide where
+/// addresses come from. Built from the stored resource by [`Pool::from_resource_json`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub name: String,
+    pub cidr: IpNet,
+    pub block_size: u8,
+    pub disabled: bool,
+    /// Calico selector over Node labels; empty = `all()`.
+    pub node_selector: String,
+    pub allowed_uses: Vec<AllowedUse>,
+    /// `ipipMode` (`Always`, `CrossSubnet`, `Never`), for choosing a tunnel pool.
+    pub ipip_mode: String,
+    /// `vxlanMode` (`Always`, `CrossSubnet`, `Never`).
+    pub vxlan_mode: String,
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    metadata: Metadata,
+    spec: Spec,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Spec {
+    cidr: IpNet,
+    block_size: Option<u8>,
+    #[serde(default)]
+    disabled: bool,
+    #[serde(default)]
+    node_selector: String,
+    allowed_uses: Option<Vec<String>>,
+    #[serde(default)]
+    ipip_mode: String,
+    #[serde(default)]
+    vxlan_mode: String,
+}
+
+// ===== impl Pool =====
+
+impl Pool {
+    /// A pool with Calico's defaults: blockSize 26 (v4) / 122 (v6), `all()`, both uses.
+    pub fn new(name: &str, cidr: IpNet) -> Pool {
+        Pool {
+            name: name.to_string(),
+            cidr: cidr.trunc(),
+            block_size: default_block_size(&cidr),
+            disabled: false,
+            node_selector: "all()".to_string(),
+            allowed_uses: vec![AllowedUse::Workload, AllowedUse::Tunnel],
+            ipip_mode: "Never".to_string(),
+            vxlan_mode: "Never".to_string(),
+        }
+    }
+
+    /// Decodes a stored projectcalico.org/v3 IPPool (the JSON at
+    /// `/calico/resources/v3/projectcalico.org/ippools/<name>`).
+    pub fn from_resource_json(key: &str, raw: &[u8]) -> Result<Pool> {
+        let res: Resource = serde_json::from_slice(raw).map_err(|e| Error::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })?;
+        let spec = res.spec;
+        let allowed_uses = match spec.allowed_uses {
+            None => vec![AllowedUse::Workload, AllowedUse::Tunnel],
+            Some(uses) => uses
+                .iter()
+                .filter_map(|u| match u.as_str() {
+                    "Workload" => Some(AllowedUse::Workload),
+                    "Tunnel" => Some(AllowedUse::Tunnel),
+                    _ => None,
+                })
+                .collect(),
+        };
+        Ok(Pool {
+            name: res.metadata.name,
+            cidr: spec.cidr.trunc(),
+            block_size: spec.block_size.unwrap_or(default_block_size(&spec.cidr)),
+            disabled: spec.disabled,
+            node_selector: spec.node_selector,
+            allowed_uses,
+            ipip_mode: spec.ipip_mode,
+            vxlan_mode: spec.vxlan_mode,
+        })
+    }
+
+    /// True when `selector` (a pool name or a CIDR, as in CNI `ipv4_pools`) names this pool.
+    pub fn is_named_by(&self, selector: &str) -> bool {
+        self.name == selector
+            || selector
+                .parse::<IpNet>()
+                .is_ok_and(|c| c.trunc() == self.cidr)
+    }
+
+    /// True when the pool's nodeSelector selects a node with `labels`.
+    pub fn selects_node(&self, labels: &BTreeMap<String, String>) -> Result<bool> {
+        selector::matches(&self.node_selector, labels).map_err(|e| Error::Corrupt {
+            key: format!("IPPool {} nodeSelector", self.name),
+            reason: e.0,
+        })
+    }
+
+    /// True when IPIP or VXLAN encapsulation (as asked) is on in this pool.
+    pub fn has_encap(&self, vxlan: bool) -> bool {
+        let mode = if vxlan {
+            &self.vxlan_mode
+        } else {
+            &self.ipip_mode
+        };
+        !(mode.is_empty() || mode.eq_ignore_ascii_case("never"))
+    }
+}
+
+fn default_block_size(cidr: &IpNet) -> u8 {
+    match cidr {
+        IpNet::V4(_) => 26,
+        IpNet::V6(_) => 122,
+    }
+}
+
+/// Chooses the pools a request may use, in order: the requested pools (names or CIDRs,
+/// unknown ones an error) or else every pool; then only the enabled IPv4 ones that select
+/// the node and allow `usage`.
+pub fn candidate_pools(
+    all: &[Pool],
+    requested: &[String],
+    node: &str,
+    node_labels: &BTreeMap<String, String>,
+    usage: AllowedUse,
+) -> Result<Vec<Pool>> {
+    let chosen: Vec<&Pool> = if requested.is_empty() {
+        all.iter().collect()
+    } else {
+        let mut out = Vec::new();
+        for want in requested {
+            let pool = all
+                .iter()
+                .find(|p| p.is_named_by(want))
+                .ok_or_else(|| Error::UnknownPool { pool: want.clone() })?;
+            out.push(pool);
+        }
+        out
+    };
+    let mut usable = Vec::new();
+    for pool in chosen {
+        if pool.disabled || !matches!(pool.cidr, IpNet::V4(_)) {
+            continue;
+        }
+        if !pool.allowed_uses.contains(&usage) || !pool.selects_node(node_labels)? {
+            continue;
+        }
+        usable.push(pool.clone());
+    }
+    if usable.is_empty() {
+        return Err(Error::NoUsablePools {
+            node: node.to_string(),
+            usage,
+            considered: if requested.is_empty() {
+                all.iter().map(|p| p.name.clone()).collect()
+            } else {
+                requested.to_vec()
+            },
+        });
+    }
+    Ok(usable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, cidr: &str) -> Pool {
+        Pool::new(name, cidr.parse().expect("test CIDR"))
+    }
+
+    #[test]
+    fn decodes_the_stored_v3_resource_with_calico_defaults() -> Result<()> {
+        let raw = br#"{"apiVersion":"projectcalico.org/v3","kind":"IPPool",
+            "metadata":{"name":"rack1"},"spec":{"cidr":"10.1.0.0/16","nodeSelector":"rack == 'r1'",
+            "ipipMode":"Always","allowedUses":["Workload"]}}"#;
+        let p = Pool::from_resource_json("k", raw)?;
+        assert_eq!(p.name, "rack1");
+        assert_eq!(p.block_size, 26);
+        assert_eq!(p.allowed_uses, vec![AllowedUse::Workload]);
+        assert!(p.has_encap(false));
+        assert!(!p.has_encap(true));
+        Ok(())
+    }
+
+    #[test]
+    fn node_selector_picks_the_pools_of_a_node() -> Result<()> {
+        let mut r1 = pool("rack1", "10.1.0.0/16");
+        r1.node_selector = "rack == 'r1'".into();
+        let mut r2 = pool("rack2", "10.2.0.0/16");
+        r2.node_selector = "rack == 'r2'".into();
+        let mut off = pool("off", "10.3.0.0/16");
+        off.disabled = true;
+        let all = vec![r1, r2, off];
+        let labels: BTreeMap<String, String> = [("rack".to_string(), "r2".to_string())].into();
+        let got = candidate_pools(&all, &[], "n", &labels, AllowedUse::Workload)?;
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].name, "rack2");
+        Ok(())
+    }
+
+    #[test]
+    fn requested_pools_by_name_or_cidr_and_unknown_is_an_error() -> Result<()> {
+        let all = vec![pool("a", "10.1.0.0/16"), pool("b", "10.2.0.0/16")];
+        let none = BTreeMap::new();
+        let got = candidate_pools(
+            &all,
+            &["10.2.0.0/16".to_string(), "a".to_string()],
+            "n",
+            &none,
+            AllowedUse::Workload,
+        )?;
+        assert_eq!(
+            got.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
+        let err = candidate_pools(&all, &["nope".into()], "n", &none, AllowedUse::Workload)
+            .expect_err("unknown pool");
+        assert!(matches!(err, Error::UnknownPool { .. }));
+        Ok(())
+    }
+
+    #[test]
+    fn allowed_uses_filter_tunnel_requests() {
+        let mut w = pool("w", "10.1.0.0/16");
+        w.allowed_uses = vec![AllowedUse::Workload];
+        let err = candidate_pools(&[w], &[], "n", &BTreeMap::new(), AllowedUse::Tunnel)
+            .expect_err("no tunnel pool");
+        assert!(matches!(err, Error::NoUsablePools { .. }));
+    }
+}

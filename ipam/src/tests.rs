@@ -1,0 +1,536 @@
+//! The IPAM algorithm end to end on the in-memory datastore: claim, fill, borrow, release
+//! order, strictAffinity, maxBlocksPerHost, pool selection, exhaustion, FIFO reuse,
+//! idempotent and sequence-guarded release, repair, tunnel addresses, check.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use datastore::model::ipam::{AffinityState, BlockAffinity, IpamConfig};
+use datastore::{Datastore, MemoryStore, keys};
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::{AllowedUse, AssignIpArgs, AutoAssignArgs, Error, Ipam, TunnelKind};
+
+type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+fn net(s: &str) -> IpNet {
+    s.parse().expect("test CIDR")
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("test IP")
+}
+
+async fn add_pool(ds: &MemoryStore, name: &str, spec: serde_json::Value) {
+    let res = json!({"apiVersion":"projectcalico.org/v3","kind":"IPPool",
+        "metadata":{"name":name},"spec":spec});
+    ds.create(
+        &keys::resource("ippools", name),
+        res.to_string().into_bytes(),
+        None,
+    )
+    .await
+    .expect("pool written");
+}
+
+async fn add_node(ds: &MemoryStore, name: &str, labels: serde_json::Value) {
+    let res = json!({"apiVersion":"projectcalico.org/v3","kind":"Node",
+        "metadata":{"name":name,"labels":labels},"spec":{}});
+    ds.create(
+        &keys::resource("nodes", name),
+        res.to_string().into_bytes(),
+        None,
+    )
+    .await
+    .expect("node written");
+}
+
+async fn setup(cidr: &str, block_size: u8) -> (MemoryStore, Ipam) {
+    let ds = MemoryStore::new();
+    add_pool(&ds, "pool1", json!({"cidr":cidr,"blockSize":block_size})).await;
+    let ipam = Ipam::new(Arc::new(ds.clone()));
+    (ds, ipam)
+}
+
+async fn one(ipam: &Ipam, handle: &str, node: &str) -> crate::Result<IpAddr> {
+    let got = ipam.auto_assign(&AutoAssignArgs::one(handle, node)).await?;
+    Ok(got[0].ip)
+}
+
+#[tokio::test]
+async fn first_address_claims_a_block_with_a_confirmed_affinity() -> TestResult {
+    let (ds, ipam) = setup("10.65.0.0/16", 26).await;
+    let a = ipam
+        .auto_assign(&AutoAssignArgs::one("net.c1", "node1"))
+        .await?;
+    assert_eq!(a.len(), 1);
+    let block = a[0].block;
+    assert_eq!(block.prefix_len(), 26);
+    assert_eq!(
+        a[0].ip,
+        block.network(),
+        "the first address of a fresh block"
+    );
+    assert_eq!(a[0].pool, "pool1");
+    assert_eq!(ipam.affine_blocks("node1").await?, vec![block]);
+    let aff = ds
+        .get(&keys::affinity("node1", &block))
+        .await?
+        .ok_or("affinity")?;
+    assert_eq!(
+        String::from_utf8(aff.value)?,
+        r#"{"state":"confirmed","deleted":false}"#
+    );
+    assert_eq!(ipam.ips_by_handle("net.c1").await?, vec![a[0].ip]);
+    let info = ipam.ip_info(a[0].ip).await?.ok_or("allocated")?;
+    assert_eq!(info.handle.as_deref(), Some("net.c1"));
+    assert_eq!(info.block_host.as_deref(), Some("node1"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_fills_its_block_before_claiming_the_next() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let mut ips = BTreeSet::new();
+    for i in 0..64 {
+        ips.insert(one(&ipam, &format!("h{i}"), "n1").await?);
+    }
+    assert_eq!(ips.len(), 64);
+    assert_eq!(ipam.affine_blocks("n1").await?.len(), 1);
+    let ip65 = one(&ipam, "h64", "n1").await?;
+    assert!(!ips.contains(&ip65));
+    let blocks = ipam.affine_blocks("n1").await?;
+    assert_eq!(blocks.len(), 2, "the 65th address claims a second block");
+    assert!(blocks.iter().any(|b| b.contains(&ip65)));
+    // Another node gets its own block.
+    let other = one(&ipam, "x", "n2").await?;
+    let n2 = ipam.affine_blocks("n2").await?;
+    assert_eq!(n2.len(), 1);
+    assert!(n2[0].contains(&other));
+    Ok(())
+}
+
+#[tokio::test]
+async fn borrowing_happens_only_when_no_block_is_free() -> TestResult {
+    // Two /26 blocks: one for each node.
+    let (_ds, ipam) = setup("10.0.0.0/25", 26).await;
+    let b_ip = one(&ipam, "b0", "nodeB").await?;
+    for i in 0..64 {
+        one(&ipam, &format!("a{i}"), "nodeA").await?;
+    }
+    let a_block = ipam.affine_blocks("nodeA").await?;
+    let b_block = ipam.affine_blocks("nodeB").await?;
+    assert_eq!((a_block.len(), b_block.len()), (1, 1));
+    assert!(b_block[0].contains(&b_ip));
+    // nodeA is full and no block is left: borrow from nodeB's block.
+    let got = ipam
+        .auto_assign(&AutoAssignArgs {
+            attrs: [("node".to_string(), "nodeA".to_string())].into(),
+            ..AutoAssignArgs::one("a64", "nodeA")
+        })
+        .await?;
+    assert!(got[0].borrowed);
+    assert!(b_block[0].contains(&got[0].ip));
+    assert_eq!(ipam.affine_blocks("nodeA").await?.len(), 1, "no new claim");
+    let borrowed = ipam.borrowed_ips(Some("nodeA")).await?;
+    assert_eq!(borrowed.len(), 1);
+    assert_eq!(borrowed[0].ip, got[0].ip);
+    assert_eq!(borrowed[0].block_host.as_deref(), Some("nodeB"));
+    assert!(ipam.borrowed_ips(Some("nodeB")).await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn strict_affinity_forbids_borrowing() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/25", 26).await;
+    ipam.set_config(&IpamConfig {
+        strict_affinity: true,
+        ..IpamConfig::default()
+    })
+    .await?;
+    one(&ipam, "b0", "nodeB").await?;
+    for i in 0..64 {
+        one(&ipam, &format!("a{i}"), "nodeA").await?;
+    }
+    let err = one(&ipam, "a64", "nodeA").await.expect_err("no borrowing");
+    assert!(matches!(err, Error::Exhausted { .. }), "{err}");
+    assert!(ipam.ips_by_handle("a64").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn max_blocks_per_host_stops_new_claims() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/24", 26).await;
+    ipam.set_config(&IpamConfig {
+        strict_affinity: true,
+        auto_allocate_blocks: true,
+        max_blocks_per_host: 1,
+    })
+    .await?;
+    for i in 0..64 {
+        one(&ipam, &format!("a{i}"), "n1").await?;
+    }
+    let err = one(&ipam, "a64", "n1").await.expect_err("limit");
+    assert!(matches!(err, Error::BlockLimit));
+    assert_eq!(
+        err.to_string(),
+        "cannot allocate new block due to per host block limit"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn auto_allocate_blocks_off_means_borrow_only() -> TestResult {
+    let (ds, ipam) = setup("10.0.0.0/25", 26).await;
+    one(&ipam, "b0", "nodeB").await?;
+    ds.create(
+        &keys::ipam_config(),
+        br#"{"strict_affinity":false,"auto_allocate_blocks":false}"#.to_vec(),
+        None,
+    )
+    .await?;
+    let got = ipam
+        .auto_assign(&AutoAssignArgs::one("a0", "nodeA"))
+        .await?;
+    assert!(got[0].borrowed);
+    assert!(ipam.affine_blocks("nodeA").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn node_selector_chooses_the_pool() -> TestResult {
+    let ds = MemoryStore::new();
+    add_pool(
+        &ds,
+        "rack1",
+        json!({"cidr":"10.1.0.0/16","nodeSelector":"rack == 'r1'"}),
+    )
+    .await;
+    add_pool(
+        &ds,
+        "rack2",
+        json!({"cidr":"10.2.0.0/16","nodeSelector":"rack == 'r2'"}),
+    )
+    .await;
+    add_node(&ds, "n2", json!({"rack":"r2"})).await;
+    add_node(&ds, "n3", json!({"rack":"r3"})).await;
+    let ipam = Ipam::new(Arc::new(ds.clone()));
+    let a = ipam.auto_assign(&AutoAssignArgs::one("h", "n2")).await?;
+    assert_eq!(a[0].pool, "rack2");
+    assert!(net("10.2.0.0/16").contains(&a[0].ip));
+    let err = one(&ipam, "h3", "n3")
+        .await
+        .expect_err("no pool for rack r3");
+    assert!(matches!(err, Error::NoUsablePools { .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn requested_pools_restrict_and_unknown_pool_fails() -> TestResult {
+    let ds = MemoryStore::new();
+    add_pool(&ds, "a", json!({"cidr":"10.1.0.0/16"})).await;
+    add_pool(&ds, "b", json!({"cidr":"10.2.0.0/16"})).await;
+    let ipam = Ipam::new(Arc::new(ds.clone()));
+    let got = ipam
+        .auto_assign(&AutoAssignArgs {
+            pools: vec!["10.2.0.0/16".into()],
+            ..AutoAssignArgs::one("h", "n")
+        })
+        .await?;
+    assert_eq!(got[0].pool, "b");
+    let err = ipam
+        .auto_assign(&AutoAssignArgs {
+            pools: vec!["nope".into()],
+            ..AutoAssignArgs::one("h2", "n")
+        })
+        .await
+        .expect_err("unknown pool");
+    assert!(matches!(err, Error::UnknownPool { .. }));
+    assert!(ipam.ips_by_handle("h2").await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn exhaustion_names_the_pools_in_calico_wording() -> TestResult {
+    let (_ds, ipam) = setup("10.9.0.0/30", 30).await;
+    for i in 0..4 {
+        one(&ipam, &format!("h{i}"), "n1").await?;
+    }
+    let err = one(&ipam, "h4", "n1").await.expect_err("exhausted");
+    assert_eq!(
+        err.to_string(),
+        "failed to request 1 IPv4 addresses. IPAM allocated only 0 \
+         (No IPs available in pools: [10.9.0.0/30])"
+    );
+    // A multi-address request that cannot be met leaves nothing behind.
+    ipam.release_by_handle("h0").await?;
+    let err = ipam
+        .auto_assign(&AutoAssignArgs {
+            num: 2,
+            ..AutoAssignArgs::one("multi", "n1")
+        })
+        .await
+        .expect_err("only one free");
+    assert!(err.to_string().contains("IPAM allocated only 1"), "{err}");
+    assert!(ipam.ips_by_handle("multi").await?.is_empty());
+    assert_eq!(ipam.allocations().await?.len(), 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_address_freed_longest_ago_is_reused_first() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let a = one(&ipam, "a", "n1").await?;
+    let b = one(&ipam, "b", "n1").await?;
+    let c = one(&ipam, "c", "n1").await?;
+    ipam.release_by_handle("b").await?;
+    ipam.release_by_handle("a").await?;
+    // Never-used addresses first (they were freed "at creation"), then b, then a.
+    let mut next = Vec::new();
+    for i in 0..61 {
+        next.push(one(&ipam, &format!("n{i}"), "n1").await?);
+    }
+    assert!(!next.contains(&a) && !next.contains(&b) && !next.contains(&c));
+    assert_eq!(one(&ipam, "x", "n1").await?, b);
+    assert_eq!(one(&ipam, "y", "n1").await?, a);
+    Ok(())
+}
+
+#[tokio::test]
+async fn release_is_idempotent_by_handle_and_by_ip() -> TestResult {
+    let (ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let a = one(&ipam, "net.c1", "n1").await?;
+    assert_eq!(ipam.release_by_handle("net.c1").await?, vec![a]);
+    assert!(ipam.release_by_handle("net.c1").await?.is_empty());
+    assert!(ds.get(&keys::handle("net.c1")).await?.is_none());
+    let b = one(&ipam, "net.c2", "n1").await?;
+    assert!(ipam.release_ip(b, None).await?);
+    assert!(!ipam.release_ip(b, None).await?);
+    assert!(
+        ds.get(&keys::handle("net.c2")).await?.is_none(),
+        "handle follows"
+    );
+    assert_eq!(
+        ipam.release_ips(&[ip("10.200.0.1")]).await?,
+        vec![ip("10.200.0.1")]
+    );
+    assert!(matches!(
+        ipam.release_by_handle("../x").await,
+        Err(Error::InvalidHandle(_))
+    ));
+    assert_eq!(ipam.check().await?.problems(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stale_sequence_number_cannot_release_a_reallocated_address() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/30", 30).await;
+    let a = one(&ipam, "old", "n1").await?;
+    let seen = ipam.ip_info(a).await?.ok_or("allocated")?.sequence;
+    ipam.release_by_handle("old").await?;
+    // Use up the rest so `a` comes back to a new owner.
+    for i in 0..4 {
+        one(&ipam, &format!("new{i}"), "n1").await?;
+    }
+    let now = ipam.ip_info(a).await?.ok_or("reallocated")?;
+    assert_eq!(now.handle.as_deref(), Some("new3"));
+    let err = ipam.release_ip(a, Some(seen)).await.expect_err("ABA guard");
+    assert!(matches!(err, Error::BadSequenceNumber { .. }));
+    assert!(ipam.release_ip(a, Some(now.sequence)).await?);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_empty_block_without_affinity_is_deleted() -> TestResult {
+    let (ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let a = one(&ipam, "h", "n1").await?;
+    let block = ipam.affine_blocks("n1").await?[0];
+    let err = ipam
+        .release_block_affinity("n1", &block, true)
+        .await
+        .expect_err("in use");
+    assert!(matches!(err, Error::BlockNotEmpty(_)));
+    assert_eq!(ipam.affine_blocks("n1").await?, vec![block], "put back");
+    ipam.release_block_affinity("n1", &block, false).await?;
+    assert!(ipam.affine_blocks("n1").await?.is_empty());
+    let blocks = ipam.blocks().await?;
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0].host, None);
+    ipam.release_ip(a, None).await?;
+    assert!(ds.get(&keys::block(&block)).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test]
+async fn empty_affine_blocks_are_released_but_never_the_last() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/24", 26).await;
+    for i in 0..65 {
+        one(&ipam, &format!("h{i}"), "n1").await?;
+    }
+    for i in 0..65 {
+        ipam.release_by_handle(&format!("h{i}")).await?;
+    }
+    assert_eq!(ipam.affine_blocks("n1").await?.len(), 2);
+    let released = ipam.release_empty_affine_blocks("n1").await?;
+    assert_eq!(released.len(), 1);
+    let left = ipam.affine_blocks("n1").await?;
+    assert_eq!(left.len(), 1);
+    let err = ipam
+        .release_empty_affine_block("n1", &left[0])
+        .await
+        .expect_err("last block");
+    assert!(matches!(err, Error::LastBlock { .. }));
+    assert_eq!(ipam.blocks().await?.len(), 1, "released block deleted");
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_affinity_whose_block_is_missing_is_repaired() -> TestResult {
+    let (ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let block = net("10.0.0.128/26");
+    let aff = BlockAffinity {
+        state: AffinityState::Pending,
+        deleted: false,
+    };
+    ds.create(
+        &keys::affinity("n1", &block),
+        serde_json::to_vec(&aff)?,
+        None,
+    )
+    .await?;
+    let a = one(&ipam, "h", "n1").await?;
+    assert!(block.contains(&a), "the crashed claim's block is used");
+    assert_eq!(ipam.affine_blocks("n1").await?, vec![block]);
+    assert_eq!(ipam.check().await?.affinity_problems, Vec::<String>::new());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_specific_address_can_be_assigned_once() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let args = AssignIpArgs {
+        ip: ip("10.0.0.77"),
+        handle: "manual".into(),
+        attrs: BTreeMap::new(),
+        node: "n1".into(),
+    };
+    ipam.assign_ip(&args).await?;
+    assert_eq!(ipam.affine_blocks("n1").await?, vec![net("10.0.0.64/26")]);
+    let err = ipam
+        .assign_ip(&AssignIpArgs {
+            handle: "other".into(),
+            ..args.clone()
+        })
+        .await
+        .expect_err("taken");
+    assert!(matches!(err, Error::AlreadyAssigned(_)));
+    assert!(ipam.ips_by_handle("other").await?.is_empty());
+    let err = ipam
+        .assign_ip(&AssignIpArgs {
+            ip: ip("172.16.0.1"),
+            ..args
+        })
+        .await
+        .expect_err("no pool");
+    assert!(matches!(err, Error::NotInPool(_)));
+    Ok(())
+}
+
+#[tokio::test]
+async fn tunnel_addresses_are_stable_and_typed() -> TestResult {
+    let ds = MemoryStore::new();
+    add_pool(&ds, "plain", json!({"cidr":"10.1.0.0/16"})).await;
+    add_pool(
+        &ds,
+        "ipip",
+        json!({"cidr":"10.2.0.0/16","ipipMode":"Always"}),
+    )
+    .await;
+    let ipam = Ipam::new(Arc::new(ds.clone()));
+    let t = ipam.assign_tunnel_address("n1", TunnelKind::Ipip).await?;
+    assert!(net("10.2.0.0/16").contains(&t));
+    assert_eq!(ipam.assign_tunnel_address("n1", TunnelKind::Ipip).await?, t);
+    let info = ipam.ip_info(t).await?.ok_or("allocated")?;
+    assert_eq!(info.handle.as_deref(), Some("ipip-tunnel-addr-n1"));
+    assert_eq!(
+        info.attrs.get("type").map(String::as_str),
+        Some("ipipTunnelAddress")
+    );
+    let err = ipam
+        .assign_tunnel_address("n1", TunnelKind::Vxlan)
+        .await
+        .expect_err("no vxlan pool");
+    assert!(matches!(
+        err,
+        Error::NoUsablePools {
+            usage: AllowedUse::Tunnel,
+            ..
+        }
+    ));
+    assert_eq!(
+        ipam.release_tunnel_address("n1", TunnelKind::Ipip).await?,
+        vec![t]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn check_finds_leaks_orphan_handles_and_affinity_drift() -> TestResult {
+    let (ds, ipam) = setup("10.0.0.0/24", 26).await;
+    let a = one(&ipam, "net.leaky", "n1").await?;
+    // The handle vanishes: the allocation is leaked.
+    ds.delete(&keys::handle("net.leaky"), None).await?;
+    // A handle with no address.
+    ds.create(
+        &keys::handle("net.ghost"),
+        br#"{"block":{"10.0.0.0/26":1},"deleted":false}"#.to_vec(),
+        None,
+    )
+    .await?;
+    // A confirmed affinity with no block.
+    ds.create(
+        &keys::affinity("n9", &net("10.0.0.192/26")),
+        br#"{"state":"confirmed","deleted":false}"#.to_vec(),
+        None,
+    )
+    .await?;
+    let report = ipam.check().await?;
+    assert_eq!(report.leaked.len(), 1, "no workload uses {a}");
+    assert_eq!(report.missing_handles.len(), 1);
+    assert_eq!(report.handles_without_ips, vec!["net.ghost".to_string()]);
+    assert_eq!(report.affinity_problems.len(), 1);
+    assert_eq!(report.problems(), 4);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_allocations_never_share_an_address() -> TestResult {
+    let (_ds, ipam) = setup("10.10.0.0/20", 26).await;
+    let mut tasks = Vec::new();
+    for i in 0..240 {
+        let ipam = ipam.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = format!("node{}", i % 4);
+            one(&ipam, &format!("net.c{i}"), &node)
+                .await
+                .map(|ip| (node, ip))
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    for t in tasks {
+        let (node, ip) = t.await??;
+        assert!(seen.insert(ip), "{ip} handed out twice");
+        let info = ipam.ip_info(ip).await?.ok_or("allocated")?;
+        assert_eq!(info.block_host.as_deref(), Some(node.as_str()));
+    }
+    assert_eq!(seen.len(), 240);
+    for i in 0..240 {
+        ipam.release_by_handle(&format!("net.c{i}")).await?;
+    }
+    let report = ipam.check().await?;
+    assert_eq!(report.problems(), 0, "{report:?}");
+    assert!(report.allocations.is_empty());
+    Ok(())
+}
