@@ -3,18 +3,20 @@
 //! - [`Datastore`]: the revisioned key-value store (etcdv3 or the embedded SQLite file),
 //! - [`keys`]: Calico's etcdv3 key layout.
 
+pub mod client;
 pub mod error;
 pub mod keys;
 pub mod kv;
-pub mod selector;
 pub mod memory;
 pub mod model;
+pub mod selector;
 pub mod store;
 pub mod validation;
 
+pub use client::{Client, ResourceEvent, ResourceList, ResourceWatch};
 pub use error::{Error, Result};
 pub use kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
 pub use memory::MemoryStore;
-pub use store::{Datastore, Watch};
 pub use model::{AnyResource, Kind, Resource};
 pub use selector::{Selector, SelectorError};
+pub use store::{Datastore, Watch};

@@ -333,10 +333,10 @@ impl<'a> Parser<'a> {
             }
             if word == "not" {
                 self.skip_ws();
-                if let Ok(w2) = self.parse_key() {
-                    if w2 == "in" {
-                        return Ok(Expr::NotIn(key, self.parse_set()?));
-                    }
+                if let Ok(w2) = self.parse_key()
+                    && w2 == "in"
+                {
+                    return Ok(Expr::NotIn(key, self.parse_set()?));
                 }
             }
         }
@@ -354,6 +354,7 @@ impl<'a> Parser<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

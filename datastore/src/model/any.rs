@@ -325,6 +325,7 @@ pub fn parse_documents(text: &str) -> Result<Vec<AnyResource>, DocumentError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

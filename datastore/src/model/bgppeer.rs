@@ -105,7 +105,7 @@ impl BGPPeerSpec {
 
     /// `peerIP` split into address and optional port.
     pub fn peer_addr(&self) -> Option<(std::net::IpAddr, Option<u16>)> {
-        crate::validation::bgp::parse_peer_ip(&self.peer_ip).ok()
+        crate::validation::bgp::parse_peer_ip(&self.peer_ip)
     }
 }
 

@@ -27,6 +27,7 @@ string_enum! {
 }
 
 impl Default for EncapMode {
+    #[allow(clippy::derivable_impls)]
     fn default() -> EncapMode {
         EncapMode::Never
     }

@@ -131,9 +131,9 @@ impl fmt::Display for GoDuration {
         }
         if d < Duration::from_secs(1) {
             let nanos = d.subsec_nanos();
-            return if nanos % 1_000_000 == 0 {
+            return if nanos.is_multiple_of(1_000_000) {
                 write!(f, "{}ms", nanos / 1_000_000)
-            } else if nanos % 1000 == 0 {
+            } else if nanos.is_multiple_of(1000) {
                 write!(f, "{}µs", nanos / 1000)
             } else {
                 write!(f, "{nanos}ns")
@@ -239,6 +239,7 @@ pub fn parse_bad_enum(message: &str) -> Option<(String, String)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

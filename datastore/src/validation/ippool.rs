@@ -169,6 +169,7 @@ pub fn validate_overlap(meta: &ObjectMeta, spec: &IPPoolSpec, others: &[IPPool])
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::model::resource::Resource;

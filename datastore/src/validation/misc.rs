@@ -11,14 +11,14 @@ const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "fatal", "non
 
 /// Checks a FelixConfiguration spec.
 pub fn validate_felix(spec: &FelixConfigurationSpec) -> Result<()> {
-    if let Some(vni) = spec.vxlan_vni {
-        if vni == 0 || vni > 0x00ff_ffff {
-            return Err(Error::invalid(
-                "FelixConfiguration.Spec.VXLANVNI",
-                vni.to_string(),
-                "VXLAN VNI must be between 1 and 16777215",
-            ));
-        }
+    if let Some(vni) = spec.vxlan_vni
+        && (vni == 0 || vni > 0x00ff_ffff)
+    {
+        return Err(Error::invalid(
+            "FelixConfiguration.Spec.VXLANVNI",
+            vni.to_string(),
+            "VXLAN VNI must be between 1 and 16777215",
+        ));
     }
     let ports = [
         ("VXLANPort", spec.vxlan_port),
@@ -40,14 +40,14 @@ pub fn validate_felix(spec: &FelixConfigurationSpec) -> Result<()> {
     if let Some(a) = &spec.device_route_source_address {
         check_ip("FelixConfiguration.Spec.DeviceRouteSourceAddress", a)?;
     }
-    if let Some(p) = &spec.mtu_iface_pattern {
-        if regex::Regex::new(p).is_err() {
-            return Err(Error::invalid(
-                "FelixConfiguration.Spec.MTUIfacePattern",
-                p,
-                "invalid regular expression",
-            ));
-        }
+    if let Some(p) = &spec.mtu_iface_pattern
+        && regex::Regex::new(p).is_err()
+    {
+        return Err(Error::invalid(
+            "FelixConfiguration.Spec.MTUIfacePattern",
+            p,
+            "invalid regular expression",
+        ));
     }
     let levels = [
         ("LogSeverityScreen", &spec.log_severity_screen),
@@ -55,14 +55,14 @@ pub fn validate_felix(spec: &FelixConfigurationSpec) -> Result<()> {
         ("LogSeveritySys", &spec.log_severity_sys),
     ];
     for (field, level) in levels {
-        if let Some(l) = level {
-            if !LOG_LEVELS.contains(&l.to_ascii_lowercase().as_str()) {
-                return Err(Error::invalid(
-                    format!("FelixConfiguration.Spec.{field}"),
-                    l,
-                    "must be one of Debug, Info, Warning, Error, Fatal",
-                ));
-            }
+        if let Some(l) = level
+            && !LOG_LEVELS.contains(&l.to_ascii_lowercase().as_str())
+        {
+            return Err(Error::invalid(
+                format!("FelixConfiguration.Spec.{field}"),
+                l,
+                "must be one of Debug, Info, Warning, Error, Fatal",
+            ));
         }
     }
     Ok(())

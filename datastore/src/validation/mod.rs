@@ -129,6 +129,7 @@ pub fn check_mac(field: &str, value: &str) -> Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -36,33 +36,33 @@ pub fn validate(spec: &NodeSpec) -> Result<()> {
                 }
             }
         }
-        if let Some(t) = &bgp.ipv4_ipip_tunnel_addr {
-            if !check_ip("Node.Spec.BGP.IPv4IPIPTunnelAddr", t)?.is_ipv4() {
-                return Err(Error::invalid(
-                    "Node.Spec.BGP.IPv4IPIPTunnelAddr",
-                    t,
-                    "must be an IPv4 address",
-                ));
-            }
-        }
-        if let Some(id) = &bgp.route_reflector_cluster_id {
-            if id.parse::<std::net::Ipv4Addr>().is_err() {
-                return Err(Error::invalid(
-                    "Node.Spec.BGP.RouteReflectorClusterID",
-                    id,
-                    "must be an IPv4 address",
-                ));
-            }
-        }
-    }
-    if let Some(t) = &spec.ipv4_vxlan_tunnel_addr {
-        if !check_ip("Node.Spec.IPv4VXLANTunnelAddr", t)?.is_ipv4() {
+        if let Some(t) = &bgp.ipv4_ipip_tunnel_addr
+            && !check_ip("Node.Spec.BGP.IPv4IPIPTunnelAddr", t)?.is_ipv4()
+        {
             return Err(Error::invalid(
-                "Node.Spec.IPv4VXLANTunnelAddr",
+                "Node.Spec.BGP.IPv4IPIPTunnelAddr",
                 t,
                 "must be an IPv4 address",
             ));
         }
+        if let Some(id) = &bgp.route_reflector_cluster_id
+            && id.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(Error::invalid(
+                "Node.Spec.BGP.RouteReflectorClusterID",
+                id,
+                "must be an IPv4 address",
+            ));
+        }
+    }
+    if let Some(t) = &spec.ipv4_vxlan_tunnel_addr
+        && !check_ip("Node.Spec.IPv4VXLANTunnelAddr", t)?.is_ipv4()
+    {
+        return Err(Error::invalid(
+            "Node.Spec.IPv4VXLANTunnelAddr",
+            t,
+            "must be an IPv4 address",
+        ));
     }
     if let Some(t) = &spec.ipv6_vxlan_tunnel_addr {
         check_ip("Node.Spec.IPv6VXLANTunnelAddr", t)?;
