@@ -18,7 +18,6 @@ pub mod handle;
 pub mod pool;
 pub mod query;
 pub mod release;
-pub mod selector;
 pub mod store;
 pub mod tunnel;
 

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use datastore::model::ippool::{self, IPPool};
+use datastore::selector::Selector;
 use ipnet::IpNet;
-use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::selector;
 
 /// What an address is for; a pool's `allowedUses` must contain it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,33 +46,6 @@ pub struct Pool {
     pub vxlan_mode: String,
 }
 
-#[derive(Deserialize)]
-struct Resource {
-    metadata: Metadata,
-    spec: Spec,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Spec {
-    cidr: IpNet,
-    block_size: Option<u8>,
-    #[serde(default)]
-    disabled: bool,
-    #[serde(default)]
-    node_selector: String,
-    allowed_uses: Option<Vec<String>>,
-    #[serde(default)]
-    ipip_mode: String,
-    #[serde(default)]
-    vxlan_mode: String,
-}
-
 // ===== impl Pool =====
 
 impl Pool {
@@ -93,31 +66,36 @@ impl Pool {
     /// Decodes a stored projectcalico.org/v3 IPPool (the JSON at
     /// `/calico/resources/v3/projectcalico.org/ippools/<name>`).
     pub fn from_resource_json(key: &str, raw: &[u8]) -> Result<Pool> {
-        let res: Resource = serde_json::from_slice(raw).map_err(|e| Error::Corrupt {
+        let corrupt = |reason: String| Error::Corrupt {
             key: key.to_string(),
-            reason: e.to_string(),
-        })?;
-        let spec = res.spec;
-        let allowed_uses = match spec.allowed_uses {
-            None => vec![AllowedUse::Workload, AllowedUse::Tunnel],
-            Some(uses) => uses
-                .iter()
-                .filter_map(|u| match u.as_str() {
-                    "Workload" => Some(AllowedUse::Workload),
-                    "Tunnel" => Some(AllowedUse::Tunnel),
-                    _ => None,
-                })
-                .collect(),
+            reason,
         };
+        let res: IPPool = serde_json::from_slice(raw).map_err(|e| corrupt(e.to_string()))?;
+        Pool::from_resource(&res).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// The IPAM view of an IPPool resource.
+    pub fn from_resource(res: &IPPool) -> std::result::Result<Pool, datastore::Error> {
+        let spec = &res.spec;
+        let cidr = spec.network()?.trunc();
+        let allowed_uses = [AllowedUse::Workload, AllowedUse::Tunnel]
+            .into_iter()
+            .filter(|u| {
+                spec.allows(match u {
+                    AllowedUse::Workload => ippool::AllowedUse::Workload,
+                    AllowedUse::Tunnel => ippool::AllowedUse::Tunnel,
+                })
+            })
+            .collect();
         Ok(Pool {
-            name: res.metadata.name,
-            cidr: spec.cidr.trunc(),
-            block_size: spec.block_size.unwrap_or(default_block_size(&spec.cidr)),
+            name: res.metadata.name.clone(),
+            cidr,
+            block_size: spec.effective_block_size(),
             disabled: spec.disabled,
-            node_selector: spec.node_selector,
+            node_selector: spec.node_selector.clone(),
             allowed_uses,
-            ipip_mode: spec.ipip_mode,
-            vxlan_mode: spec.vxlan_mode,
+            ipip_mode: spec.ipip_mode.to_string(),
+            vxlan_mode: spec.vxlan_mode.to_string(),
         })
     }
 
@@ -131,10 +109,11 @@ impl Pool {
 
     /// True when the pool's nodeSelector selects a node with `labels`.
     pub fn selects_node(&self, labels: &BTreeMap<String, String>) -> Result<bool> {
-        selector::matches(&self.node_selector, labels).map_err(|e| Error::Corrupt {
+        let selector = Selector::parse(&self.node_selector).map_err(|e| Error::Corrupt {
             key: format!("IPPool {} nodeSelector", self.name),
-            reason: e.0,
-        })
+            reason: e.to_string(),
+        })?;
+        Ok(selector.matches(labels))
     }
 
     /// True when IPIP or VXLAN encapsulation (as asked) is on in this pool.
