@@ -184,16 +184,15 @@ impl Ipam {
         // Blocks against affinities.
         let affinities = self.affinities().await?;
         for b in &blocks {
-            if let Some(host) = b.host() {
-                if !affinities
+            if let Some(host) = b.host()
+                && !affinities
                     .iter()
                     .any(|a| a.node == host && a.cidr == b.cidr)
-                {
-                    report.affinity_problems.push(format!(
-                        "block {} is affine to host {host} but the affinity key is missing",
-                        b.cidr
-                    ));
-                }
+            {
+                report.affinity_problems.push(format!(
+                    "block {} is affine to host {host} but the affinity key is missing",
+                    b.cidr
+                ));
             }
         }
         for a in affinities
