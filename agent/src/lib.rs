@@ -2,3 +2,5 @@
 //! embedded BGP speaker, serves local status.
 
 pub mod dataplane;
+pub mod state;
+pub mod syncer;

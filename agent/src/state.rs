@@ -1,0 +1,261 @@
+//! `ClusterState`: the agent's read-only cache of everything it computes from — nodes,
+//! pools, BGP peers and configuration, Felix configuration, workload endpoints, IPAM blocks
+//! and affinities — kept by the syncer from one ordered watch on `/calico/`.
+
+use std::collections::BTreeMap;
+
+use datastore::keys;
+use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
+use datastore::model::{
+    BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, Node, Resource, WorkloadEndpoint,
+};
+use datastore::{KeyValue, Revision};
+use ipnet::IpNet;
+use tracing::warn;
+
+/// The cluster as the agent last saw it. Owned by the syncer; consumers get `Arc` clones.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClusterState {
+    pub nodes: BTreeMap<String, Node>,
+    pub pools: BTreeMap<String, IPPool>,
+    pub bgp_peers: BTreeMap<String, BGPPeer>,
+    /// `default` and the per-node `node.<name>` overrides.
+    pub bgp_configs: BTreeMap<String, BGPConfiguration>,
+    /// `default` and the per-node `node.<name>` overrides.
+    pub felix_configs: BTreeMap<String, FelixConfiguration>,
+    /// Keyed by `<namespace>/<name>`.
+    pub workloads: BTreeMap<String, WorkloadEndpoint>,
+    pub blocks: BTreeMap<IpNet, AllocationBlock>,
+    /// Keyed by (node, block).
+    pub affinities: BTreeMap<(String, IpNet), BlockAffinity>,
+    /// The datastore revision this state reflects.
+    pub revision: Revision,
+}
+
+/// Which part of the key space a key belongs to.
+enum KeyKind<'a> {
+    Resource { plural: &'a str, name: &'a str },
+    Block(IpNet),
+    Affinity(String, IpNet),
+    Other,
+}
+
+fn classify(key: &str) -> KeyKind<'_> {
+    if let Some(rest) = key.strip_prefix(keys::RESOURCES_PREFIX) {
+        if let Some((plural, name)) = rest.split_once('/') {
+            return KeyKind::Resource { plural, name };
+        }
+    } else if let Some(rest) = key.strip_prefix(&keys::blocks_prefix()) {
+        if let Some(cidr) = rest.rsplit('/').next().and_then(keys::cidr_from_key_part) {
+            return KeyKind::Block(cidr);
+        }
+    } else if let Some((node, cidr)) = keys::parse_affinity(key) {
+        return KeyKind::Affinity(node, cidr);
+    }
+    KeyKind::Other
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> {
+    match serde_json::from_slice(value) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            // One bad value must not take the agent down; it is skipped and reported.
+            warn!(key, error = %e, "ignoring a datastore value that does not decode");
+            None
+        }
+    }
+}
+
+fn put_resource<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
+    match decode::<R>(key, value) {
+        Some(r) => {
+            map.insert(name.to_string(), r);
+        }
+        None => {
+            map.remove(name);
+        }
+    }
+}
+
+impl ClusterState {
+    /// Builds the state from a full listing of `/calico/`.
+    pub fn from_listing(items: &[KeyValue], revision: Revision) -> ClusterState {
+        let mut state = ClusterState::default();
+        for kv in items {
+            state.put(&kv.key, &kv.value);
+        }
+        state.revision = revision;
+        state
+    }
+
+    /// Applies a created or updated key.
+    pub fn put(&mut self, key: &str, value: &[u8]) {
+        match classify(key) {
+            KeyKind::Resource { plural, name } => match plural {
+                p if p == Node::PLURAL => put_resource(&mut self.nodes, key, name, value),
+                p if p == IPPool::PLURAL => put_resource(&mut self.pools, key, name, value),
+                p if p == BGPPeer::PLURAL => put_resource(&mut self.bgp_peers, key, name, value),
+                p if p == BGPConfiguration::PLURAL => {
+                    put_resource(&mut self.bgp_configs, key, name, value)
+                }
+                p if p == FelixConfiguration::PLURAL => {
+                    put_resource(&mut self.felix_configs, key, name, value)
+                }
+                p if p == WorkloadEndpoint::PLURAL => {
+                    put_resource(&mut self.workloads, key, name, value)
+                }
+                _ => {}
+            },
+            KeyKind::Block(cidr) => match decode::<AllocationBlock>(key, value) {
+                Some(b) => {
+                    self.blocks.insert(cidr, b);
+                }
+                None => {
+                    self.blocks.remove(&cidr);
+                }
+            },
+            KeyKind::Affinity(node, cidr) => match decode::<BlockAffinity>(key, value) {
+                Some(a) => {
+                    self.affinities.insert((node, cidr), a);
+                }
+                None => {
+                    self.affinities.remove(&(node, cidr));
+                }
+            },
+            KeyKind::Other => {}
+        }
+    }
+
+    /// Applies a deleted key.
+    pub fn delete(&mut self, key: &str) {
+        match classify(key) {
+            KeyKind::Resource { plural, name } => {
+                let name = name.to_string();
+                match plural {
+                    p if p == Node::PLURAL => drop(self.nodes.remove(&name)),
+                    p if p == IPPool::PLURAL => drop(self.pools.remove(&name)),
+                    p if p == BGPPeer::PLURAL => drop(self.bgp_peers.remove(&name)),
+                    p if p == BGPConfiguration::PLURAL => drop(self.bgp_configs.remove(&name)),
+                    p if p == FelixConfiguration::PLURAL => drop(self.felix_configs.remove(&name)),
+                    p if p == WorkloadEndpoint::PLURAL => drop(self.workloads.remove(&name)),
+                    _ => {}
+                }
+            }
+            KeyKind::Block(cidr) => drop(self.blocks.remove(&cidr)),
+            KeyKind::Affinity(node, cidr) => drop(self.affinities.remove(&(node, cidr))),
+            KeyKind::Other => {}
+        }
+    }
+
+    /// Blocks confirmed as affine to `node` whose block object exists. Pending and
+    /// pendingDeletion claims are never routed or advertised (Calico #6867, #4471), and
+    /// neither is an affinity without its block.
+    pub fn confirmed_blocks_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = IpNet> + 'a {
+        self.affinities
+            .iter()
+            .filter(move |((n, cidr), aff)| {
+                n == node
+                    && aff.state == AffinityState::Confirmed
+                    && !aff.deleted
+                    && self
+                        .blocks
+                        .get(cidr)
+                        .is_some_and(|b| b.host() == Some(node) && !b.deleted)
+            })
+            .map(|((_, cidr), _)| *cidr)
+    }
+
+    /// The pool containing `net`, if any.
+    pub fn pool_containing(&self, net: &IpNet) -> Option<&IPPool> {
+        self.pools.values().find(|p| {
+            p.spec
+                .cidr
+                .parse::<IpNet>()
+                .is_ok_and(|cidr| cidr.contains(net))
+        })
+    }
+
+    /// BGPConfiguration `default`, if present.
+    pub fn bgp_default(&self) -> Option<&BGPConfiguration> {
+        self.bgp_configs.get("default")
+    }
+
+    /// FelixConfiguration `default`, if present.
+    pub fn felix_default(&self) -> Option<&FelixConfiguration> {
+        self.felix_configs.get("default")
+    }
+
+    /// Workload endpoints hosted on `node`.
+    pub fn workloads_on<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = &'a WorkloadEndpoint> + 'a {
+        self.workloads.values().filter(move |w| w.spec.node == node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: value.as_bytes().to_vec(),
+            create_revision: 1,
+            mod_revision: 1,
+            lease: None,
+        }
+    }
+
+    #[test]
+    fn only_confirmed_affinities_with_their_block_count() {
+        let b1: IpNet = "10.0.0.0/26".parse().expect("cidr");
+        let b2: IpNet = "10.0.0.64/26".parse().expect("cidr");
+        let b3: IpNet = "10.0.0.128/26".parse().expect("cidr");
+        let block = |cidr: IpNet| {
+            serde_json::to_string(&AllocationBlock::new(cidr, Some("n1"), None)).expect("json")
+        };
+        let items = vec![
+            kv(&keys::block(&b1), &block(b1)),
+            kv(
+                &keys::affinity("n1", &b1),
+                r#"{"state":"confirmed","deleted":false}"#,
+            ),
+            kv(&keys::block(&b2), &block(b2)),
+            kv(
+                &keys::affinity("n1", &b2),
+                r#"{"state":"pending","deleted":false}"#,
+            ),
+            // An affinity whose block does not exist (a crashed claim).
+            kv(
+                &keys::affinity("n1", &b3),
+                r#"{"state":"confirmed","deleted":false}"#,
+            ),
+        ];
+        let state = ClusterState::from_listing(&items, 5);
+        assert_eq!(
+            state.confirmed_blocks_of("n1").collect::<Vec<_>>(),
+            vec![b1]
+        );
+        assert_eq!(state.revision, 5);
+    }
+
+    #[test]
+    fn resources_are_decoded_and_bad_values_skipped() {
+        let mut state = ClusterState::default();
+        state.put(
+            &keys::resource("ippools", "p1"),
+            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"p1"},
+               "spec":{"cidr":"10.0.0.0/16","blockSize":26,"ipipMode":"Never","vxlanMode":"Always",
+               "natOutgoing":false,"nodeSelector":"all()"}}"#
+                .as_bytes(),
+        );
+        state.put(&keys::resource("ippools", "bad"), b"not json");
+        assert_eq!(state.pools.len(), 1);
+        let net: IpNet = "10.0.1.0/26".parse().expect("cidr");
+        assert_eq!(state.pool_containing(&net).map(|p| p.name()), Some("p1"));
+        state.delete(&keys::resource("ippools", "p1"));
+        assert!(state.pools.is_empty());
+    }
+}

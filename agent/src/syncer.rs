@@ -1,0 +1,96 @@
+//! The datastore syncer: one list and one ordered watch of `/calico/`, folded into a
+//! [`ClusterState`] that is published after each burst of events. When the datastore is
+//! unreachable the last state stays published (the dataplane keeps working) and the
+//! syncer relists with back-off until it is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datastore::{Datastore, WatchEvent};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::state::ClusterState;
+
+/// Prefix the syncer follows.
+pub const SYNC_PREFIX: &str = "/calico/";
+
+/// Whether the published state is a complete, current view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncStatus {
+    /// No listing yet.
+    WaitingForDatastore,
+    /// Following the datastore.
+    InSync,
+    /// Lost the datastore; the state is the last one seen.
+    Reconnecting,
+}
+
+/// Follows the datastore forever, publishing each new state on `tx`.
+pub async fn run(
+    store: Arc<dyn Datastore>,
+    tx: watch::Sender<Arc<ClusterState>>,
+    status: watch::Sender<SyncStatus>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match follow(&*store, &tx, &status).await {
+            Ok(()) => return, // every receiver is gone: the agent is shutting down
+            Err(e) => {
+                warn!(error = %e, retry_in = ?backoff, "datastore sync interrupted; keeping the last state");
+                let _ = status.send(SyncStatus::Reconnecting);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn follow(
+    store: &dyn Datastore,
+    tx: &watch::Sender<Arc<ClusterState>>,
+    status: &watch::Sender<SyncStatus>,
+) -> datastore::Result<()> {
+    let listing = store.list(SYNC_PREFIX).await?;
+    let mut state = ClusterState::from_listing(&listing.items, listing.revision);
+    let mut watch = store.watch(SYNC_PREFIX, listing.revision + 1).await?;
+    info!(
+        revision = listing.revision,
+        keys = listing.items.len(),
+        "in sync with the datastore"
+    );
+    publish(tx, &state);
+    let _ = status.send(SyncStatus::InSync);
+    loop {
+        let Some(first) = watch.next().await else {
+            return Err(datastore::Error::Backend("watch closed".into()));
+        };
+        apply(&mut state, first?);
+        while let Some(more) = watch.try_next() {
+            apply(&mut state, more?);
+        }
+        if tx.is_closed() {
+            return Ok(());
+        }
+        publish(tx, &state);
+    }
+}
+
+fn apply(state: &mut ClusterState, event: WatchEvent) {
+    state.revision = state.revision.max(event.revision());
+    match event {
+        WatchEvent::Put(kv) => state.put(&kv.key, &kv.value),
+        WatchEvent::Delete { key, .. } => state.delete(&key),
+    }
+}
+
+fn publish(tx: &watch::Sender<Arc<ClusterState>>, state: &ClusterState) {
+    tx.send_if_modified(|current| {
+        if **current == *state {
+            false
+        } else {
+            *current = Arc::new(state.clone());
+            true
+        }
+    });
+}
