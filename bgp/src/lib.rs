@@ -1,6 +1,7 @@
 //! An embeddable BGP-4 speaker (placeholder docs, filled in below as the crate grows).
 
 pub mod error;
+pub mod fsm;
 pub mod prefix;
 pub mod wire;
 
