@@ -1,6 +1,8 @@
 //! calico-node: registers the node, keeps the dataplane in sync with the datastore and the
 //! embedded BGP speaker, serves local status.
 
+pub mod calc;
 pub mod dataplane;
+pub mod local;
 pub mod state;
 pub mod syncer;

@@ -74,10 +74,16 @@ impl Route {
 impl fmt::Display for Route {
     /// Formats the route the way `ip route` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `ip route` prints host routes without their /32.
+        let dst = if self.dst.prefix_len() == 32 {
+            self.dst.addr().to_string()
+        } else {
+            self.dst.to_string()
+        };
         match &self.target {
-            RouteTarget::Blackhole => write!(f, "blackhole {}", self.dst)?,
+            RouteTarget::Blackhole => write!(f, "blackhole {dst}")?,
             RouteTarget::Gateway { via, dev, onlink } => {
-                write!(f, "{} via {via}", self.dst)?;
+                write!(f, "{dst} via {via}")?;
                 if let Some(dev) = dev {
                     write!(f, " dev {dev}")?;
                 }
@@ -85,7 +91,7 @@ impl fmt::Display for Route {
                     write!(f, " onlink")?;
                 }
             }
-            RouteTarget::Device { dev } => write!(f, "{} dev {dev} scope link", self.dst)?,
+            RouteTarget::Device { dev } => write!(f, "{dst} dev {dev} scope link")?,
         }
         match self.protocol {
             PROTO_BOOT => Ok(()),

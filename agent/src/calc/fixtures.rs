@@ -1,0 +1,121 @@
+//! Builders for the calculation tests: a cluster of nodes, pools and blocks in a few lines.
+
+use std::collections::BTreeMap;
+
+use datastore::model::ipam::{AffinityState, AllocationAttribute, AllocationBlock, BlockAffinity};
+use datastore::model::{
+    AsNumber, BGPConfiguration, BGPConfigurationSpec, BGPPeer, BGPPeerSpec, EncapMode, IPPool,
+    IPPoolSpec, Node, NodeBgpSpec, NodeSpec, Object, WorkloadEndpoint, WorkloadEndpointSpec,
+};
+use ipnet::IpNet;
+
+use crate::local::LocalNode;
+use crate::state::ClusterState;
+
+pub fn cidr(s: &str) -> IpNet {
+    s.parse().expect("test cidr")
+}
+
+pub fn local(name: &str, address: &str) -> LocalNode {
+    LocalNode {
+        name: name.into(),
+        address: address.parse().expect("test address"),
+        interface: "eth0".into(),
+        host_mtu: 1500,
+    }
+}
+
+pub fn node(name: &str, address: &str) -> Node {
+    Object::new(
+        name,
+        NodeSpec {
+            bgp: Some(NodeBgpSpec {
+                ipv4_address: Some(address.into()),
+                ..NodeBgpSpec::default()
+            }),
+            ..NodeSpec::default()
+        },
+    )
+}
+
+pub fn pool(name: &str, range: &str, ipip: EncapMode, vxlan: EncapMode) -> IPPool {
+    let mut p = Object::new(
+        name,
+        IPPoolSpec {
+            cidr: range.into(),
+            ipip_mode: ipip,
+            vxlan_mode: vxlan,
+            block_size: 26,
+            node_selector: "all()".into(),
+            ..IPPoolSpec::default()
+        },
+    );
+    p.metadata.labels = BTreeMap::new();
+    p
+}
+
+pub fn peer(name: &str, spec: BGPPeerSpec) -> BGPPeer {
+    Object::new(name, spec)
+}
+
+pub fn bgp_config(mesh: bool, asn: Option<u32>) -> BGPConfiguration {
+    Object::new(
+        "default",
+        BGPConfigurationSpec {
+            node_to_node_mesh_enabled: Some(mesh),
+            as_number: asn.map(AsNumber),
+            ..BGPConfigurationSpec::default()
+        },
+    )
+}
+
+/// A cluster with the given nodes and pools and nothing else.
+pub fn cluster(nodes: Vec<Node>, pools: Vec<IPPool>) -> ClusterState {
+    let mut s = ClusterState::default();
+    for n in nodes {
+        s.nodes.insert(n.name().to_string(), n);
+    }
+    for p in pools {
+        s.pools.insert(p.name().to_string(), p);
+    }
+    s
+}
+
+/// Gives `node` a block in the given affinity state.
+pub fn claim(s: &mut ClusterState, node: &str, block: &str, state: AffinityState) {
+    let b = cidr(block);
+    s.blocks
+        .insert(b, AllocationBlock::new(b, Some(node), None));
+    s.affinities.insert(
+        (node.to_string(), b),
+        BlockAffinity {
+            state,
+            deleted: false,
+        },
+    );
+}
+
+/// Marks ordinal `ord` of `block` allocated to a workload on `host`.
+pub fn allocate(s: &mut ClusterState, block: &str, ord: usize, host: &str) {
+    let b = s.blocks.get_mut(&cidr(block)).expect("block exists");
+    b.attributes.push(AllocationAttribute {
+        handle_id: Some(format!("k8s-pod-network.{host}-{ord}")),
+        secondary: BTreeMap::from([("node".to_string(), host.to_string())]),
+    });
+    b.allocations[ord] = Some(b.attributes.len() - 1);
+    b.unallocated.retain(|o| *o != ord);
+}
+
+/// A workload endpoint on `node` with `ip` behind `iface`.
+pub fn workload(s: &mut ClusterState, node: &str, name: &str, ip: &str, iface: &str) {
+    let wep: WorkloadEndpoint = Object::new(
+        name,
+        WorkloadEndpointSpec {
+            node: node.into(),
+            ip_networks: vec![format!("{ip}/32")],
+            interface_name: iface.into(),
+            ..WorkloadEndpointSpec::default()
+        },
+    );
+    s.workloads.insert(format!("default/{name}"), wep);
+}

@@ -1,0 +1,191 @@
+use std::collections::BTreeMap;
+
+use datastore::model::{AsNumber, BGPPeerSpec, NextHopMode, SecretKeyRef};
+
+use super::super::fixtures::*;
+use super::*;
+
+fn no_secrets(_: &SecretKeyRef) -> Option<String> {
+    None
+}
+
+fn peers(state: &ClusterState, node: &str) -> BTreeMap<IpAddr, DesiredPeer> {
+    desired_peers(&PeerInput {
+        state,
+        node,
+        secrets: &no_secrets,
+    })
+}
+
+fn names(peers: &BTreeMap<IpAddr, DesiredPeer>) -> Vec<String> {
+    peers.values().map(|p| p.name.clone()).collect()
+}
+
+fn three_nodes() -> ClusterState {
+    cluster(
+        vec![
+            node("n1", "10.0.0.1/24"),
+            node("n2", "10.0.0.2/24"),
+            node("n3", "10.0.0.3/24"),
+        ],
+        vec![],
+    )
+}
+
+#[test]
+fn mesh_peers_with_every_other_node_and_dials_only_higher_addresses() {
+    let s = three_nodes();
+    let p = peers(&s, "n2");
+    assert_eq!(names(&p), vec!["Mesh_10_0_0_1", "Mesh_10_0_0_3"]);
+    let to_n1 = &p[&"10.0.0.1".parse::<IpAddr>().expect("ip")];
+    let to_n3 = &p[&"10.0.0.3".parse::<IpAddr>().expect("ip")];
+    assert!(!to_n1.passive, "n1 < n2: n1 waits, n2 dials");
+    assert!(to_n3.passive, "n3 > n2: n2 waits for n3");
+    assert_eq!((to_n1.local_as, to_n1.remote_as), (64512, 64512));
+    assert_eq!(to_n1.kind.label(), "node-to-node mesh");
+    assert_eq!(to_n1.restart_time, DEFAULT_RESTART_TIME);
+    assert_eq!(to_n1.address.port(), 179);
+}
+
+#[test]
+fn mesh_off_with_a_global_tor_peer() {
+    let mut s = three_nodes();
+    s.bgp_configs
+        .insert("default".into(), bgp_config(false, Some(64512)));
+    s.bgp_peers.insert(
+        "tor".into(),
+        peer(
+            "tor",
+            BGPPeerSpec {
+                peer_ip: "10.0.0.254".into(),
+                as_number: Some(AsNumber(65001)),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    let p = peers(&s, "n1");
+    assert_eq!(names(&p), vec!["Global_10_0_0_254"]);
+    let tor = p.values().next().expect("tor");
+    assert_eq!(
+        (tor.local_as, tor.remote_as, tor.passive),
+        (64512, 65001, false)
+    );
+    assert_eq!(tor.kind.label(), "global");
+}
+
+#[test]
+fn node_specific_peers_apply_only_to_their_node_or_selector() {
+    let mut s = three_nodes();
+    s.nodes.get_mut("n3").expect("n3").metadata.labels =
+        BTreeMap::from([("rack".to_string(), "r2".to_string())]);
+    s.bgp_peers.insert(
+        "n1-only".into(),
+        peer(
+            "n1-only",
+            BGPPeerSpec {
+                node: "n1".into(),
+                peer_ip: "192.168.9.1:1179".into(),
+                as_number: Some(AsNumber(65010)),
+                next_hop_mode: Some(NextHopMode::Keep),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    s.bgp_peers.insert(
+        "rack2".into(),
+        peer(
+            "rack2",
+            BGPPeerSpec {
+                node_selector: "rack == 'r2'".into(),
+                peer_ip: "192.168.9.2".into(),
+                as_number: Some(AsNumber(65020)),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    let p1 = peers(&s, "n1");
+    let special = &p1[&"192.168.9.1".parse::<IpAddr>().expect("ip")];
+    assert_eq!(special.address.port(), 1179);
+    assert!(special.next_hop_keep);
+    assert_eq!(special.kind.label(), "node specific");
+    assert!(!p1.contains_key(&"192.168.9.2".parse::<IpAddr>().expect("ip")));
+    let p3 = peers(&s, "n3");
+    assert!(p3.contains_key(&"192.168.9.2".parse::<IpAddr>().expect("ip")));
+    assert!(!p3.contains_key(&"192.168.9.1".parse::<IpAddr>().expect("ip")));
+}
+
+#[test]
+fn route_reflector_leaves_the_mesh_and_treats_selected_nodes_as_clients() {
+    let mut s = cluster(
+        vec![
+            node("rr", "10.0.0.10/24"),
+            node("c1", "10.0.0.1/24"),
+            node("c2", "10.0.0.2/24"),
+        ],
+        vec![],
+    );
+    let rr = s.nodes.get_mut("rr").expect("rr");
+    rr.metadata.labels = BTreeMap::from([("route-reflector".to_string(), "true".to_string())]);
+    rr.spec
+        .bgp
+        .as_mut()
+        .expect("bgp")
+        .route_reflector_cluster_id = Some("244.0.0.1".into());
+    s.bgp_configs
+        .insert("default".into(), bgp_config(false, None));
+    s.bgp_peers.insert(
+        "peer-with-rr".into(),
+        peer(
+            "peer-with-rr",
+            BGPPeerSpec {
+                node_selector: "all()".into(),
+                peer_selector: "route-reflector == 'true'".into(),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    s.bgp_peers.insert(
+        "rr-to-clients".into(),
+        peer(
+            "rr-to-clients",
+            BGPPeerSpec {
+                node_selector: "route-reflector == 'true'".into(),
+                peer_selector: "!has(route-reflector)".into(),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    let at_rr = peers(&s, "rr");
+    assert_eq!(names(&at_rr), vec!["Node_10_0_0_1", "Node_10_0_0_2"]);
+    assert!(at_rr.values().all(|p| p.rr_client));
+    let at_c1 = peers(&s, "c1");
+    assert_eq!(names(&at_c1), vec!["Node_10_0_0_10"]);
+    assert!(!at_c1.values().any(|p| p.rr_client));
+}
+
+#[test]
+fn mesh_skips_route_reflectors_even_when_on() {
+    let mut s = three_nodes();
+    s.nodes
+        .get_mut("n3")
+        .and_then(|n| n.spec.bgp.as_mut())
+        .expect("bgp")
+        .route_reflector_cluster_id = Some("1.1.1.1".into());
+    assert_eq!(names(&peers(&s, "n1")), vec!["Mesh_10_0_0_2"]);
+    assert!(peers(&s, "n3").is_empty());
+}
+
+#[test]
+fn node_as_overrides_the_global_default() {
+    let mut s = three_nodes();
+    s.bgp_configs
+        .insert("default".into(), bgp_config(true, Some(64513)));
+    s.nodes
+        .get_mut("n2")
+        .and_then(|n| n.spec.bgp.as_mut())
+        .expect("bgp")
+        .as_number = Some(AsNumber(64514));
+    let p = peers(&s, "n1");
+    let to_n2 = &p[&"10.0.0.2".parse::<IpAddr>().expect("ip")];
+    assert_eq!((to_n2.local_as, to_n2.remote_as), (64513, 64514));
+}

@@ -1,0 +1,381 @@
+//! The desired kernel state of this node (after Felix's `l3_route_resolver` and the BIRD
+//! kernel-programming filter Calico renders): workload host routes, a blackhole per
+//! confirmed affine block, remote blocks learned over BGP (through tunl0 for IPIP pools),
+//! VXLAN devices, routes, neighbours and FDB entries from the datastore.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use datastore::model::ipam::attr;
+use datastore::model::{EncapMode, IPPool, Node};
+use ipnet::{IpNet, Ipv4Net};
+
+use super::tunnels::{
+    Encap, derived_vtep_mac, encap_for, ipip_in_use, ipip_mtu, vxlan_in_use, vxlan_mtu, vxlan_port,
+    vxlan_vni,
+};
+use super::{Backend, LearnedRoutes};
+use crate::dataplane::apply::DesiredState;
+use crate::dataplane::ownership::{IPIP_DEVICE, VXLAN_DEVICE};
+use crate::dataplane::types::{
+    FdbEntry, IpipDevice, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route, RouteTarget,
+    VxlanDevice, parse_mac,
+};
+use crate::local::LocalNode;
+use crate::state::ClusterState;
+
+/// Everything the calculation reads.
+pub struct RouteInput<'a> {
+    pub state: &'a ClusterState,
+    pub local: &'a LocalNode,
+    pub backend: Backend,
+    /// Best paths learned over BGP (empty without BGP).
+    pub learned: &'a LearnedRoutes,
+}
+
+/// A remote node as the VXLAN calculation needs it.
+struct Vtep {
+    node_ip: Ipv4Addr,
+    tunnel_ip: Ipv4Addr,
+    mac: [u8; 6],
+}
+
+/// The node's IPv4 address (without prefix) from `spec.bgp.ipv4Address`.
+pub fn node_ip(node: &Node) -> Option<Ipv4Addr> {
+    let text = node.spec.bgp.as_ref()?.ipv4_address.as_deref()?;
+    let addr = text.split('/').next()?;
+    addr.parse().ok()
+}
+
+fn vtep_of(node: &Node) -> Option<Vtep> {
+    let tunnel_ip = node.spec.ipv4_vxlan_tunnel_addr.as_deref()?.parse().ok()?;
+    let mac = node
+        .spec
+        .vxlan_tunnel_mac_addr
+        .as_deref()
+        .and_then(parse_mac)
+        .unwrap_or_else(|| derived_vtep_mac(node.name()));
+    Some(Vtep {
+        node_ip: node_ip(node)?,
+        tunnel_ip,
+        mac,
+    })
+}
+
+fn v4(net: &IpNet) -> Option<Ipv4Net> {
+    match net {
+        IpNet::V4(n) => Some(*n),
+        IpNet::V6(_) => None,
+    }
+}
+
+fn pool_network(pool: &IPPool) -> Option<Ipv4Net> {
+    pool.spec.cidr.parse::<IpNet>().ok().as_ref().and_then(v4)
+}
+
+fn pool_of<'a>(state: &'a ClusterState, net: &Ipv4Net) -> Option<&'a IPPool> {
+    state
+        .pools
+        .values()
+        .find(|p| pool_network(p).is_some_and(|cidr| cidr.contains(net)))
+}
+
+/// Computes the whole desired kernel state.
+pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
+    let mut out = DesiredState::default();
+    let me = input.local.name.as_str();
+    let state = input.state;
+    let block_proto = if input.backend == Backend::Bgp {
+        PROTO_BIRD
+    } else {
+        PROTO_CALICO
+    };
+
+    // Our own blocks: blackholed so unallocated addresses are dropped here, not bounced
+    // back upstream (the /32 workload routes are more specific).
+    let own_blocks: Vec<Ipv4Net> = state
+        .confirmed_blocks_of(me)
+        .filter_map(|b| v4(&b))
+        .collect();
+    if input.backend != Backend::Flannel {
+        for block in &own_blocks {
+            out.routes.insert(
+                *block,
+                Route {
+                    dst: *block,
+                    target: RouteTarget::Blackhole,
+                    protocol: block_proto,
+                },
+            );
+        }
+    }
+
+    // Local workloads: `<ip>/32 dev caliX scope link`.
+    for wep in state.workloads_on(me) {
+        if wep.spec.interface_name.is_empty() {
+            continue;
+        }
+        for net in &wep.spec.ip_networks {
+            let Some(ip) = net.parse::<IpNet>().ok().as_ref().and_then(v4) else {
+                continue;
+            };
+            let dst = Ipv4Net::new(ip.addr(), 32).unwrap_or(ip);
+            out.routes.insert(
+                dst,
+                Route {
+                    dst,
+                    target: RouteTarget::Device {
+                        dev: wep.spec.interface_name.clone(),
+                    },
+                    protocol: PROTO_BOOT,
+                },
+            );
+        }
+    }
+
+    if input.backend == Backend::Bgp {
+        add_learned_routes(input, &own_blocks, &mut out);
+    }
+    if matches!(input.backend, Backend::Bgp | Backend::Vxlan) {
+        add_vxlan(input, &mut out);
+        add_ipip_device(input, &mut out);
+    }
+    out
+}
+
+/// Routes BGP learned, programmed as Calico's BIRD kernel filter does: IPIP pools through
+/// tunl0 (onlink) unless CrossSubnet and the next hop is on our subnet; VXLAN pools not at
+/// all (the datastore drives those); everything else via the next hop.
+fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut DesiredState) {
+    let local = input.local;
+    for (prefix, next_hop) in input.learned {
+        if own_blocks.iter().any(|b| b.contains(prefix)) && prefix.prefix_len() <= 26 {
+            // Never override our own block with someone else's announcement of it.
+            continue;
+        }
+        if *next_hop == local.ip() {
+            continue;
+        }
+        let same_subnet = local.same_subnet(*next_hop);
+        let target = match pool_of(input.state, prefix).map(|p| encap_for(p, same_subnet)) {
+            Some(Encap::Vxlan) => continue,
+            Some(Encap::Ipip) => RouteTarget::Gateway {
+                via: *next_hop,
+                dev: Some(IPIP_DEVICE.into()),
+                onlink: true,
+            },
+            _ => RouteTarget::Gateway {
+                via: *next_hop,
+                dev: same_subnet.then(|| local.interface.clone()),
+                onlink: false,
+            },
+        };
+        out.routes.insert(
+            *prefix,
+            Route {
+                dst: *prefix,
+                target,
+                protocol: PROTO_BIRD,
+            },
+        );
+    }
+}
+
+/// VXLAN from the datastore (Felix's `vxlan_mgr`): the device, and per remote node with a
+/// VTEP its blocks `via <vtep> dev vxlan.calico onlink`, a permanent neighbour and an FDB
+/// entry; under CrossSubnet, same-subnet nodes are routed directly instead.
+fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
+    let state = input.state;
+    let local = input.local;
+    let me = local.name.as_str();
+    if !vxlan_in_use(state) {
+        return;
+    }
+    let Some(my_node) = state.nodes.get(me) else {
+        return;
+    };
+    let Some(my_tunnel_ip) = my_node
+        .spec
+        .ipv4_vxlan_tunnel_addr
+        .as_deref()
+        .and_then(|a| a.parse::<Ipv4Addr>().ok())
+    else {
+        // The tunnel address is allocated by the tunnel manager; the device follows.
+        return;
+    };
+    let my_mac = my_node
+        .spec
+        .vxlan_tunnel_mac_addr
+        .as_deref()
+        .and_then(parse_mac)
+        .unwrap_or_else(|| derived_vtep_mac(me));
+    out.vxlan_devices.push(VxlanDevice {
+        name: VXLAN_DEVICE.into(),
+        vni: vxlan_vni(state, me),
+        port: vxlan_port(state, me),
+        parent: local.interface.clone(),
+        local: local.ip(),
+        mac: my_mac,
+        mtu: vxlan_mtu(state, me, local.host_mtu),
+        address: Some(my_tunnel_ip),
+    });
+
+    let mut used_vteps: BTreeSet<String> = BTreeSet::new();
+    let mut route_to = |out: &mut DesiredState,
+                        used: &mut BTreeSet<String>,
+                        node: &str,
+                        vtep: &Vtep,
+                        dst: Ipv4Net| {
+        if let Some((target, tunnelled)) = vxlan_target(state, local, vtep, &dst) {
+            if tunnelled {
+                used.insert(node.to_string());
+            }
+            out.routes.insert(
+                dst,
+                Route {
+                    dst,
+                    target,
+                    protocol: PROTO_CALICO,
+                },
+            );
+        }
+    };
+
+    let vteps: BTreeMap<&str, Vtep> = state
+        .nodes
+        .values()
+        .filter(|n| n.name() != me)
+        .filter_map(|n| vtep_of(n).map(|v| (n.name(), v)))
+        .collect();
+    for (node, vtep) in &vteps {
+        let mut blocks: Vec<Ipv4Net> = state
+            .confirmed_blocks_of(node)
+            .filter_map(|b| v4(&b))
+            .collect();
+        blocks.sort();
+        for block in &blocks {
+            route_to(out, &mut used_vteps, node, vtep, *block);
+        }
+        // A VTEP address outside the node's own blocks (borrowed): reach it directly.
+        if !blocks.iter().any(|b| b.contains(&vtep.tunnel_ip)) {
+            used_vteps.insert((*node).to_string());
+            let dst = Ipv4Net::new(vtep.tunnel_ip, 32).unwrap_or_default();
+            out.routes.insert(
+                dst,
+                Route {
+                    dst,
+                    target: RouteTarget::Device {
+                        dev: VXLAN_DEVICE.into(),
+                    },
+                    protocol: PROTO_CALICO,
+                },
+            );
+        }
+    }
+
+    // Borrowed addresses: an allocation in someone's block made for a workload on another
+    // node is routed to the node that runs it.
+    for block in state.blocks.values() {
+        let Some(cidr) = v4(&block.cidr) else {
+            continue;
+        };
+        let owner = block.host();
+        for (ordinal, slot) in block.allocations.iter().enumerate() {
+            let Some(attr_index) = slot else { continue };
+            let Some(host) = block
+                .attributes
+                .get(*attr_index)
+                .and_then(|a| a.secondary.get(attr::NODE))
+            else {
+                continue;
+            };
+            if Some(host.as_str()) == owner || host == me {
+                continue;
+            }
+            let Some(vtep) = vteps.get(host.as_str()) else {
+                continue;
+            };
+            let Ok(offset) = u32::try_from(ordinal) else {
+                continue;
+            };
+            let ip = Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(offset));
+            if ip == vtep.tunnel_ip {
+                continue; // already reachable as the VTEP itself
+            }
+            let dst = Ipv4Net::new(ip, 32).unwrap_or_default();
+            route_to(out, &mut used_vteps, host, vtep, dst);
+        }
+    }
+
+    for node in used_vteps {
+        let Some(vtep) = vteps.get(node.as_str()) else {
+            continue;
+        };
+        out.neighbours.insert(Neighbour {
+            dev: VXLAN_DEVICE.into(),
+            ip: vtep.tunnel_ip,
+            mac: vtep.mac,
+        });
+        out.fdb.insert(FdbEntry {
+            dev: VXLAN_DEVICE.into(),
+            mac: vtep.mac,
+            dst: vtep.node_ip,
+        });
+    }
+}
+
+/// How a VXLAN-pool destination on a remote node is reached: through the tunnel (true) or,
+/// under CrossSubnet towards a same-subnet node, directly on the parent device (false).
+/// `None` when the destination is not in a VXLAN pool.
+fn vxlan_target(
+    state: &ClusterState,
+    local: &LocalNode,
+    vtep: &Vtep,
+    dst: &Ipv4Net,
+) -> Option<(RouteTarget, bool)> {
+    let pool = pool_of(state, dst)?;
+    if pool.spec.vxlan_mode == EncapMode::Never {
+        return None;
+    }
+    match encap_for(pool, local.same_subnet(vtep.node_ip)) {
+        Encap::Vxlan => Some((
+            RouteTarget::Gateway {
+                via: vtep.tunnel_ip,
+                dev: Some(VXLAN_DEVICE.into()),
+                onlink: true,
+            },
+            true,
+        )),
+        _ => Some((
+            RouteTarget::Gateway {
+                via: vtep.node_ip,
+                dev: Some(local.interface.clone()),
+                onlink: true,
+            },
+            false,
+        )),
+    }
+}
+
+/// tunl0 whenever a pool uses IPIP (its address from `ipv4IPIPTunnelAddr`).
+fn add_ipip_device(input: &RouteInput<'_>, out: &mut DesiredState) {
+    if input.backend != Backend::Bgp || !ipip_in_use(input.state) {
+        return;
+    }
+    let me = input.local.name.as_str();
+    let address = input
+        .state
+        .nodes
+        .get(me)
+        .and_then(|n| n.spec.bgp.as_ref())
+        .and_then(|b| b.ipv4_ipip_tunnel_addr.as_deref())
+        .and_then(|a| a.parse().ok());
+    out.ipip = Some(IpipDevice {
+        mtu: ipip_mtu(input.state, me, input.local.host_mtu),
+        address,
+    });
+}
+
+#[cfg(test)]
+#[path = "routes_tests.rs"]
+mod tests;

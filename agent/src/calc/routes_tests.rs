@@ -1,0 +1,251 @@
+use std::collections::BTreeMap;
+
+use datastore::model::EncapMode::{Always, CrossSubnet, Never};
+use datastore::model::ipam::AffinityState;
+
+use super::super::fixtures::*;
+use super::*;
+
+fn routes(input: &RouteInput<'_>) -> Vec<String> {
+    desired_state(input)
+        .routes
+        .values()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn learned(entries: &[(&str, &str)]) -> LearnedRoutes {
+    entries
+        .iter()
+        .map(|(p, nh)| (p.parse().expect("prefix"), nh.parse().expect("next hop")))
+        .collect()
+}
+
+#[test]
+fn bgp_mode_blackholes_own_blocks_routes_pods_and_learned_blocks() {
+    let mut s = cluster(
+        vec![node("n1", "10.1.10.9/24"), node("n2", "10.1.10.10/24")],
+        vec![pool("p", "10.100.0.0/16", Never, Never)],
+    );
+    claim(&mut s, "n1", "10.100.84.128/26", AffinityState::Confirmed);
+    claim(&mut s, "n2", "10.100.247.0/26", AffinityState::Confirmed);
+    workload(&mut s, "n1", "pod-a", "10.100.84.128", "califee22f61266");
+    workload(&mut s, "n2", "pod-b", "10.100.247.0", "cali8de5ff87b7c");
+    let me = local("n1", "10.1.10.9/24");
+    let learned = learned(&[("10.100.247.0/26", "10.1.10.10")]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    // Exactly node-1's table in the reference lab transcript.
+    assert_eq!(
+        routes(&input),
+        vec![
+            "blackhole 10.100.84.128/26 proto bird",
+            "10.100.84.128 dev califee22f61266 scope link",
+            "10.100.247.0/26 via 10.1.10.10 dev eth0 proto bird",
+        ]
+    );
+    assert_eq!(desired_state(&input).ipip, None);
+    assert!(desired_state(&input).vxlan_devices.is_empty());
+}
+
+#[test]
+fn pending_and_deleting_claims_are_not_blackholed() {
+    let mut s = cluster(vec![node("n1", "10.0.0.1/24")], vec![]);
+    claim(&mut s, "n1", "10.100.0.0/26", AffinityState::Pending);
+    claim(
+        &mut s,
+        "n1",
+        "10.100.0.64/26",
+        AffinityState::PendingDeletion,
+    );
+    let me = local("n1", "10.0.0.1/24");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &LearnedRoutes::new(),
+    };
+    assert!(routes(&input).is_empty());
+}
+
+#[test]
+fn ipip_always_routes_through_tunl0_onlink() {
+    let mut s = cluster(
+        vec![node("n1", "10.0.0.1/24"), node("n2", "10.0.0.2/24")],
+        vec![pool("p", "10.244.0.0/16", Always, Never)],
+    );
+    s.nodes
+        .get_mut("n1")
+        .and_then(|n| n.spec.bgp.as_mut())
+        .expect("bgp")
+        .ipv4_ipip_tunnel_addr = Some("10.244.1.0".into());
+    let me = local("n1", "10.0.0.1/24");
+    let learned = learned(&[("10.244.2.0/26", "10.0.0.2")]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    assert_eq!(
+        routes(&input),
+        vec!["10.244.2.0/26 via 10.0.0.2 dev tunl0 onlink proto bird"]
+    );
+    let dev = desired_state(&input).ipip.expect("tunl0 wanted");
+    assert_eq!(dev.mtu, 1480);
+    assert_eq!(dev.address, Some("10.244.1.0".parse().expect("ip")));
+}
+
+#[test]
+fn ipip_cross_subnet_encapsulates_only_towards_other_subnets() {
+    let s = cluster(
+        vec![
+            node("n1", "10.0.0.1/24"),
+            node("n2", "10.0.0.2/24"),
+            node("n3", "10.0.1.3/24"),
+        ],
+        vec![pool("p", "10.244.0.0/16", CrossSubnet, Never)],
+    );
+    let me = local("n1", "10.0.0.1/24");
+    let learned = learned(&[("10.244.2.0/26", "10.0.0.2"), ("10.244.3.0/26", "10.0.1.3")]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    assert_eq!(
+        routes(&input),
+        vec![
+            "10.244.2.0/26 via 10.0.0.2 dev eth0 proto bird",
+            "10.244.3.0/26 via 10.0.1.3 dev tunl0 onlink proto bird",
+        ]
+    );
+}
+
+fn vxlan_cluster(mode: datastore::model::EncapMode) -> ClusterState {
+    let mut s = cluster(
+        vec![
+            node("n1", "10.0.0.1/24"),
+            node("n2", "10.0.0.2/24"),
+            node("n3", "10.0.1.3/24"),
+        ],
+        vec![pool("p", "10.244.0.0/16", Never, mode)],
+    );
+    for (n, tun, block) in [
+        ("n1", "10.244.1.0", "10.244.1.0/26"),
+        ("n2", "10.244.2.0", "10.244.2.0/26"),
+        ("n3", "10.244.3.0", "10.244.3.0/26"),
+    ] {
+        s.nodes
+            .get_mut(n)
+            .expect("node")
+            .spec
+            .ipv4_vxlan_tunnel_addr = Some(tun.into());
+        claim(&mut s, n, block, AffinityState::Confirmed);
+    }
+    s
+}
+
+#[test]
+fn vxlan_always_programs_device_routes_neighbours_and_fdb_per_remote_node() {
+    let s = vxlan_cluster(Always);
+    let me = local("n1", "10.0.0.1/24");
+    // Learned BGP routes for VXLAN pools are ignored: the datastore drives VXLAN.
+    let learned = learned(&[("10.244.2.0/26", "10.0.0.2")]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    let d = desired_state(&input);
+    assert_eq!(
+        d.routes
+            .values()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec![
+            "blackhole 10.244.1.0/26 proto bird",
+            "10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80",
+            "10.244.3.0/26 via 10.244.3.0 dev vxlan.calico onlink proto 80",
+        ]
+    );
+    let dev = &d.vxlan_devices[0];
+    assert_eq!((dev.vni, dev.port, dev.mtu), (4096, 4789, 1450));
+    assert_eq!(dev.address, Some("10.244.1.0".parse().expect("ip")));
+    assert_eq!(dev.mac, derived_vtep_mac("n1"));
+    assert_eq!(d.neighbours.len(), 2);
+    let fdb: BTreeMap<_, _> = d.fdb.iter().map(|e| (e.mac, e.dst.to_string())).collect();
+    assert_eq!(
+        fdb.get(&derived_vtep_mac("n2")).map(String::as_str),
+        Some("10.0.0.2")
+    );
+}
+
+#[test]
+fn vxlan_cross_subnet_routes_same_subnet_nodes_directly() {
+    let s = vxlan_cluster(CrossSubnet);
+    let me = local("n1", "10.0.0.1/24");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Vxlan,
+        learned: &LearnedRoutes::new(),
+    };
+    let d = desired_state(&input);
+    assert_eq!(
+        d.routes
+            .values()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec![
+            "blackhole 10.244.1.0/26 proto 80",
+            "10.244.2.0/26 via 10.0.0.2 dev eth0 onlink proto 80",
+            "10.244.3.0/26 via 10.244.3.0 dev vxlan.calico onlink proto 80",
+        ]
+    );
+    // Only the cross-subnet node needs a neighbour and an FDB entry.
+    assert_eq!(d.neighbours.len(), 1);
+    assert_eq!(d.fdb.len(), 1);
+}
+
+#[test]
+fn vxlan_borrowed_addresses_are_routed_to_the_node_running_the_workload() {
+    let mut s = vxlan_cluster(Always);
+    // n2's block holds an address used by a workload on n3.
+    allocate(&mut s, "10.244.2.0/26", 5, "n3");
+    let me = local("n1", "10.0.0.1/24");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Vxlan,
+        learned: &LearnedRoutes::new(),
+    };
+    let d = desired_state(&input);
+    assert!(
+        d.routes
+            .values()
+            .any(|r| r.to_string() == "10.244.2.5 via 10.244.3.0 dev vxlan.calico onlink proto 80"),
+        "{:?}",
+        d.routes
+    );
+}
+
+#[test]
+fn vxlan_mode_switched_off_leaves_no_device_or_tunnel_state() {
+    let s = vxlan_cluster(Never);
+    let me = local("n1", "10.0.0.1/24");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &LearnedRoutes::new(),
+    };
+    let d = desired_state(&input);
+    assert!(d.vxlan_devices.is_empty() && d.neighbours.is_empty() && d.fdb.is_empty());
+}

@@ -1,0 +1,129 @@
+//! Tunnel parameters shared by the route calculation and the tunnel-address manager: which
+//! encapsulations the pools ask for, MTUs, VXLAN identity (VNI, port, VTEP MAC).
+
+use sha1::{Digest, Sha1};
+
+use datastore::model::{EncapMode, FelixConfiguration, IPPool};
+
+use crate::state::ClusterState;
+
+/// Calico's VXLAN VNI.
+pub const DEFAULT_VXLAN_VNI: u32 = 4096;
+/// Calico's VXLAN UDP port.
+pub const DEFAULT_VXLAN_PORT: u16 = 4789;
+/// IPIP header overhead.
+pub const IPIP_OVERHEAD: u32 = 20;
+/// VXLAN (IPv4 underlay) overhead.
+pub const VXLAN_OVERHEAD: u32 = 50;
+
+/// True when some pool encapsulates with IPIP (Always or CrossSubnet).
+pub fn ipip_in_use(state: &ClusterState) -> bool {
+    state
+        .pools
+        .values()
+        .any(|p| p.spec.ipip_mode != EncapMode::Never)
+}
+
+/// True when some pool encapsulates with VXLAN (Always or CrossSubnet).
+pub fn vxlan_in_use(state: &ClusterState) -> bool {
+    state
+        .pools
+        .values()
+        .any(|p| p.spec.vxlan_mode != EncapMode::Never)
+}
+
+/// The Felix settings that apply to `node`: `node.<name>` overrides `default`.
+pub fn felix_setting<T: Copy>(
+    state: &ClusterState,
+    node: &str,
+    get: impl Fn(&FelixConfiguration) -> Option<T>,
+) -> Option<T> {
+    state
+        .felix_configs
+        .get(&format!("node.{node}"))
+        .and_then(&get)
+        .or_else(|| state.felix_default().and_then(&get))
+}
+
+/// MTU for tunl0: FelixConfiguration `ipipMTU`, else host MTU - 20.
+pub fn ipip_mtu(state: &ClusterState, node: &str, host_mtu: u32) -> u32 {
+    felix_setting(state, node, |f| f.spec.ipip_mtu)
+        .filter(|m| *m > 0)
+        .unwrap_or(host_mtu.saturating_sub(IPIP_OVERHEAD))
+}
+
+/// MTU for vxlan.calico: FelixConfiguration `vxlanMTU`, else host MTU - 50.
+pub fn vxlan_mtu(state: &ClusterState, node: &str, host_mtu: u32) -> u32 {
+    felix_setting(state, node, |f| f.spec.vxlan_mtu)
+        .filter(|m| *m > 0)
+        .unwrap_or(host_mtu.saturating_sub(VXLAN_OVERHEAD))
+}
+
+/// The MTU pods should use: the smallest of the encapsulations in use (Felix writes this
+/// to /var/lib/calico/mtu for the CNI plugin).
+pub fn pod_mtu(state: &ClusterState, node: &str, host_mtu: u32) -> u32 {
+    let mut mtu = host_mtu;
+    if ipip_in_use(state) {
+        mtu = mtu.min(ipip_mtu(state, node, host_mtu));
+    }
+    if vxlan_in_use(state) {
+        mtu = mtu.min(vxlan_mtu(state, node, host_mtu));
+    }
+    mtu
+}
+
+/// VXLAN VNI from FelixConfiguration, else 4096.
+pub fn vxlan_vni(state: &ClusterState, node: &str) -> u32 {
+    felix_setting(state, node, |f| f.spec.vxlan_vni).unwrap_or(DEFAULT_VXLAN_VNI)
+}
+
+/// VXLAN port from FelixConfiguration, else 4789.
+pub fn vxlan_port(state: &ClusterState, node: &str) -> u16 {
+    felix_setting(state, node, |f| f.spec.vxlan_port).unwrap_or(DEFAULT_VXLAN_PORT)
+}
+
+/// Calico's deterministic VTEP MAC for a node without `vxlanTunnelMACAddr`: `0x66`
+/// followed by the first five bytes of sha1(nodename) (Felix `vtepMACForHost`).
+pub fn derived_vtep_mac(node: &str) -> [u8; 6] {
+    let digest = Sha1::digest(node.as_bytes());
+    let mut mac = [0x66u8; 6];
+    mac[1..].copy_from_slice(&digest[..5]);
+    mac
+}
+
+/// How traffic to a remote node in `pool` travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encap {
+    None,
+    Ipip,
+    Vxlan,
+}
+
+/// The encapsulation `pool` asks for towards a node that is (or is not) on our subnet.
+pub fn encap_for(pool: &IPPool, same_subnet: bool) -> Encap {
+    let wants = |mode: EncapMode| match mode {
+        EncapMode::Always => true,
+        EncapMode::CrossSubnet => !same_subnet,
+        EncapMode::Never => false,
+    };
+    if wants(pool.spec.vxlan_mode) {
+        Encap::Vxlan
+    } else if wants(pool.spec.ipip_mode) {
+        Encap::Ipip
+    } else {
+        Encap::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_vtep_mac_starts_with_0x66_and_is_stable() {
+        let a = derived_vtep_mac("node-1");
+        assert_eq!(a[0], 0x66);
+        assert_eq!(a, derived_vtep_mac("node-1"));
+        assert_ne!(a, derived_vtep_mac("node-2"));
+    }
+}
