@@ -24,7 +24,7 @@ pub(crate) enum Claim {
 }
 
 /// Now in RFC 3339 (UTC, second precision), for `affinityClaimTime` and timestamps.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())

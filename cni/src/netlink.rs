@@ -1,0 +1,284 @@
+//! One rtnetlink connection in one network namespace (the one the calling thread is in
+//! when [`Netlink::connect`] runs) and the few requests pod wiring needs. Kernel errors
+//! become [`CniError`]s naming what was being done.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
+
+use futures::TryStreamExt;
+use netlink_packet_route::AddressFamily;
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteScope, RouteType,
+};
+use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::error::{CniError, Result};
+
+/// The kernel's view of one IPv4 route, as much as wiring and CHECK need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteInfo {
+    pub dst: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: Option<u32>,
+    pub scope: RouteScope,
+    pub kind: RouteType,
+}
+
+/// A link's index, MAC and state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub index: u32,
+    pub mac: Option<[u8; 6]>,
+    pub up: bool,
+    pub mtu: Option<u32>,
+}
+
+/// Errno of a netlink error, if it carries one.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(msg) => msg.code.map(|c| -c.get()),
+        _ => None,
+    }
+}
+
+fn is_not_found(e: &rtnetlink::Error) -> bool {
+    matches!(
+        errno(e),
+        Some(libc::ENODEV) | Some(libc::ENOENT) | Some(libc::ESRCH)
+    )
+}
+
+fn fail(what: impl Into<String>, e: rtnetlink::Error) -> CniError {
+    CniError::dataplane(what, e.to_string())
+}
+
+/// Formats a MAC as `aa:bb:..`.
+pub fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// An rtnetlink handle in one namespace; the connection task runs on the current tokio
+/// runtime for as long as the handle lives.
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// Opens a netlink socket in the calling thread's network namespace.
+    pub fn connect() -> Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection()
+            .map_err(|e| CniError::dataplane("cannot open a netlink socket", e.to_string()))?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// The link called `name`, if there is one.
+    pub async fn link(&self, name: &str) -> Result<Option<LinkInfo>> {
+        let mut links = self.handle.link().get().match_name(name).execute();
+        match links.try_next().await {
+            Ok(Some(msg)) => Ok(Some(link_info(&msg))),
+            Ok(None) => Ok(None),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(fail(format!("cannot look up link {name}"), e)),
+        }
+    }
+
+    /// Creates the veth pair `host` (here, MAC `host_mac`, up) / `peer` (created directly
+    /// in the namespace `peer_netns`), both with `mtu`.
+    pub async fn create_veth(
+        &self,
+        host: &str,
+        host_mac: [u8; 6],
+        peer: &str,
+        mtu: u32,
+        peer_netns: RawFd,
+    ) -> Result<()> {
+        let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer.to_string())
+            .mtu(mtu)
+            .setns_by_fd(peer_netns)
+            .build();
+        let msg = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(host.to_string())
+            .mtu(mtu)
+            .address(host_mac.to_vec())
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .map_err(|e| match errno(&e) {
+                Some(libc::EEXIST) => CniError::dataplane(
+                    format!("cannot create veth {host}/{peer}: a link with that name exists"),
+                    e.to_string(),
+                ),
+                _ => fail(format!("cannot create veth {host}/{peer}"), e),
+            })
+    }
+
+    /// Sets link `index` up.
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await
+            .map_err(|e| fail(format!("cannot set link {index} up"), e))
+    }
+
+    /// Deletes link `index`; a link already gone is fine.
+    pub async fn delete_link(&self, index: u32) -> Result<()> {
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(fail(format!("cannot delete link {index}"), e)),
+        }
+    }
+
+    /// Adds `ip/prefix_len` to link `index` (replacing an identical one).
+    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix_len: u8) -> Result<()> {
+        self.handle
+            .address()
+            .add(index, IpAddr::V4(ip), prefix_len)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| fail(format!("cannot add address {ip}/{prefix_len}"), e))
+    }
+
+    /// The IPv4 addresses of link `index`.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+        let mut out = Vec::new();
+        let mut stream = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(msg)) => {
+                    if msg.header.index == index
+                        && msg.header.family == AddressFamily::Inet
+                        && let Some(ip) = address_of(&msg)
+                    {
+                        out.push((ip, msg.header.prefix_len));
+                    }
+                }
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(fail("cannot list addresses", e)),
+            }
+        }
+    }
+
+    /// Writes a route with `.replace()` (idempotent).
+    pub async fn replace_route(&self, route: RouteMessage, what: &str) -> Result<()> {
+        self.handle
+            .route()
+            .add(route)
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| fail(format!("cannot add route {what}"), e))
+    }
+
+    /// `dst/32 dev <oif> scope link`.
+    pub fn device_route(dst: Ipv4Addr, prefix_len: u8, oif: u32) -> RouteMessage {
+        RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix_len)
+            .output_interface(oif)
+            .scope(RouteScope::Link)
+            .build()
+    }
+
+    /// `dst via gw dev <oif>`.
+    pub fn gateway_route(dst: Ipv4Addr, prefix_len: u8, gw: Ipv4Addr, oif: u32) -> RouteMessage {
+        RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(dst, prefix_len)
+            .gateway(gw)
+            .output_interface(oif)
+            .build()
+    }
+
+    /// The IPv4 routes of the main table.
+    pub async fn routes(&self) -> Result<Vec<RouteInfo>> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut stream = self.handle.route().get(filter).execute();
+        let mut out = Vec::new();
+        loop {
+            match stream.try_next().await {
+                Ok(Some(msg)) => {
+                    if let Some(r) = route_info(&msg) {
+                        out.push(r);
+                    }
+                }
+                Ok(None) => return Ok(out),
+                Err(e) => return Err(fail("cannot list routes", e)),
+            }
+        }
+    }
+}
+
+fn link_info(msg: &LinkMessage) -> LinkInfo {
+    let mut info = LinkInfo {
+        index: msg.header.index,
+        mac: None,
+        up: msg.header.flags.contains(LinkFlags::Up),
+        mtu: None,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            LinkAttribute::Address(bytes) if bytes.len() == 6 => {
+                let mut mac = [0u8; 6];
+                mac.copy_from_slice(bytes);
+                info.mac = Some(mac);
+            }
+            LinkAttribute::Mtu(m) => info.mtu = Some(*m),
+            _ => {}
+        }
+    }
+    info
+}
+
+fn address_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
+            Some(*ip)
+        }
+        _ => None,
+    })
+}
+
+fn route_info(msg: &RouteMessage) -> Option<RouteInfo> {
+    if msg.header.address_family != AddressFamily::Inet || msg.header.table != 254 {
+        return None;
+    }
+    let mut r = RouteInfo {
+        dst: Ipv4Addr::UNSPECIFIED,
+        prefix_len: msg.header.destination_prefix_length,
+        gateway: None,
+        oif: None,
+        scope: msg.header.scope,
+        kind: msg.header.kind,
+    };
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => r.dst = *ip,
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
+            RouteAttribute::Oif(i) => r.oif = Some(*i),
+            _ => {}
+        }
+    }
+    Some(r)
+}

@@ -1,0 +1,226 @@
+//! `calico`: gets the pod's address from the IPAM plugin (delegation), wires the pod
+//! (veth, sysctls, routes), records its WorkloadEndpoint and prints the result. A failed
+//! ADD undoes every step already done, in reverse order. DEL undoes everything and
+//! succeeds when there is nothing left to undo. CHECK reports what differs.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use tracing::{info, warn};
+
+use crate::endpoint::{self, EndpointInfo};
+use crate::error::{CniError, Result, code};
+use crate::names;
+use crate::netns;
+use crate::plugin::calico_ipam::bounded;
+use crate::result::{CniResult, Interface, IpConfig, Route};
+use crate::skel::{Invocation, Plugin};
+use crate::wiring::{self, GATEWAY, Wiring};
+use crate::{delegate, store};
+
+/// The `calico` plugin.
+pub struct CalicoPlugin;
+
+fn ipam_type(inv: &Invocation) -> Result<&str> {
+    let t = inv.conf.ipam.plugin.as_str();
+    if t.is_empty() {
+        return Err(CniError::config(
+            "missing ipam.type in the network configuration (use \"calico-ipam\")",
+        ));
+    }
+    Ok(t)
+}
+
+fn first_ipv4(result: &CniResult) -> Option<Ipv4Addr> {
+    result
+        .ips
+        .iter()
+        .find_map(|ip| match ip.address.parse::<IpNet>() {
+            Ok(IpNet::V4(net)) => Some(net.addr()),
+            _ => match ip.address.parse::<IpAddr>() {
+                Ok(IpAddr::V4(v4)) => Some(v4),
+                _ => None,
+            },
+        })
+}
+
+/// Undoes the IPAM allocation of a failed ADD.
+async fn release_address(inv: &Invocation, ipam: &str) {
+    if let Err(e) = delegate::exec(ipam, "DEL", &inv.stdin, &inv.env).await {
+        warn!(error = %e, "rollback: the IPAM plugin could not release the address");
+    }
+}
+
+async fn add(inv: &Invocation) -> Result<CniResult> {
+    let netns_path = inv
+        .env
+        .netns
+        .clone()
+        .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing"))?;
+    // Everything that can be checked before allocating is checked first.
+    drop(netns::open(&netns_path)?);
+    let ipam = ipam_type(inv)?;
+    delegate::find(ipam, &inv.env)?;
+    let node = inv.conf.node_name()?;
+    let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+    let host_if = names::host_veth_name(&names::workload_id(&inv.env));
+
+    let ipam_result = delegate::exec(ipam, "ADD", &inv.stdin, &inv.env)
+        .await?
+        .unwrap_or_default();
+    let Some(ip) = first_ipv4(&ipam_result) else {
+        release_address(inv, ipam).await;
+        return Err(CniError::new(
+            code::IPAM_FAILURE,
+            format!("the IPAM plugin {ipam} returned no IPv4 address"),
+            "",
+        ));
+    };
+    let wiring = Wiring {
+        host_if: host_if.clone(),
+        pod_if: inv.env.ifname.clone(),
+        netns: netns_path.clone(),
+        ip,
+        mtu: inv.conf.effective_mtu(),
+    };
+    let wired = match wiring::setup(&wiring).await {
+        Ok(w) => w,
+        Err(e) => {
+            release_address(inv, ipam).await;
+            return Err(e);
+        }
+    };
+    let info = EndpointInfo {
+        node: &node,
+        network: &inv.conf.name,
+        env: &inv.env,
+        host_if: &host_if,
+        ip,
+        mac: &wired.pod_mac,
+    };
+    if let Err(e) = bounded("recording the endpoint", endpoint::record(&ds, &info)).await {
+        if let Err(te) = wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname).await {
+            warn!(error = %te, "rollback: cannot remove the veth");
+        }
+        release_address(inv, ipam).await;
+        return Err(e);
+    }
+    info!(container = inv.env.container_id, %ip, iface = host_if, "pod added");
+    Ok(CniResult {
+        interfaces: vec![
+            Interface {
+                name: host_if,
+                mac: Some("ee:ee:ee:ee:ee:ee".into()),
+                sandbox: None,
+            },
+            Interface {
+                name: inv.env.ifname.clone(),
+                mac: Some(wired.pod_mac),
+                sandbox: Some(netns_path),
+            },
+        ],
+        ips: vec![IpConfig {
+            address: format!("{ip}/32"),
+            gateway: None,
+            interface: Some(1),
+        }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".into(),
+            gw: Some(GATEWAY.to_string()),
+        }],
+        dns: inv.conf.dns.clone().unwrap_or_default(),
+    })
+}
+
+async fn del(inv: &Invocation) -> Result<()> {
+    let ipam = ipam_type(inv)?;
+    let host_if = names::host_veth_name(&names::workload_id(&inv.env));
+    // Local state first: it needs no datastore, so a DEL retried later finds it gone.
+    wiring::teardown(&host_if, inv.env.netns.as_deref(), &inv.env.ifname).await?;
+    let node = inv.conf.node_name()?;
+    let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+    bounded(
+        "removing the endpoint",
+        endpoint::remove(&ds, &node, &inv.env),
+    )
+    .await?;
+    delegate::exec(ipam, "DEL", &inv.stdin, &inv.env).await?;
+    info!(
+        container = inv.env.container_id,
+        iface = host_if,
+        "pod deleted"
+    );
+    Ok(())
+}
+
+async fn check(inv: &Invocation) -> Result<()> {
+    let ipam = ipam_type(inv)?;
+    let netns_path = inv
+        .env
+        .netns
+        .clone()
+        .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing"))?;
+    let host_if = names::host_veth_name(&names::workload_id(&inv.env));
+    let prev = match &inv.conf.prev_result {
+        Some(v) => Some(CniResult::from_json(v.to_string().as_bytes())?),
+        None => None,
+    };
+    let ip = match prev.as_ref().and_then(first_ipv4) {
+        Some(ip) => ip,
+        None => {
+            let node = inv.conf.node_name()?;
+            let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+            let wep = bounded("reading the endpoint", endpoint::get(&ds, &node, &inv.env))
+                .await?
+                .ok_or_else(|| {
+                    CniError::new(
+                        code::CHECK_FAILED,
+                        "no WorkloadEndpoint is recorded for this container",
+                        names::endpoint_name(&node, &inv.env),
+                    )
+                })?;
+            wep.spec
+                .ip_networks
+                .iter()
+                .find_map(|n| n.split('/').next()?.parse::<Ipv4Addr>().ok())
+                .ok_or_else(|| {
+                    CniError::new(code::CHECK_FAILED, "the endpoint has no IPv4 address", "")
+                })?
+        }
+    };
+    let wiring = Wiring {
+        host_if,
+        pod_if: inv.env.ifname.clone(),
+        netns: netns_path,
+        ip,
+        mtu: inv.conf.effective_mtu(),
+    };
+    let problems = wiring::check(&wiring).await?;
+    if !problems.is_empty() {
+        return Err(CniError::new(
+            code::CHECK_FAILED,
+            "the pod's networking is not as ADD set it up",
+            problems.join("; "),
+        ));
+    }
+    delegate::exec(ipam, "CHECK", &inv.stdin, &inv.env).await?;
+    Ok(())
+}
+
+impl Plugin for CalicoPlugin {
+    fn name(&self) -> &'static str {
+        "calico"
+    }
+
+    async fn add(&self, inv: &Invocation) -> Result<CniResult> {
+        add(inv).await
+    }
+
+    async fn del(&self, inv: &Invocation) -> Result<()> {
+        del(inv).await
+    }
+
+    async fn check(&self, inv: &Invocation) -> Result<()> {
+        check(inv).await
+    }
+}

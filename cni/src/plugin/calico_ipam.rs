@@ -1,0 +1,126 @@
+//! `calico-ipam`: one IPv4 address per container from Calico IPAM, under the handle
+//! `<network name>.<containerID>` with the pod's attributes. ADD repeated for the same
+//! container returns the same address; DEL releases by handle and is idempotent.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use datastore::model::ipam::attr;
+use ipam::{AllowedUse, AutoAssignArgs, Ipam};
+
+use crate::error::{CniError, Result, code};
+use crate::names;
+use crate::result::{CniResult, IpConfig};
+use crate::skel::{Invocation, Plugin};
+use crate::store;
+
+/// How long one operation may wait on the datastore before answering "try again later".
+pub const DATASTORE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Bounds a datastore operation: past [`DATASTORE_TIMEOUT`], code 11.
+pub async fn bounded<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(DATASTORE_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| {
+            Err(CniError::new(
+                code::TRY_AGAIN_LATER,
+                format!(
+                    "timed out after {DATASTORE_TIMEOUT:?} {what}; is the datastore reachable?"
+                ),
+                "",
+            ))
+        })
+}
+
+/// The `calico-ipam` plugin.
+pub struct CalicoIpamPlugin;
+
+async fn ipam_for(inv: &Invocation) -> Result<Ipam> {
+    Ok(Ipam::new(store::connect(&inv.conf).await?))
+}
+
+fn handle(inv: &Invocation) -> String {
+    names::handle_id(&inv.conf.name, &inv.env.container_id)
+}
+
+async fn add(inv: &Invocation) -> Result<CniResult> {
+    let node = inv.conf.node_name()?;
+    let ipam = ipam_for(inv).await?;
+    let handle = handle(inv);
+    let mut ips = Vec::new();
+    for ip in ipam.ips_by_handle(&handle).await? {
+        if let Some(info) = ipam.ip_info(ip).await? {
+            ips.push(format!("{ip}/{}", info.block.prefix_len()));
+        }
+    }
+    if ips.is_empty() {
+        let mut attrs = BTreeMap::new();
+        attrs.insert(attr::NODE.to_string(), node.clone());
+        attrs.insert(attr::TIMESTAMP.to_string(), ipam::claim::now_rfc3339());
+        if let Some((ns, pod)) = inv.env.k8s_pod() {
+            attrs.insert(attr::NAMESPACE.to_string(), ns.to_string());
+            attrs.insert(attr::POD.to_string(), pod.to_string());
+        }
+        let args = AutoAssignArgs {
+            num: 1,
+            handle: handle.clone(),
+            attrs,
+            node,
+            pools: inv.conf.ipam.ipv4_pools.clone(),
+            usage: AllowedUse::Workload,
+            max_blocks_per_host: None,
+        };
+        for a in ipam.auto_assign(&args).await? {
+            ips.push(format!("{}/{}", a.ip, a.block.prefix_len()));
+        }
+    }
+    tracing::info!(handle, ?ips, "assigned");
+    Ok(CniResult {
+        ips: ips
+            .into_iter()
+            .map(|address| IpConfig {
+                address,
+                gateway: None,
+                interface: None,
+            })
+            .collect(),
+        dns: inv.conf.dns.clone().unwrap_or_default(),
+        ..CniResult::default()
+    })
+}
+
+impl Plugin for CalicoIpamPlugin {
+    fn name(&self) -> &'static str {
+        "calico-ipam"
+    }
+
+    async fn add(&self, inv: &Invocation) -> Result<CniResult> {
+        bounded("assigning an address", add(inv)).await
+    }
+
+    async fn del(&self, inv: &Invocation) -> Result<()> {
+        bounded("releasing the address", async {
+            let ipam = ipam_for(inv).await?;
+            let released = ipam.release_by_handle(&handle(inv)).await?;
+            tracing::info!(handle = handle(inv), ?released, "released");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn check(&self, inv: &Invocation) -> Result<()> {
+        bounded("checking the address", async {
+            let ipam = ipam_for(inv).await?;
+            if ipam.ips_by_handle(&handle(inv)).await?.is_empty() {
+                return Err(CniError::new(
+                    code::CHECK_FAILED,
+                    format!("no address is allocated to handle {}", handle(inv)),
+                    "",
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+}

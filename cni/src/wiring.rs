@@ -1,0 +1,209 @@
+//! Pod wiring as Calico does it (reference calico.md §4): a veth pair created directly in
+//! its final namespaces, the host end `cali…` with MAC ee:ee:ee:ee:ee:ee, proxy ARP and no
+//! address, a host route `<podIP> dev cali… scope link`; inside the pod `eth0` up with the
+//! /32, `169.254.1.1 dev eth0 scope link` and `default via 169.254.1.1 dev eth0`. Also the
+//! teardown (DEL) and the verification (CHECK).
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+
+use tracing::{debug, warn};
+
+use crate::error::{CniError, Result};
+use crate::netlink::{Netlink, mac_text};
+use crate::{netns, sysctl};
+
+/// The host-side MAC of every cali interface.
+pub const HOST_MAC: [u8; 6] = [0xee; 6];
+/// The next hop pods route through; never assigned anywhere, answered by proxy ARP.
+pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+
+/// What to wire.
+#[derive(Debug, Clone)]
+pub struct Wiring {
+    /// Host end, `cali` + 11 hex.
+    pub host_if: String,
+    /// Container end (`CNI_IFNAME`).
+    pub pod_if: String,
+    /// Path of the pod's network namespace.
+    pub netns: String,
+    pub ip: Ipv4Addr,
+    pub mtu: u32,
+}
+
+/// What wiring produced (for the result and the endpoint record).
+#[derive(Debug, Clone)]
+pub struct Wired {
+    pub pod_mac: String,
+}
+
+/// Wires the pod. On any failure, whatever was created is removed before returning.
+pub async fn setup(w: &Wiring) -> Result<Wired> {
+    let host = Netlink::connect()?;
+    if let Some(stale) = host.link(&w.host_if).await? {
+        warn!(
+            iface = w.host_if,
+            "removing a stale host veth of the same name"
+        );
+        host.delete_link(stale.index).await?;
+    }
+    let ns = netns::open(&w.netns)?;
+    host.create_veth(&w.host_if, HOST_MAC, &w.pod_if, w.mtu, ns.as_raw_fd())
+        .await?;
+    match finish_setup(&host, w, ns).await {
+        Ok(wired) => Ok(wired),
+        Err(e) => {
+            if let Ok(Some(link)) = host.link(&w.host_if).await
+                && let Err(del) = host.delete_link(link.index).await
+            {
+                warn!(iface = w.host_if, error = %del, "rollback: cannot delete the veth");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<Wired> {
+    let host_link = host
+        .link(&w.host_if)
+        .await?
+        .ok_or_else(|| CniError::dataplane(format!("veth {} vanished", w.host_if), ""))?;
+    sysctl::configure_host_side(&w.host_if)?;
+
+    let (pod_if, ip) = (w.pod_if.clone(), w.ip);
+    let pod_mac = netns::run_in(ns, move || async move {
+        let nl = Netlink::connect()?;
+        let link = nl.link(&pod_if).await?.ok_or_else(|| {
+            CniError::dataplane(format!("{pod_if} did not appear in the pod namespace"), "")
+        })?;
+        nl.set_up(link.index).await?;
+        nl.add_address(link.index, ip, 32).await?;
+        nl.replace_route(
+            Netlink::device_route(GATEWAY, 32, link.index),
+            "169.254.1.1 dev eth0 scope link",
+        )
+        .await?;
+        nl.replace_route(
+            Netlink::gateway_route(Ipv4Addr::UNSPECIFIED, 0, GATEWAY, link.index),
+            "default via 169.254.1.1",
+        )
+        .await?;
+        Ok(link.mac.map(|m| mac_text(&m)).unwrap_or_default())
+    })
+    .await?;
+
+    // Calico refuses to steal a pod address routed to another interface (#3940).
+    for r in host.routes().await? {
+        if r.dst == w.ip && r.prefix_len == 32 && r.oif.is_some_and(|o| o != host_link.index) {
+            return Err(CniError::dataplane(
+                format!(
+                    "route ({}/32) already exists for an interface other than '{}'",
+                    w.ip, w.host_if
+                ),
+                format!("interface index {:?}", r.oif),
+            ));
+        }
+    }
+    host.replace_route(
+        Netlink::device_route(w.ip, 32, host_link.index),
+        &format!("{} dev {} scope link", w.ip, w.host_if),
+    )
+    .await?;
+    debug!(iface = w.host_if, ip = %w.ip, "pod wired");
+    Ok(Wired { pod_mac })
+}
+
+/// Removes the pod's veth (the host route goes with it): by its host end, else (the host
+/// name could not be derived the same way) by the container end if the namespace is still
+/// there. Returns whether anything was removed. Nothing left is success.
+pub async fn teardown(host_if: &str, netns: Option<&str>, pod_if: &str) -> Result<bool> {
+    let host = Netlink::connect()?;
+    if let Some(link) = host.link(host_if).await? {
+        host.delete_link(link.index).await?;
+        return Ok(true);
+    }
+    let Some(path) = netns else {
+        return Ok(false);
+    };
+    let Ok(ns) = std::fs::File::open(path) else {
+        return Ok(false);
+    };
+    let pod_if = pod_if.to_string();
+    netns::run_in(ns, move || async move {
+        let nl = Netlink::connect()?;
+        match nl.link(&pod_if).await? {
+            Some(link) => nl.delete_link(link.index).await.map(|()| true),
+            None => Ok(false),
+        }
+    })
+    .await
+}
+
+/// Compares the kernel with what [`setup`] leaves; returns every difference found.
+pub async fn check(w: &Wiring) -> Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let host = Netlink::connect()?;
+    let Some(link) = host.link(&w.host_if).await? else {
+        problems.push(format!("host veth {} does not exist", w.host_if));
+        return Ok(problems);
+    };
+    if link.mac != Some(HOST_MAC) {
+        problems.push(format!(
+            "host veth {} has MAC {}, expected ee:ee:ee:ee:ee:ee",
+            w.host_if,
+            link.mac.map(|m| mac_text(&m)).unwrap_or_default()
+        ));
+    }
+    if !link.up {
+        problems.push(format!("host veth {} is down", w.host_if));
+    }
+    if sysctl::read_ipv4_conf(&w.host_if, "proxy_arp").as_deref() != Some("1") {
+        problems.push(format!("proxy_arp is not 1 on {}", w.host_if));
+    }
+    let routes = host.routes().await?;
+    if !routes
+        .iter()
+        .any(|r| r.dst == w.ip && r.prefix_len == 32 && r.oif == Some(link.index))
+    {
+        problems.push(format!("host route {} dev {} is missing", w.ip, w.host_if));
+    }
+    let ns = netns::open(&w.netns)?;
+    let (pod_if, ip) = (w.pod_if.clone(), w.ip);
+    let pod_problems = netns::run_in(ns, move || async move {
+        let mut problems = Vec::new();
+        let nl = Netlink::connect()?;
+        let Some(link) = nl.link(&pod_if).await? else {
+            problems.push(format!("{pod_if} does not exist in the pod namespace"));
+            return Ok(problems);
+        };
+        if !link.up {
+            problems.push(format!("{pod_if} is down"));
+        }
+        if !nl.addresses(link.index).await?.contains(&(ip, 32)) {
+            problems.push(format!("{pod_if} does not have {ip}/32"));
+        }
+        let routes = nl.routes().await?;
+        if !routes.iter().any(|r| {
+            r.dst == GATEWAY
+                && r.prefix_len == 32
+                && r.oif == Some(link.index)
+                && r.gateway.is_none()
+        }) {
+            problems.push(format!(
+                "route 169.254.1.1 dev {pod_if} scope link is missing"
+            ));
+        }
+        if !routes
+            .iter()
+            .any(|r| r.prefix_len == 0 && r.gateway == Some(GATEWAY) && r.oif == Some(link.index))
+        {
+            problems.push(format!(
+                "route default via 169.254.1.1 dev {pod_if} is missing"
+            ));
+        }
+        Ok(problems)
+    })
+    .await?;
+    problems.extend(pod_problems);
+    Ok(problems)
+}
