@@ -61,10 +61,10 @@ impl FileStore {
     }
 
     fn save(&self, state: &State) -> Result<()> {
-        if let Some(dir) = self.path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(backend)?;
-            }
+        if let Some(dir) = self.path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(backend)?;
         }
         let tmp = self.path.with_extension("tmp");
         let bytes = serde_json::to_vec(state).map_err(backend)?;

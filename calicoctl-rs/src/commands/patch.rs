@@ -49,7 +49,9 @@ pub async fn run(client: &Client, args: PatchArgs) -> CliResult {
     merge_patch(&mut value, &patch);
     let patched = AnyResource::from_value(kind, value).map_err(|e| fail(e.to_string()))?;
     if patched.meta().name != args.name {
-        return Err(fail("the resource name cannot be changed by a patch".into()));
+        return Err(fail(
+            "the resource name cannot be changed by a patch".into(),
+        ));
     }
     let mut docs = vec![patched];
     client
@@ -75,7 +77,13 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut t = json!({"spec": {"bgp": {"asNumber": 1, "ipv4Address": "a"}, "x": 1}});
-        merge_patch(&mut t, &json!({"spec": {"bgp": {"asNumber": 2}, "x": null}}));
-        assert_eq!(t, json!({"spec": {"bgp": {"asNumber": 2, "ipv4Address": "a"}}}));
+        merge_patch(
+            &mut t,
+            &json!({"spec": {"bgp": {"asNumber": 2}, "x": null}}),
+        );
+        assert_eq!(
+            t,
+            json!({"spec": {"bgp": {"asNumber": 2, "ipv4Address": "a"}}})
+        );
     }
 }

@@ -26,7 +26,13 @@ pub async fn run(config: Option<&str>) -> CliResult {
         Some(ci) => (ci.spec.calico_version, ci.spec.cluster_type),
         None => (String::new(), String::new()),
     };
-    let or_unknown = |s: String| if s.is_empty() { "unknown".to_string() } else { s };
+    let or_unknown = |s: String| {
+        if s.is_empty() {
+            "unknown".to_string()
+        } else {
+            s
+        }
+    };
     println!("{:<19}{}", "Cluster Version:", or_unknown(version));
     println!("{:<19}{}", "Cluster Type:", or_unknown(ctype));
     Ok(())

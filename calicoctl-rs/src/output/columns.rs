@@ -29,7 +29,12 @@ pub fn headings(kind: Kind) -> (&'static [&'static str], &'static [&'static str]
         ),
         Kind::IPAMConfiguration => (
             &["NAME"],
-            &["NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS", "MAXBLOCKSPERHOST"],
+            &[
+                "NAME",
+                "STRICTAFFINITY",
+                "AUTOALLOCATEBLOCKS",
+                "MAXBLOCKSPERHOST",
+            ],
         ),
         Kind::WorkloadEndpoint => (
             &["WORKLOAD", "NODE", "NETWORKS", "INTERFACE"],

@@ -23,7 +23,10 @@ pub fn sorted(v: Value) -> Value {
 /// A `<Kind>List` object holding `items`, read at store revision `revision`.
 pub fn list_object(kind: &str, items: Vec<Value>, revision: i64) -> Value {
     let mut meta = Map::new();
-    meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    meta.insert(
+        "resourceVersion".into(),
+        Value::String(revision.to_string()),
+    );
     let mut m = Map::new();
     m.insert("kind".into(), Value::String(format!("{kind}List")));
     m.insert("apiVersion".into(), Value::String(API_VERSION.into()));
@@ -60,7 +63,10 @@ fn go_quoting(yaml: &str) -> String {
         };
         let requoted = if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
             let inner = value[1..value.len() - 1].replace("''", "'");
-            Some(format!("\"{}\"", inner.replace('\\', "\\\\").replace('"', "\\\"")))
+            Some(format!(
+                "\"{}\"",
+                inner.replace('\\', "\\\\").replace('"', "\\\"")
+            ))
         } else if is_timestamp(value) {
             Some(format!("\"{value}\""))
         } else {

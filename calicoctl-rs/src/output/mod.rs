@@ -28,7 +28,9 @@ impl OutputFormat {
             _ => match s.strip_prefix("custom-columns=") {
                 Some("") => return Err(CliError::new("need to specify at least one column")),
                 Some(cols) => OutputFormat::CustomColumns(
-                    cols.split(',').map(|c| c.trim().to_ascii_uppercase()).collect(),
+                    cols.split(',')
+                        .map(|c| c.trim().to_ascii_uppercase())
+                        .collect(),
                 ),
                 None if s == "custom-columns" => {
                     return Err(CliError::new("need to specify at least one column"));

@@ -37,7 +37,11 @@ mod tests {
     fn matches_calicos_padding() {
         let rows = vec![
             vec!["pool1".to_string(), "192.168.0.0/18".into(), "all()".into()],
-            vec!["pool2".to_string(), "192.168.192.0/19".into(), "all()".into()],
+            vec![
+                "pool2".to_string(),
+                "192.168.192.0/19".into(),
+                "all()".into(),
+            ],
         ];
         let out = render(&["NAME", "CIDR", "SELECTOR"], &rows);
         assert_eq!(
