@@ -3,6 +3,7 @@
 //! namespace, every namespace and process is removed on drop, leftovers of dead runs are
 //! removed at start.
 
+pub mod cni;
 pub mod netns;
 
 pub use netns::{Daemon, Netns, remove_leftovers, veth, wait_until};

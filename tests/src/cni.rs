@@ -1,0 +1,273 @@
+//! Driving CNI plugins the way a container runtime does, inside lab namespaces: a CNI_PATH
+//! directory with the plugin binaries, a network config for a node, and ADD / DEL / CHECK
+//! runs of a plugin inside a node namespace for a pod namespace. Used by the CNI tests, the
+//! CNI benchmark and the demo.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::netns::Netns;
+
+/// A temporary CNI_PATH directory holding plugin binaries (symlinks), removed on drop.
+pub struct CniBin {
+    dir: tempfile::TempDir,
+}
+
+impl CniBin {
+    /// A directory with each `(name, binary)` linked in under `name`.
+    pub fn new(plugins: &[(&str, &Path)]) -> Result<CniBin> {
+        let dir = tempfile::Builder::new().prefix("crs-cni-bin").tempdir()?;
+        for (name, bin) in plugins {
+            let target = dir.path().join(name);
+            std::os::unix::fs::symlink(bin, &target)
+                .with_context(|| format!("linking {} as {}", bin.display(), target.display()))?;
+        }
+        Ok(CniBin { dir })
+    }
+
+    /// Ours: `calico` and `calico-ipam` (pass `env!("CARGO_BIN_EXE_calico")`, ...).
+    pub fn calico(calico: &Path, calico_ipam: &Path) -> Result<CniBin> {
+        CniBin::new(&[("calico", calico), ("calico-ipam", calico_ipam)])
+    }
+
+    /// The directory, as `CNI_PATH`.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Where a node's plugins find the Calico datastore.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// `datastore_type: etcdv3` with these comma-separated endpoints.
+    Etcd(String),
+    /// `datastore_type: local` with the embedded store's file.
+    Local(PathBuf),
+}
+
+/// A Calico CNI network configuration for one node.
+#[derive(Debug, Clone)]
+pub struct CalicoConf {
+    pub name: String,
+    pub cni_version: String,
+    pub node: String,
+    pub store: Store,
+    /// 0 = the MTU file (see `mtu_file`), else 1500.
+    pub mtu: u32,
+    pub mtu_file: Option<PathBuf>,
+    pub ipv4_pools: Vec<String>,
+    pub log_level: String,
+}
+
+impl CalicoConf {
+    /// `k8s-pod-network`, CNI 1.0.0, MTU 1500, every pool.
+    pub fn new(node: &str, store: Store) -> CalicoConf {
+        CalicoConf {
+            name: "k8s-pod-network".to_string(),
+            cni_version: "1.0.0".to_string(),
+            node: node.to_string(),
+            store,
+            mtu: 1500,
+            mtu_file: None,
+            ipv4_pools: Vec::new(),
+            log_level: "warn".to_string(),
+        }
+    }
+
+    /// The config JSON a runtime would pass on stdin.
+    pub fn json(&self) -> String {
+        let mut v = json!({
+            "cniVersion": self.cni_version,
+            "name": self.name,
+            "type": "calico",
+            "nodename": self.node,
+            "mtu": self.mtu,
+            "log_level": self.log_level,
+            "ipam": {"type": "calico-ipam"},
+        });
+        match &self.store {
+            Store::Etcd(endpoints) => {
+                v["datastore_type"] = json!("etcdv3");
+                v["etcd_endpoints"] = json!(endpoints);
+            }
+            Store::Local(path) => {
+                v["datastore_type"] = json!("local");
+                v["datastore_path"] = json!(path);
+            }
+        }
+        if let Some(f) = &self.mtu_file {
+            v["mtu_file"] = json!(f);
+        }
+        if !self.ipv4_pools.is_empty() {
+            v["ipam"]["ipv4_pools"] = json!(self.ipv4_pools);
+        }
+        v.to_string()
+    }
+}
+
+/// One plugin invocation's outcome.
+#[derive(Debug, Clone)]
+pub struct CniOutput {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CniOutput {
+    /// True on exit status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// Stdout as JSON (the result, or the CNI error object).
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_str(self.stdout.trim())
+            .with_context(|| format!("plugin stdout is not JSON: {:?}", self.stdout))
+    }
+
+    /// The first address of an ADD result, without its prefix length.
+    pub fn ip(&self) -> Result<Ipv4Addr> {
+        let v = self.json()?;
+        let addr = v["ips"][0]["address"]
+            .as_str()
+            .with_context(|| format!("no ips[0].address in {v}"))?;
+        let ip = addr.split('/').next().unwrap_or(addr);
+        ip.parse()
+            .with_context(|| format!("bad address {addr:?} in the result"))
+    }
+}
+
+/// One plugin call: which plugin, which operation, for which container.
+#[derive(Debug, Clone)]
+pub struct Call<'a> {
+    /// The plugin binary name in the CNI_PATH directory (`calico`, `calico-ipam`, `ptp`).
+    pub plugin: &'a str,
+    /// `ADD`, `DEL`, `CHECK`, `VERSION`.
+    pub command: &'a str,
+    pub container_id: &'a str,
+    /// `CNI_NETNS`; `None` leaves it unset.
+    pub netns: Option<&'a str>,
+    pub ifname: &'a str,
+    /// `CNI_ARGS` (`K8S_POD_NAMESPACE=..;K8S_POD_NAME=..`), may be empty.
+    pub args: &'a str,
+}
+
+/// Runs a plugin inside `node` (`ip netns exec`), config on stdin, as a runtime does.
+pub fn run(node: &Netns, bin: &CniBin, conf: &str, call: &Call<'_>) -> Result<CniOutput> {
+    run_in(Some(node), bin.path(), conf, call)
+}
+
+/// Runs a plugin inside `node` (or, with `None`, in the caller's namespace; tests never do
+/// that for ADD), with `cni_path` as `CNI_PATH`.
+pub fn run_in(
+    node: Option<&Netns>,
+    cni_path: &Path,
+    conf: &str,
+    call: &Call<'_>,
+) -> Result<CniOutput> {
+    let binary = cni_path.join(call.plugin);
+    let mut cmd = match node {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns.name()]).arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
+    cmd.env("CNI_COMMAND", call.command)
+        .env("CNI_CONTAINERID", call.container_id)
+        .env("CNI_IFNAME", call.ifname)
+        .env("CNI_PATH", cni_path)
+        .env("CNI_ARGS", call.args)
+        .env_remove("CNI_NETNS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(netns) = call.netns {
+        cmd.env("CNI_NETNS", netns);
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(conf.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok(CniOutput {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// ADDs pod namespace `pod` (container id `container_id`, `eth0`) on `node` with the
+/// `calico` plugin and returns its address.
+pub fn add_pod(
+    node: &Netns,
+    bin: &CniBin,
+    conf: &CalicoConf,
+    pod: &Netns,
+    container_id: &str,
+) -> Result<Ipv4Addr> {
+    let path = pod.path();
+    let out = run(
+        node,
+        bin,
+        &conf.json(),
+        &Call {
+            plugin: "calico",
+            command: "ADD",
+            container_id,
+            netns: Some(&path),
+            ifname: "eth0",
+            args: "",
+        },
+    )?;
+    if !out.success() {
+        bail!(
+            "CNI ADD of {container_id} on {} failed: {}{}",
+            conf.node,
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
+    }
+    out.ip()
+}
+
+/// DELs a pod added with [`add_pod`]; `pod` may be gone already.
+pub fn del_pod(
+    node: &Netns,
+    bin: &CniBin,
+    conf: &CalicoConf,
+    pod: Option<&Netns>,
+    container_id: &str,
+) -> Result<()> {
+    let path = pod.map(Netns::path);
+    let out = run(
+        node,
+        bin,
+        &conf.json(),
+        &Call {
+            plugin: "calico",
+            command: "DEL",
+            container_id,
+            netns: path.as_deref(),
+            ifname: "eth0",
+            args: "",
+        },
+    )?;
+    if !out.success() {
+        bail!(
+            "CNI DEL of {container_id} on {} failed: {}{}",
+            conf.node,
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
+    }
+    Ok(())
+}
