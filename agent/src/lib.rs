@@ -2,7 +2,10 @@
 //! embedded BGP speaker, serves local status.
 
 pub mod calc;
+pub mod config;
 pub mod dataplane;
 pub mod local;
+pub mod startup;
 pub mod state;
 pub mod syncer;
+pub mod tasks;

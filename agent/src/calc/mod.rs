@@ -5,7 +5,7 @@
 
 pub mod exports;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub mod peers;
 pub mod routes;
 pub mod tunnels;

@@ -221,11 +221,11 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
     });
 
     let mut used_vteps: BTreeSet<String> = BTreeSet::new();
-    let mut route_to = |out: &mut DesiredState,
-                        used: &mut BTreeSet<String>,
-                        node: &str,
-                        vtep: &Vtep,
-                        dst: Ipv4Net| {
+    let route_to = |out: &mut DesiredState,
+                    used: &mut BTreeSet<String>,
+                    node: &str,
+                    vtep: &Vtep,
+                    dst: Ipv4Net| {
         if let Some((target, tunnelled)) = vxlan_target(state, local, vtep, &dst) {
             if tunnelled {
                 used.insert(node.to_string());

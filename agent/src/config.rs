@@ -1,0 +1,160 @@
+//! calico-node's settings: Calico's environment variables, each also a flag.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// calico-node: Calico-compatible node agent (dataplane, embedded BGP, flannel backend).
+#[derive(Debug, Clone, Parser)]
+#[command(name = "calico-node", version)]
+pub struct NodeConfig {
+    /// This node's name (defaults to the hostname).
+    #[arg(long, env = "NODENAME")]
+    pub nodename: Option<String>,
+
+    /// Node IPv4 address with prefix length (`10.0.0.1/24`), or `autodetect`.
+    #[arg(long, env = "IP", default_value = "autodetect")]
+    pub ip: String,
+
+    /// `first-found`, `interface=<regex>`, `can-reach=<ip>` or `cidr=<cidr>[,<cidr>...]`.
+    #[arg(long, env = "IP_AUTODETECTION_METHOD", default_value = "first-found")]
+    pub ip_autodetection_method: String,
+
+    /// This node's AS number (plain or dotted); the cluster default when unset.
+    #[arg(long = "as", env = "AS")]
+    pub as_number: Option<String>,
+
+    /// `etcdv3` or `local`.
+    #[arg(long, env = "DATASTORE_TYPE", default_value = "etcdv3")]
+    pub datastore_type: String,
+
+    /// `bird` (BGP, the default), `vxlan`, `none` or `flannel`.
+    #[arg(long, env = "CALICO_NETWORKING_BACKEND", default_value = "bird")]
+    pub networking_backend: String,
+
+    /// CIDR of the default pool created at first start.
+    #[arg(long, env = "CALICO_IPV4POOL_CIDR", default_value = "192.168.0.0/16")]
+    pub ipv4pool_cidr: String,
+
+    /// Block size of the default pool.
+    #[arg(long, env = "CALICO_IPV4POOL_BLOCK_SIZE", default_value_t = 26)]
+    pub ipv4pool_block_size: u8,
+
+    /// ipipMode of the default pool (`Always`, `CrossSubnet`, `Never`).
+    #[arg(long, env = "CALICO_IPV4POOL_IPIP", default_value = "Never")]
+    pub ipv4pool_ipip: String,
+
+    /// vxlanMode of the default pool (`Always`, `CrossSubnet`, `Never`).
+    #[arg(long, env = "CALICO_IPV4POOL_VXLAN", default_value = "Never")]
+    pub ipv4pool_vxlan: String,
+
+    /// natOutgoing of the default pool.
+    #[arg(long, env = "CALICO_IPV4POOL_NAT_OUTGOING", default_value = "true")]
+    pub ipv4pool_nat_outgoing: String,
+
+    /// nodeSelector of the default pool.
+    #[arg(long, env = "CALICO_IPV4POOL_NODE_SELECTOR", default_value = "all()")]
+    pub ipv4pool_node_selector: String,
+
+    /// Do not create the default pool.
+    #[arg(long, env = "NO_DEFAULT_POOLS", default_value = "false")]
+    pub no_default_pools: String,
+
+    /// Where the local status socket lives (one per node on a shared test machine).
+    #[arg(long, env = "CALICO_RUN_DIR", default_value = "/var/run/calico")]
+    pub run_dir: PathBuf,
+
+    /// Where the pod MTU is written for the CNI plugin.
+    #[arg(long, env = "CALICO_MTU_FILE", default_value = "/var/lib/calico/mtu")]
+    pub mtu_file: PathBuf,
+
+    /// Directory holding BGP passwords as `<secret name>/<key>` files (Calico reads them
+    /// from Kubernetes secrets).
+    #[arg(
+        long,
+        env = "CALICO_SECRETS_DIR",
+        default_value = "/etc/calico/secrets"
+    )]
+    pub secrets_dir: PathBuf,
+
+    /// Health endpoint port (`/liveness`, `/readiness`); 0 disables.
+    #[arg(long, env = "FELIX_HEALTHPORT", default_value_t = 9099)]
+    pub health_port: u16,
+
+    /// Health endpoint address.
+    #[arg(long, env = "FELIX_HEALTHHOST", default_value = "127.0.0.1")]
+    pub health_host: String,
+
+    /// Prometheus metrics port (`/metrics`); 0 disables.
+    #[arg(long, env = "FELIX_PROMETHEUSMETRICSPORT", default_value_t = 9091)]
+    pub metrics_port: u16,
+
+    /// Seconds between full dataplane resyncs (drift is also repaired on kernel events).
+    #[arg(long, env = "FELIX_ROUTEREFRESHINTERVAL", default_value_t = 90)]
+    pub route_refresh_interval: u64,
+
+    /// Log level (`info`, `debug`, ...); `CALICO_LOG_LEVEL` or RUST_LOG.
+    #[arg(long, env = "CALICO_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Flannel backend: etcd prefix of the network config and leases.
+    #[arg(
+        long,
+        env = "FLANNELD_ETCD_PREFIX",
+        default_value = "/coreos.com/network"
+    )]
+    pub flannel_etcd_prefix: String,
+
+    /// Flannel backend: where subnet.env is written.
+    #[arg(
+        long,
+        env = "FLANNELD_SUBNET_FILE",
+        default_value = "/run/flannel/subnet.env"
+    )]
+    pub flannel_subnet_file: PathBuf,
+
+    /// Flannel backend: the interface to use (defaults to the node address's).
+    #[arg(long, env = "FLANNELD_IFACE")]
+    pub flannel_iface: Option<String>,
+
+    /// Flannel backend: masquerade traffic leaving the flannel network.
+    #[arg(long, env = "FLANNELD_IP_MASQ", default_value = "false")]
+    pub flannel_ip_masq: String,
+}
+
+/// Parses Calico's boolean spellings (`true`, `false`, `1`, `0`, `yes`, `no`).
+pub fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(format!(
+            "{name}: '{other}' is not a boolean (true or false)"
+        )),
+    }
+}
+
+/// Normalises `CALICO_IPV4POOL_IPIP` / `_VXLAN` values as calico-node does.
+pub fn parse_encap_mode(name: &str, value: &str) -> Result<&'static str, String> {
+    match value.trim() {
+        "Always" | "always" => Ok("Always"),
+        "CrossSubnet" | "cross-subnet" | "crosssubnet" => Ok("CrossSubnet"),
+        "Never" | "never" | "off" | "Off" | "" => Ok("Never"),
+        other => Err(format!(
+            "{name}: '{other}' is not one of Always, CrossSubnet, Never"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encap_modes_accept_calico_node_spellings() {
+        assert_eq!(parse_encap_mode("X", "cross-subnet"), Ok("CrossSubnet"));
+        assert_eq!(parse_encap_mode("X", "off"), Ok("Never"));
+        assert!(parse_encap_mode("X", "sometimes").is_err());
+        assert_eq!(parse_bool("X", "TRUE"), Ok(true));
+        assert!(parse_bool("X", "maybe").is_err());
+    }
+}

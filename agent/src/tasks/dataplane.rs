@@ -1,0 +1,221 @@
+//! The dataplane task: recomputes the desired kernel state whenever the cluster state or
+//! the learned routes change, reconciles it, and does so again on every kernel route or
+//! link event (drift is repaired at once, not at the next scan) and on a slow timer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use rtnetlink::{MulticastGroup, new_multicast_connection};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, info, warn};
+
+use crate::calc::routes::{RouteInput, desired_state};
+use crate::calc::tunnels::pod_mtu;
+use crate::calc::{Backend, LearnedRoutes};
+use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState};
+use crate::dataplane::kernel::Kernel;
+use crate::local::LocalNode;
+use crate::state::ClusterState;
+
+/// Extra desired state from another backend (flannel), merged in before applying.
+pub type ExtraState = watch::Receiver<Arc<DesiredState>>;
+
+/// Counters exported as Prometheus metrics.
+#[derive(Debug, Default)]
+pub struct DataplaneMetrics {
+    pub passes: AtomicU64,
+    pub routes_added: AtomicU64,
+    pub routes_removed: AtomicU64,
+    pub failures: AtomicU64,
+    pub kernel_events: AtomicU64,
+    /// Duration of the last pass, in microseconds.
+    pub last_pass_micros: AtomicU64,
+}
+
+/// What the dataplane task publishes for status and readiness.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataplaneStatus {
+    /// At least one pass completed since start.
+    pub programmed: bool,
+    pub health: DataplaneHealth,
+    pub last_failures: Vec<String>,
+}
+
+/// Inputs and settings of the dataplane task.
+pub struct DataplaneTask<K: Kernel> {
+    pub dataplane: Dataplane<K>,
+    pub local: LocalNode,
+    pub backend: Backend,
+    pub state: watch::Receiver<Arc<ClusterState>>,
+    pub learned: watch::Receiver<Arc<LearnedRoutes>>,
+    pub extra: Option<ExtraState>,
+    pub status: watch::Sender<DataplaneStatus>,
+    pub metrics: Arc<DataplaneMetrics>,
+    pub resync_interval: Duration,
+    /// Where the pod MTU is written for the CNI plugin.
+    pub mtu_file: Option<PathBuf>,
+}
+
+/// Subscribes to route and link changes in this network namespace. Each event only says
+/// "look again": the next pass dumps the kernel anyway.
+fn kernel_events() -> Option<mpsc::UnboundedReceiver<()>> {
+    let (conn, _handle, mut messages) =
+        match new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Route]) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot subscribe to kernel events; relying on the resync timer");
+                return None;
+            }
+        };
+    tokio::spawn(conn);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while messages.next().await.is_some() {
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    Some(rx)
+}
+
+impl<K: Kernel> DataplaneTask<K> {
+    /// Runs until every input channel is closed.
+    pub async fn run(mut self) {
+        let mut events = kernel_events();
+        let mut next_resync = Instant::now() + self.resync_interval;
+        let mut retry_at: Option<Instant>;
+        let mut last_mtu: Option<u32> = None;
+        loop {
+            self.recompute();
+            let started = Instant::now();
+            match self.dataplane.apply(started).await {
+                Ok(report) => {
+                    let m = &self.metrics;
+                    m.passes.fetch_add(1, Ordering::Relaxed);
+                    m.routes_added
+                        .fetch_add(report.routes_added as u64, Ordering::Relaxed);
+                    m.routes_removed
+                        .fetch_add(report.routes_removed as u64, Ordering::Relaxed);
+                    m.failures
+                        .fetch_add(report.failures.len() as u64, Ordering::Relaxed);
+                    m.last_pass_micros.store(
+                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
+                    for f in &report.failures {
+                        debug!(failure = %f, "dataplane operation to retry");
+                    }
+                    retry_at = report.retry_at;
+                    let status = DataplaneStatus {
+                        programmed: true,
+                        health: self.dataplane.health().clone(),
+                        last_failures: report.failures,
+                    };
+                    self.status.send_if_modified(|s| {
+                        let changed = *s != status;
+                        *s = status;
+                        changed
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "dataplane pass failed; retrying");
+                    retry_at = Some(Instant::now() + Duration::from_millis(500));
+                }
+            }
+            self.write_mtu(&mut last_mtu).await;
+
+            let deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
+            let sleep = tokio::time::sleep_until(deadline.into());
+            tokio::select! {
+                changed = self.state.changed() => if changed.is_err() { return },
+                changed = self.learned.changed() => if changed.is_err() { return },
+                changed = wait_extra(&mut self.extra) => if changed.is_err() { return },
+                event = wait_event(&mut events) => {
+                    if event.is_none() {
+                        events = None;
+                    } else {
+                        self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
+                        // Coalesce a burst (our own writes echo back as events too).
+                        if let Some(rx) = events.as_mut() {
+                            while rx.try_recv().is_ok() {}
+                        }
+                    }
+                }
+                () = sleep => {
+                    if Instant::now() >= next_resync {
+                        next_resync = Instant::now() + self.resync_interval;
+                    }
+                }
+            }
+        }
+    }
+
+    fn recompute(&mut self) {
+        let state = self.state.borrow_and_update().clone();
+        let learned = self.learned.borrow_and_update().clone();
+        let mut desired = desired_state(&RouteInput {
+            state: &state,
+            local: &self.local,
+            backend: self.backend,
+            learned: &learned,
+        });
+        if let Some(extra) = self.extra.as_mut() {
+            let extra = extra.borrow_and_update().clone();
+            desired.routes.extend(extra.routes.clone());
+            desired
+                .vxlan_devices
+                .extend(extra.vxlan_devices.iter().cloned());
+            desired.neighbours.extend(extra.neighbours.iter().cloned());
+            desired.fdb.extend(extra.fdb.iter().cloned());
+            desired
+                .managed_cidrs
+                .extend(extra.managed_cidrs.iter().copied());
+        }
+        if *self.dataplane.desired() != desired {
+            self.dataplane.set_desired(desired);
+        }
+    }
+
+    /// Felix writes the pod MTU for the CNI plugin; only rewritten when it changes.
+    async fn write_mtu(&self, last: &mut Option<u32>) {
+        let Some(path) = &self.mtu_file else { return };
+        let mtu = pod_mtu(&self.state.borrow(), &self.local.name, self.local.host_mtu);
+        if *last == Some(mtu) {
+            return;
+        }
+        if let Some(dir) = path.parent() {
+            let _ = tokio::fs::create_dir_all(dir).await;
+        }
+        let tmp = path.with_extension("tmp");
+        let written = async {
+            tokio::fs::write(&tmp, format!("{mtu}\n")).await?;
+            tokio::fs::rename(&tmp, path).await
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                info!(mtu, file = %path.display(), "wrote pod MTU");
+                *last = Some(mtu);
+            }
+            Err(e) => warn!(error = %e, file = %path.display(), "cannot write pod MTU"),
+        }
+    }
+}
+
+async fn wait_event(events: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_extra(extra: &mut Option<ExtraState>) -> Result<(), watch::error::RecvError> {
+    match extra {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,72 @@
+//! calico-node's tasks and the channels between them. Each task owns its state and has one
+//! kind of input; effects leave as typed messages or `watch` publications.
+//!
+//! ```text
+//!                 etcd / local store
+//!                        │ list + watch /calico/
+//!                        ▼
+//!                  ┌───────────┐  Arc<ClusterState> (watch)
+//!                  │  syncer   │─────────────┬────────────────┬──────────────┐
+//!                  └───────────┘             ▼                ▼              ▼
+//!                                    ┌──────────────┐  ┌────────────┐  ┌───────────┐
+//!       kernel events (netlink) ───▶ │  dataplane   │  │ bgp wiring │  │  tunnels  │──▶ IPAM,
+//!       resync timer ──────────────▶ │ calc+reconcile│◀─│ peers/exports│ │ (tunnel   │    Node
+//!                                    └──────┬───────┘  └─────┬──────┘  │ addresses)│
+//!                   health/status ◀─────────┘  learned routes│ ▲       └───────────┘
+//!                   (watch)                     (watch)      ▼ │ RouteEvents
+//!                                                      ┌────────────┐
+//!                                                      │ bgp::Speaker│◀──▶ peers (TCP 179)
+//!                                                      └────────────┘
+//!   status socket (CALICO_RUN_DIR/calico-node.sock) ◀── peer status + dataplane health
+//!   HTTP /liveness /readiness /metrics ◀── the same
+//! ```
+
+pub mod dataplane;
+pub mod tunnels;
+
+use tokio::task::JoinHandle;
+
+/// A spawned task that is aborted when this guard drops (holo's `Task`), so a failing
+/// start-up or a shutdown never leaves tasks behind.
+pub struct TaskGuard<T> {
+    handle: Option<JoinHandle<T>>,
+}
+
+impl<T> TaskGuard<T> {
+    /// Wraps a spawned task.
+    pub fn new(handle: JoinHandle<T>) -> TaskGuard<T> {
+        TaskGuard {
+            handle: Some(handle),
+        }
+    }
+
+    /// Waits for the task to finish.
+    pub async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        match self.handle.take() {
+            Some(h) => h.await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// True once the task has ended (finished, panicked or aborted).
+    pub fn is_finished(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+}
+
+impl<T> Drop for TaskGuard<T> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Spawns `fut` and returns a guard that aborts it on drop.
+pub fn spawn<F>(fut: F) -> TaskGuard<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    TaskGuard::new(tokio::spawn(fut))
+}
