@@ -315,3 +315,23 @@ fn example_files_apply() {
             .contains("   Always   ")
     );
 }
+
+#[test]
+fn ipam_configuration_reaches_the_allocators_key() {
+    let env = Env::new();
+    env.apply_ok(&doc(
+        "IPAMConfiguration",
+        "default",
+        "{strictAffinity: true, maxBlocksPerHost: 4}",
+    ));
+    let out = env.run(&["get", "ipamconfig", "-o", "wide"]);
+    assert_eq!(
+        out.stdout,
+        "NAME      STRICTAFFINITY   AUTOALLOCATEBLOCKS   MAXBLOCKSPERHOST   \n\
+         default   true             true                 4                  \n\n"
+    );
+    // The store file (JSON or SQLite) holds the key as plain text.
+    let db =
+        String::from_utf8_lossy(&std::fs::read(env.dir.path().join("db")).unwrap()).into_owned();
+    assert!(db.contains("/calico/ipam/v2/config"), "{db}");
+}

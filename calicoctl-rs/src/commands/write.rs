@@ -45,6 +45,34 @@ fn failed(op: BatchOp, docs: &[AnyResource], index: usize, message: &str) -> Cli
     }
 }
 
+/// Keeps IPAM's own copy of the configuration (`/calico/ipam/v2/config`, which the
+/// allocator reads) in step with the v3 IPAMConfiguration resource.
+async fn sync_ipam_config(
+    client: &Client,
+    stored: &AnyResource,
+    op: BatchOp,
+) -> datastore::Result<()> {
+    let AnyResource::IPAMConfiguration(cfg) = stored else {
+        return Ok(());
+    };
+    let key = datastore::keys::ipam_config();
+    if let BatchOp::Delete { .. } = op {
+        return match client.store().delete(&key, None).await {
+            Ok(_) | Err(datastore::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+    }
+    let config = datastore::model::ipam::IpamConfig {
+        strict_affinity: cfg.spec.strict_affinity,
+        auto_allocate_blocks: cfg.spec.auto_allocate_blocks,
+        max_blocks_per_host: cfg.spec.max_blocks_per_host.max(0).unsigned_abs(),
+    };
+    ipam::client::Ipam::new(client.store().clone())
+        .set_config(&config)
+        .await
+        .map_err(|e| datastore::Error::Backend(e.to_string()))
+}
+
 /// Checks and writes `docs` for `op`.
 pub async fn execute(client: &Client, mut docs: Vec<AnyResource>, op: BatchOp) -> CliResult {
     if docs.is_empty() {
@@ -59,7 +87,11 @@ pub async fn execute(client: &Client, mut docs: Vec<AnyResource>, op: BatchOp) -
         if plan.skip.get(i).copied().unwrap_or(false) {
             continue;
         }
-        if let Err(e) = client.write_any(doc, op).await {
+        let written = match client.write_any(doc, op).await {
+            Ok(stored) => sync_ipam_config(client, &stored, op).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             let message = calico_text(&e);
             if i == 0 {
                 return Err(failed(op, &docs, i, &message));
