@@ -4,6 +4,8 @@
 //! removed at start.
 
 pub mod cni;
+pub mod etcd;
 pub mod netns;
 
+pub use etcd::{EtcdServer, TestEtcd, TestPki};
 pub use netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
