@@ -61,7 +61,8 @@ fn go_quoting(yaml: &str) -> String {
                 None => (line, ""),
             },
         };
-        let requoted = if value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'') {
+        let single_quoted = value.len() >= 2 && value.starts_with('\'') && value.ends_with('\'');
+        let requoted = if single_quoted && ambiguous(&value[1..value.len() - 1]) {
             let inner = value[1..value.len() - 1].replace("''", "'");
             Some(format!(
                 "\"{}\"",
@@ -84,6 +85,19 @@ fn go_quoting(yaml: &str) -> String {
     out
 }
 
+/// Strings go-yaml double-quotes because plain they would read as another type
+/// (numbers, booleans, null, timestamps, the empty string). Other strings that need
+/// quoting keep libyaml's single quotes, as in Go.
+fn ambiguous(inner: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~",
+    ];
+    inner.is_empty()
+        || inner.parse::<f64>().is_ok()
+        || WORDS.contains(&inner.to_ascii_lowercase().as_str())
+        || is_timestamp(inner)
+}
+
 fn is_timestamp(v: &str) -> bool {
     let b = v.as_bytes();
     b.len() >= 20
@@ -101,11 +115,11 @@ mod tests {
     #[test]
     fn quotes_like_go_yaml() {
         let y = "metadata:\n  creationTimestamp: 2024-05-01T10:00:00Z\n  resourceVersion: '12'\n\
-                 spec:\n  nodeSelector: all()\n  x:\n  - 'it''s'\n";
+                 spec:\n  nodeSelector: all()\n  x:\n  - '!has(a)'\n  - 'true'\n";
         assert_eq!(
             go_quoting(y),
             "metadata:\n  creationTimestamp: \"2024-05-01T10:00:00Z\"\n  resourceVersion: \"12\"\n\
-             spec:\n  nodeSelector: all()\n  x:\n  - \"it's\"\n"
+             spec:\n  nodeSelector: all()\n  x:\n  - '!has(a)'\n  - \"true\"\n"
         );
     }
 }
