@@ -20,6 +20,9 @@ pub mod resource;
 pub mod types;
 pub mod workloadendpoint;
 
+#[cfg(test)]
+mod tests;
+
 pub use any::{AnyResource, DocumentError, Kind, parse_documents};
 pub use bgpconfig::{
     BGPConfiguration, BGPConfigurationSpec, BgpLogSeverity, BindMode, Community, DEFAULT_AS_NUMBER,
