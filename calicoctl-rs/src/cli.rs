@@ -39,6 +39,8 @@ pub enum Command {
     Patch(PatchArgs),
     /// Display the version of this binary and of the cluster.
     Version(VersionArgs),
+    /// IP address management (show, check, release, configure).
+    Ipam(crate::commands::ipam::IpamArgs),
 }
 
 /// `get ( (<KIND> [<NAME>...]) | --filename=<FILENAME>) [--output=<OUTPUT>] ...`

@@ -4,6 +4,7 @@ mod apply;
 mod create;
 mod delete;
 mod get;
+pub(crate) mod ipam;
 mod patch;
 mod replace;
 mod resources;
@@ -31,5 +32,6 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Delete(args) => delete::run(&client(cfg).await?, args).await,
         Command::Patch(args) => patch::run(&client(cfg).await?, args).await,
         Command::Version(_) => version::run(cfg).await,
+        Command::Ipam(args) => ipam::run(crate::config::connect(cfg).await?, args).await,
     }
 }
