@@ -24,6 +24,10 @@ fn main() -> ExitCode {
                     let _ = e.print();
                     ExitCode::SUCCESS
                 }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    ExitCode::from(1)
+                }
                 _ => {
                     eprintln!(
                         "Invalid option: 'calicoctl {}'. Use flag '--help' to read about a \
