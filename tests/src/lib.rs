@@ -3,6 +3,8 @@
 //! namespace, every namespace and process is removed on drop, leftovers of dead runs are
 //! removed at start.
 
+pub mod bins;
+pub mod cluster;
 pub mod cni;
 pub mod etcd;
 pub mod netns;

@@ -1,0 +1,400 @@
+//! A multi-node calico-rs cluster in network namespaces (design.md "Labs"):
+//!
+//! ```text
+//!   n1 (10.0.0.1/24) ─┐                        ┌─ n3 (10.0.1.3/24)     subnet 1 (optional)
+//!   n2 (10.0.0.2/24) ─┤ br0   [fabric]   br1 ├─┘
+//!                     └──── ctl: 10.0.0.254 / 10.0.1.254 (router + etcd) ────┘
+//!                     └──── extra namespaces (ToR, outside world) attach to br0/br1
+//! ```
+//!
+//! Every node runs `calico-node` against the etcd in `ctl`; pods are namespaces wired by
+//! the real CNI plugins; `calicoctl` runs inside a node namespace. Everything is removed on
+//! drop, in reverse order of creation.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::bins::bin;
+use crate::cni::{CalicoConf, CniBin, Store, add_pod, del_pod};
+use crate::etcd::EtcdServer;
+use crate::netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
+
+/// Address of etcd (and of the router) on subnet 0.
+pub const CTL_IP: &str = "10.0.0.254";
+
+/// One node of the lab.
+pub struct LabNode {
+    pub name: String,
+    /// The node's address with prefix, e.g. `10.0.0.1/24`.
+    pub address: String,
+    pub subnet: usize,
+    pub ns: Netns,
+    pub run_dir: PathBuf,
+    pub mtu_file: PathBuf,
+    agent: Option<Daemon>,
+    log: PathBuf,
+}
+
+impl LabNode {
+    /// The node's IP without prefix.
+    pub fn ip(&self) -> &str {
+        self.address.split('/').next().unwrap_or(&self.address)
+    }
+
+    /// True while calico-node runs.
+    pub fn agent_running(&mut self) -> bool {
+        self.agent.as_mut().is_some_and(Daemon::is_running)
+    }
+
+    /// The agent's log so far (last `lines` lines).
+    pub fn agent_log(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// `ip route` in the node, one line per route.
+    pub fn routes(&self) -> Vec<String> {
+        self.ns
+            .ip(&["route", "show"])
+            .map(|s| s.lines().map(|l| l.trim().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// True when some route line contains `needle`.
+    pub fn has_route(&self, needle: &str) -> bool {
+        self.routes().iter().any(|r| r.contains(needle))
+    }
+}
+
+/// A pod: a namespace wired by the CNI plugin on a node.
+pub struct Pod {
+    pub name: String,
+    pub node: usize,
+    pub ip: Ipv4Addr,
+    pub container_id: String,
+    pub ns: Netns,
+}
+
+/// How to build the lab.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    /// Subnet index of each node (`vec![0, 0, 1]` = two nodes on subnet 0, one on 1).
+    pub node_subnets: Vec<usize>,
+    /// Environment for every calico-node (backend, pool, ...), on top of the lab's own.
+    pub agent_env: BTreeMap<String, String>,
+    /// Start the agents right away.
+    pub start_agents: bool,
+}
+
+impl LabSpec {
+    /// `n` nodes on one subnet, default settings (BGP, pool 192.168.0.0/16, no encap).
+    pub fn nodes(n: usize) -> LabSpec {
+        LabSpec {
+            node_subnets: vec![0; n],
+            agent_env: BTreeMap::new(),
+            start_agents: true,
+        }
+    }
+
+    /// Adds an environment variable for every agent.
+    pub fn env(mut self, key: &str, value: &str) -> LabSpec {
+        self.agent_env.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+/// The running lab. Field order is drop order: pods, nodes (agents), etcd, namespaces.
+pub struct Cluster {
+    pub pods: Vec<Pod>,
+    pub nodes: Vec<LabNode>,
+    extra: Vec<Netns>,
+    pub etcd: EtcdServer,
+    pub ctl: Netns,
+    pub fabric: Netns,
+    cni: CniBin,
+    agent_env: BTreeMap<String, String>,
+    pub dir: TempDir,
+    subnets: usize,
+    next_fabric_port: usize,
+}
+
+fn subnet_ip(subnet: usize, host: usize) -> String {
+    format!("10.0.{subnet}.{host}")
+}
+
+impl Cluster {
+    /// Builds the fabric, the control namespace with etcd, the nodes, and (when asked)
+    /// starts calico-node on each.
+    pub fn start(spec: LabSpec) -> Result<Cluster> {
+        remove_leftovers();
+        let dir = tempfile::Builder::new()
+            .prefix("calico-rs-lab-")
+            .tempdir()?;
+        let subnets = spec.node_subnets.iter().copied().max().unwrap_or(0) + 1;
+        let fabric = Netns::create("fab")?;
+        let ctl = Netns::create("ctl")?;
+        ctl.sh("sysctl -qw net.ipv4.ip_forward=1")?;
+        for s in 0..subnets {
+            let br = format!("br{s}");
+            fabric.ip(&["link", "add", &br, "type", "bridge"])?;
+            fabric.ip(&["link", "set", &br, "up"])?;
+            let port = format!("ctl{s}");
+            veth(&ctl, &format!("eth{s}"), &fabric, &port)?;
+            fabric.ip(&["link", "set", &port, "master", &br])?;
+            ctl.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", subnet_ip(s, 254)),
+                "dev",
+                &format!("eth{s}"),
+            ])?;
+        }
+        let etcd = EtcdServer::start_in(&ctl, CTL_IP.parse()?)?;
+        let cni = CniBin::calico(&bin("calico")?, &bin("calico-ipam")?)?;
+        let mut cluster = Cluster {
+            pods: Vec::new(),
+            nodes: Vec::new(),
+            extra: Vec::new(),
+            etcd,
+            ctl,
+            fabric,
+            cni,
+            agent_env: spec.agent_env.clone(),
+            dir,
+            subnets,
+            next_fabric_port: 0,
+        };
+        for (i, subnet) in spec.node_subnets.iter().enumerate() {
+            cluster.add_node(&format!("node{}", i + 1), *subnet)?;
+        }
+        if spec.start_agents {
+            for i in 0..cluster.nodes.len() {
+                cluster.start_agent(i)?;
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The etcd endpoint every component uses.
+    pub fn etcd_endpoint(&self) -> String {
+        format!("http://{CTL_IP}:2379")
+    }
+
+    /// Attaches namespace `ns` to subnet `subnet`'s bridge as `dev` with `address`
+    /// (`a.b.c.d/len`), default route via the subnet's router.
+    pub fn attach(&mut self, ns: &Netns, dev: &str, subnet: usize, address: &str) -> Result<()> {
+        if subnet >= self.subnets {
+            bail!("subnet {subnet} does not exist in this lab");
+        }
+        self.next_fabric_port += 1;
+        let port = format!("p{}", self.next_fabric_port);
+        veth(ns, dev, &self.fabric, &port)?;
+        self.fabric
+            .ip(&["link", "set", &port, "master", &format!("br{subnet}")])?;
+        ns.ip(&["addr", "add", address, "dev", dev])?;
+        ns.ip(&["route", "add", "default", "via", &subnet_ip(subnet, 254)])?;
+        Ok(())
+    }
+
+    /// Adds a node namespace on `subnet` (not started).
+    pub fn add_node(&mut self, name: &str, subnet: usize) -> Result<usize> {
+        let index = self.nodes.len();
+        let ns = Netns::create(&format!("n{}", index + 1))?;
+        let address = format!("{}/24", subnet_ip(subnet, index + 1));
+        self.attach(&ns, "eth0", subnet, &address)?;
+        let node_dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&node_dir)?;
+        self.nodes.push(LabNode {
+            name: name.to_string(),
+            address,
+            subnet,
+            ns,
+            run_dir: node_dir.join("run"),
+            mtu_file: node_dir.join("mtu"),
+            agent: None,
+            log: node_dir.join("calico-node.log"),
+        });
+        Ok(index)
+    }
+
+    /// Creates an extra namespace (a ToR, the outside world) owned by the lab.
+    pub fn extra_namespace(&mut self, short: &str) -> Result<usize> {
+        self.extra.push(Netns::create(short)?);
+        Ok(self.extra.len() - 1)
+    }
+
+    /// An extra namespace made with [`extra_namespace`](Self::extra_namespace).
+    pub fn extra(&self, index: usize) -> &Netns {
+        &self.extra[index]
+    }
+
+    /// The environment calico-node gets on node `i`.
+    pub fn agent_env(&self, i: usize) -> BTreeMap<String, String> {
+        let node = &self.nodes[i];
+        let mut env = BTreeMap::from([
+            ("NODENAME".to_string(), node.name.clone()),
+            ("IP".to_string(), "autodetect".to_string()),
+            (
+                "IP_AUTODETECTION_METHOD".to_string(),
+                "interface=eth0".to_string(),
+            ),
+            ("DATASTORE_TYPE".to_string(), "etcdv3".to_string()),
+            ("ETCD_ENDPOINTS".to_string(), self.etcd_endpoint()),
+            (
+                "CALICO_RUN_DIR".to_string(),
+                node.run_dir.display().to_string(),
+            ),
+            (
+                "CALICO_MTU_FILE".to_string(),
+                node.mtu_file.display().to_string(),
+            ),
+            ("CALICO_LOG_LEVEL".to_string(), "info".to_string()),
+        ]);
+        env.extend(self.agent_env.clone());
+        env
+    }
+
+    /// Starts calico-node on node `i` and waits until its status socket answers.
+    pub fn start_agent(&mut self, i: usize) -> Result<()> {
+        self.start_agent_with(i, &BTreeMap::new())
+    }
+
+    /// Starts calico-node on node `i` with extra environment.
+    pub fn start_agent_with(&mut self, i: usize, extra: &BTreeMap<String, String>) -> Result<()> {
+        let mut env = self.agent_env(i);
+        env.extend(extra.clone());
+        let node = &mut self.nodes[i];
+        let daemon = node
+            .ns
+            .spawn(&bin("calico-node")?.to_string_lossy(), &[], &env, &node.log)?;
+        node.agent = Some(daemon);
+        let socket = node.run_dir.join("calico-node.sock");
+        if !wait_until(Duration::from_secs(20), || socket.exists()) {
+            bail!(
+                "calico-node on {} did not come up:\n{}",
+                node.name,
+                node.agent_log(30)
+            );
+        }
+        Ok(())
+    }
+
+    /// Stops calico-node on node `i` (SIGTERM, graceful).
+    pub fn stop_agent(&mut self, i: usize) {
+        if let Some(mut d) = self.nodes[i].agent.take() {
+            d.stop(Duration::from_secs(5));
+        }
+    }
+
+    /// Kills calico-node on node `i` at once (as a crash).
+    pub fn kill_agent(&mut self, i: usize) {
+        if let Some(mut d) = self.nodes[i].agent.take() {
+            d.kill();
+        }
+    }
+
+    /// The CNI configuration of node `i`.
+    pub fn cni_conf(&self, i: usize) -> CalicoConf {
+        let mut conf = CalicoConf::new(&self.nodes[i].name, Store::Etcd(self.etcd_endpoint()));
+        conf.mtu = 0;
+        conf.mtu_file = Some(self.nodes[i].mtu_file.clone());
+        conf
+    }
+
+    /// Creates pod `name` on node `i` through CNI ADD; returns its index in `pods`.
+    pub fn add_pod(&mut self, i: usize, name: &str) -> Result<usize> {
+        let ns = Netns::create(&format!("p-{name}"))?;
+        let container_id = format!("{name}-{}", std::process::id());
+        let conf = self.cni_conf(i);
+        let ip = add_pod(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)
+            .with_context(|| format!("adding pod {name} on {}", self.nodes[i].name))?;
+        self.pods.push(Pod {
+            name: name.to_string(),
+            node: i,
+            ip,
+            container_id,
+            ns,
+        });
+        Ok(self.pods.len() - 1)
+    }
+
+    /// Deletes pod `p` through CNI DEL and removes its namespace.
+    pub fn delete_pod(&mut self, p: usize) -> Result<()> {
+        let pod = self.pods.remove(p);
+        let conf = self.cni_conf(pod.node);
+        del_pod(
+            &self.nodes[pod.node].ns,
+            &self.cni,
+            &conf,
+            Some(&pod.ns),
+            &pod.container_id,
+        )
+    }
+
+    /// Runs `calicoctl args` inside node `i` against the lab's etcd.
+    pub fn calicoctl(&self, i: usize, args: &[&str]) -> Result<Output> {
+        self.calicoctl_stdin(i, args, None)
+    }
+
+    /// Runs `calicoctl args` with `stdin` (for `apply -f -`).
+    pub fn calicoctl_stdin(&self, i: usize, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+        use std::io::Write;
+        use std::process::Stdio;
+        let node = &self.nodes[i];
+        let mut cmd = node.ns.command(&bin("calicoctl")?.to_string_lossy());
+        cmd.args(args)
+            .env("DATASTORE_TYPE", "etcdv3")
+            .env("ETCD_ENDPOINTS", self.etcd_endpoint())
+            .env("CALICO_RUN_DIR", &node.run_dir)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting calicoctl")?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes())?;
+        }
+        Ok(child.wait_with_output()?)
+    }
+
+    /// `calicoctl apply -f -` with `yaml`; fails with calicoctl's stderr.
+    pub fn apply(&self, yaml: &str) -> Result<String> {
+        let out = self.calicoctl_stdin(0, &["apply", "-f", "-"], Some(yaml))?;
+        if !out.status.success() {
+            bail!(
+                "calicoctl apply failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Pings pod `to` from pod `from` (a few packets); true when any reply came back.
+    pub fn pods_ping(&self, from: usize, to: usize) -> bool {
+        self.pods[from].ns.ping(&self.pods[to].ip.to_string(), 2)
+    }
+
+    /// Where the lab keeps its files (logs, run dirs).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every agent's log tail, for failure messages.
+    pub fn logs(&self, lines: usize) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("--- {} ---\n{}", n.name, n.agent_log(lines)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
