@@ -22,6 +22,8 @@
 //! ```
 
 pub mod dataplane;
+pub mod health;
+pub mod status;
 pub mod tunnels;
 
 use tokio::task::JoinHandle;
