@@ -3,6 +3,7 @@
 //! - [`Datastore`]: the revisioned key-value store (etcdv3 or the embedded SQLite file),
 //! - [`keys`]: Calico's etcdv3 key layout.
 
+pub mod backend;
 pub mod client;
 pub mod error;
 pub mod keys;

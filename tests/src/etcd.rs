@@ -48,7 +48,9 @@ pub struct TestPki {
 impl TestPki {
     /// Generates the CA, server and client key pairs (EC P-256, valid one day).
     pub fn generate() -> Result<TestPki> {
-        let dir = tempfile::Builder::new().prefix("calico-rs-pki-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("calico-rs-pki-")
+            .tempdir()?;
         let d = dir.path();
         fs::write(
             d.join("server.ext"),
@@ -164,7 +166,9 @@ impl EtcdServer {
         peer_port: u16,
         tls: Option<&ServerTls>,
     ) -> Result<EtcdServer> {
-        let dir = tempfile::Builder::new().prefix("calico-rs-etcd-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("calico-rs-etcd-")
+            .tempdir()?;
         let log = dir.path().join("etcd.log");
         let host = match ip {
             IpAddr::V4(v4) => v4.to_string(),
