@@ -12,7 +12,7 @@ use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -193,21 +193,24 @@ impl Netlink {
             .map_err(|e| fail(format!("cannot add route {what}"), e))
     }
 
-    /// `dst/32 dev <oif> scope link`.
+    /// `dst/len dev <oif> scope link`, protocol `boot` (Calico's `DeviceRouteProtocol`,
+    /// which `ip route` does not print).
     pub fn device_route(dst: Ipv4Addr, prefix_len: u8, oif: u32) -> RouteMessage {
         RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst, prefix_len)
             .output_interface(oif)
             .scope(RouteScope::Link)
+            .protocol(RouteProtocol::Boot)
             .build()
     }
 
-    /// `dst via gw dev <oif>`.
+    /// `dst/len via gw dev <oif>`, protocol `boot`.
     pub fn gateway_route(dst: Ipv4Addr, prefix_len: u8, gw: Ipv4Addr, oif: u32) -> RouteMessage {
         RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(dst, prefix_len)
             .gateway(gw)
             .output_interface(oif)
+            .protocol(RouteProtocol::Boot)
             .build()
     }
 

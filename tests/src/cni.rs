@@ -271,3 +271,17 @@ pub fn del_pod(
     }
     Ok(())
 }
+
+/// Gives a lab node namespace what a real host has and proxy ARP needs: a default route
+/// (through `uplink0`, one end of a veth pair kept inside the node), so the host answers a
+/// pod's ARP for 169.254.1.1: proxy ARP only answers for addresses routed through another
+/// interface. (A veth rather than a dummy: these kernels have no dummy module.)
+pub fn add_default_route(node: &Netns) -> Result<()> {
+    node.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+    ])?;
+    node.ip(&["link", "set", "uplink0", "up"])?;
+    node.ip(&["link", "set", "uplink1", "up"])?;
+    node.ip(&["route", "add", "default", "dev", "uplink0"])?;
+    Ok(())
+}

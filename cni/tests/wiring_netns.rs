@@ -1,0 +1,115 @@
+//! The kernel side of pod wiring on its own (no datastore, no IPAM): pods wired by
+//! `cni::wiring` inside a lab node namespace answer ARP for 169.254.1.1 with
+//! ee:ee:ee:ee:ee:ee, reach each other, pass CHECK, and leave nothing behind on teardown.
+//! Needs root: `cargo test -p cni -- --ignored`.
+
+use std::net::Ipv4Addr;
+
+use cni::wiring::{self, Wiring};
+use lab::Netns;
+
+fn wiring_for(pod: &Netns, host_if: &str, ip: Ipv4Addr) -> Wiring {
+    Wiring {
+        host_if: host_if.to_string(),
+        pod_if: "eth0".to_string(),
+        netns: pod.path(),
+        ip,
+        mtu: 1500,
+    }
+}
+
+/// Runs `f` inside `node` (the plugin always runs in a node namespace, never the root).
+fn in_node<T: Send + 'static>(
+    node: &Netns,
+    f: impl std::future::Future<Output = cni::Result<T>> + Send + 'static,
+) -> cni::Result<T> {
+    let file = cni::netns::open(&node.path())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| cni::CniError::dataplane("runtime", e.to_string()))?;
+    rt.block_on(cni::netns::run_in(file, move || f))
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn wired_pods_reach_the_host_gateway_and_each_other() -> anyhow::Result<()> {
+    lab::remove_leftovers();
+    let node = Netns::create("wn")?;
+    let p1 = Netns::create("wp1")?;
+    let p2 = Netns::create("wp2")?;
+    let w1 = wiring_for(&p1, "caliaaaaaaaaaa1", "10.70.0.1".parse()?);
+    let w2 = wiring_for(&p2, "caliaaaaaaaaaa2", "10.70.0.2".parse()?);
+    for w in [&w1, &w2] {
+        let w = w.clone();
+        in_node(&node, async move { wiring::setup(&w).await })?;
+    }
+    node.sh("sysctl -qw net.ipv4.ip_forward=1")?;
+    lab::cni::add_default_route(&node)?;
+
+    let link = node.ip(&["-o", "link", "show", "caliaaaaaaaaaa1"])?;
+    assert!(link.contains("ee:ee:ee:ee:ee:ee"), "{link}");
+    let routes = node.ip(&["route", "show"])?;
+    assert!(
+        routes.contains("10.70.0.1 dev caliaaaaaaaaaa1 scope link"),
+        "{routes}"
+    );
+    let pod_routes = p1.ip(&["route", "show"])?;
+    assert!(
+        pod_routes.contains("default via 169.254.1.1 dev eth0"),
+        "{pod_routes}"
+    );
+    assert!(
+        pod_routes.contains("169.254.1.1 dev eth0 scope link"),
+        "{pod_routes}"
+    );
+    let addr = p1.ip(&["-o", "addr", "show", "eth0"])?;
+    assert!(addr.contains("inet 10.70.0.1/32"), "{addr}");
+    assert_eq!(
+        node.sh("cat /proc/sys/net/ipv4/conf/caliaaaaaaaaaa1/proxy_arp")?
+            .trim(),
+        "1"
+    );
+
+    let arp = p1.exec(
+        "arping",
+        &["-c", "1", "-w", "2", "-I", "eth0", "169.254.1.1"],
+    )?;
+    let arp_out = String::from_utf8_lossy(&arp.stdout).to_lowercase();
+    assert!(arp_out.contains("ee:ee:ee:ee:ee:ee"), "{arp_out}");
+    assert!(p1.ping("10.70.0.2", 2), "pod 1 cannot ping pod 2");
+    assert!(p2.ping("10.70.0.1", 2), "pod 2 cannot ping pod 1");
+
+    let checked = {
+        let w = w1.clone();
+        in_node(&node, async move { wiring::check(&w).await })?
+    };
+    assert!(checked.is_empty(), "{checked:?}");
+    p1.ip(&["addr", "flush", "dev", "eth0"])?;
+    let broken = {
+        let w = w1.clone();
+        in_node(&node, async move { wiring::check(&w).await })?
+    };
+    assert!(
+        broken.contains(&"eth0 does not have 10.70.0.1/32".to_string()),
+        "{broken:?}"
+    );
+
+    for w in [&w1, &w2] {
+        let w = w.clone();
+        let removed = in_node(&node, async move {
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if).await
+        })?;
+        assert!(removed);
+    }
+    let again = {
+        let w = w1.clone();
+        in_node(&node, async move {
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if).await
+        })?
+    };
+    assert!(!again, "second teardown finds nothing and succeeds");
+    assert!(!node.ip(&["link", "show"])?.contains("cali"));
+    assert!(!p1.ip(&["link", "show"])?.contains("eth0"));
+    Ok(())
+}
