@@ -39,7 +39,6 @@ pub enum Error {
     Encode(String),
 }
 
-#[allow(dead_code)] // used by the speaker config checks (next step)
 impl Error {
     pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Error {
         Error::Config {
@@ -48,6 +47,7 @@ impl Error {
         }
     }
 
+    #[allow(dead_code)] // used by the socket layer (next step)
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
