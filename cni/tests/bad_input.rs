@@ -1,0 +1,169 @@
+//! Bad input gets a CNI error object on stdout with the spec's code, a non-zero exit, and
+//! leaves nothing behind: no address, no veth, no endpoint.
+//! Needs root: `cargo test -p cni -- --ignored`.
+
+mod common;
+
+use anyhow::Result;
+use common::CniLab;
+use lab::Netns;
+use lab::cni::{Call, CniOutput};
+
+fn add<'a>(netns: Option<&'a str>, id: &'a str) -> Call<'a> {
+    Call {
+        plugin: "calico",
+        command: "ADD",
+        container_id: id,
+        netns,
+        ifname: "eth0",
+        args: "",
+    }
+}
+
+/// Asserts a CNI error with `code` whose message contains `needle`.
+fn assert_error(out: &CniOutput, code: u64, needle: &str) -> Result<()> {
+    assert!(!out.success(), "expected failure, got {}", out.stdout);
+    let v = out.json()?;
+    assert_eq!(v["code"], code, "{v}");
+    assert!(v["cniVersion"].is_string(), "{v}");
+    let text = format!("{} {}", v["msg"], v["details"]);
+    assert!(text.contains(needle), "{needle:?} not in {text}");
+    Ok(())
+}
+
+/// Nothing allocated, wired or recorded.
+fn assert_nothing_left(lab: &CniLab, pod: &Netns) -> Result<()> {
+    assert!(lab.cali_links()?.is_empty(), "{:?}", lab.cali_links()?);
+    assert!(!pod.ip(&["link", "show"])?.contains("eth0"));
+    let (allocs, handles, weps) = lab.with_store(|ds| async move {
+        let allocs = ipam::Ipam::new(ds.clone()).allocations().await?;
+        let handles = ds
+            .list(&datastore::keys::handles_prefix())
+            .await?
+            .items
+            .len();
+        let weps = ds
+            .list(&datastore::keys::resource_prefix("workloadendpoints"))
+            .await?
+            .items
+            .len();
+        Ok((allocs, handles, weps))
+    })?;
+    assert!(allocs.is_empty(), "{allocs:?}");
+    assert_eq!((handles, weps), (0, 0));
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn bad_input_is_a_cni_error_and_leaves_nothing_behind() -> Result<()> {
+    let lab = CniLab::new("bad")?;
+    lab.add_pool("default-ipv4-ippool", "10.244.0.0/16", 26)?;
+    lab.add_pool("tiny", "10.99.0.0/30", 30)?;
+    let pod = Netns::create("badp")?;
+    let path = pod.path();
+    let conf = lab.conf("node-1");
+
+    // Malformed config: decode failure (6).
+    let out = lab.call(
+        "{\"cniVersion\": \"1.0.0\", \"name\": ",
+        &add(Some(&path), "c1"),
+    )?;
+    assert_error(&out, 6, "decoding")?;
+    // Missing network name: invalid config (7).
+    let out = lab.call(
+        r#"{"cniVersion":"1.0.0","type":"calico"}"#,
+        &add(Some(&path), "c1"),
+    )?;
+    assert_error(&out, 7, "missing network name")?;
+    // Unsupported version (1).
+    let out = lab.call(
+        &conf.json().replace("\"1.0.0\"", "\"0.2.0\""),
+        &add(Some(&path), "c1"),
+    )?;
+    assert_error(&out, 1, "incompatible CNI versions")?;
+    assert_nothing_left(&lab, &pod)?;
+
+    // Unknown pool: invalid config (7), nothing allocated.
+    let mut unknown = conf.clone();
+    unknown.ipv4_pools = vec!["no-such-pool".into()];
+    let out = lab.call(&unknown.json(), &add(Some(&path), "c2"))?;
+    assert_error(&out, 7, "no-such-pool")?;
+    assert_nothing_left(&lab, &pod)?;
+
+    // Missing CNI_NETNS: invalid environment (4), named.
+    let out = lab.call(&conf.json(), &add(None, "c3"))?;
+    assert_error(&out, 4, "CNI_NETNS")?;
+    // A namespace that does not exist: unknown container (3), before any allocation.
+    let out = lab.call(
+        &conf.json(),
+        &add(Some("/run/netns/crs-does-not-exist"), "c3"),
+    )?;
+    assert_error(&out, 3, "crs-does-not-exist")?;
+    assert_nothing_left(&lab, &pod)?;
+
+    // A container id with path characters: invalid environment (4).
+    for id in ["../../etc/passwd", "a/b", "-rf"] {
+        let out = lab.call(&conf.json(), &add(Some(&path), id))?;
+        assert_error(&out, 4, "invalid characters in containerID")?;
+    }
+    assert_nothing_left(&lab, &pod)?;
+
+    // Exhausted pool: the tiny pool is full; IPAM's message names it (100).
+    lab.with_ipam(|ipam| async move {
+        for i in 0..4 {
+            let args = ipam::AutoAssignArgs {
+                pools: vec!["tiny".into()],
+                ..ipam::AutoAssignArgs::one(&format!("filler{i}"), "node-1")
+            };
+            ipam.auto_assign(&args).await?;
+        }
+        Ok(())
+    })?;
+    let mut tiny = conf.clone();
+    tiny.ipv4_pools = vec!["tiny".into()];
+    let out = lab.call(&tiny.json(), &add(Some(&path), "c4"))?;
+    assert_error(&out, 100, "No IPs available in pools: [10.99.0.0/30]")?;
+    let (count, handle) = lab.with_store(|ds| async move {
+        let count = ipam::Ipam::new(ds.clone()).allocations().await?.len();
+        let handle = ds
+            .get(&datastore::keys::handle("k8s-pod-network.c4"))
+            .await?
+            .is_some();
+        Ok((count, handle))
+    })?;
+    assert_eq!(
+        (count, handle),
+        (4, false),
+        "only the fillers are allocated"
+    );
+    assert!(lab.cali_links()?.is_empty());
+
+    // An IPAM plugin that is not on CNI_PATH: invalid config (7), nothing allocated.
+    let out = lab.call(
+        &conf.json().replace("calico-ipam", "host-local-missing"),
+        &add(Some(&path), "c5"),
+    )?;
+    assert_error(&out, 7, "failed to find plugin")?;
+    assert!(lab.cali_links()?.is_empty());
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn a_failed_wiring_rolls_the_allocation_back() -> Result<()> {
+    let lab = CniLab::new("rbk")?;
+    lab.add_pool("default-ipv4-ippool", "10.244.0.0/16", 26)?;
+    let pod = Netns::create("rbkp")?;
+    // The pod already has an eth0: creating the veth's pod end fails after IPAM ADD.
+    pod.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "other0",
+    ])?;
+    let path = pod.path();
+    let out = lab.call(&lab.conf("node-1").json(), &add(Some(&path), "c1"))?;
+    assert_error(&out, 101, "veth")?;
+    assert!(lab.cali_links()?.is_empty());
+    let allocs = lab.with_ipam(|ipam| async move { Ok(ipam.allocations().await?) })?;
+    assert!(allocs.is_empty(), "allocation not rolled back: {allocs:?}");
+    Ok(())
+}
