@@ -2,11 +2,12 @@
 //! `etcd_*` keys and `datastore_path`. An unreachable datastore is code 11 (try again
 //! later) so the runtime retries.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use datastore::Datastore;
-use datastore::backend::LocalStore;
 use datastore::backend::local::DEFAULT_PATH;
+use datastore::backend::{EtcdOptions, EtcdStore, LocalStore};
 
 use crate::config::NetConf;
 use crate::error::{CniError, Result, code};
@@ -29,10 +30,38 @@ pub async fn connect(conf: &NetConf) -> Result<Arc<dyn Datastore>> {
             })?;
             Ok(Arc::new(store))
         }
-        other => Err(CniError::new(
-            code::TRY_AGAIN_LATER,
-            format!("the {other} datastore backend is not available in this build yet"),
-            "",
-        )),
+        _ => {
+            let endpoints: Vec<String> = conf
+                .etcd_endpoints
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_string)
+                .collect();
+            if endpoints.is_empty() {
+                return Err(CniError::config(
+                    "etcd_endpoints is empty: set it (e.g. \"http://10.0.0.1:2379\") or use datastore_type \"local\"",
+                ));
+            }
+            let file = |f: &str| (!f.is_empty()).then(|| PathBuf::from(f));
+            let options = EtcdOptions {
+                ca_cert_file: file(&conf.etcd_ca_cert_file),
+                cert_file: file(&conf.etcd_cert_file),
+                key_file: file(&conf.etcd_key_file),
+                ..EtcdOptions::new(endpoints)
+            };
+            match EtcdStore::connect(options).await {
+                Ok(store) => Ok(Arc::new(store)),
+                Err(e @ datastore::Error::Config(_)) => Err(CniError::config(e.to_string())),
+                Err(e) => Err(CniError::new(
+                    code::TRY_AGAIN_LATER,
+                    format!(
+                        "cannot reach etcd at {}; try again later",
+                        conf.etcd_endpoints
+                    ),
+                    e.to_string(),
+                )),
+            }
+        }
     }
 }

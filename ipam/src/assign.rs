@@ -18,6 +18,16 @@ use crate::error::{Error, Result};
 use crate::pool::{AllowedUse, Pool, candidate_pools};
 use crate::store::{self, Retry};
 
+/// How a search for a new block ended.
+enum NewBlock {
+    /// A block was claimed for the node.
+    Claimed,
+    /// Another process of the same node claimed one meanwhile: use it first.
+    SiblingClaimed,
+    /// Every block of every pool exists.
+    NoneFree,
+}
+
 /// A request for addresses (Calico's `AutoAssignArgs`, IPv4 only).
 #[derive(Debug, Clone)]
 pub struct AutoAssignArgs {
@@ -146,8 +156,11 @@ impl Ipam {
                 if got.len() >= args.num {
                     return Ok(());
                 }
+                if !tried.insert(*cidr) {
+                    continue;
+                }
                 let Some(pool) = in_pools(cidr) else { continue };
-                if !tried.insert(*cidr) || !self.repair_affinity(&args.node, cidr, *state).await? {
+                if !self.repair_affinity(&args.node, cidr, *state).await? {
                     continue;
                 }
                 let ips = self
@@ -172,9 +185,12 @@ impl Ipam {
                 );
                 return Err(Error::BlockLimit);
             }
-            if !self.claim_new_block(&args.node, pools).await? {
-                debug!(node = args.node, "no free block left in the pools");
-                break;
+            match self.claim_new_block(&args.node, pools, &tried).await? {
+                NewBlock::Claimed | NewBlock::SiblingClaimed => {}
+                NewBlock::NoneFree => {
+                    debug!(node = args.node, "no free block left in the pools");
+                    break;
+                }
             }
         }
 
@@ -236,23 +252,40 @@ impl Ipam {
     }
 
     /// Finds a block no one holds, walking each pool in the node's order, and claims it.
-    /// False when every block of every pool exists already.
-    async fn claim_new_block(&self, node: &str, pools: &[Pool]) -> Result<bool> {
+    /// Gives up the walk when an affinity of the node appeared that the caller has not
+    /// tried yet (a sibling process of the same node just claimed a block: use that one
+    /// rather than claim another).
+    async fn claim_new_block(
+        &self,
+        node: &str,
+        pools: &[Pool],
+        tried: &HashSet<IpNet>,
+    ) -> Result<NewBlock> {
+        // Blocks first, affinities second: a sibling's block missing from this listing is
+        // either found by the claim (AlreadyExists, ours) or its affinity is seen below.
         let mut existing = self.existing_blocks().await?;
+        let fresh = self
+            .host_affinities(node)
+            .await?
+            .iter()
+            .any(|(cidr, state)| *state != AffinityState::PendingDeletion && !tried.contains(cidr));
+        if fresh {
+            return Ok(NewBlock::SiblingClaimed);
+        }
         for pool in pools {
             for cidr in BlockOrder::new(pool.cidr, pool.block_size, node) {
                 if existing.contains(&cidr) {
                     continue;
                 }
                 match self.claim_block(node, &cidr).await? {
-                    Claim::Ours => return Ok(true),
+                    Claim::Ours => return Ok(NewBlock::Claimed),
                     Claim::Lost => {
                         existing.insert(cidr);
                     }
                 }
             }
         }
-        Ok(false)
+        Ok(NewBlock::NoneFree)
     }
 
     /// Takes up to `num` addresses from one block by compare-and-swap; with `only_for`,
