@@ -5,6 +5,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod config;
 pub mod error;
 pub mod keys;
 pub mod kv;

@@ -2,6 +2,8 @@
 //! backend) and [`LocalStore`] (an embedded single-file store for one host), with the same
 //! semantics; `tests/conformance.rs` runs one suite against both.
 
+pub mod etcd;
 pub mod local;
 
+pub use etcd::{EtcdOptions, EtcdStore};
 pub use local::{LocalOptions, LocalStore};

@@ -46,8 +46,11 @@ fn key_string(bytes: Vec<u8>) -> Result<String> {
     })
 }
 
-/// Decodes a `kv` row selected as (key, value, create_rev, mod_rev, lease).
-fn kv_row(row: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64, Option<i64>)> {
+/// A `kv` row as selected: (key, value, create_rev, mod_rev, lease).
+type KvRow = (Vec<u8>, Vec<u8>, i64, i64, Option<i64>);
+
+/// Decodes a `kv` row.
+fn kv_row(row: &Row<'_>) -> rusqlite::Result<KvRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -57,7 +60,7 @@ fn kv_row(row: &Row<'_>) -> rusqlite::Result<(Vec<u8>, Vec<u8>, i64, i64, Option
     ))
 }
 
-fn to_kv(row: (Vec<u8>, Vec<u8>, i64, i64, Option<i64>)) -> Result<KeyValue> {
+fn to_kv(row: KvRow) -> Result<KeyValue> {
     let (key, value, create_revision, mod_revision, lease) = row;
     Ok(KeyValue {
         key: key_string(key)?,

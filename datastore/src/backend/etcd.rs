@@ -1,0 +1,329 @@
+//! [`EtcdStore`]: the etcd v3 backend, through etcd-client. Create-if-absent and
+//! compare-and-swap are etcd transactions (`create_revision == 0`, `mod_revision ==
+//! expected`), watches are etcd watches with a start revision, leases are etcd leases.
+//!
+//! Every call is bounded by [`EtcdOptions::request_timeout`]: with etcd down a call fails
+//! with [`Error::Backend`] naming the endpoints instead of waiting for it to come back. A
+//! watch whose stream breaks ends with an `Err`; the consumer relists and watches again.
+
+mod options;
+mod watch;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    TxnResponse,
+};
+
+pub use self::options::EtcdOptions;
+use crate::error::{Error, Result};
+use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision};
+use crate::store::{Datastore, Watch};
+
+/// A connection to an etcd cluster: owns the etcd-client handle (one HTTP/2 channel balanced
+/// over the endpoints, shared by every call and watch) and the endpoints for error messages.
+pub struct EtcdStore {
+    client: Client,
+    /// The endpoints, comma separated, as error messages name them.
+    endpoints: String,
+    request_timeout: Duration,
+}
+
+/// Converts etcd-client's key-value.
+fn kv_from(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
+    let key = kv.key_str().map_err(|e| Error::Decode {
+        key: String::from_utf8_lossy(kv.key()).into_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(KeyValue {
+        key: key.to_string(),
+        value: kv.value().to_vec(),
+        create_revision: kv.create_revision(),
+        mod_revision: kv.mod_revision(),
+        lease: (kv.lease() != 0).then_some(kv.lease()),
+    })
+}
+
+/// The key-value a transaction's `or_else` get returned, if the key exists.
+fn txn_get(resp: &TxnResponse) -> Result<Option<KeyValue>> {
+    for op in resp.op_responses() {
+        if let TxnOpResponse::Get(get) = op {
+            return get.kvs().first().map(kv_from).transpose();
+        }
+    }
+    Ok(None)
+}
+
+fn txn_revision(resp: &TxnResponse) -> Revision {
+    resp.header().map(|h| h.revision()).unwrap_or_default()
+}
+
+// ===== impl EtcdStore =====
+
+impl EtcdStore {
+    /// Connects and checks that etcd answers (bounded by the timeouts), so a wrong endpoint,
+    /// a refused certificate or a down cluster fails here with a message naming it.
+    pub async fn connect(options: EtcdOptions) -> Result<EtcdStore> {
+        let urls = options.urls()?;
+        let connect_options = options.connect_options()?;
+        let endpoints = urls.join(",");
+        let client = tokio::time::timeout(
+            options.request_timeout,
+            Client::connect(&urls, Some(connect_options)),
+        )
+        .await
+        .map_err(|_| {
+            Error::Backend(format!(
+                "etcd {endpoints}: no connection within {:?}",
+                options.request_timeout
+            ))
+        })?
+        .map_err(|e| Error::Backend(format!("etcd {endpoints}: {e}")))?;
+        let store = EtcdStore {
+            client,
+            endpoints,
+            request_timeout: options.request_timeout,
+        };
+        let revision = store.revision().await?;
+        tracing::debug!(endpoints = %store.endpoints, revision, "connected to etcd");
+        Ok(store)
+    }
+
+    /// The endpoints, comma separated.
+    pub fn endpoints(&self) -> &str {
+        &self.endpoints
+    }
+
+    /// Compacts etcd's history before `revision` (physically, waiting for it): watches
+    /// starting earlier get [`Error::Compacted`]. A revision at or below the current
+    /// compaction point does nothing.
+    pub async fn compact(&self, revision: Revision) -> Result<()> {
+        let mut client = self.client.clone();
+        let options = etcd_client::CompactionOptions::new().with_physical();
+        match self
+            .call("compact", client.compact(revision, Some(options)))
+            .await
+        {
+            Err(Error::Backend(msg)) if msg.contains("has been compacted") => Ok(()),
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Runs one etcd call, bounded by the request timeout, mapping its error.
+    async fn call<T>(
+        &self,
+        what: &str,
+        fut: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.request_timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Error::Backend(format!(
+                "etcd {}: {what}: {e}",
+                self.endpoints
+            ))),
+            Err(_) => Err(Error::Backend(format!(
+                "etcd {}: {what}: no answer within {:?} (is etcd running?)",
+                self.endpoints, self.request_timeout
+            ))),
+        }
+    }
+
+    /// [`call`](Self::call) for calls that name a lease: etcd's "requested lease not found"
+    /// (and etcd-client's "lease not found" on a keep-alive) becomes [`Error::LeaseNotFound`].
+    async fn call_with_lease<T>(
+        &self,
+        what: &str,
+        lease: Option<LeaseId>,
+        fut: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T> {
+        match self.call(what, fut).await {
+            Err(Error::Backend(msg)) if msg.contains("lease not found") => {
+                Err(Error::LeaseNotFound(lease.unwrap_or_default()))
+            }
+            other => other,
+        }
+    }
+
+    fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
+        lease.map(|id| PutOptions::new().with_lease(id))
+    }
+}
+
+#[async_trait]
+impl Datastore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
+        let mut client = self.client.clone();
+        let resp = self.call("get", client.get(key, None)).await?;
+        resp.kvs().first().map(kv_from).transpose()
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Listing> {
+        let mut client = self.client.clone();
+        let resp = self
+            .call(
+                "list",
+                client.get(prefix, Some(GetOptions::new().with_prefix())),
+            )
+            .await?;
+        Ok(Listing {
+            items: resp.kvs().iter().map(kv_from).collect::<Result<_>>()?,
+            revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
+        })
+    }
+
+    async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Self::put_options(lease))])
+            .or_else([TxnOp::get(key, None)]);
+        let mut client = self.client.clone();
+        let resp = self
+            .call_with_lease("create", lease, client.txn(txn))
+            .await?;
+        if resp.succeeded() {
+            Ok(txn_revision(&resp))
+        } else {
+            Err(Error::AlreadyExists {
+                key: key.to_string(),
+            })
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+        lease: Option<LeaseId>,
+    ) -> Result<Revision> {
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::put(key, value, Self::put_options(lease))])
+            .or_else([TxnOp::get(key, None)]);
+        let mut client = self.client.clone();
+        let resp = self
+            .call_with_lease("update", lease, client.txn(txn))
+            .await?;
+        if resp.succeeded() {
+            return Ok(txn_revision(&resp));
+        }
+        match txn_get(&resp)? {
+            Some(current) => Err(Error::Conflict {
+                key: key.to_string(),
+                expected,
+                actual: current.mod_revision,
+            }),
+            None => Err(Error::NotFound {
+                key: key.to_string(),
+            }),
+        }
+    }
+
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
+        let mut client = self.client.clone();
+        let not_found = || Error::NotFound {
+            key: key.to_string(),
+        };
+        let Some(expected) = expected else {
+            let resp = self
+                .call(
+                    "delete",
+                    client.delete(key, Some(DeleteOptions::new().with_prev_key())),
+                )
+                .await?;
+            return resp
+                .prev_kvs()
+                .first()
+                .map(kv_from)
+                .transpose()?
+                .ok_or_else(not_found);
+        };
+        let txn = Txn::new()
+            .when([Compare::mod_revision(key, CompareOp::Equal, expected)])
+            .and_then([TxnOp::delete(
+                key,
+                Some(DeleteOptions::new().with_prev_key()),
+            )])
+            .or_else([TxnOp::get(key, None)]);
+        let resp = self.call("delete", client.txn(txn)).await?;
+        if !resp.succeeded() {
+            return match txn_get(&resp)? {
+                Some(current) => Err(Error::Conflict {
+                    key: key.to_string(),
+                    expected,
+                    actual: current.mod_revision,
+                }),
+                None => Err(not_found()),
+            };
+        }
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Delete(del) = op
+                && let Some(kv) = del.prev_kvs().first()
+            {
+                return kv_from(kv);
+            }
+        }
+        Err(not_found())
+    }
+
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch> {
+        watch::start(self, prefix, from).await
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<Lease> {
+        // etcd counts in whole seconds; round up so a lease never lives shorter than asked.
+        let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+        let secs = i64::try_from(secs.max(1)).unwrap_or(i64::MAX);
+        let mut client = self.client.clone();
+        let resp = self
+            .call("grant lease", client.lease_grant(secs, None))
+            .await?;
+        if !resp.error().is_empty() {
+            return Err(Error::Backend(format!(
+                "etcd {}: grant lease: {}",
+                self.endpoints,
+                resp.error()
+            )));
+        }
+        Ok(Lease {
+            id: resp.id(),
+            ttl: Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0)),
+        })
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<()> {
+        let mut client = self.client.clone();
+        let ttl = self
+            .call_with_lease("keep lease alive", Some(lease), async move {
+                let (mut keeper, mut stream) = client.lease_keep_alive(lease).await?;
+                keeper.keep_alive().await?;
+                Ok(stream.message().await?.map(|r| r.ttl()))
+            })
+            .await?;
+        match ttl {
+            Some(ttl) if ttl > 0 => Ok(()),
+            _ => Err(Error::LeaseNotFound(lease)),
+        }
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<()> {
+        let mut client = self.client.clone();
+        self.call_with_lease("revoke lease", Some(lease), client.lease_revoke(lease))
+            .await
+            .map(|_| ())
+    }
+
+    async fn revision(&self) -> Result<Revision> {
+        let mut client = self.client.clone();
+        let resp = self
+            .call(
+                "revision",
+                client.get("/", Some(GetOptions::new().with_count_only())),
+            )
+            .await?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or_default())
+    }
+}
