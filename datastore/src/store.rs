@@ -62,20 +62,27 @@ pub trait Datastore: Send + Sync + 'static {
     ) -> Result<Revision>;
 
     /// Deletes `key`; with `expected`, only if its revision still matches. Returns the
-    /// deleted key-value. `Error::NotFound` if absent.
+    /// key-value as it was just before the delete. `Error::NotFound` if absent.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
 
     /// Streams every change under `prefix` with revision >= `from` (etcd semantics: pass
-    /// `listing.revision + 1` to continue a listing). `from = 0` means "from now".
+    /// `listing.revision + 1` to continue a listing). `from = 0` means "from now": every
+    /// write committed after this returns is seen. A `from` older than the history the
+    /// backend keeps ends the stream with [`Error::Compacted`](crate::Error::Compacted) as its
+    /// first item; a lost connection ends it with `Error::Backend`. Events of one revision
+    /// (a lease's keys expiring together) come in key order.
     async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch>;
 
-    /// Grants a lease of `ttl`; keys created with it vanish when it expires unrenewed.
+    /// Grants a lease of `ttl`, rounded up to the backend's granularity (whole seconds for
+    /// etcd and the local store; the returned [`Lease`] says what is enforced); keys created
+    /// with it vanish when it expires unrenewed, with a Delete event each.
     async fn grant_lease(&self, ttl: Duration) -> Result<Lease>;
 
     /// Renews a lease for another full TTL. `Error::LeaseNotFound` once it has expired.
     async fn keep_alive(&self, lease: LeaseId) -> Result<()>;
 
-    /// Revokes a lease now, deleting its keys.
+    /// Revokes a lease now, deleting its keys (all at one revision).
+    /// `Error::LeaseNotFound` if it already expired.
     async fn revoke_lease(&self, lease: LeaseId) -> Result<()>;
 
     /// The current store revision.

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    TxnResponse,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, KvClient, PutOptions, Txn, TxnOp,
+    TxnOpResponse, TxnResponse,
 };
 
 pub use self::options::EtcdOptions;
@@ -23,10 +23,16 @@ use crate::error::{Error, Result};
 use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision};
 use crate::store::{Datastore, Watch};
 
+/// Largest listing or watch response accepted (gRPC's default is 4 MiB, which a cluster's
+/// workload endpoints or IPAM blocks can outgrow).
+const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
 /// A connection to an etcd cluster: owns the etcd-client handle (one HTTP/2 channel balanced
 /// over the endpoints, shared by every call and watch) and the endpoints for error messages.
 pub struct EtcdStore {
     client: Client,
+    /// The key-value client with [`MAX_RESPONSE_BYTES`], for listings.
+    kv: KvClient,
     /// The endpoints, comma separated, as error messages name them.
     endpoints: String,
     request_timeout: Duration,
@@ -83,6 +89,9 @@ impl EtcdStore {
         })?
         .map_err(|e| Error::Backend(format!("etcd {endpoints}: {e}")))?;
         let store = EtcdStore {
+            kv: client
+                .kv_client()
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
             client,
             endpoints,
             request_timeout: options.request_timeout,
@@ -161,11 +170,11 @@ impl Datastore for EtcdStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Listing> {
-        let mut client = self.client.clone();
+        let mut kv = self.kv.clone();
         let resp = self
             .call(
                 "list",
-                client.get(prefix, Some(GetOptions::new().with_prefix())),
+                kv.get(prefix, Some(GetOptions::new().with_prefix())),
             )
             .await?;
         Ok(Listing {

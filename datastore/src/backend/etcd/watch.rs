@@ -21,7 +21,10 @@ pub(super) async fn start(store: &EtcdStore, prefix: &str, from: Revision) -> Re
     if from > 0 {
         options = options.with_start_revision(from);
     }
-    let mut client = store.client.clone();
+    let mut client = store
+        .client
+        .watch_client()
+        .max_decoding_message_size(super::MAX_RESPONSE_BYTES);
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     let prefix = prefix.to_string();
     let stream = store
