@@ -7,7 +7,6 @@ mod config;
 mod error;
 mod input;
 mod output;
-mod shim;
 
 use std::process::ExitCode;
 
