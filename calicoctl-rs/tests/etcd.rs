@@ -23,7 +23,6 @@ fn calicoctl(endpoints: &str, args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-
 fn apply_get_switch_mode_and_reject_bad_yaml_on_etcd() {
     let etcd = EtcdServer::start_local().unwrap();
     let ep = etcd.endpoints().join(",");
