@@ -28,6 +28,30 @@ pub struct NodeConfig {
     #[arg(long, env = "DATASTORE_TYPE", default_value = "etcdv3")]
     pub datastore_type: String,
 
+    /// etcd endpoints, comma separated.
+    #[arg(long, env = "ETCD_ENDPOINTS", default_value = "http://127.0.0.1:2379")]
+    pub etcd_endpoints: String,
+
+    /// CA certificate for etcd TLS.
+    #[arg(long, env = "ETCD_CA_CERT_FILE")]
+    pub etcd_ca_cert_file: Option<String>,
+
+    /// Client certificate for etcd TLS.
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    pub etcd_cert_file: Option<String>,
+
+    /// Client key for etcd TLS.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    pub etcd_key_file: Option<String>,
+
+    /// The embedded store's file (`DATASTORE_TYPE=local`).
+    #[arg(
+        long,
+        env = "CALICO_DATASTORE_PATH",
+        default_value = "/var/lib/calico/datastore.db"
+    )]
+    pub datastore_path: String,
+
     /// `bird` (BGP, the default), `vxlan`, `none` or `flannel`.
     #[arg(long, env = "CALICO_NETWORKING_BACKEND", default_value = "bird")]
     pub networking_backend: String,
@@ -120,6 +144,21 @@ pub struct NodeConfig {
     /// Flannel backend: masquerade traffic leaving the flannel network.
     #[arg(long, env = "FLANNELD_IP_MASQ", default_value = "false")]
     pub flannel_ip_masq: String,
+}
+
+impl NodeConfig {
+    /// The datastore settings, from these flags (each defaulting to its variable).
+    pub fn datastore(&self) -> datastore::Result<datastore::config::DatastoreConfig> {
+        datastore::config::DatastoreConfig::from_lookup(|name| match name {
+            "DATASTORE_TYPE" => Some(self.datastore_type.clone()),
+            "ETCD_ENDPOINTS" => Some(self.etcd_endpoints.clone()),
+            "ETCD_CA_CERT_FILE" => self.etcd_ca_cert_file.clone(),
+            "ETCD_CERT_FILE" => self.etcd_cert_file.clone(),
+            "ETCD_KEY_FILE" => self.etcd_key_file.clone(),
+            "CALICO_DATASTORE_PATH" => Some(self.datastore_path.clone()),
+            _ => None,
+        })
+    }
 }
 
 /// Parses Calico's boolean spellings (`true`, `false`, `1`, `0`, `yes`, `no`).

@@ -4,7 +4,9 @@
 pub mod calc;
 pub mod config;
 pub mod dataplane;
+pub mod flannel;
 pub mod local;
+pub mod run;
 pub mod startup;
 pub mod state;
 pub mod syncer;

@@ -1,1 +1,24 @@
-fn main() {}
+//! calico-node: the per-host agent. See `calico-node --help` for its settings (Calico's
+//! environment variables, each also a flag).
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use agent::config::NodeConfig;
+
+#[tokio::main]
+async fn main() {
+    let cfg = NodeConfig::parse();
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    if let Err(e) = agent::run::run(cfg).await {
+        tracing::error!("{e:#}");
+        eprintln!("calico-node: {e:#}");
+        std::process::exit(1);
+    }
+}

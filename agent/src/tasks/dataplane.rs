@@ -132,8 +132,8 @@ impl<K: Kernel> DataplaneTask<K> {
             let sleep = tokio::time::sleep_until(deadline.into());
             tokio::select! {
                 changed = self.state.changed() => if changed.is_err() { return },
-                changed = self.learned.changed() => if changed.is_err() { return },
-                changed = wait_extra(&mut self.extra) => if changed.is_err() { return },
+                () = super::changed_or_pending(&mut self.learned) => {},
+                () = wait_extra(&mut self.extra) => {},
                 event = wait_event(&mut events) => {
                     if event.is_none() {
                         events = None;
@@ -213,9 +213,9 @@ async fn wait_event(events: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<
     }
 }
 
-async fn wait_extra(extra: &mut Option<ExtraState>) -> Result<(), watch::error::RecvError> {
+async fn wait_extra(extra: &mut Option<ExtraState>) {
     match extra {
-        Some(rx) => rx.changed().await,
+        Some(rx) => super::changed_or_pending(rx).await,
         None => std::future::pending().await,
     }
 }

@@ -21,11 +21,13 @@
 //!   HTTP /liveness /readiness /metrics ◀── the same
 //! ```
 
+pub mod bgp;
 pub mod dataplane;
 pub mod health;
 pub mod status;
 pub mod tunnels;
 
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// A spawned task that is aborted when this guard drops (holo's `Task`), so a failing
@@ -71,4 +73,13 @@ where
     F::Output: Send + 'static,
 {
     TaskGuard::new(tokio::spawn(fut))
+}
+
+/// Waits for a change on a `watch` channel whose sender may legitimately be gone (an input
+/// that does not exist in this configuration): a closed channel then waits forever rather
+/// than ending the caller's loop.
+pub async fn changed_or_pending<T>(rx: &mut watch::Receiver<T>) {
+    if rx.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }

@@ -1,0 +1,233 @@
+//! calico-node's life: start-up, the tasks of [`crate::tasks`], and a graceful exit that
+//! leaves every route in the kernel (so a restart does not interrupt traffic).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use datastore::model::{AsNumber, NodeStatusReport, STATUS_SOCKET};
+use datastore::{Client, Datastore};
+use ipam::Ipam;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::calc::{Backend, LearnedRoutes};
+use crate::config::NodeConfig;
+use crate::dataplane::apply::Dataplane;
+use crate::dataplane::kernel::Kernel;
+use crate::dataplane::netlink::NetlinkKernel;
+use crate::dataplane::ownership::OwnershipPolicy;
+use crate::dataplane::route_table::RouteTable;
+use crate::local::LocalNode;
+use crate::startup::{autodetect, ensure_default_pool, register_node};
+use crate::state::ClusterState;
+use crate::syncer::{self, SyncStatus};
+use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
+use crate::tasks::{self, TaskGuard, bgp, health, status, tunnels};
+
+/// How long start-up waits for the datastore before giving up (a supervisor restarts us).
+const DATASTORE_WAIT: Duration = Duration::from_secs(60);
+
+/// The node name: `NODENAME`, else the hostname.
+fn node_name(cfg: &NodeConfig) -> Result<String> {
+    if let Some(name) = cfg.nodename.as_deref().filter(|n| !n.is_empty()) {
+        return Ok(name.to_string());
+    }
+    let host = nix::unistd::gethostname().context("reading the hostname for NODENAME")?;
+    Ok(host.to_string_lossy().into_owned())
+}
+
+async fn connect_datastore(cfg: &NodeConfig) -> Result<Arc<dyn Datastore>> {
+    let ds = cfg.datastore()?;
+    let deadline = tokio::time::Instant::now() + DATASTORE_WAIT;
+    loop {
+        match datastore::config::connect(&ds).await {
+            Ok(store) => {
+                info!(datastore = %ds, "connected to the datastore");
+                return Ok(store);
+            }
+            Err(e @ datastore::Error::Config(_)) => return Err(e.into()),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                warn!(datastore = %ds, error = %e, "datastore not reachable yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context(format!("connecting to the datastore {ds}")),
+        }
+    }
+}
+
+fn parse_as(text: Option<&str>) -> Result<Option<AsNumber>> {
+    match text.filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(t) => {
+            let asn: AsNumber = serde_json::from_value(serde_json::Value::String(t.to_string()))
+                .map_err(|_| {
+                    anyhow::anyhow!("AS: '{t}' is not an AS number (1-4294967295 or dotted a.b)")
+                })?;
+            Ok(Some(asn))
+        }
+    }
+}
+
+/// Runs calico-node until SIGTERM or SIGINT.
+pub async fn run(cfg: NodeConfig) -> Result<()> {
+    let Some(backend) = Backend::parse(&cfg.networking_backend) else {
+        bail!(
+            "CALICO_NETWORKING_BACKEND: '{}' is not one of bird, vxlan, none, flannel",
+            cfg.networking_backend
+        );
+    };
+    let name = node_name(&cfg)?;
+    let as_number = parse_as(cfg.as_number.as_deref())?;
+    let kernel = NetlinkKernel::connect().context("opening netlink")?;
+    let links = kernel.links().await.context("listing interfaces")?;
+    let local = autodetect::detect(&cfg.ip, &cfg.ip_autodetection_method, &links, &name)?;
+    info!(node = %name, address = %local.address, interface = %local.interface, mtu = local.host_mtu, ?backend, "starting calico-node");
+
+    let store = connect_datastore(&cfg).await?;
+    let client = Client::new(store.clone());
+    register_node(&client, &local, as_number).await?;
+    ensure_default_pool(&client, &cfg).await?;
+    if let Err(e) = kernel.set_sysctl("net/ipv4/ip_forward", "1").await {
+        warn!(error = %e, "cannot enable IPv4 forwarding");
+    }
+
+    let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
+    let (sync_tx, sync_rx) = watch::channel(SyncStatus::WaitingForDatastore);
+    let mut guards: Vec<TaskGuard<()>> =
+        vec![tasks::spawn(syncer::run(store.clone(), state_tx, sync_tx))];
+
+    let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
+    let (peers_tx, peers_rx) = watch::channel(Vec::new());
+    let speaker = if backend == Backend::Bgp {
+        let (speaker, guard) =
+            bgp::start(&cfg, &local, state_rx.clone(), learned_tx, peers_tx).await?;
+        guards.push(guard);
+        Some(speaker)
+    } else {
+        drop((learned_tx, peers_tx));
+        None
+    };
+
+    if matches!(backend, Backend::Bgp | Backend::Vxlan) {
+        guards.push(tasks::spawn(tunnels::run(
+            client.clone(),
+            Ipam::new(store.clone()),
+            name.clone(),
+            state_rx.clone(),
+        )));
+    }
+
+    let (dp_status_tx, dp_status_rx) = watch::channel(DataplaneStatus::default());
+    let metrics = Arc::new(DataplaneMetrics::default());
+    let extra = crate::flannel::start(&cfg, &local, backend, store.clone(), &mut guards).await?;
+    let dataplane = DataplaneTask {
+        dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default())),
+        local: local.clone(),
+        backend,
+        state: state_rx.clone(),
+        learned: learned_rx,
+        extra,
+        status: dp_status_tx,
+        metrics: metrics.clone(),
+        resync_interval: Duration::from_secs(cfg.route_refresh_interval.max(1)),
+        mtu_file: Some(cfg.mtu_file.clone()),
+    };
+    guards.push(tasks::spawn(dataplane.run()));
+
+    let (report_tx, report_rx) = watch::channel(NodeStatusReport::default());
+    guards.push(tasks::spawn(assemble_report(
+        local.clone(),
+        cfg.networking_backend.clone(),
+        sync_rx,
+        dp_status_rx,
+        peers_rx,
+        report_tx,
+    )));
+    let socket_path = cfg.run_dir.join(STATUS_SOCKET);
+    let listener = status::bind(&socket_path)
+        .with_context(|| format!("binding the status socket {}", socket_path.display()))?;
+    guards.push(tasks::spawn(status::serve(
+        listener,
+        socket_path,
+        report_rx.clone(),
+    )));
+    let addr = |port: u16| -> Option<SocketAddr> {
+        (port != 0)
+            .then(|| format!("{}:{port}", cfg.health_host).parse().ok())
+            .flatten()
+    };
+    guards.push(tasks::spawn(health::serve(
+        addr(cfg.health_port),
+        addr(cfg.metrics_port),
+        health::HealthState {
+            report: report_rx,
+            metrics,
+        },
+    )));
+
+    wait_for_signal().await;
+    info!("shutting down; routes stay in the kernel for the next start to adopt");
+    if let Some(speaker) = speaker {
+        if let Err(e) = speaker
+            .shutdown(Some("calico-node shutting down".to_string()))
+            .await
+        {
+            warn!(error = %e, "BGP shutdown");
+        }
+    }
+    drop(guards);
+    Ok(())
+}
+
+/// Folds the task outputs into the one report the status socket and health serve.
+async fn assemble_report(
+    local: LocalNode,
+    backend: String,
+    mut sync: watch::Receiver<SyncStatus>,
+    mut dataplane: watch::Receiver<DataplaneStatus>,
+    peers: watch::Receiver<Vec<datastore::model::BgpPeerStatus>>,
+    tx: watch::Sender<NodeStatusReport>,
+) {
+    let mut peers = peers;
+    loop {
+        let dp = dataplane.borrow_and_update().clone();
+        let report = NodeStatusReport {
+            node: local.name.clone(),
+            backend: backend.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            peers_v4: peers.borrow_and_update().clone(),
+            warnings: dp.health.ipip_unsupported.iter().cloned().collect(),
+            datastore: match *sync.borrow_and_update() {
+                SyncStatus::InSync => "in-sync",
+                SyncStatus::WaitingForDatastore => "waiting",
+                SyncStatus::Reconnecting => "reconnecting",
+            }
+            .to_string(),
+            dataplane_ready: dp.programmed,
+        };
+        tx.send_replace(report);
+        tokio::select! {
+            r = sync.changed() => if r.is_err() { return },
+            r = dataplane.changed() => if r.is_err() { return },
+            // Without BGP the peers channel is closed from the start.
+            () = tasks::changed_or_pending(&mut peers) => {}
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

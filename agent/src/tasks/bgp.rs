@@ -1,0 +1,470 @@
+//! BGP wiring: the embedded [`bgp::Speaker`] kept in step with the datastore. On every
+//! cluster-state change the desired peers and exports are recomputed
+//! ([`crate::calc::peers`], [`crate::calc::exports`]) and only the differences are applied
+//! to the live speaker — no configuration file, no reload. Learned best paths are folded
+//! into [`LearnedRoutes`] for the dataplane, and peer status into `node status` rows.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result};
+use bgp::config::{NextHopMode, OriginAttrs, PeerConfig, SpeakerConfig};
+use bgp::events::{PeerStatus, RouteEvent};
+use bgp::policy::{Action, Conditions, Policy, PrefixRange, Statement};
+use bgp::{Afi, Speaker};
+use datastore::model::{BgpPeerStatus, SecretKeyRef};
+use ipnet::{IpNet, Ipv4Net};
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::{TaskGuard, spawn};
+use crate::calc::LearnedRoutes;
+use crate::calc::exports::{Export, desired_exports};
+use crate::calc::peers::{DesiredPeer, PeerInput, desired_peers, listen_port, node_as};
+use crate::config::NodeConfig;
+use crate::local::LocalNode;
+use crate::state::ClusterState;
+
+/// Calico's BIRD timers: connect retry 3 s (BIRD's template), error wait 5..30 s.
+const CONNECT_RETRY: u16 = 3;
+/// How often peer status is refreshed for `node status`.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Reads BGP passwords: Calico takes them from Kubernetes secrets; calico-rs from files
+/// `<secrets dir>/<secret name>/<key>` (trailing newline ignored).
+fn secret_reader(dir: PathBuf) -> impl Fn(&SecretKeyRef) -> Option<String> {
+    move |r: &SecretKeyRef| {
+        let path = dir.join(&r.name).join(&r.key);
+        match fs::read_to_string(&path) {
+            Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => {
+                warn!(file = %path.display(), error = %e, "BGP password secret not readable; peering without it");
+                None
+            }
+        }
+    }
+}
+
+/// The export policy towards every peer: Calico's BIRD filter accepts routes inside the
+/// IP pools (our blocks, borrowed /32s, and learned pool routes a reflector passes on) and
+/// the advertised service CIDRs; anything else learned (a ToR's default route) is not
+/// re-advertised.
+fn export_policy(state: &ClusterState) -> Policy {
+    let mut prefixes: Vec<PrefixRange> = state
+        .pools
+        .values()
+        .filter(|p| !p.spec.disable_bgp_export)
+        .filter_map(|p| p.spec.cidr.parse::<IpNet>().ok())
+        .map(PrefixRange::or_longer)
+        .collect();
+    if let Some(cfg) = state.bgp_default() {
+        let s = &cfg.spec;
+        for svc in s
+            .service_cluster_ips
+            .iter()
+            .chain(&s.service_external_ips)
+            .chain(&s.service_load_balancer_ips)
+        {
+            if let Ok(net) = svc.cidr.parse::<IpNet>() {
+                prefixes.push(PrefixRange::or_longer(net.trunc()));
+            }
+        }
+    }
+    if prefixes.is_empty() {
+        return Policy::reject_all();
+    }
+    Policy {
+        statements: vec![Statement {
+            conditions: Conditions {
+                prefixes,
+                ..Conditions::default()
+            },
+            action: Action::Accept,
+            ..Statement::default()
+        }],
+        default_action: Action::Reject,
+    }
+}
+
+fn peer_config(p: &DesiredPeer, export: &Policy) -> PeerConfig {
+    PeerConfig {
+        name: p.name.clone(),
+        address: p.address.ip(),
+        port: p.address.port(),
+        remote_as: p.remote_as,
+        local_as: Some(p.local_as),
+        local_address: p.source,
+        passive: p.passive,
+        password: p.password.clone(),
+        ttl_security: p.ttl_security,
+        route_reflector_client: p.rr_client,
+        next_hop: if p.next_hop_keep {
+            NextHopMode::Keep
+        } else {
+            NextHopMode::Auto
+        },
+        num_allowed_local_as: u8::try_from(p.num_allowed_local_as).unwrap_or(u8::MAX),
+        connect_retry_time: CONNECT_RETRY,
+        graceful_restart_time: Some(
+            u16::try_from(p.restart_time.as_secs())
+                .unwrap_or(4095)
+                .min(4095),
+        ),
+        families: vec![Afi::Ipv4],
+        // Calico imports everything its peers send.
+        import: Some(Policy::accept_all()),
+        export: Some(export.clone()),
+        ..PeerConfig::default()
+    }
+}
+
+/// Parses `aa:nn` (standard) communities; large ones are `aa:nn:mm`.
+fn origin_attrs(export: &Export) -> OriginAttrs {
+    let mut attrs = OriginAttrs::default();
+    for c in &export.communities {
+        let parts: Vec<&str> = c.split(':').collect();
+        match parts.as_slice() {
+            [a, n] => {
+                if let (Ok(a), Ok(n)) = (a.parse::<u16>(), n.parse::<u16>()) {
+                    attrs.communities.push((u32::from(a) << 16) | u32::from(n));
+                }
+            }
+            [a, n, m] => {
+                if let (Ok(a), Ok(n), Ok(m)) = (a.parse(), n.parse(), m.parse()) {
+                    attrs
+                        .large_communities
+                        .push(bgp::wire::LargeCommunity(a, n, m));
+                }
+            }
+            _ => warn!(community = %c, "ignoring a community that is not aa:nn or aa:nn:mm"),
+        }
+    }
+    attrs
+}
+
+/// Starts the speaker and the wiring task. The speaker listens on the BGPConfiguration
+/// `listenPort` (179) of the node's address.
+pub async fn start(
+    cfg: &NodeConfig,
+    local: &LocalNode,
+    mut state: watch::Receiver<Arc<ClusterState>>,
+    learned: watch::Sender<Arc<LearnedRoutes>>,
+    peers_out: watch::Sender<Vec<BgpPeerStatus>>,
+) -> Result<(Speaker, TaskGuard<()>)> {
+    // Wait for the first full state, so the AS and listen port are the configured ones.
+    let snapshot = loop {
+        let s = state.borrow_and_update().clone();
+        if s.nodes.contains_key(&local.name) {
+            break s;
+        }
+        state
+            .changed()
+            .await
+            .context("datastore sync stopped before the node appeared")?;
+    };
+    let me = &snapshot.nodes[&local.name];
+    let local_as = node_as(&snapshot, me);
+    let port = listen_port(&snapshot, &local.name);
+    let cluster_id = me
+        .spec
+        .bgp
+        .as_ref()
+        .and_then(|b| b.route_reflector_cluster_id.as_deref())
+        .and_then(|c| c.parse::<Ipv4Addr>().ok());
+    let speaker_cfg = SpeakerConfig {
+        local_as,
+        router_id: local.ip(),
+        listen: Some(SocketAddr::new(IpAddr::V4(local.ip()), port)),
+        cluster_id,
+        graceful_restart_time: 120,
+        // We may be restarting with routes in the kernel: ask peers to keep ours.
+        restarting: true,
+        ebgp_requires_policy: true,
+        ..SpeakerConfig::default()
+    };
+    let (speaker, events) = Speaker::start(speaker_cfg).context("starting the BGP speaker")?;
+    info!(asn = local_as, router_id = %local.ip(), port, "BGP speaker started");
+    let wiring = Wiring {
+        speaker: speaker.clone(),
+        node: local.name.clone(),
+        secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
+        peers: BTreeMap::new(),
+        exports: BTreeMap::new(),
+        speaker_as: local_as,
+        speaker_cluster: cluster_id,
+    };
+    let guard = spawn(wiring.run(state, events, learned, peers_out));
+    Ok((speaker, guard))
+}
+
+/// The wiring task's state: what was last applied to the speaker.
+struct Wiring {
+    speaker: Speaker,
+    node: String,
+    secrets: Box<dyn Fn(&SecretKeyRef) -> Option<String> + Send + Sync>,
+    peers: BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
+    exports: BTreeMap<Ipv4Net, Export>,
+    speaker_as: u32,
+    speaker_cluster: Option<Ipv4Addr>,
+}
+
+impl Wiring {
+    async fn run(
+        mut self,
+        mut state: watch::Receiver<Arc<ClusterState>>,
+        mut events: mpsc::UnboundedReceiver<RouteEvent>,
+        learned_tx: watch::Sender<Arc<LearnedRoutes>>,
+        peers_out: watch::Sender<Vec<BgpPeerStatus>>,
+    ) {
+        let mut learned = LearnedRoutes::new();
+        let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
+        let first = state.borrow_and_update().clone();
+        self.sync(&first).await;
+        loop {
+            tokio::select! {
+                changed = state.changed() => {
+                    if changed.is_err() { return; }
+                    let s = state.borrow_and_update().clone();
+                    self.sync(&s).await;
+                }
+                event = events.recv() => {
+                    let Some(event) = event else { return };
+                    let mut dirty = apply_event(&mut learned, event);
+                    // Drain the burst before publishing once.
+                    while let Ok(more) = events.try_recv() {
+                        dirty |= apply_event(&mut learned, more);
+                    }
+                    if dirty {
+                        learned_tx.send_replace(Arc::new(learned.clone()));
+                    }
+                }
+                _ = status_tick.tick() => {
+                    if let Ok(status) = self.speaker.peer_status().await {
+                        let rows = status_rows(&self.peers, &status);
+                        peers_out.send_if_modified(|cur| {
+                            let changed = *cur != rows;
+                            *cur = rows;
+                            changed
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the difference between desired and current peers and exports.
+    async fn sync(&mut self, state: &ClusterState) {
+        let Some(me) = state.nodes.get(&self.node) else {
+            return;
+        };
+        let asn = node_as(state, me);
+        let cluster = me
+            .spec
+            .bgp
+            .as_ref()
+            .and_then(|b| b.route_reflector_cluster_id.as_deref())
+            .and_then(|c| c.parse::<Ipv4Addr>().ok());
+        if asn != self.speaker_as || cluster != self.speaker_cluster {
+            // The speaker's own AS or reflector role changed: sessions are reset with the
+            // new identity through per-peer local AS; a full restart is left to the
+            // operator (Calico restarts BIRD for this too).
+            warn!(
+                old_as = self.speaker_as,
+                new_as = asn,
+                "node AS or route-reflector cluster changed; restart calico-node to apply it to the listener"
+            );
+            self.speaker_as = asn;
+            self.speaker_cluster = cluster;
+        }
+        let secrets = &self.secrets;
+        let desired = desired_peers(&PeerInput {
+            state,
+            node: &self.node,
+            secrets: &|r: &SecretKeyRef| secrets(r),
+        });
+        let export = export_policy(state);
+        for addr in self.peers.keys().copied().collect::<Vec<_>>() {
+            if !desired.contains_key(&addr) {
+                if let Err(e) = self.speaker.remove_peer(addr).await {
+                    warn!(peer = %addr, error = %e, "removing BGP peer");
+                }
+                info!(peer = %addr, "BGP peer removed");
+                self.peers.remove(&addr);
+            }
+        }
+        for (addr, want) in desired {
+            let pc = peer_config(&want, &export);
+            match self.peers.get(&addr) {
+                Some((_, have)) if *have == pc => {}
+                Some(_) => {
+                    if let Err(e) = self.speaker.update_peer(pc.clone()).await {
+                        warn!(peer = %addr, error = %e, "updating BGP peer");
+                    }
+                    self.peers.insert(addr, (want, pc));
+                }
+                None => {
+                    info!(peer = %addr, name = %want.name, remote_as = want.remote_as, passive = want.passive, "BGP peer added");
+                    if let Err(e) = self.speaker.add_peer(pc.clone()).await {
+                        warn!(peer = %addr, error = %e, "adding BGP peer");
+                    }
+                    self.peers.insert(addr, (want, pc));
+                }
+            }
+        }
+
+        let exports = desired_exports(state, &self.node);
+        let gone: Vec<IpNet> = self
+            .exports
+            .keys()
+            .filter(|p| !exports.contains_key(p))
+            .map(|p| IpNet::V4(*p))
+            .collect();
+        let new: Vec<(IpNet, OriginAttrs)> = exports
+            .iter()
+            .filter(|(p, e)| self.exports.get(p) != Some(e))
+            .map(|(p, e)| (IpNet::V4(*p), origin_attrs(e)))
+            .collect();
+        if !gone.is_empty() {
+            info!(prefixes = ?gone, "withdrawing");
+            if let Err(e) = self.speaker.withdraw(gone) {
+                warn!(error = %e, "withdrawing routes");
+            }
+        }
+        if !new.is_empty() {
+            info!(prefixes = ?new.iter().map(|(p, _)| p.to_string()).collect::<Vec<_>>(), "announcing");
+            if let Err(e) = self.speaker.originate(new) {
+                warn!(error = %e, "announcing routes");
+            }
+        }
+        self.exports = exports;
+    }
+}
+
+/// Folds one speaker event into the learned-route table; true when it changed.
+fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> bool {
+    match event {
+        RouteEvent::Best {
+            prefix: IpNet::V4(prefix),
+            next_hop: IpAddr::V4(nh),
+            ..
+        } => learned.insert(prefix, nh) != Some(nh),
+        RouteEvent::Withdrawn {
+            prefix: IpNet::V4(prefix),
+        } => learned.remove(&prefix).is_some(),
+        RouteEvent::PeerUp { peer, name } => {
+            info!(%peer, %name, "BGP session established");
+            false
+        }
+        RouteEvent::PeerDown {
+            peer,
+            name,
+            reason,
+            graceful,
+        } => {
+            info!(%peer, %name, %reason, graceful, "BGP session down");
+            false
+        }
+        _ => false,
+    }
+}
+
+/// `node status` rows in Calico's terms, in peer-address order.
+fn status_rows(
+    peers: &BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
+    status: &[PeerStatus],
+) -> Vec<BgpPeerStatus> {
+    let mut rows: Vec<BgpPeerStatus> = status
+        .iter()
+        .filter_map(|s| {
+            let (desired, _) = peers.get(&s.address)?;
+            Some(BgpPeerStatus {
+                peer_address: s.address.to_string(),
+                peer_type: desired.kind.label().to_string(),
+                state: s.bird_state().to_string(),
+                since: since_text(s.since),
+                info: s.bird_info(),
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        let key = |r: &BgpPeerStatus| r.peer_address.parse::<IpAddr>().ok();
+        key(a).cmp(&key(b))
+    });
+    rows
+}
+
+/// BIRD's "since": `HH:MM:SS` (UTC) within the last day, else the date.
+fn since_text(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let age = SystemTime::now()
+        .duration_since(t)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    if age < 86_400 {
+        let day = secs % 86_400;
+        format!("{:02}:{:02}:{:02}", day / 3600, (day / 60) % 60, day % 60)
+    } else {
+        let days = (secs / 86_400) as i64;
+        let (y, m, d) = civil_from_days(days);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_time_today_and_a_date_before() {
+        let recent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(since_text(recent), "2023-11-14");
+        let now = since_text(SystemTime::now());
+        assert_eq!(now.len(), 8);
+        assert_eq!(&now[2..3], ":");
+    }
+
+    #[test]
+    fn export_policy_passes_pool_routes_and_rejects_the_rest() {
+        use datastore::model::EncapMode::Never;
+
+        use crate::calc::fixtures::{cluster, pool};
+        let s = cluster(vec![], vec![pool("p", "10.244.0.0/16", Never, Never)]);
+        let policy = export_policy(&s);
+        let inside: IpNet = "10.244.1.0/26".parse().expect("cidr");
+        let outside: IpNet = "0.0.0.0/0".parse().expect("cidr");
+        assert!(policy.statements[0].conditions.prefixes[0].matches(&inside));
+        assert!(!policy.statements[0].conditions.prefixes[0].matches(&outside));
+        assert_eq!(policy.default_action, Action::Reject);
+    }
+
+    #[test]
+    fn communities_are_parsed_standard_and_large() {
+        let attrs = origin_attrs(&Export {
+            prefix: "10.0.0.0/26".parse().expect("cidr"),
+            communities: vec!["63400:120".into(), "63400:300:100".into(), "bad".into()],
+        });
+        assert_eq!(attrs.communities, vec![(63400u32 << 16) | 120]);
+        assert_eq!(attrs.large_communities.len(), 1);
+    }
+}
