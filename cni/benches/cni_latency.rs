@@ -160,8 +160,11 @@ fn run() -> Result<()> {
         env!("CARGO_BIN_EXE_calico-ipam").as_ref(),
     )?;
 
-    let etcd_conf = CalicoConf::new("bench-node", Store::Etcd(etcd.endpoint().to_string()));
-    let local_conf = CalicoConf::new("bench-node", Store::Local(dir.path().join("calico.db")));
+    let mut etcd_conf = CalicoConf::new("bench-node", Store::Etcd(etcd.endpoint().to_string()));
+    let mut local_conf = CalicoConf::new("bench-node", Store::Local(dir.path().join("calico.db")));
+    for c in [&mut etcd_conf, &mut local_conf] {
+        c.ipam_lock_file = Some(dir.path().join("ipam.lock"));
+    }
     create_pool(&node, etcd_conf.json())?;
     create_pool(&node, local_conf.json())?;
     let ptp_conf = serde_json::json!({

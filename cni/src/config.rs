@@ -65,6 +65,9 @@ pub struct NetConf {
     /// Overrides [`DEFAULT_MTU_FILE`].
     #[serde(default)]
     pub mtu_file: String,
+    /// The host-wide IPAM lock file (default `/var/run/calico/ipam.lock`).
+    #[serde(default)]
+    pub ipam_lock_file: String,
     #[serde(default)]
     pub log_level: String,
     #[serde(default)]

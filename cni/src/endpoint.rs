@@ -63,10 +63,18 @@ pub fn build(info: &EndpointInfo<'_>) -> WorkloadEndpoint {
     wep
 }
 
-/// Writes (creates or replaces) the endpoint.
+/// Writes the endpoint: created (one round trip in the usual case), or replaced when a
+/// record of the same interface is left from an earlier ADD.
 pub async fn record(ds: &Arc<dyn Datastore>, info: &EndpointInfo<'_>) -> Result<()> {
-    Client::new(ds.clone()).apply(build(info)).await?;
-    Ok(())
+    let client = Client::new(ds.clone());
+    match client.create(build(info)).await {
+        Ok(_) => Ok(()),
+        Err(datastore::Error::AlreadyExists { .. }) => {
+            client.update(build(info)).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads the endpoint of this interface, if any.

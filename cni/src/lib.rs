@@ -12,6 +12,7 @@ pub mod delegate;
 pub mod endpoint;
 pub mod env;
 pub mod error;
+pub mod lock;
 pub mod logging;
 pub mod names;
 pub mod netlink;

@@ -97,15 +97,10 @@ impl Ipam {
         if !valid_key_segment(&args.node) {
             return Err(Error::InvalidNode(args.node.clone()));
         }
-        let config = self.config().await?;
-        let labels = self.node_labels(&args.node).await?;
-        let pools = candidate_pools(
-            &self.pools().await?,
-            &args.pools,
-            &args.node,
-            &labels,
-            args.usage,
-        )?;
+        // Independent reads, in one round trip's time.
+        let (config, labels, all_pools) =
+            tokio::try_join!(self.config(), self.node_labels(&args.node), self.pools())?;
+        let pools = candidate_pools(&all_pools, &args.pools, &args.node, &labels, args.usage)?;
         let mut got = Vec::new();
         match self.assign_into(args, &pools, config, &mut got).await {
             Ok(()) if got.len() >= args.num => Ok(got),

@@ -62,6 +62,9 @@ pub struct CalicoConf {
     pub mtu_file: Option<PathBuf>,
     pub ipv4_pools: Vec<String>,
     pub log_level: String,
+    /// The host-wide IPAM lock file; `None` = the plugin's default
+    /// (`/var/run/calico/ipam.lock`). Give each lab node its own.
+    pub ipam_lock_file: Option<PathBuf>,
 }
 
 impl CalicoConf {
@@ -76,6 +79,7 @@ impl CalicoConf {
             mtu_file: None,
             ipv4_pools: Vec::new(),
             log_level: "warn".to_string(),
+            ipam_lock_file: None,
         }
     }
 
@@ -102,6 +106,9 @@ impl CalicoConf {
         }
         if let Some(f) = &self.mtu_file {
             v["mtu_file"] = json!(f);
+        }
+        if let Some(f) = &self.ipam_lock_file {
+            v["ipam_lock_file"] = json!(f);
         }
         if !self.ipv4_pools.is_empty() {
             v["ipam"]["ipv4_pools"] = json!(self.ipv4_pools);

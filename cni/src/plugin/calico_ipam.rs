@@ -10,10 +10,10 @@ use datastore::model::ipam::attr;
 use ipam::{AllowedUse, AutoAssignArgs, Ipam};
 
 use crate::error::{CniError, Result, code};
-use crate::names;
 use crate::result::{CniResult, IpConfig};
 use crate::skel::{Invocation, Plugin};
 use crate::store;
+use crate::{lock, names};
 
 /// How long one operation may wait on the datastore before answering "try again later".
 pub const DATASTORE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -47,6 +47,8 @@ fn handle(inv: &Invocation) -> String {
 async fn add(inv: &Invocation) -> Result<CniResult> {
     let node = inv.conf.node_name()?;
     let ipam = ipam_for(inv).await?;
+    // Connected first, so the lock is only held for the IPAM work itself.
+    let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
     let handle = handle(inv);
     let mut ips = Vec::new();
     for ip in ipam.ips_by_handle(&handle).await? {
@@ -102,6 +104,7 @@ impl Plugin for CalicoIpamPlugin {
     async fn del(&self, inv: &Invocation) -> Result<()> {
         bounded("releasing the address", async {
             let ipam = ipam_for(inv).await?;
+            let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
             let released = ipam.release_by_handle(&handle(inv)).await?;
             tracing::info!(handle = handle(inv), ?released, "released");
             Ok(())

@@ -74,7 +74,9 @@ impl CniLab {
 
     /// The CNI config for `node_name` on this lab's datastore.
     pub fn conf(&self, node_name: &str) -> CalicoConf {
-        CalicoConf::new(node_name, self.store.clone())
+        let mut conf = CalicoConf::new(node_name, self.store.clone());
+        conf.ipam_lock_file = Some(self.dir.path().join(format!("ipam-{node_name}.lock")));
+        conf
     }
 
     /// Runs `f` with a datastore connection, from inside the node namespace (where etcd
