@@ -41,6 +41,8 @@ pub enum Command {
     Version(VersionArgs),
     /// IP address management (show, check, release, configure).
     Ipam(crate::commands::ipam::IpamArgs),
+    /// Calico node management (status of the local calico-node).
+    Node(crate::commands::node::NodeArgs),
 }
 
 /// `get ( (<KIND> [<NAME>...]) | --filename=<FILENAME>) [--output=<OUTPUT>] ...`

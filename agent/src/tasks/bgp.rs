@@ -230,29 +230,36 @@ impl Wiring {
                     if changed.is_err() { return; }
                     let s = state.borrow_and_update().clone();
                     self.sync(&s).await;
+                    self.publish_status(&peers_out).await;
                 }
                 event = events.recv() => {
                     let Some(event) = event else { return };
-                    let mut dirty = apply_event(&mut learned, event);
+                    let mut change = apply_event(&mut learned, event);
                     // Drain the burst before publishing once.
                     while let Ok(more) = events.try_recv() {
-                        dirty |= apply_event(&mut learned, more);
+                        change = change.merge(apply_event(&mut learned, more));
                     }
-                    if dirty {
+                    if change.routes {
                         learned_tx.send_replace(Arc::new(learned.clone()));
                     }
-                }
-                _ = status_tick.tick() => {
-                    if let Ok(status) = self.speaker.peer_status().await {
-                        let rows = status_rows(&self.peers, &status);
-                        peers_out.send_if_modified(|cur| {
-                            let changed = *cur != rows;
-                            *cur = rows;
-                            changed
-                        });
+                    if change.sessions {
+                        self.publish_status(&peers_out).await;
                     }
                 }
+                _ = status_tick.tick() => self.publish_status(&peers_out).await,
             }
+        }
+    }
+
+    /// Refreshes the `node status` rows from the speaker.
+    async fn publish_status(&self, out: &watch::Sender<Vec<BgpPeerStatus>>) {
+        if let Ok(status) = self.speaker.peer_status().await {
+            let rows = status_rows(&self.peers, &status);
+            out.send_if_modified(|cur| {
+                let changed = *cur != rows;
+                *cur = rows;
+                changed
+            });
         }
     }
 
@@ -344,20 +351,43 @@ impl Wiring {
     }
 }
 
-/// Folds one speaker event into the learned-route table; true when it changed.
-fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> bool {
+/// What a batch of speaker events changed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Change {
+    routes: bool,
+    sessions: bool,
+}
+
+impl Change {
+    fn merge(self, other: Change) -> Change {
+        Change {
+            routes: self.routes || other.routes,
+            sessions: self.sessions || other.sessions,
+        }
+    }
+}
+
+/// Folds one speaker event into the learned-route table.
+fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> Change {
+    let routes = |changed: bool| Change {
+        routes: changed,
+        sessions: false,
+    };
     match event {
         RouteEvent::Best {
             prefix: IpNet::V4(prefix),
             next_hop: IpAddr::V4(nh),
             ..
-        } => learned.insert(prefix, nh) != Some(nh),
+        } => routes(learned.insert(prefix, nh) != Some(nh)),
         RouteEvent::Withdrawn {
             prefix: IpNet::V4(prefix),
-        } => learned.remove(&prefix).is_some(),
+        } => routes(learned.remove(&prefix).is_some()),
         RouteEvent::PeerUp { peer, name } => {
             info!(%peer, %name, "BGP session established");
-            false
+            Change {
+                routes: false,
+                sessions: true,
+            }
         }
         RouteEvent::PeerDown {
             peer,
@@ -366,9 +396,12 @@ fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> bool {
             graceful,
         } => {
             info!(%peer, %name, %reason, graceful, "BGP session down");
-            false
+            Change {
+                routes: false,
+                sessions: true,
+            }
         }
-        _ => false,
+        _ => Change::default(),
     }
 }
 

@@ -4,7 +4,7 @@
 
 mod check;
 mod show;
-mod table;
+pub(crate) mod table;
 #[cfg(test)]
 mod tests;
 

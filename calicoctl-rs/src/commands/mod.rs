@@ -5,6 +5,7 @@ mod create;
 mod delete;
 mod get;
 pub(crate) mod ipam;
+pub(crate) mod node;
 mod patch;
 mod replace;
 mod resources;
@@ -33,5 +34,6 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Patch(args) => patch::run(&client(cfg).await?, args).await,
         Command::Version(_) => version::run(cfg).await,
         Command::Ipam(args) => ipam::run(crate::config::connect(cfg).await?, args).await,
+        Command::Node(args) => node::run(args).await,
     }
 }

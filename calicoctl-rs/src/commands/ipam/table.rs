@@ -8,7 +8,8 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(n) {
-            widths[i] = widths[i].max(cell.chars().count());
+            let longest = cell.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+            widths[i] = widths[i].max(longest);
         }
     }
     let line: String = widths
@@ -30,16 +31,24 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     out.push_str("|\n");
     out.push_str(&line);
     for row in rows {
-        for (i, w) in widths.iter().enumerate() {
-            let cell = row.get(i).map(String::as_str).unwrap_or("");
-            let pad = " ".repeat(w - cell.chars().count());
-            if looks_numeric(cell) {
-                out.push_str(&format!("| {pad}{cell} "));
-            } else {
-                out.push_str(&format!("| {cell}{pad} "));
+        // A cell holding several lines (a wrapped INFO) makes the row several lines tall.
+        let height = row
+            .iter()
+            .map(|c| c.lines().count().max(1))
+            .max()
+            .unwrap_or(1);
+        for line in 0..height {
+            for (i, w) in widths.iter().enumerate() {
+                let cell = row.get(i).and_then(|c| c.lines().nth(line)).unwrap_or("");
+                let pad = " ".repeat(w - cell.chars().count());
+                if looks_numeric(cell) {
+                    out.push_str(&format!("| {pad}{cell} "));
+                } else {
+                    out.push_str(&format!("| {cell}{pad} "));
+                }
             }
+            out.push_str("|\n");
         }
-        out.push_str("|\n");
     }
     if !rows.is_empty() {
         out.push_str(&line);
@@ -156,4 +165,29 @@ mod tests {
 ";
         assert_eq!(got, want);
     }
+}
+
+/// tablewriter's default word wrap: cells longer than 30 characters are broken at spaces
+/// into lines of at most 30 (a single longer word stays whole).
+pub fn wrap(cell: &str) -> String {
+    const MAX: usize = 30;
+    if cell.chars().count() <= MAX {
+        return cell.to_string();
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in cell.split_whitespace() {
+        let extra = if current.is_empty() { 0 } else { 1 };
+        if !current.is_empty() && current.chars().count() + extra + word.chars().count() > MAX {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines.join("\n")
 }
