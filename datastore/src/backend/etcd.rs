@@ -53,6 +53,28 @@ fn kv_from(kv: &etcd_client::KeyValue) -> Result<KeyValue> {
     })
 }
 
+/// A one-line description of an etcd-client error: the gRPC message and the root cause
+/// (`tcp connect error: Connection refused (os error 111)`) rather than tonic's debug dump.
+fn describe(e: &etcd_client::Error) -> String {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return e.to_string();
+    };
+    let mut msg = status.message().to_string();
+    if msg.is_empty() {
+        msg = format!("{:?}", status.code());
+    }
+    let mut root = None;
+    let mut next = std::error::Error::source(status);
+    while let Some(cause) = next {
+        root = Some(cause);
+        next = cause.source();
+    }
+    match root {
+        Some(cause) if !msg.contains(&cause.to_string()) => format!("{msg}: {cause}"),
+        _ => msg,
+    }
+}
+
 /// The key-value a transaction's `or_else` get returned, if the key exists.
 fn txn_get(resp: &TxnResponse) -> Result<Option<KeyValue>> {
     for op in resp.op_responses() {
@@ -87,7 +109,7 @@ impl EtcdStore {
                 options.request_timeout
             ))
         })?
-        .map_err(|e| Error::Backend(format!("etcd {endpoints}: {e}")))?;
+        .map_err(|e| Error::Backend(format!("etcd {endpoints}: {}", describe(&e))))?;
         let store = EtcdStore {
             kv: client
                 .kv_client()
@@ -96,7 +118,17 @@ impl EtcdStore {
             endpoints,
             request_timeout: options.request_timeout,
         };
-        let revision = store.revision().await?;
+        let revision = match store.revision().await {
+            Ok(revision) => revision,
+            // A refused handshake shows up as a closed connection: say where to look.
+            Err(Error::Backend(msg)) if options.uses_tls() => {
+                return Err(Error::Backend(format!(
+                    "{msg} (TLS: check that ETCD_CA_CERT_FILE signed the server's certificate \
+                     and that ETCD_CERT_FILE/ETCD_KEY_FILE are a client certificate it accepts)"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         tracing::debug!(endpoints = %store.endpoints, revision, "connected to etcd");
         Ok(store)
     }
@@ -130,8 +162,9 @@ impl EtcdStore {
         match tokio::time::timeout(self.request_timeout, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(Error::Backend(format!(
-                "etcd {}: {what}: {e}",
-                self.endpoints
+                "etcd {}: {what}: {}",
+                self.endpoints,
+                describe(&e)
             ))),
             Err(_) => Err(Error::Backend(format!(
                 "etcd {}: {what}: no answer within {:?} (is etcd running?)",

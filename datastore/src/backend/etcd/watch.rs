@@ -6,7 +6,7 @@
 use etcd_client::{EventType, WatchResponse, WatchStream};
 use tokio::sync::mpsc;
 
-use super::{EtcdStore, kv_from};
+use super::{EtcdStore, describe, kv_from};
 use crate::error::{Error, Result};
 use crate::kv::{Revision, WatchEvent};
 use crate::store::Watch;
@@ -62,20 +62,19 @@ impl WatchTask {
                 m = self.stream.message() => m,
                 _ = self.tx.closed() => return,
             };
-            let message =
-                message.map_err(|e| Error::Backend(format!("etcd {}: {e}", self.endpoints)));
+            let message = message.map_err(|e| describe(&e));
             if !self.handle(message).await {
                 return;
             }
         }
     }
 
-    /// Forwards one response; false when the watch is over.
-    async fn handle(&mut self, message: Result<Option<WatchResponse>>) -> bool {
+    /// Forwards one response (or the stream's failure); false when the watch is over.
+    async fn handle(&mut self, message: Result<Option<WatchResponse>, String>) -> bool {
         let response = match message {
             Ok(Some(response)) => response,
             Ok(None) => return self.fail(self.broken("the server closed the stream")).await,
-            Err(e) => return self.fail(self.broken(&e.to_string())).await,
+            Err(why) => return self.fail(self.broken(&why)).await,
         };
         if response.compact_revision() > 0 {
             let e = Error::Compacted {
