@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn block_and_affinity_keys_match_calico_layout() {
-        let cidr: IpNet = "192.168.161.0/26".parse().unwrap();
+        let cidr: IpNet = "192.168.161.0/26".parse().expect("cidr");
         assert_eq!(
             block(&cidr),
             "/calico/ipam/v2/assignment/ipv4/block/192.168.161.0-26"
