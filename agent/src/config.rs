@@ -117,6 +117,11 @@ pub struct NodeConfig {
     #[arg(long, env = "FELIX_ROUTEREFRESHINTERVAL", default_value_t = 90)]
     pub route_refresh_interval: u64,
 
+    /// Seconds a block of this node must stay empty before it is released (never the
+    /// node's last block).
+    #[arg(long, env = "CALICO_IPAM_EMPTY_BLOCK_GRACE", default_value_t = 300)]
+    pub empty_block_grace: u64,
+
     /// Log level (`info`, `debug`, ...); `CALICO_LOG_LEVEL` or RUST_LOG.
     #[arg(long, env = "CALICO_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -24,7 +24,7 @@ use crate::startup::{autodetect, ensure_default_pool, register_node};
 use crate::state::ClusterState;
 use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
-use crate::tasks::{self, TaskGuard, bgp, health, status, tunnels};
+use crate::tasks::{self, TaskGuard, bgp, blockgc, health, status, tunnels};
 
 /// How long start-up waits for the datastore before giving up (a supervisor restarts us).
 const DATASTORE_WAIT: Duration = Duration::from_secs(60);
@@ -100,16 +100,29 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
     let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
+    let (converged_tx, converged_rx) = watch::channel(backend != Backend::Bgp);
     let speaker = if backend == Backend::Bgp {
-        let (speaker, guard) =
-            bgp::start(&cfg, &local, state_rx.clone(), learned_tx, peers_tx).await?;
+        let outputs = bgp::Outputs {
+            learned: learned_tx,
+            peers: peers_tx,
+            converged: converged_tx,
+        };
+        let (speaker, guard) = bgp::start(&cfg, &local, state_rx.clone(), outputs).await?;
         guards.push(guard);
         Some(speaker)
     } else {
-        drop((learned_tx, peers_tx));
+        drop((learned_tx, peers_tx, converged_tx));
         None
     };
 
+    if backend != Backend::Flannel {
+        guards.push(tasks::spawn(blockgc::run(
+            Ipam::new(store.clone()),
+            name.clone(),
+            Duration::from_secs(cfg.empty_block_grace),
+            state_rx.clone(),
+        )));
+    }
     if matches!(backend, Backend::Bgp | Backend::Vxlan) {
         guards.push(tasks::spawn(tunnels::run(
             client.clone(),
@@ -127,7 +140,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         local: local.clone(),
         backend,
         state: state_rx.clone(),
+        sync: sync_rx.clone(),
         learned: learned_rx,
+        routes_converged: converged_rx,
         extra,
         status: dp_status_tx,
         metrics: metrics.clone(),
@@ -150,7 +165,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         .with_context(|| format!("binding the status socket {}", socket_path.display()))?;
     guards.push(tasks::spawn(status::serve(
         listener,
-        socket_path,
+        socket_path.clone(),
         report_rx.clone(),
     )));
     let addr = |port: u16| -> Option<SocketAddr> {
@@ -168,17 +183,13 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     )));
 
     wait_for_signal().await;
-    info!("shutting down; routes stay in the kernel for the next start to adopt");
-    if let Some(speaker) = speaker {
-        if let Err(e) = speaker
-            .shutdown(Some("calico-node shutting down".to_string()))
-            .await
-        {
-            warn!(error = %e, "BGP shutdown");
-        }
-    }
-    drop(guards);
-    Ok(())
+    // A stop is treated as a restart: no Cease is sent, so peers keep our routes as
+    // graceful-restart helpers (RFC 4724), and our own routes stay in the kernel for the
+    // next start to adopt. Traffic keeps flowing across the restart.
+    info!("stopping; BGP peers keep our routes (graceful restart), kernel routes stay");
+    drop(speaker);
+    let _ = std::fs::remove_file(&socket_path);
+    std::process::exit(0)
 }
 
 /// Folds the task outputs into the one report the status socket and health serve.

@@ -219,14 +219,42 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
 
     for bgp_peer in state.bgp_peers.values() {
         let spec = &bgp_peer.spec;
-        let applies = if !spec.node.is_empty() {
-            spec.node == input.node
-        } else if !spec.node_selector.is_empty() {
-            selector_matches(&spec.node_selector, me)
-        } else {
-            true
+        let selects_node = |n: &Node| {
+            if !spec.node.is_empty() {
+                spec.node == n.name()
+            } else if !spec.node_selector.is_empty() {
+                selector_matches(&spec.node_selector, n)
+            } else {
+                true
+            }
         };
-        if !applies {
+        // A peerSelector peering is symmetric, as in Calico: a node chosen by the
+        // peerSelector peers back with every node the resource applies to (this is how a
+        // route reflector learns its clients from one `peer-with-route-reflectors`).
+        if !spec.peer_selector.is_empty() && selector_matches(&spec.peer_selector, me) {
+            let restart = spec.max_restart_time.map_or(DEFAULT_RESTART_TIME, |d| d.0);
+            for other in state.nodes.values() {
+                if other.name() == input.node || !selects_node(other) {
+                    continue;
+                }
+                let Some(ip) = node_ip(other) else { continue };
+                if out
+                    .get(&ip)
+                    .is_some_and(|p| p.kind == PeerKind::NodeSpecific)
+                {
+                    continue;
+                }
+                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart);
+                peer.password = spec
+                    .password
+                    .as_ref()
+                    .and_then(|p| p.secret_key_ref.as_ref())
+                    .and_then(|r| (input.secrets)(r));
+                apply_bgp_peer_options(bgp_peer, &mut peer);
+                out.insert(ip, peer);
+            }
+        }
+        if !selects_node(me) {
             continue;
         }
         let global = spec.node.is_empty() && spec.node_selector.is_empty();

@@ -189,3 +189,39 @@ fn node_as_overrides_the_global_default() {
     let to_n2 = &p[&"10.0.0.2".parse::<IpAddr>().expect("ip")];
     assert_eq!((to_n2.local_as, to_n2.remote_as), (64513, 64514));
 }
+
+#[test]
+fn one_peer_with_route_reflectors_resource_peers_both_ways() {
+    let mut s = cluster(
+        vec![
+            node("rr", "10.0.0.10/24"),
+            node("c1", "10.0.0.1/24"),
+            node("c2", "10.0.0.2/24"),
+        ],
+        vec![],
+    );
+    let rr = s.nodes.get_mut("rr").expect("rr");
+    rr.metadata.labels = BTreeMap::from([("route-reflector".to_string(), "true".to_string())]);
+    rr.spec
+        .bgp
+        .as_mut()
+        .expect("bgp")
+        .route_reflector_cluster_id = Some("244.0.0.1".into());
+    s.bgp_configs
+        .insert("default".into(), bgp_config(false, None));
+    s.bgp_peers.insert(
+        "peer-with-route-reflectors".into(),
+        peer(
+            "peer-with-route-reflectors",
+            BGPPeerSpec {
+                node_selector: "all()".into(),
+                peer_selector: "route-reflector == 'true'".into(),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    let at_rr = peers(&s, "rr");
+    assert_eq!(names(&at_rr), vec!["Node_10_0_0_1", "Node_10_0_0_2"]);
+    assert!(at_rr.values().all(|p| p.rr_client));
+    assert_eq!(names(&peers(&s, "c2")), vec!["Node_10_0_0_10"]);
+}

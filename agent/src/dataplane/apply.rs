@@ -83,6 +83,12 @@ impl<K: Kernel> Dataplane<K> {
         self.desired = desired;
     }
 
+    /// Holds (or releases) deletions of unwanted owned routes; see
+    /// [`RouteTable::set_hold_deletions`].
+    pub fn set_hold_deletions(&mut self, hold: bool) {
+        self.routes.set_hold_deletions(hold);
+    }
+
     /// The current desired state.
     pub fn desired(&self) -> &DesiredState {
         &self.desired

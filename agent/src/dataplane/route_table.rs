@@ -41,6 +41,7 @@ pub struct RouteTable {
     foreign: BTreeMap<Ipv4Net, Route>,
     unknown_workload_since: HashMap<Ipv4Net, Instant>,
     grace: Duration,
+    hold_deletions: bool,
 }
 
 impl RouteTable {
@@ -52,6 +53,7 @@ impl RouteTable {
             foreign: BTreeMap::new(),
             unknown_workload_since: HashMap::new(),
             grace: WORKLOAD_ROUTE_GRACE,
+            hold_deletions: false,
         }
     }
 
@@ -64,6 +66,13 @@ impl RouteTable {
     /// Replaces the ownership policy (flannel host-gw adds its network).
     pub fn set_policy(&mut self, policy: OwnershipPolicy) {
         self.policy = policy;
+    }
+
+    /// While set, owned routes nobody wants are kept rather than deleted: after a restart,
+    /// routes learned before it stay in the kernel (traffic keeps flowing) until BGP has
+    /// re-learned them; stale ones go once the hold is lifted.
+    pub fn set_hold_deletions(&mut self, hold: bool) {
+        self.hold_deletions = hold;
     }
 
     /// Replaces the desired routes.
@@ -86,6 +95,9 @@ impl RouteTable {
         let mut report = RouteReport::default();
 
         for (dst, route) in self.tracker.pending_deletions() {
+            if self.hold_deletions {
+                continue;
+            }
             if OwnershipPolicy::is_workload_route(&route) {
                 let since = *self.unknown_workload_since.entry(dst).or_insert(now);
                 if now.duration_since(since) < self.grace {
@@ -254,6 +266,25 @@ mod tests {
         let report = table.reconcile(&kernel, later).await.expect("pass");
         assert_eq!(report.removed, 1);
         assert!(kernel.route_strings().is_empty());
+    }
+
+    #[tokio::test]
+    async fn held_deletions_keep_routes_learned_before_a_restart() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        kernel.insert_route(via("10.0.9.0/26", "10.0.0.9", "eth0"));
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        table.set_hold_deletions(true);
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.removed, 0);
+        table.set_hold_deletions(false);
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.removed, 1);
     }
 
     #[tokio::test]

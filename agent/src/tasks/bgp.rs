@@ -146,14 +146,29 @@ fn origin_attrs(export: &Export) -> OriginAttrs {
     attrs
 }
 
+/// Longest wait, after start, for BGP to re-learn routes before the dataplane may delete
+/// routes nobody announces any more.
+const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
+/// Quiet time (no learned-route change, every peer up) that counts as converged.
+const CONVERGENCE_QUIET: Duration = Duration::from_secs(1);
+
+/// What the wiring task publishes.
+pub struct Outputs {
+    /// Best learned routes, for the dataplane.
+    pub learned: watch::Sender<Arc<LearnedRoutes>>,
+    /// `node status` rows.
+    pub peers: watch::Sender<Vec<BgpPeerStatus>>,
+    /// Becomes true once BGP has re-learned what it will after a start.
+    pub converged: watch::Sender<bool>,
+}
+
 /// Starts the speaker and the wiring task. The speaker listens on the BGPConfiguration
 /// `listenPort` (179) of the node's address.
 pub async fn start(
     cfg: &NodeConfig,
     local: &LocalNode,
     mut state: watch::Receiver<Arc<ClusterState>>,
-    learned: watch::Sender<Arc<LearnedRoutes>>,
-    peers_out: watch::Sender<Vec<BgpPeerStatus>>,
+    outputs: Outputs,
 ) -> Result<(Speaker, TaskGuard<()>)> {
     // Wait for the first full state, so the AS and listen port are the configured ones.
     let snapshot = loop {
@@ -197,7 +212,7 @@ pub async fn start(
         speaker_as: local_as,
         speaker_cluster: cluster_id,
     };
-    let guard = spawn(wiring.run(state, events, learned, peers_out));
+    let guard = spawn(wiring.run(state, events, outputs));
     Ok((speaker, guard))
 }
 
@@ -217,9 +232,15 @@ impl Wiring {
         mut self,
         mut state: watch::Receiver<Arc<ClusterState>>,
         mut events: mpsc::UnboundedReceiver<RouteEvent>,
-        learned_tx: watch::Sender<Arc<LearnedRoutes>>,
-        peers_out: watch::Sender<Vec<BgpPeerStatus>>,
+        outputs: Outputs,
     ) {
+        let Outputs {
+            learned: learned_tx,
+            peers: peers_out,
+            converged,
+        } = outputs;
+        let started = std::time::Instant::now();
+        let mut last_change = started;
         let mut learned = LearnedRoutes::new();
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         let first = state.borrow_and_update().clone();
@@ -240,13 +261,26 @@ impl Wiring {
                         change = change.merge(apply_event(&mut learned, more));
                     }
                     if change.routes {
+                        last_change = std::time::Instant::now();
                         learned_tx.send_replace(Arc::new(learned.clone()));
                     }
                     if change.sessions {
                         self.publish_status(&peers_out).await;
                     }
                 }
-                _ = status_tick.tick() => self.publish_status(&peers_out).await,
+                _ = status_tick.tick() => {
+                    self.publish_status(&peers_out).await;
+                    if !*converged.borrow() {
+                        let rows = peers_out.borrow();
+                        let all_up = rows.iter().all(|r| r.state == "up");
+                        let quiet = last_change.elapsed() >= CONVERGENCE_QUIET;
+                        if (all_up && quiet) || started.elapsed() >= CONVERGENCE_DEADLINE {
+                            info!(after = ?started.elapsed(), "BGP routes converged; stale kernel routes may now be removed");
+                            drop(rows);
+                            converged.send_replace(true);
+                        }
+                    }
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState};
 use crate::dataplane::kernel::Kernel;
 use crate::local::LocalNode;
 use crate::state::ClusterState;
+use crate::syncer::SyncStatus;
 
 /// Extra desired state from another backend (flannel), merged in before applying.
 pub type ExtraState = watch::Receiver<Arc<DesiredState>>;
@@ -50,7 +51,13 @@ pub struct DataplaneTask<K: Kernel> {
     pub local: LocalNode,
     pub backend: Backend,
     pub state: watch::Receiver<Arc<ClusterState>>,
+    /// The syncer's status: nothing is programmed before the first full listing (an empty
+    /// state would flush a restarted node's routes).
+    pub sync: watch::Receiver<SyncStatus>,
     pub learned: watch::Receiver<Arc<LearnedRoutes>>,
+    /// False until BGP has re-learned the routes after a start: until then, routes in the
+    /// kernel that nobody wants yet are kept (graceful restart of the dataplane).
+    pub routes_converged: watch::Receiver<bool>,
     pub extra: Option<ExtraState>,
     pub status: watch::Sender<DataplaneStatus>,
     pub metrics: Arc<DataplaneMetrics>,
@@ -85,7 +92,13 @@ fn kernel_events() -> Option<mpsc::UnboundedReceiver<()>> {
 impl<K: Kernel> DataplaneTask<K> {
     /// Runs until every input channel is closed.
     pub async fn run(mut self) {
+        // Subscribe first so nothing that happens during the wait is missed.
         let mut events = kernel_events();
+        while *self.sync.borrow_and_update() == SyncStatus::WaitingForDatastore {
+            if self.sync.changed().await.is_err() {
+                return;
+            }
+        }
         let mut next_resync = Instant::now() + self.resync_interval;
         let mut retry_at: Option<Instant>;
         let mut last_mtu: Option<u32> = None;
@@ -133,6 +146,7 @@ impl<K: Kernel> DataplaneTask<K> {
             tokio::select! {
                 changed = self.state.changed() => if changed.is_err() { return },
                 () = super::changed_or_pending(&mut self.learned) => {},
+                () = super::changed_or_pending(&mut self.routes_converged) => {},
                 () = wait_extra(&mut self.extra) => {},
                 event = wait_event(&mut events) => {
                     if event.is_none() {
@@ -155,6 +169,8 @@ impl<K: Kernel> DataplaneTask<K> {
     }
 
     fn recompute(&mut self) {
+        let converged = *self.routes_converged.borrow_and_update();
+        self.dataplane.set_hold_deletions(!converged);
         let state = self.state.borrow_and_update().clone();
         let learned = self.learned.borrow_and_update().clone();
         let mut desired = desired_state(&RouteInput {

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod bgp;
+pub mod blockgc;
 pub mod dataplane;
 pub mod health;
 pub mod status;

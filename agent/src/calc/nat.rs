@@ -1,0 +1,114 @@
+//! natOutgoing (Felix's `masq_mgr`): which source and destination networks are
+//! masqueraded. Traffic from a pool with `natOutgoing: true` to anything outside every pool
+//! leaves with the node's address; traffic between pools (pod to pod, on any node) keeps
+//! its source. A pure function of the pools and Felix's `natOutgoingAddress`.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::{IpNet, Ipv4Net};
+
+use super::tunnels::felix_setting;
+use crate::dataplane::nat::NatOutgoing;
+use crate::state::ClusterState;
+
+/// The natOutgoing rules this node wants, or `None` when no pool asks for NAT (then
+/// nothing is programmed and whatever was is removed).
+///
+/// As in Felix, every IPv4 pool counts, disabled ones included: a disabled pool keeps the
+/// addresses already handed out, and those pods keep their NAT.
+pub fn desired_nat(state: &ClusterState, node: &str) -> Option<NatOutgoing> {
+    let mut masq_pools = BTreeSet::new();
+    let mut all_pools = BTreeSet::new();
+    for pool in state.pools.values() {
+        let Ok(IpNet::V4(cidr)) = pool.spec.cidr.parse::<IpNet>() else {
+            continue;
+        };
+        let cidr: Ipv4Net = cidr.trunc();
+        all_pools.insert(cidr);
+        if pool.spec.nat_outgoing {
+            masq_pools.insert(cidr);
+        }
+    }
+    if masq_pools.is_empty() {
+        return None;
+    }
+    let snat_to = felix_setting(state, node, |f| {
+        f.spec
+            .nat_outgoing_address
+            .as_deref()
+            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+    });
+    Some(NatOutgoing {
+        masq_pools,
+        all_pools,
+        snat_to,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use datastore::model::EncapMode::Never;
+    use datastore::model::{FelixConfigurationSpec, Object};
+
+    use super::*;
+    use crate::calc::fixtures::{cluster, node, pool};
+
+    fn nets(list: &[&str]) -> BTreeSet<Ipv4Net> {
+        list.iter().map(|s| s.parse().expect("cidr")).collect()
+    }
+
+    #[test]
+    fn no_pool_with_nat_outgoing_wants_nothing() {
+        let s = cluster(
+            vec![node("n1", "10.0.0.1/24")],
+            vec![pool("p", "10.244.0.0/16", Never, Never)],
+        );
+        assert_eq!(desired_nat(&s, "n1"), None);
+    }
+
+    #[test]
+    fn nat_pools_are_masqueraded_towards_anything_outside_every_pool() {
+        let mut nat = pool("nat", "10.244.0.0/16", Never, Never);
+        nat.spec.nat_outgoing = true;
+        let mut disabled = pool("old", "10.10.0.0/16", Never, Never);
+        disabled.spec.nat_outgoing = true;
+        disabled.spec.disabled = true;
+        let plain = pool("plain", "10.99.0.0/16", Never, Never);
+        let v6 = pool("v6", "fd00::/48", Never, Never);
+        let s = cluster(vec![node("n1", "10.0.0.1/24")], vec![nat, disabled, plain, v6]);
+        let want = desired_nat(&s, "n1").expect("NAT wanted");
+        assert_eq!(want.masq_pools, nets(&["10.10.0.0/16", "10.244.0.0/16"]));
+        assert_eq!(
+            want.all_pools,
+            nets(&["10.10.0.0/16", "10.244.0.0/16", "10.99.0.0/16"])
+        );
+        assert_eq!(want.snat_to, None);
+    }
+
+    #[test]
+    fn nat_outgoing_address_turns_masquerade_into_snat_per_node() {
+        let mut nat = pool("nat", "10.244.0.0/16", Never, Never);
+        nat.spec.nat_outgoing = true;
+        let mut s = cluster(vec![node("n1", "10.0.0.1/24")], vec![nat]);
+        let felix = |addr: &str| {
+            Object::new(
+                "x",
+                FelixConfigurationSpec {
+                    nat_outgoing_address: Some(addr.into()),
+                    ..FelixConfigurationSpec::default()
+                },
+            )
+        };
+        s.felix_configs.insert("default".into(), felix("10.0.0.200"));
+        s.felix_configs.insert("node.n2".into(), felix("10.0.0.202"));
+        assert_eq!(
+            desired_nat(&s, "n1").and_then(|n| n.snat_to),
+            Some("10.0.0.200".parse().expect("ip"))
+        );
+        assert_eq!(
+            desired_nat(&s, "n2").and_then(|n| n.snat_to),
+            Some("10.0.0.202".parse().expect("ip"))
+        );
+    }
+}

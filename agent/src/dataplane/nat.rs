@@ -1,0 +1,324 @@
+//! The natOutgoing reconciler, in Felix's shape: two `hash:net` ipsets
+//! (`cali40masq-ipam-pools`: pools with natOutgoing; `cali40all-ipam-pools`: every pool)
+//! and, in the nat table, `cali-POSTROUTING` (jumped from `POSTROUTING`) jumping to
+//! `cali-nat-outgoing`:
+//!
+//! ```text
+//! -A cali-nat-outgoing -m set --match-set cali40masq-ipam-pools src
+//!    -m set ! --match-set cali40all-ipam-pools dst -j MASQUERADE --random-fully
+//! ```
+//!
+//! Owned: those two sets, those two chains and the jump to `cali-POSTROUTING` in
+//! `POSTROUTING`; every other rule, chain and set is never touched. Like the route table,
+//! each check reads the kernel (`iptables-save -t nat`, `ipset save`), compares it with
+//! what is wanted and rewrites only what differs: sets through a temporary set swapped in
+//! (no instant where a pool is missing), chains in one `iptables-restore --noflush`
+//! transaction. The kernel is read again whenever the wanted state changes and on the
+//! resync timer, so drift is repaired; when no pool has natOutgoing everything is removed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use tracing::info;
+
+use super::netfilter::{Netfilter, NetfilterError};
+
+/// The set of pools whose traffic is masqueraded.
+pub const MASQ_SET: &str = "cali40masq-ipam-pools";
+/// The set of all pools (destinations that are never masqueraded).
+pub const ALL_SET: &str = "cali40all-ipam-pools";
+/// Our chain jumped from the nat table's `POSTROUTING`.
+pub const POSTROUTING_CHAIN: &str = "cali-POSTROUTING";
+/// The chain holding the masquerade rule.
+pub const NAT_OUTGOING_CHAIN: &str = "cali-nat-outgoing";
+/// The chains we own, in creation order.
+const OWNED_CHAINS: [&str; 2] = [POSTROUTING_CHAIN, NAT_OUTGOING_CHAIN];
+/// The sets we own.
+const OWNED_SETS: [&str; 2] = [MASQ_SET, ALL_SET];
+/// Sets are filled under these names and swapped in.
+const TEMP_SETS: [&str; 2] = ["cali4tmasq-ipam-pools", "cali4tall-ipam-pools"];
+/// The jump from `POSTROUTING`, as `iptables-save` prints it.
+const JUMP_RULE: &str = r#"-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING"#;
+/// `cali-POSTROUTING`'s rule.
+const TO_NAT_OUTGOING_RULE: &str =
+    r#"-m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing"#;
+const SET_OPTIONS: &str = "hash:net family inet maxelem 1048576";
+
+/// The natOutgoing state one node wants (computed by [`crate::calc::nat`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatOutgoing {
+    /// Pools with `natOutgoing: true`: sources to masquerade.
+    pub masq_pools: BTreeSet<Ipv4Net>,
+    /// Every pool: destinations never masqueraded.
+    pub all_pools: BTreeSet<Ipv4Net>,
+    /// FelixConfiguration `natOutgoingAddress`: SNAT to it instead of MASQUERADE.
+    pub snat_to: Option<Ipv4Addr>,
+}
+
+/// What the kernel holds of ours: present sets with their members, present owned chains
+/// with their rules (as `iptables-save` prints them, without `-A <chain> `), and the
+/// rules in `POSTROUTING` that jump to `cali-POSTROUTING`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatDataplane {
+    pub sets: BTreeMap<String, BTreeSet<Ipv4Net>>,
+    pub chains: BTreeMap<String, Vec<String>>,
+    pub jumps: Vec<String>,
+}
+
+/// The rule in `cali-nat-outgoing`.
+pub fn nat_outgoing_rule(nat: &NatOutgoing) -> String {
+    let target = match nat.snat_to {
+        Some(addr) => format!("SNAT --to-source {addr} --random-fully"),
+        None => "MASQUERADE --random-fully".to_string(),
+    };
+    format!(
+        r#"-m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set {MASQ_SET} src -m set ! --match-set {ALL_SET} dst -j {target}"#
+    )
+}
+
+/// The kernel state `desired` amounts to.
+pub fn expected(desired: Option<&NatOutgoing>) -> NatDataplane {
+    let Some(nat) = desired else {
+        return NatDataplane::default();
+    };
+    NatDataplane {
+        sets: BTreeMap::from([
+            (MASQ_SET.to_string(), nat.masq_pools.clone()),
+            (ALL_SET.to_string(), nat.all_pools.clone()),
+        ]),
+        chains: BTreeMap::from([
+            (
+                POSTROUTING_CHAIN.to_string(),
+                vec![TO_NAT_OUTGOING_RULE.to_string()],
+            ),
+            (NAT_OUTGOING_CHAIN.to_string(), vec![nat_outgoing_rule(nat)]),
+        ]),
+        jumps: vec![JUMP_RULE.to_string()],
+    }
+}
+
+/// Reads our chains and jumps out of `iptables-save -t nat`.
+pub fn parse_iptables_save(text: &str, into: &mut NatDataplane) {
+    for line in text.lines() {
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or_default();
+            if OWNED_CHAINS.contains(&name) {
+                into.chains.entry(name.to_string()).or_default();
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let Some((chain, spec)) = rule.split_once(' ') else {
+                continue;
+            };
+            if OWNED_CHAINS.contains(&chain) {
+                into.chains
+                    .entry(chain.to_string())
+                    .or_default()
+                    .push(spec.to_string());
+            } else if chain == "POSTROUTING" && spec.ends_with(&format!("-j {POSTROUTING_CHAIN}")) {
+                into.jumps.push(spec.to_string());
+            }
+        }
+    }
+}
+
+/// The members of a set from `ipset save <name>`.
+pub fn parse_ipset_save(text: &str) -> BTreeSet<Ipv4Net> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("add "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|m| {
+            m.parse::<Ipv4Net>()
+                .ok()
+                .or_else(|| m.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
+        })
+        .collect()
+}
+
+/// An `ipset restore` script that makes `name` hold exactly `members`: filled under a
+/// temporary name and swapped in, so the live set is never half-written.
+pub fn ipset_script(
+    name: &str,
+    temp: &str,
+    exists: bool,
+    members: &BTreeSet<Ipv4Net>,
+) -> String {
+    let mut s = String::new();
+    if !exists {
+        s.push_str(&format!("create {name} {SET_OPTIONS}\n"));
+    }
+    s.push_str(&format!("create {temp} {SET_OPTIONS} -exist\nflush {temp}\n"));
+    for m in members {
+        s.push_str(&format!("add {temp} {m}\n"));
+    }
+    s.push_str(&format!("swap {temp} {name}\ndestroy {temp}\n"));
+    s
+}
+
+/// An `iptables-restore --noflush` script taking the nat table from `current` to what
+/// `desired` wants (declaring a chain flushes it; only our chains and jumps are named).
+pub fn iptables_script(desired: Option<&NatOutgoing>, current: &NatDataplane) -> String {
+    let want = expected(desired);
+    let mut s = String::from("*nat\n");
+    // Jumps: keep one exact copy when wanted, delete every other.
+    let mut kept = false;
+    for jump in &current.jumps {
+        if !want.jumps.is_empty() && jump == JUMP_RULE && !kept {
+            kept = true;
+            continue;
+        }
+        s.push_str(&format!("-D POSTROUTING {jump}\n"));
+    }
+    match desired {
+        Some(_) => {
+            for chain in OWNED_CHAINS {
+                s.push_str(&format!(":{chain} - [0:0]\n"));
+            }
+            for chain in OWNED_CHAINS {
+                for rule in want.chains.get(chain).into_iter().flatten() {
+                    s.push_str(&format!("-A {chain} {rule}\n"));
+                }
+            }
+            if !kept {
+                s.push_str(&format!("-I POSTROUTING 1 {JUMP_RULE}\n"));
+            }
+        }
+        None => {
+            let present: Vec<&str> = OWNED_CHAINS
+                .into_iter()
+                .filter(|c| current.chains.contains_key(*c))
+                .collect();
+            for chain in &present {
+                s.push_str(&format!(":{chain} - [0:0]\n"));
+            }
+            for chain in &present {
+                s.push_str(&format!("-X {chain}\n"));
+            }
+        }
+    }
+    s.push_str("COMMIT\n");
+    s
+}
+
+/// What one check did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatReport {
+    /// The kernel was rewritten (it differed from what is wanted).
+    pub changed: bool,
+}
+
+/// Owns the natOutgoing sets and chains.
+pub struct NatTable {
+    netfilter: Box<dyn Netfilter>,
+    desired: Option<NatOutgoing>,
+    /// The desired state last confirmed in the kernel, if it still holds.
+    verified: Option<Option<NatOutgoing>>,
+    next_check: Instant,
+    interval: Duration,
+}
+
+impl NatTable {
+    /// A table that reads and repairs the kernel at least every `interval`.
+    pub fn new(netfilter: Box<dyn Netfilter>, interval: Duration) -> NatTable {
+        NatTable {
+            netfilter,
+            desired: None,
+            verified: None,
+            next_check: Instant::now(),
+            interval,
+        }
+    }
+
+    /// Replaces what is wanted; the next [`reconcile`](Self::reconcile) acts on it.
+    pub fn set_desired(&mut self, desired: Option<NatOutgoing>) {
+        self.desired = desired;
+    }
+
+    /// What is wanted.
+    pub fn desired(&self) -> Option<&NatOutgoing> {
+        self.desired.as_ref()
+    }
+
+    /// Brings the kernel in line when the wanted state changed or the resync is due;
+    /// otherwise does nothing (cheap to call on every dataplane pass).
+    pub async fn reconcile(&mut self, now: Instant) -> Result<NatReport, NetfilterError> {
+        if self.verified.as_ref() == Some(&self.desired) && now < self.next_check {
+            return Ok(NatReport::default());
+        }
+        let result = self.check().await;
+        match &result {
+            Ok(_) => {
+                self.verified = Some(self.desired.clone());
+                self.next_check = now + self.interval;
+            }
+            // Nothing wanted and no tools: there cannot be anything of ours to remove.
+            Err(NetfilterError::Missing(_)) if self.desired.is_none() => {
+                self.verified = Some(None);
+                self.next_check = now + self.interval;
+                return Ok(NatReport::default());
+            }
+            Err(_) => self.verified = None,
+        }
+        result
+    }
+
+    /// Reads what the kernel holds of ours.
+    pub async fn read(&self) -> Result<NatDataplane, NetfilterError> {
+        let mut current = NatDataplane::default();
+        parse_iptables_save(&self.netfilter.save_nat().await?, &mut current);
+        for set in OWNED_SETS {
+            if let Some(text) = self.netfilter.save_ipset(set).await? {
+                current.sets.insert(set.to_string(), parse_ipset_save(&text));
+            }
+        }
+        Ok(current)
+    }
+
+    async fn check(&self) -> Result<NatReport, NetfilterError> {
+        let current = self.read().await?;
+        let want = expected(self.desired.as_ref());
+        if current == want {
+            return Ok(NatReport::default());
+        }
+        match &self.desired {
+            Some(_) => {
+                // Sets first: the rule refers to them.
+                for (set, temp) in OWNED_SETS.into_iter().zip(TEMP_SETS) {
+                    let members = want.sets.get(set).cloned().unwrap_or_default();
+                    let have = current.sets.get(set);
+                    if have != Some(&members) {
+                        let script = ipset_script(set, temp, have.is_some(), &members);
+                        self.netfilter.restore_ipset(&script).await?;
+                    }
+                }
+                if current.chains != want.chains || current.jumps != want.jumps {
+                    let script = iptables_script(self.desired.as_ref(), &current);
+                    self.netfilter.restore_nat(&script).await?;
+                }
+                info!(
+                    masq = ?self.desired.as_ref().map(|d| &d.masq_pools),
+                    "programmed natOutgoing"
+                );
+            }
+            None => {
+                // Rules first: a set still referenced cannot be destroyed.
+                if !current.chains.is_empty() || !current.jumps.is_empty() {
+                    let script = iptables_script(None, &current);
+                    self.netfilter.restore_nat(&script).await?;
+                }
+                for set in current.sets.keys() {
+                    self.netfilter
+                        .restore_ipset(&format!("destroy {set}\n"))
+                        .await?;
+                }
+                info!("removed natOutgoing rules: no pool has natOutgoing");
+            }
+        }
+        Ok(NatReport { changed: true })
+    }
+}
+
+#[cfg(test)]
+#[path = "nat_tests.rs"]
+mod tests;

@@ -1,0 +1,106 @@
+//! Empty-block GC for this node (what Calico's kube-controllers do cluster-wide): a block
+//! affine to this node that stays empty for the grace period is released — its
+//! blackhole goes, every peer withdraws its route — except the node's last block, which is
+//! kept for the next pod (Calico #7987 asks for exactly this control).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipam::Ipam;
+use ipnet::IpNet;
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use crate::state::ClusterState;
+
+/// This node's confirmed blocks that are empty right now.
+pub fn empty_blocks(state: &ClusterState, node: &str) -> (Vec<IpNet>, usize) {
+    let affine: Vec<IpNet> = state.confirmed_blocks_of(node).collect();
+    let empty = affine
+        .iter()
+        .filter(|cidr| state.blocks.get(*cidr).is_some_and(|b| b.is_empty()))
+        .copied()
+        .collect();
+    (empty, affine.len())
+}
+
+/// Runs until the cluster-state channel closes.
+pub async fn run(
+    ipam: Ipam,
+    node: String,
+    grace: Duration,
+    mut state: watch::Receiver<Arc<ClusterState>>,
+) {
+    let mut empty_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
+    loop {
+        let now = Instant::now();
+        let (empty, total) = {
+            let s = state.borrow_and_update();
+            empty_blocks(&s, &node)
+        };
+        empty_since.retain(|cidr, _| empty.contains(cidr));
+        for cidr in &empty {
+            empty_since.entry(*cidr).or_insert(now);
+        }
+        let mut remaining = total;
+        let due: Vec<IpNet> = empty_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= grace)
+            .map(|(cidr, _)| *cidr)
+            .collect();
+        for cidr in due {
+            if remaining <= 1 {
+                break;
+            }
+            match ipam.release_empty_affine_block(&node, &cidr).await {
+                Ok(()) => {
+                    info!(block = %cidr, "released an empty block");
+                    empty_since.remove(&cidr);
+                    remaining -= 1;
+                }
+                Err(e) => debug!(block = %cidr, error = %e, "empty block not released"),
+            }
+        }
+        let next = empty_since
+            .values()
+            .map(|since| *since + grace)
+            .min()
+            .map(|t| t.max(Instant::now() + Duration::from_millis(100)));
+        tokio::select! {
+            changed = state.changed() => if changed.is_err() { return },
+            () = sleep_until(next) => {}
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datastore::model::EncapMode::Never;
+    use datastore::model::ipam::AffinityState;
+
+    use super::*;
+    use crate::calc::fixtures::*;
+
+    #[test]
+    fn only_empty_confirmed_blocks_are_candidates() {
+        let mut s = cluster(
+            vec![node("n1", "10.0.0.1/24")],
+            vec![pool("p", "10.244.0.0/16", Never, Never)],
+        );
+        claim(&mut s, "n1", "10.244.1.0/26", AffinityState::Confirmed);
+        claim(&mut s, "n1", "10.244.1.64/26", AffinityState::Confirmed);
+        claim(&mut s, "n1", "10.244.1.128/26", AffinityState::Pending);
+        allocate(&mut s, "10.244.1.0/26", 3, "n1");
+        let (empty, total) = empty_blocks(&s, "n1");
+        assert_eq!(empty, vec![cidr("10.244.1.64/26")]);
+        assert_eq!(total, 2);
+    }
+}
