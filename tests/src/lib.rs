@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod cni;
 pub mod etcd;
 pub mod netns;
+pub mod routers;
 
 pub use etcd::{EtcdServer, TestEtcd, TestPki};
 pub use netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
