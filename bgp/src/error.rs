@@ -47,7 +47,6 @@ impl Error {
         }
     }
 
-    #[allow(dead_code)] // used by the socket layer (next step)
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),

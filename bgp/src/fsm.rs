@@ -262,6 +262,11 @@ impl Session {
         self.state
     }
 
+    /// Replaces the configuration; takes effect from the next connection or start.
+    pub fn reconfigure(&mut self, cfg: SessionConfig) {
+        self.cfg = cfg;
+    }
+
     /// The configuration.
     pub fn config(&self) -> &SessionConfig {
         &self.cfg
@@ -428,9 +433,17 @@ impl Session {
 
     fn on_connected(&mut self, inbound: bool, out: &mut Vec<Output>) {
         match self.state {
-            // RFC 4271 §8.2.2 Idle: "refuses all incoming BGP connections".
-            State::Idle => out.push(Output::Disconnect),
-            State::Connect | State::Active => {
+            // RFC 4271 §8.2.2 Idle "refuses all incoming BGP connections" — when stopped.
+            // During the automatic-restart back-off (IdleHoldTimer running) an inbound
+            // connection is taken as AutomaticStart_with_PassiveTcpEstablishment (event 5):
+            // refusing it makes two speakers with equal back-off keep missing each other
+            // (each one's attempt lands in the other's hold-down).
+            State::Idle if self.stopped => out.push(Output::Disconnect),
+            State::Idle if !inbound => out.push(Output::Disconnect),
+            State::Idle | State::Connect | State::Active => {
+                if self.state == State::Idle {
+                    out.push(Output::StopTimer(TimerKind::IdleHold));
+                }
                 self.inbound = inbound;
                 self.peer_open = None;
                 out.push(Output::StopTimer(TimerKind::ConnectRetry));

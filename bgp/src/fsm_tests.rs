@@ -125,11 +125,22 @@ fn passive_start_in_idle_waits_in_active_without_connecting() {
 }
 
 #[test]
-fn inbound_connection_in_idle_is_refused() {
+fn inbound_connection_in_idle_before_start_is_refused() {
     let mut s = Session::new(cfg());
     let out = s.handle(Input::TcpConnected { inbound: true }, Instant::now());
     assert_eq!(out, vec![Output::Disconnect]);
     assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
+fn inbound_connection_during_the_idle_hold_back_off_is_accepted() {
+    let (mut s, now) = open_sent(cfg());
+    s.handle(Input::TcpClosed { error: "x".into() }, now);
+    assert_eq!(s.state(), State::Idle);
+    let out = s.handle(Input::TcpConnected { inbound: true }, now);
+    assert_eq!(out[0], Output::StopTimer(TimerKind::IdleHold));
+    assert!(matches!(out[2], Output::Send(Outgoing::Open(_))));
+    assert_eq!(s.state(), State::OpenSent);
 }
 
 #[test]

@@ -1,0 +1,866 @@
+//! The speaker task: owns every peer's session and connection, the RIB and the timers;
+//! consumes API commands, I/O events and timer expiries; batches UPDATE processing (the RIB
+//! decides and encodes once per drained batch) and flushes one buffer per peer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+
+use super::Command;
+use super::conn::{self, Conn, ConnEvent};
+use super::peer::{Peer, session_config};
+use super::socket;
+use super::timers::{TimerId, Timers};
+use crate::config::SpeakerConfig;
+use crate::events::RouteEvent;
+use crate::fsm::{
+    DownInfo, Input, Negotiated, Outgoing, Output, Session, State, TimerKind,
+    collision_keeps_inbound,
+};
+use crate::rib::{PeerUp, Rib, RibConfig};
+use crate::wire::encode;
+use crate::wire::notification::{Notification, code, subcode};
+use crate::{Error, PeerConfig};
+
+/// Prefixes queued for the decision process before a batch is cut short.
+const MAX_PENDING: usize = 1 << 16;
+
+pub(crate) struct Task {
+    cfg: SpeakerConfig,
+    rib: Rib,
+    peers: Vec<Option<Peer>>,
+    by_addr: HashMap<IpAddr, u16>,
+    timers: Timers,
+    events: mpsc::UnboundedSender<RouteEvent>,
+    conn_tx: mpsc::Sender<ConnEvent>,
+    conn_rx: Option<mpsc::Receiver<ConnEvent>>,
+    listener: Option<Arc<TcpListener>>,
+    listener_task: Option<AbortHandle>,
+    next_id: u64,
+    closing: Vec<JoinHandle<()>>,
+    rng: u64,
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+impl Task {
+    pub fn new(
+        cfg: SpeakerConfig,
+        events: mpsc::UnboundedSender<RouteEvent>,
+    ) -> Result<Task, Error> {
+        let (conn_tx, conn_rx) = mpsc::channel(64);
+        let rib = Rib::new(RibConfig {
+            local_as: cfg.local_as,
+            router_id: cfg.router_id,
+            cluster_id: cfg.cluster_id,
+            ebgp_requires_policy: cfg.ebgp_requires_policy,
+        });
+        let mut t = Task {
+            cfg,
+            rib,
+            peers: vec![None],
+            by_addr: HashMap::new(),
+            timers: Timers::default(),
+            events,
+            conn_tx,
+            conn_rx: Some(conn_rx),
+            listener: None,
+            listener_task: None,
+            next_id: 1,
+            closing: Vec::new(),
+            rng: 0,
+        };
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((u32::from(t.cfg.router_id) as u64) << 32)
+            ^ std::process::id() as u64;
+        t.rng = seed | 1;
+        if let Some(addr) = t.cfg.listen {
+            let l = socket::listen(addr).map_err(|e| Error::io(format!("listen on {addr}"), e))?;
+            let l = Arc::new(l);
+            t.listener_task = Some(conn::spawn_listener(l.clone(), t.conn_tx.clone()));
+            t.listener = Some(l);
+        }
+        Ok(t)
+    }
+
+    pub async fn run(mut self, mut api: mpsc::UnboundedReceiver<Command>) {
+        let Some(mut conn_rx) = self.conn_rx.take() else {
+            return;
+        };
+        loop {
+            let next = self.timers.next();
+            let sleep = async move {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                cmd = api.recv() => match cmd {
+                    None => {
+                        self.shutdown(None).await;
+                        return;
+                    }
+                    Some(Command::Shutdown(m, tx)) => {
+                        self.shutdown(m).await;
+                        let _ = tx.send(());
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                },
+                _ = sleep => self.fire_timers(),
+                ev = conn_rx.recv() => {
+                    if let Some(ev) = ev {
+                        self.conn_event(ev);
+                    }
+                    let mut n = 1;
+                    while n < self.cfg.batch_updates.max(1) && self.rib.pending() < MAX_PENDING {
+                        match conn_rx.try_recv() {
+                            Ok(ev) => self.conn_event(ev),
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                }
+            }
+            self.flush();
+        }
+    }
+
+    fn peer(&self, idx: u16) -> Option<&Peer> {
+        self.peers.get(idx as usize).and_then(Option::as_ref)
+    }
+
+    fn peer_mut(&mut self, idx: u16) -> Option<&mut Peer> {
+        self.peers.get_mut(idx as usize).and_then(Option::as_mut)
+    }
+
+    // ===== API commands =====
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::AddPeer(cfg, tx) => {
+                let _ = tx.send(self.add_peer(cfg));
+            }
+            Command::UpdatePeer(cfg, tx) => {
+                let _ = tx.send(self.update_peer(cfg));
+            }
+            Command::RemovePeer(addr, tx) => {
+                let _ = tx.send(self.remove_peer(addr));
+            }
+            Command::Originate(routes) => self.rib.originate(routes),
+            Command::Withdraw(nets) => self.rib.withdraw_local(nets),
+            Command::Status(tx) => {
+                let v = self
+                    .peers
+                    .iter()
+                    .flatten()
+                    .map(|p| p.status(&self.rib))
+                    .collect();
+                let _ = tx.send(v);
+            }
+            Command::Learned(tx) => {
+                if self.rib.pending() > 0 {
+                    self.flush();
+                }
+                let _ = tx.send(self.rib.learned_routes());
+            }
+            Command::Explain(net, tx) => {
+                if self.rib.pending() > 0 {
+                    self.flush();
+                }
+                let _ = tx.send(self.rib.explain(net));
+            }
+            Command::Shutdown(..) => {}
+        }
+    }
+
+    fn set_listener_md5(&self, addr: IpAddr, password: Option<&str>) {
+        let Some(l) = &self.listener else {
+            return;
+        };
+        let v6 = self.cfg.listen.is_some_and(|a| a.is_ipv6());
+        if let Err(e) = socket::set_md5(l.as_raw_fd(), v6, addr, password.map(str::as_bytes)) {
+            // Removing a key that was never set fails harmlessly.
+            if password.is_some() {
+                tracing::warn!(peer = %addr, "TCP MD5 key on the listener: {e}");
+            }
+        }
+    }
+
+    fn add_peer(&mut self, cfg: PeerConfig) -> Result<(), Error> {
+        if self.by_addr.contains_key(&cfg.address) {
+            return Err(Error::PeerExists(cfg.address));
+        }
+        let idx = self.rib.add_peer(&cfg);
+        if let Some(pw) = &cfg.password {
+            self.set_listener_md5(cfg.address, Some(pw));
+        }
+        self.by_addr.insert(cfg.address, idx);
+        let peer = Peer::new(idx, cfg, &self.cfg);
+        if self.peers.len() <= idx as usize {
+            self.peers.resize_with(idx as usize + 1, || None);
+        }
+        self.peers[idx as usize] = Some(peer);
+        self.feed(idx, false, Input::Start);
+        Ok(())
+    }
+
+    fn update_peer(&mut self, cfg: PeerConfig) -> Result<(), Error> {
+        let idx = *self
+            .by_addr
+            .get(&cfg.address)
+            .ok_or(Error::NoSuchPeer(cfg.address))?;
+        let Some(peer) = self.peer_mut(idx) else {
+            return Err(Error::NoSuchPeer(cfg.address));
+        };
+        let old = peer.cfg.clone();
+        if old.needs_reset(&cfg) {
+            let n = Notification::new(code::CEASE, subcode::cease::CONFIG_CHANGE, Vec::new());
+            self.stop_peer(idx, n);
+            if old.password != cfg.password {
+                self.set_listener_md5(cfg.address, cfg.password.as_deref());
+            }
+            self.rib.configure_peer(idx, &cfg);
+            let sc = session_config(&self.cfg, &cfg);
+            if let Some(peer) = self.peer_mut(idx) {
+                peer.cfg = cfg;
+                peer.main.reconfigure(sc);
+            }
+            self.feed(idx, false, Input::Start);
+            return Ok(());
+        }
+        let (import_changed, _) = self.rib.configure_peer(idx, &cfg);
+        let Some(peer) = self.peer_mut(idx) else {
+            return Ok(());
+        };
+        peer.cfg = cfg;
+        let established = peer.main.state() == State::Established;
+        if import_changed && established {
+            if peer.route_refresh {
+                // Ask for everything again; the new import policy applies as it arrives.
+                let fams = peer
+                    .main
+                    .negotiated()
+                    .map(|n| n.families.clone())
+                    .unwrap_or_default();
+                let mut out = Vec::new();
+                for afi in fams {
+                    encode::push_route_refresh(&mut out, afi);
+                }
+                if let Some(c) = &peer.main_conn {
+                    c.send(out);
+                }
+            } else {
+                let n = Notification::new(code::CEASE, subcode::cease::CONFIG_CHANGE, Vec::new());
+                self.stop_peer(idx, n);
+                self.feed(idx, false, Input::Start);
+            }
+        }
+        Ok(())
+    }
+
+    fn stop_peer(&mut self, idx: u16, n: Notification) {
+        if self.peer(idx).is_some_and(|p| p.second.is_some()) {
+            self.feed(
+                idx,
+                true,
+                Input::Stop {
+                    notification: n.clone(),
+                },
+            );
+        }
+        self.feed(idx, false, Input::Stop { notification: n });
+    }
+
+    fn remove_peer(&mut self, addr: IpAddr) -> Result<(), Error> {
+        let idx = self.by_addr.remove(&addr).ok_or(Error::NoSuchPeer(addr))?;
+        let n = Notification::new(code::CEASE, subcode::cease::PEER_DECONFIGURED, Vec::new());
+        self.stop_peer(idx, n);
+        if let Some(mut p) = self.peers.get_mut(idx as usize).and_then(Option::take) {
+            if let Some((_, h)) = p.attempt.take() {
+                h.abort();
+            }
+            if let Some((_, c)) = p.second.take() {
+                self.closing.extend(c.close());
+            }
+            if let Some(c) = p.main_conn.take() {
+                self.closing.extend(c.close());
+            }
+            if p.cfg.password.is_some() {
+                self.set_listener_md5(addr, None);
+            }
+        }
+        self.timers.cancel_peer(idx);
+        self.rib.remove_peer(idx);
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, message: Option<String>) {
+        let n = Notification::admin_shutdown(message.as_deref());
+        let idxs: Vec<u16> = self.peers.iter().flatten().map(|p| p.idx).collect();
+        for idx in idxs {
+            self.stop_peer(idx, n.clone());
+            if let Some(p) = self.peer_mut(idx) {
+                if let Some((_, h)) = p.attempt.take() {
+                    h.abort();
+                }
+            }
+        }
+        self.flush();
+        if let Some(l) = self.listener_task.take() {
+            l.abort();
+        }
+        let writers = std::mem::take(&mut self.closing);
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            for w in writers {
+                let _ = w.await;
+            }
+        })
+        .await;
+    }
+
+    // ===== I/O events =====
+
+    fn conn_event(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Accepted { stream, remote } => self.accepted(stream, canonical(remote.ip())),
+            ConnEvent::Connected {
+                peer,
+                attempt,
+                stream,
+            } => {
+                let Some(p) = self.peer_mut(peer) else {
+                    return;
+                };
+                if p.attempt.as_ref().map(|a| a.0) != Some(attempt) {
+                    return;
+                }
+                p.attempt = None;
+                if p.main.state() != State::Connect {
+                    return;
+                }
+                if self.attach(peer, false, stream).is_some() {
+                    self.feed(peer, false, Input::TcpConnected { inbound: false });
+                }
+            }
+            ConnEvent::ConnectFailed {
+                peer,
+                attempt,
+                error,
+            } => {
+                let Some(p) = self.peer_mut(peer) else {
+                    return;
+                };
+                if p.attempt.as_ref().map(|a| a.0) != Some(attempt) {
+                    return;
+                }
+                p.attempt = None;
+                tracing::debug!(peer = %p.cfg.address, "connect: {error}");
+                self.feed(peer, false, Input::TcpConnectFailed { error });
+            }
+            ConnEvent::Messages { peer, conn, msgs } => {
+                for m in msgs {
+                    let Some(second) = self.which(peer, conn) else {
+                        return;
+                    };
+                    let input = match m {
+                        Ok(message) => Input::Message { message },
+                        Err(notification) => Input::DecodeError { notification },
+                    };
+                    self.feed(peer, second, input);
+                }
+            }
+            ConnEvent::Closed { peer, conn, error } => {
+                if let Some(second) = self.which(peer, conn) {
+                    self.feed(peer, second, Input::TcpClosed { error });
+                }
+            }
+        }
+    }
+
+    /// Is connection `conn` of `peer` the main session's (false) or the second's (true)?
+    fn which(&self, peer: u16, conn: u64) -> Option<bool> {
+        let p = self.peer(peer)?;
+        if p.main_conn.as_ref().is_some_and(|c| c.id == conn) {
+            Some(false)
+        } else if p.second.as_ref().is_some_and(|(_, c)| c.id == conn) {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// Wraps `stream` in a connection for peer `idx` (main or second); returns its id.
+    fn attach(&mut self, idx: u16, second: bool, stream: TcpStream) -> Option<u64> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let ctx = self.peer(idx)?.update_ctx(&self.cfg);
+        let conn = match Conn::spawn(stream, idx, id, ctx, self.conn_tx.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("connection setup: {e}");
+                return None;
+            }
+        };
+        let p = self.peer_mut(idx)?;
+        if second {
+            let mut s = Session::new(crate::fsm::SessionConfig {
+                passive: true,
+                ..p.main.config().clone()
+            });
+            s.handle(Input::Start, Instant::now());
+            if let Some((_, old)) = p.second.replace((s, conn)) {
+                drop(old);
+            }
+        } else if let Some(old) = p.main_conn.replace(conn) {
+            drop(old);
+        }
+        Some(id)
+    }
+
+    fn accepted(&mut self, stream: TcpStream, ip: IpAddr) {
+        let Some(&idx) = self.by_addr.get(&ip) else {
+            tracing::info!(peer = %ip, "connection from an unknown address refused");
+            return;
+        };
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        if let Some(h) = p.cfg.ttl_security {
+            let v6 = stream.local_addr().is_ok_and(|a| a.is_ipv6());
+            if let Err(e) = socket::set_gtsm(stream.as_raw_fd(), v6, h) {
+                tracing::warn!(peer = %ip, "GTSM on an accepted connection: {e}");
+            }
+        }
+        match p.main.state() {
+            // The FSM accepts it during the back-off and refuses it when stopped.
+            State::Idle | State::Connect | State::Active => {
+                if let Some((_, h)) = p.attempt.take() {
+                    h.abort();
+                }
+                if self.attach(idx, false, stream).is_some() {
+                    self.feed(idx, false, Input::TcpConnected { inbound: true });
+                }
+            }
+            State::OpenSent | State::OpenConfirm | State::Established => {
+                if self.attach(idx, true, stream).is_some() {
+                    self.feed(idx, true, Input::TcpConnected { inbound: true });
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        for id in self.timers.pop_due(now) {
+            match id {
+                TimerId::Session { peer, second, kind } => {
+                    self.feed(peer, second, Input::TimerExpired { timer: kind })
+                }
+                TimerId::GrRestart(peer) | TimerId::StalePath(peer) => {
+                    if let Some(p) = self.peer(peer) {
+                        tracing::info!(peer = %p.cfg.address, "graceful restart: stale routes flushed ({id:?})");
+                    }
+                    self.rib.flush_stale(peer, None);
+                }
+            }
+        }
+    }
+
+    // ===== FSM plumbing =====
+
+    /// Feeds one input to a peer's main (or second) session and carries out the outputs.
+    fn feed(&mut self, idx: u16, second: bool, input: Input) {
+        let now = Instant::now();
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        let addr = p.cfg.address;
+        let _span = tracing::info_span!("bgp", peer = %addr).entered();
+        tracing::trace!(second, "input {:?}", input_name(&input));
+        let outs = if second {
+            match &mut p.second {
+                Some((s, _)) => s.handle(input, now),
+                None => return,
+            }
+        } else {
+            p.main.handle(input, now)
+        };
+        for o in outs {
+            self.output(idx, second, o, now);
+        }
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        if second
+            && p.second
+                .as_ref()
+                .is_some_and(|(s, _)| s.state() == State::Idle)
+        {
+            if let Some((_, c)) = p.second.take() {
+                self.closing.extend(c.close());
+            }
+            for kind in ALL_KINDS {
+                self.timers.cancel(TimerId::Session {
+                    peer: idx,
+                    second: true,
+                    kind,
+                });
+            }
+        }
+        self.resolve_collision(idx);
+        if let Some(p) = self.peer_mut(idx) {
+            let st = p.main.state();
+            if st != p.shown {
+                tracing::debug!("{} -> {}", p.shown.name(), st.name());
+                p.shown = st;
+                p.since = SystemTime::now();
+            }
+        }
+    }
+
+    fn jitter(&mut self, d: Duration) -> Duration {
+        // xorshift64; quality does not matter, only that two speakers differ.
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        let f = 0.75 + 0.25 * ((x >> 11) as f64 / (1u64 << 53) as f64);
+        d.mul_f64(f)
+    }
+
+    fn conn_of(&self, idx: u16, second: bool) -> Option<&Conn> {
+        let p = self.peer(idx)?;
+        if second {
+            p.second.as_ref().map(|(_, c)| c)
+        } else {
+            p.main_conn.as_ref()
+        }
+    }
+
+    fn output(&mut self, idx: u16, second: bool, o: Output, now: Instant) {
+        match o {
+            Output::Connect => {
+                let Some(p) = self.peer_mut(idx) else {
+                    return;
+                };
+                if let Some((_, h)) = p.attempt.take() {
+                    h.abort();
+                }
+                let params = p.connect_params();
+                let id = self.next_id;
+                self.next_id += 1;
+                let h = conn::spawn_connect(idx, id, params, self.conn_tx.clone());
+                if let Some(p) = self.peer_mut(idx) {
+                    p.attempt = Some((id, h));
+                }
+            }
+            Output::Send(m) => {
+                let mut out = Vec::new();
+                match m {
+                    Outgoing::Open(params) => match crate::wire::encode_open(&params) {
+                        Ok(b) => out = b,
+                        Err(e) => tracing::error!("cannot encode OPEN: {e}"),
+                    },
+                    Outgoing::Keepalive => encode::push_keepalive(&mut out),
+                    Outgoing::Notification(n) => {
+                        tracing::info!(
+                            second,
+                            conn = ?self.conn_of(idx, second).map(|c| c.id),
+                            "sending NOTIFICATION {n}"
+                        );
+                        encode::push_notification(&mut out, &n);
+                    }
+                }
+                if let Some(c) = self.conn_of(idx, second) {
+                    c.send(out);
+                }
+            }
+            Output::ArmTimer(kind, d) => {
+                // RFC 4271 §10: jitter (0.75–1.0) on the retry timers so two speakers
+                // with equal timers do not keep missing each other.
+                let d = match kind {
+                    TimerKind::ConnectRetry | TimerKind::IdleHold => self.jitter(d),
+                    _ => d,
+                };
+                self.timers.arm(
+                    TimerId::Session {
+                        peer: idx,
+                        second,
+                        kind,
+                    },
+                    now + d,
+                )
+            }
+            Output::StopTimer(kind) => self.timers.cancel(TimerId::Session {
+                peer: idx,
+                second,
+                kind,
+            }),
+            Output::Disconnect => {
+                let Some(p) = self.peer_mut(idx) else {
+                    return;
+                };
+                if second {
+                    // The second session is dropped as soon as it is Idle (see `feed`).
+                    return;
+                }
+                if let Some((_, h)) = p.attempt.take() {
+                    h.abort();
+                }
+                if let Some(c) = p.main_conn.take() {
+                    self.closing.extend(c.close());
+                }
+                self.closing.retain(|h| !h.is_finished());
+            }
+            Output::Established(n) => self.established(idx, n, now),
+            Output::Down(info) => self.down(idx, info, now),
+            Output::Update(u) => {
+                for e in &u.errors {
+                    tracing::warn!(
+                        "UPDATE error (RFC 7606 {:?}, attribute {}): {}",
+                        e.action,
+                        e.type_code,
+                        e.reason
+                    );
+                }
+                self.rib.apply_update(idx, *u);
+            }
+            Output::RouteRefresh(afi) => self.rib.route_refresh(idx, afi),
+        }
+    }
+
+    fn established(&mut self, idx: u16, n: Negotiated, now: Instant) {
+        let stale_wait = Duration::from_secs(self.cfg.stale_path_time as u64);
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        p.gr_restart_time = n.peer_graceful_restart.as_ref().map(|g| g.restart_time);
+        p.route_refresh = n.route_refresh;
+        let local = p.main_conn.as_ref().map(|c| canonical(c.local.ip()));
+        let name = p.cfg.name.clone();
+        let addr = p.cfg.address;
+        tracing::info!(
+            "session established (AS {}, id {}, hold {} s, families {:?})",
+            n.peer_as,
+            n.peer_router_id,
+            n.hold_time,
+            n.families
+        );
+        self.timers.cancel(TimerId::GrRestart(idx));
+        self.rib.peer_up(
+            idx,
+            PeerUp {
+                router_id: n.peer_router_id,
+                families: n.families,
+                local_addr: local,
+                graceful_restart: n.peer_graceful_restart,
+            },
+        );
+        if self.rib.has_stale(idx) {
+            self.timers.arm(TimerId::StalePath(idx), now + stale_wait);
+        }
+        let _ = self.events.send(RouteEvent::PeerUp { peer: addr, name });
+    }
+
+    fn down(&mut self, idx: u16, info: DownInfo, now: Instant) {
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        let restart = p.gr_restart_time.filter(|&t| t > 0 && info.graceful);
+        let name = p.cfg.name.clone();
+        let addr = p.cfg.address;
+        tracing::info!("session down: {}", info.reason);
+        self.timers.cancel(TimerId::StalePath(idx));
+        self.rib.peer_down(idx, restart.is_some());
+        if let Some(t) = restart {
+            tracing::info!("graceful restart: keeping routes for up to {t} s");
+            self.timers
+                .arm(TimerId::GrRestart(idx), now + Duration::from_secs(t as u64));
+        }
+        let _ = self.events.send(RouteEvent::PeerDown {
+            peer: addr,
+            name,
+            reason: info.reason,
+            graceful: restart.is_some(),
+        });
+    }
+
+    /// RFC 4271 §6.8 collision detection between the main session and a colliding inbound
+    /// one, and RFC 4724 §4.2 (a new connection from an Established graceful-restart peer
+    /// means it restarted).
+    fn resolve_collision(&mut self, idx: u16) {
+        let our_id = self.cfg.router_id;
+        let Some(p) = self.peer(idx) else {
+            return;
+        };
+        let Some((sec, _)) = &p.second else {
+            return;
+        };
+        let sec_state = sec.state();
+        let main_state = p.main.state();
+        match main_state {
+            // The main session has no connection: the inbound one takes over.
+            State::Idle | State::Connect | State::Active => self.promote(idx),
+            State::Established => {
+                if sec_state != State::OpenConfirm {
+                    return;
+                }
+                let gr = p
+                    .main
+                    .negotiated()
+                    .is_some_and(|n| n.peer_graceful_restart.is_some());
+                if gr {
+                    self.feed(
+                        idx,
+                        false,
+                        Input::TcpClosed {
+                            error: "peer restarted (new connection)".into(),
+                        },
+                    );
+                    self.promote(idx);
+                } else {
+                    self.feed(idx, true, Input::CollisionDump);
+                }
+            }
+            // RFC 4271 §6.8: decided once both connections have an OPEN (OpenConfirm);
+            // until then the one that fails or stalls settles it.
+            State::OpenSent => {}
+            State::OpenConfirm => {
+                if sec_state != State::OpenConfirm {
+                    return;
+                }
+                let Some(remote) = sec.peer_open().map(|o| o.router_id) else {
+                    return;
+                };
+                let keep_second = if p.main.is_inbound() {
+                    true
+                } else {
+                    collision_keeps_inbound(our_id, remote)
+                };
+                tracing::info!(
+                    main = ?main_state,
+                    second = ?sec_state,
+                    main_inbound = p.main.is_inbound(),
+                    %remote,
+                    "connection collision: keeping the {} connection",
+                    if keep_second { "second" } else { "main" }
+                );
+                if keep_second {
+                    self.feed(idx, false, Input::CollisionDump);
+                    self.promote(idx);
+                } else {
+                    self.feed(idx, true, Input::CollisionDump);
+                }
+            }
+        }
+    }
+
+    /// The second session replaces the main one.
+    fn promote(&mut self, idx: u16) {
+        let sc = {
+            let Some(p) = self.peer(idx) else {
+                return;
+            };
+            session_config(&self.cfg, &p.cfg)
+        };
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        let Some((mut s, c)) = p.second.take() else {
+            return;
+        };
+        if let Some((_, h)) = p.attempt.take() {
+            h.abort();
+        }
+        s.reconfigure(sc);
+        p.main = s;
+        let old = p.main_conn.replace(c);
+        if let Some(old) = old {
+            self.closing.extend(old.close());
+        }
+        for kind in ALL_KINDS {
+            let from = TimerId::Session {
+                peer: idx,
+                second: true,
+                kind,
+            };
+            let to = TimerId::Session {
+                peer: idx,
+                second: false,
+                kind,
+            };
+            match self.timers.deadline(from) {
+                Some(t) => {
+                    self.timers.cancel(from);
+                    self.timers.arm(to, t);
+                }
+                None => self.timers.cancel(to),
+            }
+        }
+    }
+
+    /// After a batch: decide, report, and hand each peer its encoded UPDATEs.
+    fn flush(&mut self) {
+        if self.rib.pending() > 0 {
+            self.rib.process();
+        }
+        if self.rib.emit_events {
+            for ev in self.rib.take_events() {
+                if self.events.send(ev).is_err() {
+                    self.rib.emit_events = false;
+                    break;
+                }
+            }
+        }
+        for idx in self.rib.peers_with_wire() {
+            let bytes = self.rib.take_wire(idx);
+            if let Some(p) = self.peer(idx) {
+                if p.main.state() == State::Established {
+                    if let Some(c) = &p.main_conn {
+                        c.send(bytes);
+                    }
+                }
+            }
+        }
+    }
+}
+
+const ALL_KINDS: [TimerKind; 4] = [
+    TimerKind::ConnectRetry,
+    TimerKind::Hold,
+    TimerKind::Keepalive,
+    TimerKind::IdleHold,
+];
+
+fn input_name(i: &Input) -> String {
+    match i {
+        Input::Message { message } => match message {
+            crate::wire::Message::Open(_) => "OPEN".into(),
+            crate::wire::Message::Update(_) => "UPDATE".into(),
+            crate::wire::Message::Keepalive => "KEEPALIVE".into(),
+            crate::wire::Message::Notification(n) => format!("NOTIFICATION {n}"),
+            crate::wire::Message::RouteRefresh(_) => "ROUTE-REFRESH".into(),
+        },
+        other => format!("{other:?}"),
+    }
+}
