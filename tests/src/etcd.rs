@@ -6,7 +6,8 @@
 //! Every server runs `etcd` from `PATH` (Debian package `etcd-server`) with a fresh data
 //! directory in a temporary directory; the process is killed and the directory removed on drop.
 //! [`TestEtcd::from_env_or_start`] lets a run point the tests at an existing etcd instead
-//! (`ETCD_ENDPOINTS_FOR_TESTS`).
+//! (`ETCD_ENDPOINTS_FOR_TESTS`). Servers left behind by a killed run are removed when the next
+//! server starts ([`remove_leftover_servers`]).
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -22,6 +23,13 @@ use crate::netns::{Daemon, Netns};
 /// Environment variable naming etcd endpoints (comma separated) that tests use instead of
 /// starting their own server.
 pub const ENDPOINTS_FOR_TESTS_ENV: &str = "ETCD_ENDPOINTS_FOR_TESTS";
+
+/// Name prefix of every server's temporary directory.
+const DIR_PREFIX: &str = "calico-rs-etcd-";
+/// File in a server directory holding the id of the test process that owns it.
+const OWNER_FILE: &str = "owner.pid";
+/// File in a server directory holding etcd's process id.
+const PID_FILE: &str = "etcd.pid";
 
 /// How long a server gets to come up before the start fails (bounds a failure only).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -166,9 +174,9 @@ impl EtcdServer {
         peer_port: u16,
         tls: Option<&ServerTls>,
     ) -> Result<EtcdServer> {
-        let dir = tempfile::Builder::new()
-            .prefix("calico-rs-etcd-")
-            .tempdir()?;
+        remove_leftover_servers();
+        let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;
+        fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())?;
         let log = dir.path().join("etcd.log");
         let host = match ip {
             IpAddr::V4(v4) => v4.to_string(),
@@ -236,6 +244,13 @@ impl EtcdServer {
                 Process::Netns(ns.spawn("etcd", &argv, &Default::default(), &log)?)
             }
         };
+        let pid = match &process {
+            Process::Local(child) => Some(child.id()),
+            Process::Netns(daemon) => daemon.pid(),
+        };
+        if let Some(pid) = pid {
+            fs::write(dir.path().join(PID_FILE), pid.to_string())?;
+        }
         let mut server = EtcdServer {
             process: Some(process),
             endpoint: client_url,
@@ -321,6 +336,36 @@ impl EtcdServer {
 impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Kills the etcd of every server directory whose owning test process is gone (a run that
+/// was killed before its drop guards ran) and removes the directory.
+pub fn remove_leftover_servers() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with(DIR_PREFIX) {
+            continue;
+        }
+        let dir = entry.path();
+        let Ok(owner) = fs::read_to_string(dir.join(OWNER_FILE)) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{}", owner.trim())).exists() {
+            continue;
+        }
+        if let Ok(pid) = fs::read_to_string(dir.join(PID_FILE)) {
+            let pid = pid.trim();
+            // Only the etcd serving this very directory (pids get reused).
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
     }
 }
 
