@@ -139,6 +139,13 @@ fn bad_input_is_a_cni_error_and_leaves_nothing_behind() -> Result<()> {
     );
     assert!(lab.cali_links()?.is_empty());
 
+    // An unreachable datastore: try again later (11), before anything is created.
+    let mut down = conf.clone();
+    down.store = lab::cni::Store::Etcd("http://127.0.0.1:1".into());
+    let out = lab.call(&down.json(), &add(Some(&path), "c6"))?;
+    assert_error(&out, 11, "127.0.0.1:1")?;
+    assert!(lab.cali_links()?.is_empty());
+
     // An IPAM plugin that is not on CNI_PATH: invalid config (7), nothing allocated.
     let out = lab.call(
         &conf.json().replace("calico-ipam", "host-local-missing"),
