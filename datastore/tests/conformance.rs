@@ -938,6 +938,49 @@ mod etcd_only {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_same_store_works_again_after_etcd_restarts() {
+        let mut server = tokio::task::spawn_blocking(EtcdServer::start_local)
+            .await
+            .expect("join")
+            .expect("start etcd");
+        let store = EtcdStore::connect(EtcdOptions::new(server.endpoints()))
+            .await
+            .expect("connect");
+        let r = store
+            .create("/restart/k", b"v".to_vec(), None)
+            .await
+            .expect("create");
+        server.kill();
+        assert!(matches!(
+            store.get("/restart/k").await,
+            Err(Error::Backend(_))
+        ));
+        let mut server = tokio::task::spawn_blocking(move || server.restart().map(|()| server))
+            .await
+            .expect("join")
+            .expect("restart etcd");
+        eventually("calls succeed again", || async {
+            store.get("/restart/k").await.is_ok()
+        })
+        .await;
+        let kv = store
+            .get("/restart/k")
+            .await
+            .expect("get")
+            .expect("key kept");
+        assert_eq!(kv.mod_revision, r);
+        // Watches started after the restart work; one from before the outage resumes.
+        let mut w = store.watch("/restart/", r).await.expect("watch");
+        assert_eq!(next_event(&mut w).await.revision(), r);
+        let r2 = store
+            .update("/restart/k", b"w".to_vec(), r, None)
+            .await
+            .expect("update");
+        assert_eq!(next_event(&mut w).await.revision(), r2);
+        server.kill();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_watch_ends_with_an_error_and_calls_fail_when_etcd_dies() {
         let mut server = tokio::task::spawn_blocking(EtcdServer::start_local)
             .await

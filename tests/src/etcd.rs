@@ -129,6 +129,8 @@ pub struct EtcdServer {
     process: Option<Process>,
     endpoint: String,
     log: PathBuf,
+    /// etcd's arguments, kept for [`restart`](Self::restart) (local servers only).
+    local_args: Option<Vec<String>>,
     dir: TempDir,
 }
 
@@ -226,19 +228,7 @@ impl EtcdServer {
             args.push("--client-cert-auth".to_string());
         }
         let process = match ns {
-            None => {
-                let out = fs::File::create(&log)
-                    .with_context(|| format!("creating {}", log.display()))?;
-                let err = out.try_clone()?;
-                let child = Command::new("etcd")
-                    .args(&args)
-                    .stdin(Stdio::null())
-                    .stdout(out)
-                    .stderr(err)
-                    .spawn()
-                    .context("starting etcd (is the etcd-server package installed?)")?;
-                Process::Local(child)
-            }
+            None => Process::Local(spawn_local(&args, &log)?),
             Some(ns) => {
                 let argv: Vec<&str> = args.iter().map(String::as_str).collect();
                 Process::Netns(ns.spawn("etcd", &argv, &Default::default(), &log)?)
@@ -255,20 +245,21 @@ impl EtcdServer {
             process: Some(process),
             endpoint: client_url,
             log,
+            local_args: ns.is_none().then_some(args),
             dir,
         };
-        server.wait_ready()?;
+        server.wait_ready(0)?;
         tracing::info!(endpoint = %server.endpoint, "etcd started");
         Ok(server)
     }
 
-    fn wait_ready(&mut self) -> Result<()> {
+    /// Waits for the ready line to appear in the log after byte `from`.
+    fn wait_ready(&mut self, from: usize) -> Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if fs::read_to_string(&self.log)
-                .map(|l| l.contains(READY_LINE) || l.contains("ready to serve client requests"))
-                .unwrap_or(false)
-            {
+            let log = fs::read(&self.log).unwrap_or_default();
+            let new = String::from_utf8_lossy(log.get(from..).unwrap_or_default());
+            if new.contains(READY_LINE) || new.contains("ready to serve client requests") {
                 return Ok(());
             }
             if !self.is_running() {
@@ -320,6 +311,21 @@ impl EtcdServer {
         }
     }
 
+    /// Starts etcd again on the same ports and data (after [`kill`](Self::kill), or killing
+    /// it first), as an operator restarting it would; returns once it serves. Local servers
+    /// only.
+    pub fn restart(&mut self) -> Result<()> {
+        let Some(args) = self.local_args.clone() else {
+            bail!("restart is only supported for servers from start_local");
+        };
+        self.kill();
+        let from = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let child = spawn_local(&args, &self.log)?;
+        fs::write(self.dir.path().join(PID_FILE), child.id().to_string())?;
+        self.process = Some(Process::Local(child));
+        self.wait_ready(usize::try_from(from).unwrap_or(usize::MAX))
+    }
+
     /// Kills etcd at once (SIGKILL), as a crash would; the data directory stays until drop.
     pub fn kill(&mut self) {
         match self.process.take() {
@@ -337,6 +343,23 @@ impl Drop for EtcdServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts etcd on the host with its output appended to `log`.
+fn spawn_local(args: &[String], log: &Path) -> Result<Child> {
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let err = out.try_clone()?;
+    Command::new("etcd")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .context("starting etcd (is the etcd-server package installed?)")
 }
 
 /// Kills the etcd of every server directory whose owning test process is gone (a run that
