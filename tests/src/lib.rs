@@ -9,6 +9,7 @@ pub mod cni;
 pub mod etcd;
 pub mod netns;
 pub mod routers;
+pub mod vm;
 
 pub use etcd::{EtcdServer, TestEtcd, TestPki};
 pub use netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
