@@ -16,6 +16,8 @@ use crate::calc::{Backend, LearnedRoutes};
 use crate::config::NodeConfig;
 use crate::dataplane::apply::Dataplane;
 use crate::dataplane::kernel::Kernel;
+use crate::dataplane::nat::NatTable;
+use crate::dataplane::netfilter::NetfilterTools;
 use crate::dataplane::netlink::NetlinkKernel;
 use crate::dataplane::ownership::OwnershipPolicy;
 use crate::dataplane::route_table::RouteTable;
@@ -135,8 +137,11 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let (dp_status_tx, dp_status_rx) = watch::channel(DataplaneStatus::default());
     let metrics = Arc::new(DataplaneMetrics::default());
     let extra = crate::flannel::start(&cfg, &local, backend, store.clone(), &mut guards).await?;
+    let resync_interval = Duration::from_secs(cfg.route_refresh_interval.max(1));
     let dataplane = DataplaneTask {
-        dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default())),
+        dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default())).with_nat(
+            NatTable::new(Box::new(NetfilterTools), resync_interval),
+        ),
         local: local.clone(),
         backend,
         state: state_rx.clone(),
@@ -146,7 +151,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         extra,
         status: dp_status_tx,
         metrics: metrics.clone(),
-        resync_interval: Duration::from_secs(cfg.route_refresh_interval.max(1)),
+        resync_interval,
         mtu_file: Some(cfg.mtu_file.clone()),
     };
     guards.push(tasks::spawn(dataplane.run()));
@@ -209,7 +214,13 @@ async fn assemble_report(
             backend: backend.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             peers_v4: peers.borrow_and_update().clone(),
-            warnings: dp.health.ipip_unsupported.iter().cloned().collect(),
+            warnings: dp
+                .health
+                .ipip_unsupported
+                .iter()
+                .chain(&dp.health.nat_unavailable)
+                .cloned()
+                .collect(),
             datastore: match *sync.borrow_and_update() {
                 SyncStatus::InSync => "in-sync",
                 SyncStatus::WaitingForDatastore => "waiting",

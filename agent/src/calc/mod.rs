@@ -6,6 +6,7 @@
 pub mod exports;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod nat;
 pub mod peers;
 pub mod routes;
 pub mod tunnels;

@@ -76,7 +76,10 @@ mod tests {
         disabled.spec.disabled = true;
         let plain = pool("plain", "10.99.0.0/16", Never, Never);
         let v6 = pool("v6", "fd00::/48", Never, Never);
-        let s = cluster(vec![node("n1", "10.0.0.1/24")], vec![nat, disabled, plain, v6]);
+        let s = cluster(
+            vec![node("n1", "10.0.0.1/24")],
+            vec![nat, disabled, plain, v6],
+        );
         let want = desired_nat(&s, "n1").expect("NAT wanted");
         assert_eq!(want.masq_pools, nets(&["10.10.0.0/16", "10.244.0.0/16"]));
         assert_eq!(
@@ -100,8 +103,10 @@ mod tests {
                 },
             )
         };
-        s.felix_configs.insert("default".into(), felix("10.0.0.200"));
-        s.felix_configs.insert("node.n2".into(), felix("10.0.0.202"));
+        s.felix_configs
+            .insert("default".into(), felix("10.0.0.200"));
+        s.felix_configs
+            .insert("node.n2".into(), felix("10.0.0.202"));
         assert_eq!(
             desired_nat(&s, "n1").and_then(|n| n.snat_to),
             Some("10.0.0.200".parse().expect("ip"))

@@ -140,6 +140,7 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
         add_vxlan(input, &mut out);
         add_ipip_device(input, &mut out);
     }
+    out.nat = super::nat::desired_nat(state, me);
     out
 }
 

@@ -8,6 +8,8 @@ use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
 use super::kernel::{Kernel, KernelError, LinkInfo};
+use super::nat::{NatOutgoing, NatTable};
+use super::netfilter::NetfilterError;
 use super::ownership::{
     FLANNEL_DEVICE, IPIP_DEVICE, OwnershipPolicy, VXLAN_DEVICE, WORKLOAD_PREFIX,
 };
@@ -28,6 +30,8 @@ pub struct DesiredState {
     pub fdb: BTreeSet<FdbEntry>,
     /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
     pub managed_cidrs: Vec<Ipv4Net>,
+    /// natOutgoing sets and rules, when a pool asks for them.
+    pub nat: Option<NatOutgoing>,
 }
 
 /// What one pass did, for logs, metrics and the status endpoint.
@@ -45,6 +49,8 @@ pub struct ApplyReport {
 pub struct DataplaneHealth {
     /// Set when IPIP is wanted but the kernel cannot do it.
     pub ipip_unsupported: Option<String>,
+    /// Set when a pool wants natOutgoing but the netfilter tools are missing.
+    pub nat_unavailable: Option<String>,
 }
 
 /// Owns the kernel state calico-node programs.
@@ -55,6 +61,8 @@ pub struct Dataplane<K: Kernel> {
     /// Workload devices (name, ifindex) whose sysctls are set.
     configured_workloads: BTreeSet<(String, u32)>,
     health: DataplaneHealth,
+    /// natOutgoing, when attached with [`with_nat`](Self::with_nat).
+    nat: Option<NatTable>,
 }
 
 impl<K: Kernel> Dataplane<K> {
@@ -66,7 +74,14 @@ impl<K: Kernel> Dataplane<K> {
             desired: DesiredState::default(),
             configured_workloads: BTreeSet::new(),
             health: DataplaneHealth::default(),
+            nat: None,
         }
+    }
+
+    /// Also programs natOutgoing through `nat`.
+    pub fn with_nat(mut self, nat: NatTable) -> Dataplane<K> {
+        self.nat = Some(nat);
+        self
     }
 
     /// The kernel this dataplane programs.
@@ -80,6 +95,9 @@ impl<K: Kernel> Dataplane<K> {
             managed_cidrs: desired.managed_cidrs.clone(),
         });
         self.routes.set_desired(desired.routes.clone());
+        if let Some(nat) = self.nat.as_mut() {
+            nat.set_desired(desired.nat.clone());
+        }
         self.desired = desired;
     }
 
@@ -112,6 +130,7 @@ impl<K: Kernel> Dataplane<K> {
         report.routes_removed = routes.removed;
         report.failures.extend(routes.failures);
         report.retry_at = routes.retry_at;
+        self.apply_nat(now, &mut report).await;
         if !report.failures.is_empty() && report.retry_at.is_none() {
             report.retry_at = Some(now + std::time::Duration::from_secs(1));
         }
@@ -191,6 +210,27 @@ impl<K: Kernel> Dataplane<K> {
                 self.health.ipip_unsupported = None;
             }
             (None, _) => self.health.ipip_unsupported = None,
+        }
+    }
+
+    /// natOutgoing, when a [`NatTable`] is attached (it reads the kernel only when the
+    /// wanted state changed or its resync is due).
+    async fn apply_nat(&mut self, now: Instant, report: &mut ApplyReport) {
+        let Some(nat) = self.nat.as_mut() else {
+            return;
+        };
+        match nat.reconcile(now).await {
+            Ok(r) => {
+                report.other_changes += usize::from(r.changed);
+                self.health.nat_unavailable = None;
+            }
+            Err(e @ NetfilterError::Missing(_)) => {
+                if self.health.nat_unavailable.is_none() {
+                    warn!(error = %e, "natOutgoing pools cannot be programmed on this node");
+                }
+                self.health.nat_unavailable = Some(format!("natOutgoing not programmed: {e}"));
+            }
+            Err(e) => report.failures.push(format!("natOutgoing: {e}")),
         }
     }
 

@@ -5,12 +5,15 @@
 //!   [`fake`] in memory for tests;
 //! - [`ownership`]: what calico-rs may touch;
 //! - [`delta`]: desired versus dataplane views;
-//! - [`route_table`]: the route reconciler.
+//! - [`route_table`]: the route reconciler;
+//! - [`nat`]: the natOutgoing reconciler (ipsets and nat chains), through [`netfilter`].
 
 pub mod apply;
 pub mod delta;
 pub mod fake;
 pub mod kernel;
+pub mod nat;
+pub mod netfilter;
 pub mod netlink;
 pub mod ownership;
 pub mod route_table;

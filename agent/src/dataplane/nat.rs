@@ -138,17 +138,14 @@ pub fn parse_ipset_save(text: &str) -> BTreeSet<Ipv4Net> {
 
 /// An `ipset restore` script that makes `name` hold exactly `members`: filled under a
 /// temporary name and swapped in, so the live set is never half-written.
-pub fn ipset_script(
-    name: &str,
-    temp: &str,
-    exists: bool,
-    members: &BTreeSet<Ipv4Net>,
-) -> String {
+pub fn ipset_script(name: &str, temp: &str, exists: bool, members: &BTreeSet<Ipv4Net>) -> String {
     let mut s = String::new();
     if !exists {
         s.push_str(&format!("create {name} {SET_OPTIONS}\n"));
     }
-    s.push_str(&format!("create {temp} {SET_OPTIONS} -exist\nflush {temp}\n"));
+    s.push_str(&format!(
+        "create {temp} {SET_OPTIONS} -exist\nflush {temp}\n"
+    ));
     for m in members {
         s.push_str(&format!("add {temp} {m}\n"));
     }
@@ -269,7 +266,9 @@ impl NatTable {
         parse_iptables_save(&self.netfilter.save_nat().await?, &mut current);
         for set in OWNED_SETS {
             if let Some(text) = self.netfilter.save_ipset(set).await? {
-                current.sets.insert(set.to_string(), parse_ipset_save(&text));
+                current
+                    .sets
+                    .insert(set.to_string(), parse_ipset_save(&text));
             }
         }
         Ok(current)

@@ -178,7 +178,10 @@ async fn nat_outgoing_is_programmed_in_felix_shape_beside_foreign_rules() {
         .chains
         .insert("POSTROUTING".into(), vec![FOREIGN.into()]);
     let mut t = table(&fake);
-    t.set_desired(Some(nat(&["10.244.0.0/16"], &["10.244.0.0/16", "10.99.0.0/16"])));
+    t.set_desired(Some(nat(
+        &["10.244.0.0/16"],
+        &["10.244.0.0/16", "10.99.0.0/16"],
+    )));
     let report = t.reconcile(Instant::now()).await.expect("reconcile");
     assert!(report.changed);
     let tables = fake.lock();
@@ -210,7 +213,10 @@ async fn an_unchanged_state_is_not_rewritten_and_not_even_read_before_the_resync
     let writes = fake.lock().restores;
     // Drift before the resync is due is not seen (kernel events do not cover netfilter)...
     fake.lock().sets.insert(ALL_SET.into(), BTreeSet::new());
-    let r = t.reconcile(now + Duration::from_secs(1)).await.expect("early");
+    let r = t
+        .reconcile(now + Duration::from_secs(1))
+        .await
+        .expect("early");
     assert!(!r.changed);
     assert_eq!(fake.lock().restores, writes);
     // ...and is repaired by the resync.
@@ -219,7 +225,10 @@ async fn an_unchanged_state_is_not_rewritten_and_not_even_read_before_the_resync
         .await
         .expect("resync");
     assert!(r.changed);
-    assert_eq!(fake.lock().sets.get(ALL_SET), Some(&nets(&["10.244.0.0/16"])));
+    assert_eq!(
+        fake.lock().sets.get(ALL_SET),
+        Some(&nets(&["10.244.0.0/16"]))
+    );
     let r = t
         .reconcile(now + Duration::from_secs(200))
         .await
@@ -272,7 +281,9 @@ async fn no_pool_with_nat_outgoing_removes_everything_of_ours_and_nothing_else()
     fake.lock()
         .chains
         .insert("POSTROUTING".into(), vec![FOREIGN.into()]);
-    fake.lock().sets.insert("foreign-set".into(), BTreeSet::new());
+    fake.lock()
+        .sets
+        .insert("foreign-set".into(), BTreeSet::new());
     let mut t = table(&fake);
     t.set_desired(Some(nat(&["10.244.0.0/16"], &["10.244.0.0/16"])));
     t.reconcile(Instant::now()).await.expect("program");
@@ -309,10 +320,7 @@ async fn nothing_wanted_and_no_tools_is_not_an_error() {
         }
     }
     let mut t = NatTable::new(Box::new(NoTools), Duration::from_secs(90));
-    assert_eq!(
-        t.reconcile(Instant::now()).await,
-        Ok(NatReport::default())
-    );
+    assert_eq!(t.reconcile(Instant::now()).await, Ok(NatReport::default()));
     t.set_desired(Some(nat(&["10.244.0.0/16"], &["10.244.0.0/16"])));
     assert!(matches!(
         t.reconcile(Instant::now()).await,
