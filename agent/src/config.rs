@@ -128,7 +128,8 @@ pub struct NodeConfig {
 
     /// Flannel backend: etcd prefix of the network config and leases.
     #[arg(
-        long,
+        long = "etcd-prefix",
+        alias = "flannel-etcd-prefix",
         env = "FLANNELD_ETCD_PREFIX",
         default_value = "/coreos.com/network"
     )]
@@ -136,19 +137,43 @@ pub struct NodeConfig {
 
     /// Flannel backend: where subnet.env is written.
     #[arg(
-        long,
+        long = "subnet-file",
+        alias = "flannel-subnet-file",
         env = "FLANNELD_SUBNET_FILE",
         default_value = "/run/flannel/subnet.env"
     )]
     pub flannel_subnet_file: PathBuf,
 
     /// Flannel backend: the interface to use (defaults to the node address's).
-    #[arg(long, env = "FLANNELD_IFACE")]
+    #[arg(long = "iface", alias = "flannel-iface", env = "FLANNELD_IFACE")]
     pub flannel_iface: Option<String>,
 
     /// Flannel backend: masquerade traffic leaving the flannel network.
-    #[arg(long, env = "FLANNELD_IP_MASQ", default_value = "false")]
+    #[arg(
+        long = "ip-masq",
+        alias = "flannel-ip-masq",
+        env = "FLANNELD_IP_MASQ",
+        default_value = "false"
+    )]
     pub flannel_ip_masq: String,
+
+    /// Flannel backend: seconds a subnet lease lives unrenewed (flannel: 24 h; shorter
+    /// values are for tests).
+    #[arg(
+        long = "subnet-lease-ttl",
+        env = "FLANNELD_SUBNET_LEASE_TTL",
+        default_value_t = 86400
+    )]
+    pub flannel_subnet_lease_ttl: u64,
+
+    /// Flannel backend: minutes before expiry the lease is renewed (flannel's flag; a third
+    /// of the TTL when the TTL is shorter).
+    #[arg(
+        long = "subnet-lease-renew-margin",
+        env = "FLANNELD_SUBNET_LEASE_RENEW_MARGIN",
+        default_value_t = 60
+    )]
+    pub flannel_subnet_lease_renew_margin: u64,
 }
 
 impl NodeConfig {

@@ -136,12 +136,13 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
     let (dp_status_tx, dp_status_rx) = watch::channel(DataplaneStatus::default());
     let metrics = Arc::new(DataplaneMetrics::default());
-    let extra = crate::flannel::start(&cfg, &local, backend, store.clone(), &mut guards).await?;
+    let extra =
+        crate::flannel::start(&cfg, &local, &links, backend, store.clone(), &mut guards).await?;
+    let flannel_ready = crate::flannel::first_state(extra.clone());
     let resync_interval = Duration::from_secs(cfg.route_refresh_interval.max(1));
     let dataplane = DataplaneTask {
-        dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default())).with_nat(
-            NatTable::new(Box::new(NetfilterTools), resync_interval),
-        ),
+        dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()))
+            .with_nat(NatTable::new(Box::new(NetfilterTools), resync_interval)),
         local: local.clone(),
         backend,
         state: state_rx.clone(),
@@ -152,9 +153,13 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         status: dp_status_tx,
         metrics: metrics.clone(),
         resync_interval,
-        mtu_file: Some(cfg.mtu_file.clone()),
+        // In flannel mode the backend writes the pod MTU (FLANNEL_MTU) itself.
+        mtu_file: (backend != Backend::Flannel).then(|| cfg.mtu_file.clone()),
     };
-    guards.push(tasks::spawn(dataplane.run()));
+    guards.push(tasks::spawn(async move {
+        flannel_ready.await;
+        dataplane.run().await;
+    }));
 
     let (report_tx, report_rx) = watch::channel(NodeStatusReport::default());
     guards.push(tasks::spawn(assemble_report(

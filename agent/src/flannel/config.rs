@@ -226,7 +226,10 @@ impl Checker {
             return None;
         };
         let Some(text) = v.as_str() else {
-            self.bad("Network", format!("{v} is not a string like \"10.244.0.0/16\""));
+            self.bad(
+                "Network",
+                format!("{v} is not a string like \"10.244.0.0/16\""),
+            );
             return None;
         };
         let Ok(net) = text.parse::<Ipv4Net>() else {
@@ -263,7 +266,10 @@ impl Checker {
                 u8::try_from(n.as_u64().unwrap_or(0)).unwrap_or(0)
             }
             Some(other) => {
-                self.bad("SubnetLen", format!("{other} is not a prefix length (0-32)"));
+                self.bad(
+                    "SubnetLen",
+                    format!("{other} is not a prefix length (0-32)"),
+                );
                 return None;
             }
         };
@@ -426,7 +432,10 @@ impl Checker {
                         &format!("Backend.{field}"),
                         format!("true ({what}) is not supported by calico-rs"),
                     ),
-                    None => self.bad(&format!("Backend.{field}"), format!("{v} is not true or false")),
+                    None => self.bad(
+                        &format!("Backend.{field}"),
+                        format!("{v} is not true or false"),
+                    ),
                 }
             }
         }

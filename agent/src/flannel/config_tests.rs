@@ -59,8 +59,10 @@ fn small_networks_get_network_plus_two() {
 #[test]
 fn the_documented_example_and_explicit_fields_parse() {
     // Documentation/configuration.md, with the backend calico-rs implements.
-    let c = ok(r#"{"Network":"10.0.0.0/8","SubnetLen":20,"SubnetMin":"10.10.0.0",
-        "SubnetMax":"10.99.0.0","Backend":{"Type":"host-gw"}}"#);
+    let c = ok(
+        r#"{"Network":"10.0.0.0/8","SubnetLen":20,"SubnetMin":"10.10.0.0",
+        "SubnetMax":"10.99.0.0","Backend":{"Type":"host-gw"}}"#,
+    );
     assert_eq!(c.subnet_len, 20);
     assert_eq!(c.subnet_min, ip("10.10.0.0"));
     assert_eq!(c.subnet_max, ip("10.99.0.0"));
@@ -84,9 +86,7 @@ fn a_missing_backend_means_vxlan() {
 
 #[test]
 fn fits_checks_length_range_and_alignment() {
-    let c = ok(
-        r#"{"Network":"10.244.0.0/16","SubnetMin":"10.244.1.0","SubnetMax":"10.244.2.0"}"#,
-    );
+    let c = ok(r#"{"Network":"10.244.0.0/16","SubnetMin":"10.244.1.0","SubnetMax":"10.244.2.0"}"#);
     assert_eq!(c.subnet_count(), 2);
     let fits = |s: &str| c.fits(&s.parse().expect("net"));
     assert!(fits("10.244.1.0/24"));
@@ -115,7 +115,10 @@ fn every_bad_network_is_named() {
         (r#"{"Network": "10.244.0.0"}"#, "is not an IPv4 CIDR"),
         (r#"{"Network": "fc00::/64"}"#, "is not an IPv4 CIDR"),
         (r#"{"Network": "10.244.0.0/29"}"#, "too small"),
-        (r#"{"Network": "10.244.1.0/16"}"#, "did you mean 10.244.0.0/16"),
+        (
+            r#"{"Network": "10.244.1.0/16"}"#,
+            "did you mean 10.244.0.0/16",
+        ),
     ];
     for (json, reason) in cases {
         let e = one_error(json);
@@ -127,11 +130,26 @@ fn every_bad_network_is_named() {
 #[test]
 fn every_bad_subnet_len_is_named() {
     let cases = [
-        (r#"{"Network": "10.244.0.0/16", "SubnetLen": "24"}"#, "not a prefix length"),
-        (r#"{"Network": "10.244.0.0/16", "SubnetLen": 33}"#, "not a prefix length"),
-        (r#"{"Network": "10.244.0.0/16", "SubnetLen": -1}"#, "not a prefix length"),
-        (r#"{"Network": "10.244.0.0/16", "SubnetLen": 31}"#, "at most 30"),
-        (r#"{"Network": "10.244.0.0/16", "SubnetLen": 17}"#, "fewer than four subnets"),
+        (
+            r#"{"Network": "10.244.0.0/16", "SubnetLen": "24"}"#,
+            "not a prefix length",
+        ),
+        (
+            r#"{"Network": "10.244.0.0/16", "SubnetLen": 33}"#,
+            "not a prefix length",
+        ),
+        (
+            r#"{"Network": "10.244.0.0/16", "SubnetLen": -1}"#,
+            "not a prefix length",
+        ),
+        (
+            r#"{"Network": "10.244.0.0/16", "SubnetLen": 31}"#,
+            "at most 30",
+        ),
+        (
+            r#"{"Network": "10.244.0.0/16", "SubnetLen": 17}"#,
+            "fewer than four subnets",
+        ),
     ];
     for (json, reason) in cases {
         let e = one_error(json);
@@ -145,10 +163,26 @@ fn every_bad_subnet_min_and_max_is_named() {
     let cases = [
         (r#""SubnetMin": 1"#, "SubnetMin", "is not a string"),
         (r#""SubnetMin": "x""#, "SubnetMin", "not an IPv4 address"),
-        (r#""SubnetMin": "10.245.0.0""#, "SubnetMin", "not inside Network"),
-        (r#""SubnetMin": "10.244.1.7""#, "SubnetMin", "not the start of a /24"),
-        (r#""SubnetMax": "10.243.0.0""#, "SubnetMax", "not inside Network"),
-        (r#""SubnetMax": "10.244.9.128""#, "SubnetMax", "not the start of a /24"),
+        (
+            r#""SubnetMin": "10.245.0.0""#,
+            "SubnetMin",
+            "not inside Network",
+        ),
+        (
+            r#""SubnetMin": "10.244.1.7""#,
+            "SubnetMin",
+            "not the start of a /24",
+        ),
+        (
+            r#""SubnetMax": "10.243.0.0""#,
+            "SubnetMax",
+            "not inside Network",
+        ),
+        (
+            r#""SubnetMax": "10.244.9.128""#,
+            "SubnetMax",
+            "not the start of a /24",
+        ),
         (
             r#""SubnetMin": "10.244.9.0", "SubnetMax": "10.244.3.0""#,
             "SubnetMin",
@@ -168,21 +202,61 @@ fn every_bad_backend_field_is_named() {
     let cases = [
         (r#""Backend": "vxlan""#, "Backend", "not an object"),
         (r#""Backend": {"Type": 1}"#, "Backend.Type", "not a string"),
-        (r#""Backend": {"Type": "udp"}"#, "Backend.Type", "does not implement"),
-        (r#""Backend": {"Type": "wireguard"}"#, "Backend.Type", "does not implement"),
-        (r#""Backend": {"Type": "bogus"}"#, "Backend.Type", "not a backend type"),
-        (r#""Backend": {"Type": "vxlan", "VNI": 0}"#, "Backend.VNI", "not a VNI"),
-        (r#""Backend": {"Type": "vxlan", "VNI": 16777216}"#, "Backend.VNI", "not a VNI"),
-        (r#""Backend": {"Type": "vxlan", "VNI": "1"}"#, "Backend.VNI", "not a VNI"),
-        (r#""Backend": {"Type": "vxlan", "Port": 70000}"#, "Backend.Port", "not a UDP port"),
-        (r#""Backend": {"Type": "vxlan", "Port": -1}"#, "Backend.Port", "not a UDP port"),
+        (
+            r#""Backend": {"Type": "udp"}"#,
+            "Backend.Type",
+            "does not implement",
+        ),
+        (
+            r#""Backend": {"Type": "wireguard"}"#,
+            "Backend.Type",
+            "does not implement",
+        ),
+        (
+            r#""Backend": {"Type": "bogus"}"#,
+            "Backend.Type",
+            "not a backend type",
+        ),
+        (
+            r#""Backend": {"Type": "vxlan", "VNI": 0}"#,
+            "Backend.VNI",
+            "not a VNI",
+        ),
+        (
+            r#""Backend": {"Type": "vxlan", "VNI": 16777216}"#,
+            "Backend.VNI",
+            "not a VNI",
+        ),
+        (
+            r#""Backend": {"Type": "vxlan", "VNI": "1"}"#,
+            "Backend.VNI",
+            "not a VNI",
+        ),
+        (
+            r#""Backend": {"Type": "vxlan", "Port": 70000}"#,
+            "Backend.Port",
+            "not a UDP port",
+        ),
+        (
+            r#""Backend": {"Type": "vxlan", "Port": -1}"#,
+            "Backend.Port",
+            "not a UDP port",
+        ),
         (
             r#""Backend": {"Type": "vxlan", "DirectRouting": "yes"}"#,
             "Backend.DirectRouting",
             "not true or false",
         ),
-        (r#""Backend": {"Type": "vxlan", "MTU": 20}"#, "Backend.MTU", "not an MTU"),
-        (r#""Backend": {"Type": "vxlan", "GBP": true}"#, "Backend.GBP", "not supported"),
+        (
+            r#""Backend": {"Type": "vxlan", "MTU": 20}"#,
+            "Backend.MTU",
+            "not an MTU",
+        ),
+        (
+            r#""Backend": {"Type": "vxlan", "GBP": true}"#,
+            "Backend.GBP",
+            "not supported",
+        ),
         (
             r#""Backend": {"Type": "vxlan", "Learning": 1}"#,
             "Backend.Learning",

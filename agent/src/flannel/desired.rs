@@ -22,9 +22,7 @@ use super::lease::{LeaseAttrs, SubnetLease};
 use super::subnet::overlaps;
 use crate::calc::tunnels::VXLAN_OVERHEAD;
 use crate::dataplane::apply::DesiredState;
-use crate::dataplane::types::{
-    FdbEntry, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice,
-};
+use crate::dataplane::types::{FdbEntry, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice};
 
 /// This node as the flannel backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,11 @@ pub struct LeaseAttrs {
     /// Always `null` here (IPv4 only), as flannel writes it for an IPv4 node.
     #[serde(rename = "PublicIPv6", default)]
     pub public_ipv6: Option<String>,
-    #[serde(rename = "BackendType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "BackendType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub backend_type: String,
     #[serde(
         rename = "BackendData",
@@ -143,10 +147,7 @@ mod tests {
             String::from_utf8(attrs.to_json()).expect("utf8"),
             r#"{"PublicIP":"192.168.64.3","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"c6:d2:32:6f:8f:44"}}"#
         );
-        assert_eq!(
-            attrs.vtep_mac(),
-            Some([0xc6, 0xd2, 0x32, 0x6f, 0x8f, 0x44])
-        );
+        assert_eq!(attrs.vtep_mac(), Some([0xc6, 0xd2, 0x32, 0x6f, 0x8f, 0x44]));
     }
 
     #[test]
