@@ -5,13 +5,15 @@
 //! - [`skel`]: the entry point both binaries run; [`plugin`]: the two plugins;
 //! - [`config`], [`env`], [`result`], [`error`], [`version`]: the CNI contract;
 //! - [`wiring`], [`netlink`], [`netns`], [`sysctl`]: the kernel side;
-//! - [`names`], [`endpoint`], [`delegate`], [`store`]: Calico's names and records.
+//! - [`names`], [`endpoint`], [`delegate`], [`store`]: Calico's names and records;
+//! - [`flannel_ipam`]: addresses from the node's flannel subnet in flannel mode.
 
 pub mod config;
 pub mod delegate;
 pub mod endpoint;
 pub mod env;
 pub mod error;
+pub mod flannel_ipam;
 pub mod lock;
 pub mod logging;
 pub mod names;

@@ -10,6 +10,7 @@ use datastore::model::ipam::attr;
 use ipam::{AllowedUse, AutoAssignArgs, Ipam};
 
 use crate::error::{CniError, Result, code};
+use crate::flannel_ipam::{self, FlannelIpam};
 use crate::result::{CniResult, IpConfig};
 use crate::skel::{Invocation, Plugin};
 use crate::store;
@@ -98,10 +99,16 @@ impl Plugin for CalicoIpamPlugin {
     }
 
     async fn add(&self, inv: &Invocation) -> Result<CniResult> {
+        if let Some(f) = FlannelIpam::detect(&inv.stdin)? {
+            return flannel_ipam::add(&f, inv);
+        }
         bounded("assigning an address", add(inv)).await
     }
 
     async fn del(&self, inv: &Invocation) -> Result<()> {
+        if let Some(done) = flannel_ipam::del_if_flannel(inv) {
+            return done;
+        }
         bounded("releasing the address", async {
             let ipam = ipam_for(inv).await?;
             let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
@@ -113,6 +120,9 @@ impl Plugin for CalicoIpamPlugin {
     }
 
     async fn check(&self, inv: &Invocation) -> Result<()> {
+        if let Some(f) = FlannelIpam::detect(&inv.stdin)? {
+            return flannel_ipam::check(&f, inv);
+        }
         bounded("checking the address", async {
             let ipam = ipam_for(inv).await?;
             if ipam.ips_by_handle(&handle(inv)).await?.is_empty() {
