@@ -123,7 +123,12 @@ pub struct Cluster {
     pub dir: TempDir,
     subnets: usize,
     next_fabric_port: usize,
+    /// Distinguishes this lab's namespaces from other labs of the same test process.
+    tag: String,
 }
+
+/// Labs started by this process so far (tests run in parallel threads).
+static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn subnet_ip(subnet: usize, host: usize) -> String {
     format!("10.0.{subnet}.{host}")
@@ -138,8 +143,12 @@ impl Cluster {
             .prefix("calico-rs-lab-")
             .tempdir()?;
         let subnets = spec.node_subnets.iter().copied().max().unwrap_or(0) + 1;
-        let fabric = Netns::create("fab")?;
-        let ctl = Netns::create("ctl")?;
+        let tag = format!(
+            "L{}",
+            LABS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let fabric = Netns::create(&format!("{tag}fab"))?;
+        let ctl = Netns::create(&format!("{tag}ctl"))?;
         ctl.sh("sysctl -qw net.ipv4.ip_forward=1")?;
         for s in 0..subnets {
             let br = format!("br{s}");
@@ -170,6 +179,7 @@ impl Cluster {
             dir,
             subnets,
             next_fabric_port: 0,
+            tag,
         };
         for (i, subnet) in spec.node_subnets.iter().enumerate() {
             cluster.add_node(&format!("node{}", i + 1), *subnet)?;
@@ -206,7 +216,7 @@ impl Cluster {
     /// Adds a node namespace on `subnet` (not started).
     pub fn add_node(&mut self, name: &str, subnet: usize) -> Result<usize> {
         let index = self.nodes.len();
-        let ns = Netns::create(&format!("n{}", index + 1))?;
+        let ns = Netns::create(&format!("{}n{}", self.tag, index + 1))?;
         let address = format!("{}/24", subnet_ip(subnet, index + 1));
         self.attach(&ns, "eth0", subnet, &address)?;
         let node_dir = self.dir.path().join(name);
@@ -226,8 +236,23 @@ impl Cluster {
 
     /// Creates an extra namespace (a ToR, the outside world) owned by the lab.
     pub fn extra_namespace(&mut self, short: &str) -> Result<usize> {
-        self.extra.push(Netns::create(short)?);
+        self.extra
+            .push(Netns::create(&format!("{}{short}", self.tag))?);
         Ok(self.extra.len() - 1)
+    }
+
+    /// Attaches extra namespace `index` to `subnet` (see [`attach`](Self::attach)).
+    pub fn attach_extra(
+        &mut self,
+        index: usize,
+        dev: &str,
+        subnet: usize,
+        address: &str,
+    ) -> Result<()> {
+        let ns = self.extra.remove(index);
+        let result = self.attach(&ns, dev, subnet, address);
+        self.extra.insert(index, ns);
+        result
     }
 
     /// An extra namespace made with [`extra_namespace`](Self::extra_namespace).
@@ -305,12 +330,13 @@ impl Cluster {
         let mut conf = CalicoConf::new(&self.nodes[i].name, Store::Etcd(self.etcd_endpoint()));
         conf.mtu = 0;
         conf.mtu_file = Some(self.nodes[i].mtu_file.clone());
+        conf.ipam_lock_file = Some(self.nodes[i].run_dir.join("ipam.lock"));
         conf
     }
 
     /// Creates pod `name` on node `i` through CNI ADD; returns its index in `pods`.
     pub fn add_pod(&mut self, i: usize, name: &str) -> Result<usize> {
-        let ns = Netns::create(&format!("p-{name}"))?;
+        let ns = Netns::create(&format!("{}p-{name}", self.tag))?;
         let container_id = format!("{name}-{}", std::process::id());
         let conf = self.cni_conf(i);
         let ip = add_pod(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)

@@ -78,7 +78,7 @@ pub fn bird_tor_config(router_id: &str, asn: u32, neighbors: &[(String, u32)]) -
         conf.push_str(&format!(
             "protocol bgp peer{i} {{\n  local {router_id} as {asn};\n  neighbor {ip} as {remote_as};\n  \
              hold time 9; keepalive time 3; connect retry time 1; connect delay time 1;\n  \
-             error wait time 1, 5;\n  graceful restart on;\n  ipv4 {{ import all; export all; }};\n}}\n"
+             error wait time 1, 5;\n  graceful restart on;\n  ipv4 {{ import all; export all; next hop self; }};\n}}\n"
         ));
     }
     conf
@@ -94,7 +94,8 @@ pub struct Frr {
 }
 
 impl Frr {
-    /// Writes `bgpd_config` and starts zebra, then bgpd, in `ns`.
+    /// Writes `bgpd_config` and starts zebra, then bgpd, in `ns`. FRR drops privileges to
+    /// its `frr` user, so `dir` is handed to that user (and its parent made traversable).
     pub fn start(ns: &Netns, dir: &Path, bgpd_config: &str) -> Result<Frr> {
         fs::create_dir_all(dir)?;
         let vty_dir = dir.join("vty");
@@ -105,11 +106,14 @@ impl Frr {
         fs::write(&zconf, "hostname tor\n")?;
         let bconf = dir.join("bgpd.conf");
         fs::write(&bconf, bgpd_config)?;
+        if let Some(parent) = dir.parent() {
+            run_tool("chmod", &["755", &parent.to_string_lossy()])?;
+        }
+        run_tool("chown", &["-R", "frr:frr", &dir.to_string_lossy()])?;
         let none = BTreeMap::new();
         let zebra = ns.spawn(
             "/usr/lib/frr/zebra",
             &[
-                "-S",
                 "-f",
                 &zconf.to_string_lossy(),
                 "-i",
@@ -132,7 +136,6 @@ impl Frr {
         let bgpd = ns.spawn(
             "/usr/lib/frr/bgpd",
             &[
-                "-S",
                 "-f",
                 &bconf.to_string_lossy(),
                 "-i",
@@ -200,8 +203,21 @@ pub fn frr_tor_config(router_id: &str, asn: u32, neighbors: &[(String, u32)]) ->
     }
     conf.push_str(" address-family ipv4 unicast\n");
     for (ip, _) in neighbors {
-        conf.push_str(&format!("  neighbor {ip} activate\n"));
+        conf.push_str(&format!(
+            "  neighbor {ip} activate\n  neighbor {ip} next-hop-self\n"
+        ));
     }
     conf.push_str(" exit-address-family\n!\n");
     conf
+}
+
+fn run_tool(program: &str, args: &[&str]) -> Result<()> {
+    let status = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("{program} {args:?} failed ({status})");
+    }
+    Ok(())
 }

@@ -181,39 +181,65 @@ pub async fn start(
             .await
             .context("datastore sync stopped before the node appeared")?;
     };
-    let me = &snapshot.nodes[&local.name];
-    let local_as = node_as(&snapshot, me);
-    let port = listen_port(&snapshot, &local.name);
-    let cluster_id = me
-        .spec
-        .bgp
-        .as_ref()
-        .and_then(|b| b.route_reflector_cluster_id.as_deref())
-        .and_then(|c| c.parse::<Ipv4Addr>().ok());
-    let speaker_cfg = SpeakerConfig {
-        local_as,
-        router_id: local.ip(),
-        listen: Some(SocketAddr::new(IpAddr::V4(local.ip()), port)),
-        cluster_id,
-        graceful_restart_time: 120,
-        // We may be restarting with routes in the kernel: ask peers to keep ours.
-        restarting: true,
-        ebgp_requires_policy: true,
-        ..SpeakerConfig::default()
-    };
-    let (speaker, events) = Speaker::start(speaker_cfg).context("starting the BGP speaker")?;
-    info!(asn = local_as, router_id = %local.ip(), port, "BGP speaker started");
+    let identity = Identity::of(&snapshot, &local.name);
+    let (speaker, events) = identity.start_speaker(local.ip())?;
     let wiring = Wiring {
         speaker: speaker.clone(),
         node: local.name.clone(),
+        router_id: local.ip(),
         secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
         peers: BTreeMap::new(),
         exports: BTreeMap::new(),
-        speaker_as: local_as,
-        speaker_cluster: cluster_id,
+        identity,
     };
     let guard = spawn(wiring.run(state, events, outputs));
     Ok((speaker, guard))
+}
+
+/// What the speaker itself is configured with; a change restarts it (as Calico restarts
+/// BIRD's protocols when the node's AS or reflector role changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    local_as: u32,
+    cluster_id: Option<Ipv4Addr>,
+    port: u16,
+}
+
+impl Identity {
+    fn of(state: &ClusterState, node: &str) -> Identity {
+        let me = state.nodes.get(node);
+        Identity {
+            local_as: me.map_or_else(
+                || crate::calc::peers::global_as(state),
+                |n| node_as(state, n),
+            ),
+            cluster_id: me
+                .and_then(|n| n.spec.bgp.as_ref())
+                .and_then(|b| b.route_reflector_cluster_id.as_deref())
+                .and_then(|c| c.parse::<Ipv4Addr>().ok()),
+            port: listen_port(state, node),
+        }
+    }
+
+    fn start_speaker(
+        &self,
+        router_id: Ipv4Addr,
+    ) -> Result<(Speaker, mpsc::UnboundedReceiver<RouteEvent>)> {
+        let cfg = SpeakerConfig {
+            local_as: self.local_as,
+            router_id,
+            listen: Some(SocketAddr::new(IpAddr::V4(router_id), self.port)),
+            cluster_id: self.cluster_id,
+            graceful_restart_time: 120,
+            // We may be restarting with routes in the kernel: ask peers to keep ours.
+            restarting: true,
+            ebgp_requires_policy: true,
+            ..SpeakerConfig::default()
+        };
+        let started = Speaker::start(cfg).context("starting the BGP speaker")?;
+        info!(asn = self.local_as, %router_id, port = self.port, cluster_id = ?self.cluster_id, "BGP speaker started");
+        Ok(started)
+    }
 }
 
 /// The wiring task's state: what was last applied to the speaker.
@@ -223,8 +249,8 @@ struct Wiring {
     secrets: Box<dyn Fn(&SecretKeyRef) -> Option<String> + Send + Sync>,
     peers: BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
     exports: BTreeMap<Ipv4Net, Export>,
-    speaker_as: u32,
-    speaker_cluster: Option<Ipv4Addr>,
+    router_id: Ipv4Addr,
+    identity: Identity,
 }
 
 impl Wiring {
@@ -244,13 +270,20 @@ impl Wiring {
         let mut learned = LearnedRoutes::new();
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         let first = state.borrow_and_update().clone();
-        self.sync(&first).await;
+        if let Some(new) = self.sync(&first).await {
+            events = new;
+        }
         loop {
             tokio::select! {
                 changed = state.changed() => {
                     if changed.is_err() { return; }
                     let s = state.borrow_and_update().clone();
-                    self.sync(&s).await;
+                    if let Some(new) = self.sync(&s).await {
+                        // A new speaker re-learns everything from scratch.
+                        events = new;
+                        learned.clear();
+                        learned_tx.send_replace(Arc::new(learned.clone()));
+                    }
                     self.publish_status(&peers_out).await;
                 }
                 event = events.recv() => {
@@ -297,29 +330,33 @@ impl Wiring {
         }
     }
 
-    /// Applies the difference between desired and current peers and exports.
-    async fn sync(&mut self, state: &ClusterState) {
-        let Some(me) = state.nodes.get(&self.node) else {
-            return;
-        };
-        let asn = node_as(state, me);
-        let cluster = me
-            .spec
-            .bgp
-            .as_ref()
-            .and_then(|b| b.route_reflector_cluster_id.as_deref())
-            .and_then(|c| c.parse::<Ipv4Addr>().ok());
-        if asn != self.speaker_as || cluster != self.speaker_cluster {
-            // The speaker's own AS or reflector role changed: sessions are reset with the
-            // new identity through per-peer local AS; a full restart is left to the
-            // operator (Calico restarts BIRD for this too).
-            warn!(
-                old_as = self.speaker_as,
-                new_as = asn,
-                "node AS or route-reflector cluster changed; restart calico-node to apply it to the listener"
-            );
-            self.speaker_as = asn;
-            self.speaker_cluster = cluster;
+    /// Applies the difference between desired and current peers and exports. Returns the
+    /// new event stream when the speaker had to be restarted.
+    async fn sync(&mut self, state: &ClusterState) -> Option<mpsc::UnboundedReceiver<RouteEvent>> {
+        if !state.nodes.contains_key(&self.node) {
+            return None;
+        }
+        let mut restarted = None;
+        let identity = Identity::of(state, &self.node);
+        if identity != self.identity {
+            info!(old = ?self.identity, new = ?identity, "node AS, listen port or route-reflector role changed; restarting the BGP speaker");
+            let _ = self
+                .speaker
+                .shutdown(Some("BGP configuration changed".to_string()))
+                .await;
+            match identity.start_speaker(self.router_id) {
+                Ok((speaker, events)) => {
+                    self.speaker = speaker;
+                    self.identity = identity;
+                    self.peers.clear();
+                    self.exports.clear();
+                    restarted = Some(events);
+                }
+                Err(e) => {
+                    warn!(error = %e, "BGP speaker did not restart; will retry on the next change");
+                    return None;
+                }
+            }
         }
         let secrets = &self.secrets;
         let desired = desired_peers(&PeerInput {
@@ -382,6 +419,7 @@ impl Wiring {
             }
         }
         self.exports = exports;
+        restarted
     }
 }
 
