@@ -43,6 +43,8 @@ pub enum Command {
     Ipam(crate::commands::ipam::IpamArgs),
     /// Calico node management (status of the local calico-node).
     Node(crate::commands::node::NodeArgs),
+    /// Flannel backend: the subnet leases (`flannel subnets`).
+    Flannel(crate::commands::flannel::FlannelArgs),
 }
 
 /// `get ( (<KIND> [<NAME>...]) | --filename=<FILENAME>) [--output=<OUTPUT>] ...`

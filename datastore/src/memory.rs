@@ -279,6 +279,15 @@ impl Datastore for MemoryStore {
     async fn revision(&self) -> Result<Revision> {
         Ok(self.state().revision)
     }
+
+    async fn lease_time_to_live(&self, lease: LeaseId) -> Result<Option<Duration>> {
+        let state = self.state();
+        let l = state
+            .leases
+            .get(&lease)
+            .ok_or(Error::LeaseNotFound(lease))?;
+        Ok(Some(l.deadline.saturating_duration_since(Instant::now())))
+    }
 }
 
 #[cfg(test)]

@@ -87,4 +87,12 @@ pub trait Datastore: Send + Sync + 'static {
 
     /// The current store revision.
     async fn revision(&self) -> Result<Revision>;
+
+    /// How long `lease` has left, for display (`calicoctl flannel subnets`):
+    /// `Error::LeaseNotFound` once it has expired, `Ok(None)` from a backend that cannot
+    /// tell (the default).
+    async fn lease_time_to_live(&self, lease: LeaseId) -> Result<Option<Duration>> {
+        let _ = lease;
+        Ok(None)
+    }
 }

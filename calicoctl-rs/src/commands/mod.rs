@@ -3,6 +3,7 @@
 mod apply;
 mod create;
 mod delete;
+pub(crate) mod flannel;
 mod get;
 pub(crate) mod ipam;
 pub(crate) mod node;
@@ -35,5 +36,6 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Version(_) => version::run(cfg).await,
         Command::Ipam(args) => ipam::run(crate::config::connect(cfg).await?, args).await,
         Command::Node(args) => node::run(args).await,
+        Command::Flannel(args) => flannel::run(crate::config::connect(cfg).await?, args).await,
     }
 }

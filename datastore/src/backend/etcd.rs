@@ -358,6 +358,22 @@ impl Datastore for EtcdStore {
             .map(|_| ())
     }
 
+    async fn lease_time_to_live(&self, lease: LeaseId) -> Result<Option<Duration>> {
+        let mut client = self.client.clone();
+        let resp = self
+            .call_with_lease(
+                "lease time to live",
+                Some(lease),
+                client.lease_time_to_live(lease, None),
+            )
+            .await?;
+        match u64::try_from(resp.ttl()) {
+            Ok(secs) => Ok(Some(Duration::from_secs(secs))),
+            // etcd answers -1 for an expired or unknown lease.
+            Err(_) => Err(Error::LeaseNotFound(lease)),
+        }
+    }
+
     async fn revision(&self) -> Result<Revision> {
         let mut client = self.client.clone();
         let resp = self
