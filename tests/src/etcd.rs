@@ -131,6 +131,8 @@ pub struct EtcdServer {
     log: PathBuf,
     /// etcd's arguments, kept for [`restart`](Self::restart) (local servers only).
     local_args: Option<Vec<String>>,
+    /// etcd's arguments, kept for [`restart_in`](Self::restart_in) (lab servers).
+    netns_args: Option<Vec<String>>,
     dir: TempDir,
 }
 
@@ -245,7 +247,8 @@ impl EtcdServer {
             process: Some(process),
             endpoint: client_url,
             log,
-            local_args: ns.is_none().then_some(args),
+            local_args: ns.is_none().then(|| args.clone()),
+            netns_args: ns.is_some().then_some(args),
             dir,
         };
         server.wait_ready(0)?;
@@ -323,6 +326,24 @@ impl EtcdServer {
         let child = spawn_local(&args, &self.log)?;
         fs::write(self.dir.path().join(PID_FILE), child.id().to_string())?;
         self.process = Some(Process::Local(child));
+        self.wait_ready(usize::try_from(from).unwrap_or(usize::MAX))
+    }
+
+    /// Starts a lab server (from [`start_in`](Self::start_in)) again inside `ns`, on the same
+    /// address and data, after [`kill`](Self::kill) (or killing it first); returns once it
+    /// serves.
+    pub fn restart_in(&mut self, ns: &Netns) -> Result<()> {
+        let Some(args) = self.netns_args.clone() else {
+            bail!("restart_in is only supported for servers from start_in");
+        };
+        self.kill();
+        let from = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let daemon = ns.spawn("etcd", &argv, &Default::default(), &self.log)?;
+        if let Some(pid) = daemon.pid() {
+            fs::write(self.dir.path().join(PID_FILE), pid.to_string())?;
+        }
+        self.process = Some(Process::Netns(daemon));
         self.wait_ready(usize::try_from(from).unwrap_or(usize::MAX))
     }
 

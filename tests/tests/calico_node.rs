@@ -222,3 +222,251 @@ fn tor_bird_ebgp_carries_pod_traffic_between_nodes() {
 fn tor_frr_ebgp_carries_pod_traffic_between_nodes() {
     tor_case(true);
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
+fn route_reflector_with_four_clients_reflects_every_block() {
+    let mut c = mesh(5);
+    let patch = c
+        .calicoctl(
+            0,
+            &[
+                "patch",
+                "node",
+                "node1",
+                "-p",
+                r#"{"metadata":{"labels":{"route-reflector":"true"}},"spec":{"bgp":{"routeReflectorClusterID":"244.0.0.1"}}}"#,
+            ],
+        )
+        .expect("calicoctl");
+    assert!(patch.status.success(), "{}", text(&patch));
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: peer-with-route-reflectors}
+spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: false}
+",
+    )
+    .expect("apply");
+    // iBGP reflection keeps the originating node as next hop.
+    for owner in 0..5 {
+        for other in (0..5).filter(|o| *o != owner) {
+            wait_route(
+                &c,
+                other,
+                &format!(
+                    "{} via {} dev eth0 proto bird",
+                    block_of(&c, owner),
+                    c.nodes[owner].ip()
+                ),
+            );
+        }
+    }
+    assert_all_ping(&c);
+    assert!(
+        wait_until(WAIT, || {
+            let s = node_status(&c, 2);
+            s.lines()
+                .any(|l| l.starts_with("| 10.0.0.1 ") && l.contains("| node specific | up "))
+                && !s.contains("mesh")
+        }),
+        "{}",
+        node_status(&c, 2)
+    );
+    let rr = node_status(&c, 0);
+    assert_eq!(
+        rr.lines()
+            .filter(|l| l.contains("| node specific | up"))
+            .count(),
+        4,
+        "{rr}"
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
+fn blocks_come_and_go_and_nodes_join_and_leave() {
+    // /29 blocks (8 addresses) so a second block is claimed after a few pods; empty blocks
+    // are released after 1 s.
+    let mut c = Cluster::start(
+        LabSpec::nodes(2)
+            .env("CALICO_IPV4POOL_CIDR", POOL)
+            .env("CALICO_IPV4POOL_BLOCK_SIZE", "29")
+            .env("CALICO_IPAM_EMPTY_BLOCK_GRACE", "1"),
+    )
+    .expect("lab");
+    let mut on_node1 = Vec::new();
+    for k in 0..10 {
+        on_node1.push(c.add_pod(0, &format!("a{k}")).expect("pod"));
+    }
+    let first = Ipv4Net::new(c.pods[0].ip, 29).expect("net").trunc();
+    let second_pods: Vec<usize> = on_node1
+        .iter()
+        .copied()
+        .filter(|p| !first.contains(&c.pods[*p].ip))
+        .collect();
+    assert!(!second_pods.is_empty(), "10 pods fit in one /29?");
+    let second = Ipv4Net::new(c.pods[second_pods[0]].ip, 29)
+        .expect("net")
+        .trunc();
+    wait_route(&c, 0, &format!("blackhole {second} proto bird"));
+    wait_route(&c, 1, &format!("{second} via 10.0.0.1 dev eth0 proto bird"));
+
+    // Delete every pod of the second block: the block is released everywhere.
+    for p in second_pods.iter().rev() {
+        c.delete_pod(*p).expect("delete pod");
+    }
+    wait_no_route(&c, 0, &format!("blackhole {second}"));
+    wait_no_route(&c, 1, &second.to_string());
+    wait_route(&c, 1, &format!("{first} via 10.0.0.1 dev eth0 proto bird"));
+
+    // A third node joins: it learns every block and is learned by all.
+    let n3 = c.add_node("node3", 0).expect("node3");
+    c.start_agent(n3).expect("agent");
+    let p3 = c.add_pod(n3, "c0").expect("pod on node3");
+    let block3 = Ipv4Net::new(c.pods[p3].ip, 29).expect("net").trunc();
+    wait_route(&c, n3, &format!("{first} via 10.0.0.1 dev eth0 proto bird"));
+    wait_route(&c, 0, &format!("{block3} via 10.0.0.3 dev eth0 proto bird"));
+    assert!(wait_until(WAIT, || c.pods_ping(0, p3)), "{}", c.logs(30));
+
+    // It leaves: removed from the datastore, it disappears from every peer list.
+    c.stop_agent(n3);
+    let del = c
+        .calicoctl(0, &["delete", "node", "node3"])
+        .expect("calicoctl");
+    assert!(del.status.success(), "{}", text(&del));
+    assert!(
+        wait_until(WAIT, || !node_status(&c, 0).contains("10.0.0.3")),
+        "{}",
+        node_status(&c, 0)
+    );
+    wait_no_route(&c, 0, &block3.to_string());
+}
+
+/// Starts `ping` from pod `from` to pod `to` every 100 ms for `count` packets; returns
+/// the child so the caller can wait for its summary.
+fn ping_in_background(c: &Cluster, from: usize, to: usize, count: u32) -> std::process::Child {
+    c.pods[from]
+        .ns
+        .command("ping")
+        .args([
+            "-i",
+            "0.1",
+            "-c",
+            &count.to_string(),
+            "-W",
+            "1",
+            &c.pods[to].ip.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping")
+}
+
+/// (transmitted, received) from ping's summary line.
+fn ping_summary(child: std::process::Child) -> (u32, u32) {
+    let out = child.wait_with_output().expect("ping output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_else(|| panic!("no ping summary: {text}"));
+    let nums: Vec<u32> = line
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    (nums[0], nums[1])
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
+fn calico_node_killed_and_restarted_loses_no_ping() {
+    let mut c = mesh(3);
+    assert_all_ping(&c);
+    let block2 = block_of(&c, 1);
+    let ping = ping_in_background(&c, 0, 1, 60);
+    std::thread::sleep(Duration::from_millis(500));
+    c.kill_agent(1);
+    std::thread::sleep(Duration::from_secs(2));
+    // Routes stay in every kernel while node2's agent is gone.
+    assert!(c.nodes[0].has_route(&format!("{block2} via 10.0.0.2")));
+    assert!(c.nodes[1].has_route(&format!("blackhole {block2}")));
+    c.start_agent(1).expect("restart");
+    let (sent, got) = ping_summary(ping);
+    println!("calico-node kill -9 and restart under ping: {sent} sent, {got} received");
+    assert_eq!(
+        sent,
+        got,
+        "pings were lost across the restart\n{}",
+        c.logs(40)
+    );
+    // The restarted node is back in the mesh and still routes everything.
+    assert!(
+        wait_until(WAIT, || node_status(&c, 1).matches("| up    |").count()
+            == 2),
+        "{}",
+        node_status(&c, 1)
+    );
+    wait_route(&c, 1, &format!("{} via 10.0.0.1", block_of(&c, 0)));
+    assert_all_ping(&c);
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
+fn etcd_outage_leaves_the_dataplane_alone_and_agents_catch_up() {
+    let mut c = mesh(3);
+    assert_all_ping(&c);
+    c.etcd.kill();
+    // 20 s without a datastore: traffic keeps flowing all along.
+    let ping = ping_in_background(&c, 0, 2, 200);
+    let (sent, got) = ping_summary(ping);
+    println!("etcd down for 20 s under ping: {sent} sent, {got} received");
+    assert_eq!(sent, got, "pings lost while etcd was down");
+    assert!(node_status(&c, 0).contains("WARNING: datastore connection is reconnecting"));
+    c.etcd.restart_in(&c.ctl).expect("etcd restart");
+    // A change made after etcd is back reaches every agent: switch the mesh off.
+    assert!(
+        wait_until(WAIT, || c
+            .apply(
+                "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: false}
+"
+            )
+            .is_ok()),
+        "etcd did not come back"
+    );
+    for n in 0..3 {
+        assert!(
+            wait_until(WAIT, || node_status(&c, n).contains("No IPv4 peers found.")),
+            "{}",
+            node_status(&c, n)
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
+fn a_route_deleted_by_hand_is_put_back() {
+    let c = mesh(2);
+    let route = format!("{} via 10.0.0.2 dev eth0 proto bird", block_of(&c, 1));
+    wait_route(&c, 0, &route);
+    c.nodes[0]
+        .ns
+        .ip(&["route", "del", &block_of(&c, 1)])
+        .expect("route del");
+    wait_route(&c, 0, &route);
+    let blackhole = format!("blackhole {} proto bird", block_of(&c, 0));
+    c.nodes[0]
+        .ns
+        .ip(&["route", "del", "blackhole", &block_of(&c, 0)])
+        .expect("route del");
+    wait_route(&c, 0, &blackhole);
+}
