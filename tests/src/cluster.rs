@@ -424,3 +424,6 @@ impl Cluster {
             .join("\n")
     }
 }
+
+mod flannel;
+pub use flannel::{FLANNEL_PREFIX, FlannelLease};
