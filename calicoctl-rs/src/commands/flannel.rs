@@ -203,6 +203,14 @@ pub async fn rows(ds: &Arc<dyn Datastore>, prefix: &str) -> CliResult<Vec<Subnet
         }
         out.push(row);
     }
+    // By address, not by key text (10.244.5.0 before 10.244.25.0).
+    out.sort_by_key(|r| {
+        let (ip, len) = r.subnet.split_once('/').unwrap_or((&r.subnet, ""));
+        (
+            ip.parse::<std::net::Ipv4Addr>().ok(),
+            len.parse::<u8>().ok(),
+        )
+    });
     Ok(out)
 }
 
