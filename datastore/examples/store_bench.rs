@@ -1,7 +1,7 @@
 //! Prints figures for both datastore backends from one run on this machine (a benchmark, not
 //! a test: nothing is asserted): sequential and concurrent compare-and-swap throughput,
-//! watch latency (same client, and another client polling the same file or etcd), and lease
-//! expiry latency (deadline to Delete event).
+//! watch latency (same client, and another client polling the same file or etcd), lease
+//! expiry latency (deadline to Delete event), and the CPU idle local watches use.
 //!
 //! Run: `cargo run --release -p datastore --example store_bench` (starts its own etcd, from
 //! the `etcd-server` package; set `ETCD_ENDPOINTS_FOR_TESTS` to use another).
@@ -26,7 +26,18 @@ async fn main() -> Result<()> {
     let path = dir.path().join("datastore.db");
     let a: Arc<dyn Datastore> = Arc::new(LocalStore::open(&path)?);
     let b: Arc<dyn Datastore> = Arc::new(LocalStore::open(&path)?);
-    report("local", a, b).await?;
+    report("local", a.clone(), b).await?;
+    let mut watches = Vec::new();
+    for i in 0..10 {
+        watches.push(a.watch(&format!("/idle/{i}/"), 0).await?);
+    }
+    let before = cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    println!(
+        "10 idle watches:               {:>8.2} % of one core",
+        (cpu_seconds() - before) / 5.0 * 100.0
+    );
+    drop(watches);
 
     let etcd = tokio::task::spawn_blocking(lab::TestEtcd::from_env_or_start).await??;
     let a: Arc<dyn Datastore> =
@@ -125,7 +136,7 @@ async fn report(name: &str, a: Arc<dyn Datastore>, b: Arc<dyn Datastore>) -> Res
     Ok(())
 }
 
-/// Per write by `writer`: the time until `watcher`'s watch delivers it.
+/// Per write by `writer`: the time from the write call until `watcher`'s watch delivers it.
 async fn watch_latency(
     writer: &dyn Datastore,
     watcher: &dyn Datastore,
@@ -134,6 +145,8 @@ async fn watch_latency(
     let mut w = watcher.watch(prefix, 0).await?;
     let mut out = Vec::new();
     for i in 0..WATCHED {
+        // A random pause first, so writes do not fall in step with a poller.
+        tokio::time::sleep(Duration::from_micros(rand::random::<u64>() % 20_000)).await;
         let start = Instant::now();
         let rev = writer
             .create(&format!("{prefix}{i}"), b"x".to_vec(), None)
@@ -148,4 +161,23 @@ async fn watch_latency(
         out.push(start.elapsed());
     }
     Ok(out)
+}
+
+/// CPU time (user + system) this process has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in clock ticks of 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
 }

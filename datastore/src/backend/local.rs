@@ -5,17 +5,19 @@
 //! Every write is one `BEGIN IMMEDIATE` transaction (SQLite's single writer lock, waited for
 //! up to the busy timeout), which first sweeps expired leases: each expired lease deletes its
 //! keys at a revision of its own, with Delete events. Reads sweep too when a deadline has
-//! passed, so an expired key is never returned. Watches poll the event log (and sweep) every
-//! [`LocalOptions::poll_interval`], and wake at once for writes made through the same
-//! `LocalStore`.
+//! passed, so an expired key is never returned. Watches read the event log when woken: at
+//! once for writes made through the same `LocalStore`, and within
+//! [`LocalOptions::poll_interval`] for other processes' writes and for lease expiry (one
+//! detector thread per store checks SQLite's change counter, see [`detector`]).
 
 mod clock;
+mod detector;
 mod ops;
 mod schema;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,8 +43,8 @@ pub struct LocalOptions {
     /// How many revisions of events the log keeps; a watch starting further back gets
     /// [`Error::Compacted`]. Default 10 000.
     pub history: i64,
-    /// How often a watch looks for writes made by other processes (and for expired leases).
-    /// Default 15 ms.
+    /// How often the store looks for writes made by other processes (and for expired leases)
+    /// while it has watches. Default 15 ms.
     pub poll_interval: Duration,
     /// How long a write waits for another process's write to finish before failing.
     /// Default 10 s.
@@ -72,9 +74,11 @@ struct Inner {
     options: LocalOptions,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
-    /// Notified after every commit made through this store, so local watches need not wait
-    /// for their next poll.
-    written: Notify,
+    /// Wakes this store's watches: notified after every commit made through the store, and
+    /// by the [`detector`] when another process committed or a lease deadline passed.
+    changed: Notify,
+    /// Starts the [`detector`] with the first watch.
+    detector: Once,
 }
 
 // ===== impl LocalStore =====
@@ -112,7 +116,8 @@ impl LocalStore {
                 options,
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
-                written: Notify::new(),
+                changed: Notify::new(),
+                detector: Once::new(),
             }),
         })
     }
@@ -149,7 +154,7 @@ impl LocalStore {
         let inner = self.inner.clone();
         self.blocking(move || {
             let out = inner.write_txn(f);
-            inner.written.notify_waiters();
+            inner.changed.notify_waiters();
             out
         })
         .await
@@ -170,7 +175,7 @@ impl LocalStore {
             };
             if due {
                 inner.write_txn(|_| Ok(()))?;
-                inner.written.notify_waiters();
+                inner.changed.notify_waiters();
             }
             let mut conn = inner.reader()?;
             let tx = conn.transaction().map_err(sql_err)?;

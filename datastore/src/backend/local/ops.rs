@@ -187,6 +187,19 @@ pub(super) fn lease_expiry_due(c: &Connection, now_ms: i64) -> Result<bool> {
     .map_err(sql_err)
 }
 
+/// The earliest lease deadline, if any lease exists.
+pub(super) fn next_lease_expiry(c: &Connection) -> Result<Option<i64>> {
+    c.query_row("SELECT MIN(expiry_ms) FROM leases", [], |r| r.get(0))
+        .map_err(sql_err)
+}
+
+/// SQLite's counter of commits made by *other* connections to the file: unchanged means
+/// nothing new to read.
+pub(super) fn data_version(c: &Connection) -> Result<i64> {
+    c.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(sql_err)
+}
+
 // ===== writes (inside an IMMEDIATE transaction) =====
 
 fn write_put(
