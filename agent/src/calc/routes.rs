@@ -145,8 +145,9 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
 }
 
 /// Routes BGP learned, programmed as Calico's BIRD kernel filter does: IPIP pools through
-/// tunl0 (onlink) unless CrossSubnet and the next hop is on our subnet; VXLAN pools not at
-/// all (the datastore drives those); everything else via the next hop.
+/// tunl0 (onlink) unless CrossSubnet and the next hop is on our subnet; VXLAN pools only
+/// until the datastore's VXLAN route for the prefix exists (same-subnet next hops only);
+/// everything else via the next hop.
 fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut DesiredState) {
     let local = input.local;
     for (prefix, next_hop) in input.learned {
@@ -159,7 +160,15 @@ fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut 
         }
         let same_subnet = local.same_subnet(*next_hop);
         let target = match pool_of(input.state, prefix).map(|p| encap_for(p, same_subnet)) {
-            Some(Encap::Vxlan) => continue,
+            // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
+            // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
+            // switching a pool to VXLAN leaves no instant without a route.
+            Some(Encap::Vxlan) if !same_subnet => continue,
+            Some(Encap::Vxlan) => RouteTarget::Gateway {
+                via: *next_hop,
+                dev: Some(local.interface.clone()),
+                onlink: false,
+            },
             Some(Encap::Ipip) => RouteTarget::Gateway {
                 via: *next_hop,
                 dev: Some(IPIP_DEVICE.into()),

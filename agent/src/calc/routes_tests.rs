@@ -249,3 +249,44 @@ fn vxlan_mode_switched_off_leaves_no_device_or_tunnel_state() {
     let d = desired_state(&input);
     assert!(d.vxlan_devices.is_empty() && d.neighbours.is_empty() && d.fdb.is_empty());
 }
+
+#[test]
+fn a_pool_switched_to_vxlan_keeps_same_subnet_learned_routes_until_the_vteps_are_known() {
+    // The pool is VXLAN now, but no node has its tunnel address yet.
+    let mut s = cluster(
+        vec![
+            node("n1", "10.0.0.1/24"),
+            node("n2", "10.0.0.2/24"),
+            node("n3", "10.0.1.3/24"),
+        ],
+        vec![pool("p", "10.244.0.0/16", Never, Always)],
+    );
+    let me = local("n1", "10.0.0.1/24");
+    let learned = learned(&[("10.244.2.0/26", "10.0.0.2"), ("10.244.3.0/26", "10.0.1.3")]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    assert_eq!(
+        routes(&input),
+        vec!["10.244.2.0/26 via 10.0.0.2 dev eth0 proto bird"]
+    );
+    // Once the VTEPs are there, the VXLAN routes take over.
+    s = vxlan_cluster(Always);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    assert_eq!(
+        routes(&input),
+        vec![
+            "blackhole 10.244.1.0/26 proto bird",
+            "10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink proto 80",
+            "10.244.3.0/26 via 10.244.3.0 dev vxlan.calico onlink proto 80",
+        ]
+    );
+}

@@ -53,6 +53,15 @@ pub struct DataplaneHealth {
     pub nat_unavailable: Option<String>,
 }
 
+/// The halves of a make-before-break update of neighbours and FDB entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Add what is missing (before the routes).
+    Add,
+    /// Remove what is no longer wanted (after the routes).
+    Remove,
+}
+
 /// Owns the kernel state calico-node programs.
 pub struct Dataplane<K: Kernel> {
     kernel: K,
@@ -123,9 +132,15 @@ impl<K: Kernel> Dataplane<K> {
         let links = self.kernel.links().await?;
         self.apply_devices(&links, &mut report).await;
         self.apply_workload_sysctls(&links, &mut report).await;
-        self.apply_neighbours(&mut report).await;
-        self.apply_fdb(&mut report).await;
+        // Make before break: new neighbours and FDB entries go in before the routes that
+        // need them; stale ones and unwanted devices go only once no route uses them (a
+        // pool switching mode keeps its traffic flowing).
+        self.apply_neighbours(&mut report, Step::Add).await;
+        self.apply_fdb(&mut report, Step::Add).await;
         let routes = self.routes.reconcile(&self.kernel, now).await?;
+        self.apply_neighbours(&mut report, Step::Remove).await;
+        self.apply_fdb(&mut report, Step::Remove).await;
+        self.remove_unwanted_devices(&links, &mut report).await;
         report.routes_added = routes.added;
         report.routes_removed = routes.removed;
         report.failures.extend(routes.failures);
@@ -213,6 +228,22 @@ impl<K: Kernel> Dataplane<K> {
         }
     }
 
+    /// Deletes the VXLAN devices nothing wants any more (after their routes are gone).
+    async fn remove_unwanted_devices(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
+        for name in [VXLAN_DEVICE, FLANNEL_DEVICE] {
+            let wanted = self.desired.vxlan_devices.iter().any(|d| d.name == name);
+            if !wanted && links.iter().any(|l| l.name == name) {
+                match self.kernel.delete_link(name).await {
+                    Ok(()) | Err(KernelError::NotFound(_)) => {
+                        info!(device = name, "removed device no pool uses any more");
+                        report.other_changes += 1;
+                    }
+                    Err(e) => report.failures.push(format!("removing {name}: {e}")),
+                }
+            }
+        }
+    }
+
     /// natOutgoing, when a [`NatTable`] is attached (it reads the kernel only when the
     /// wanted state changed or its resync is due).
     async fn apply_nat(&mut self, now: Instant, report: &mut ApplyReport) {
@@ -265,7 +296,7 @@ impl<K: Kernel> Dataplane<K> {
         }
     }
 
-    async fn apply_neighbours(&mut self, report: &mut ApplyReport) {
+    async fn apply_neighbours(&mut self, report: &mut ApplyReport, step: Step) {
         for dev in self.desired.vxlan_devices.clone() {
             let want: BTreeSet<&Neighbour> = self
                 .desired
@@ -280,10 +311,13 @@ impl<K: Kernel> Dataplane<K> {
                     continue;
                 }
             };
-            for n in have.iter().filter(|n| !want.contains(n)) {
-                if self.kernel.delete_neighbour(n).await.is_ok() {
-                    report.other_changes += 1;
+            if step == Step::Remove {
+                for n in have.iter().filter(|n| !want.contains(n)) {
+                    if self.kernel.delete_neighbour(n).await.is_ok() {
+                        report.other_changes += 1;
+                    }
                 }
+                continue;
             }
             for n in want.into_iter().filter(|n| !have.contains(n)) {
                 match self.kernel.replace_neighbour(n).await {
@@ -294,7 +328,7 @@ impl<K: Kernel> Dataplane<K> {
         }
     }
 
-    async fn apply_fdb(&mut self, report: &mut ApplyReport) {
+    async fn apply_fdb(&mut self, report: &mut ApplyReport, step: Step) {
         for dev in self.desired.vxlan_devices.clone() {
             let want: BTreeSet<&FdbEntry> = self
                 .desired
@@ -309,10 +343,13 @@ impl<K: Kernel> Dataplane<K> {
                     continue;
                 }
             };
-            for e in have.iter().filter(|e| !want.contains(e)) {
-                if self.kernel.delete_fdb(e).await.is_ok() {
-                    report.other_changes += 1;
+            if step == Step::Remove {
+                for e in have.iter().filter(|e| !want.contains(e)) {
+                    if self.kernel.delete_fdb(e).await.is_ok() {
+                        report.other_changes += 1;
+                    }
                 }
+                continue;
             }
             for e in want.into_iter().filter(|e| !have.contains(e)) {
                 match self.kernel.replace_fdb(e).await {
