@@ -174,18 +174,6 @@ impl<K: Kernel> Dataplane<K> {
                     .push(format!("configuring {}: {e}", dev.name)),
             }
         }
-        for name in [VXLAN_DEVICE, FLANNEL_DEVICE] {
-            let wanted = self.desired.vxlan_devices.iter().any(|d| d.name == name);
-            if !wanted && find(name).is_some() {
-                match self.kernel.delete_link(name).await {
-                    Ok(()) | Err(KernelError::NotFound(_)) => {
-                        info!(device = name, "removed device no pool uses any more");
-                        report.other_changes += 1;
-                    }
-                    Err(e) => report.failures.push(format!("removing {name}: {e}")),
-                }
-            }
-        }
         match (&self.desired.ipip, find(IPIP_DEVICE)) {
             (Some(want), current) => {
                 let in_sync = current.is_some_and(|l| {
