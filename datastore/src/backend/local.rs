@@ -17,7 +17,7 @@ mod schema;
 mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,8 +77,8 @@ struct Inner {
     /// Wakes this store's watches: notified after every commit made through the store, and
     /// by the [`detector`] when another process committed or a lease deadline passed.
     changed: Notify,
-    /// Starts the [`detector`] with the first watch.
-    detector: Once,
+    /// Whether the [`detector`] runs (it starts with the first watch).
+    detector: Mutex<bool>,
 }
 
 // ===== impl LocalStore =====
@@ -117,7 +117,7 @@ impl LocalStore {
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
                 changed: Notify::new(),
-                detector: Once::new(),
+                detector: Mutex::new(false),
             }),
         })
     }

@@ -10,13 +10,18 @@ use rusqlite::Connection;
 use super::{Inner, clock, ops, schema, write_on};
 use crate::error::{Error, Result};
 
-/// Starts the detector for `inner` (once; later calls do nothing).
+/// Starts the detector for `inner` unless it runs already (a failed start is retried by the
+/// next watch). It then runs as long as the store.
 pub(super) fn ensure_started(inner: &Arc<Inner>) -> Result<()> {
-    let mut started = Ok(());
-    inner.detector.call_once(|| {
-        started = start(inner);
-    });
-    started
+    let mut started = inner
+        .detector
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !*started {
+        start(inner)?;
+        *started = true;
+    }
+    Ok(())
 }
 
 fn start(inner: &Arc<Inner>) -> Result<()> {
