@@ -8,7 +8,7 @@
 //! passed, so an expired key is never returned. Watches read the event log when woken: at
 //! once for writes made through the same `LocalStore`, and within
 //! [`LocalOptions::poll_interval`] for other processes' writes and for lease expiry (one
-//! detector thread per store checks SQLite's change counter, see [`detector`]).
+//! detector thread per store checks SQLite's change counter, the `detector` module).
 
 mod clock;
 mod detector;
