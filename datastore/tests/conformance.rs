@@ -172,6 +172,7 @@ conformance!(
         keep_alive_keeps_a_key_past_its_ttl,
         revoke_deletes_every_key_of_the_lease_at_one_revision,
         update_replaces_the_lease,
+        lease_time_to_live_counts_down_and_ends_with_the_lease,
     ],
     store_wide: [watch_from_before_compaction_is_refused],
 );
@@ -688,6 +689,22 @@ async fn update_replaces_the_lease(f: Fixture) {
         .expect("get")
         .expect("detached key survives");
     assert_eq!(text(&kv), "2");
+}
+
+async fn lease_time_to_live_counts_down_and_ends_with_the_lease(f: Fixture) {
+    let s = f.store.as_ref();
+    let lease = s.grant_lease(Duration::from_secs(60)).await.expect("grant");
+    let left = s
+        .lease_time_to_live(lease.id)
+        .await
+        .expect("time to live")
+        .expect("both backends know it");
+    assert!(left <= lease.ttl && left > Duration::ZERO, "{left:?}");
+    s.revoke_lease(lease.id).await.expect("revoke");
+    assert!(matches!(
+        s.lease_time_to_live(lease.id).await,
+        Err(Error::LeaseNotFound(_))
+    ));
 }
 
 // ===== local backend only =====

@@ -326,6 +326,13 @@ impl Datastore for LocalStore {
         self.write(move |c| ops::revoke_lease(c, lease)).await
     }
 
+    async fn lease_time_to_live(&self, lease: LeaseId) -> Result<Option<Duration>> {
+        let ms = self
+            .read(move |c| ops::lease_remaining_ms(c, lease, clock::now_ms()?))
+            .await?;
+        Ok(Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0))))
+    }
+
     async fn revision(&self) -> Result<Revision> {
         self.read(ops::revision).await
     }

@@ -193,6 +193,20 @@ pub(super) fn next_lease_expiry(c: &Connection) -> Result<Option<i64>> {
         .map_err(sql_err)
 }
 
+/// Milliseconds a lease has left (`LeaseNotFound` if it is gone).
+pub(super) fn lease_remaining_ms(c: &Connection, id: LeaseId, now_ms: i64) -> Result<i64> {
+    let expiry: Option<i64> = c
+        .query_row("SELECT expiry_ms FROM leases WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(sql_err)?;
+    match expiry {
+        Some(expiry) => Ok((expiry - now_ms).max(0)),
+        None => Err(Error::LeaseNotFound(id)),
+    }
+}
+
 /// SQLite's counter of commits made by *other* connections to the file: unchanged means
 /// nothing new to read.
 pub(super) fn data_version(c: &Connection) -> Result<i64> {
