@@ -51,6 +51,22 @@ fn wait_mtu_file(c: &Cluster, mtu: u32) {
     }
 }
 
+/// The sample pool file for a VXLAN mode (all of them: 10.244.0.0/16, natOutgoing).
+fn example_pool(vxlan: Mode) -> String {
+    let file = match vxlan {
+        Mode::Never => "ippool.yaml",
+        Mode::Always => "ippool-vxlan.yaml",
+        Mode::CrossSubnet => "ippool-vxlan-crosssubnet.yaml",
+    };
+    let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("sample pool");
+    assert!(
+        text.contains(&format!("cidr: {POOL_CIDR}")),
+        "{path} is not the lab's pool"
+    );
+    text
+}
+
 /// True when `ip` lies in `block` (`a.b.c.d/len`).
 fn in_block(ip: &str, block: &str) -> bool {
     let parse = |s: &str| s.parse::<std::net::Ipv4Addr>().ok().map(u32::from);
@@ -264,7 +280,8 @@ impl Switch<'_> {
             "no baseline ping before the switch"
         );
         let applied = unix_now();
-        c.apply(&pool_yaml(Mode::Never, mode, true)).expect("apply");
+        // The pools a user would apply: the sample files.
+        c.apply(&example_pool(mode)).expect("apply");
         wait_mode(c, Backend::Bgp, Mode::Never, mode);
         let settled = unix_now() - applied;
         let mut report = Vec::new();
