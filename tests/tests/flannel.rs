@@ -498,6 +498,39 @@ fn direct_routing_skips_encapsulation_only_towards_same_subnet_nodes() {
     all_pods_ping(&c);
 }
 
+#[test]
+#[ignore = "needs root netns: cargo build --workspace --bins && cargo test -p lab --test flannel -- --ignored"]
+fn ip_masq_lets_pods_reach_hosts_outside_the_network() {
+    let (_lab, mut c) = lab(2);
+    c.put_flannel_config(VXLAN).expect("etcdctl put");
+    start_all(&mut c, &env(&[("FLANNELD_IP_MASQ", "true")]));
+    let subnets: Vec<String> = (0..2).map(|i| subnet_of(&c, i)).collect();
+    assert!(
+        c.flannel_subnet_env(0)
+            .is_some_and(|t| t.ends_with("FLANNEL_IPMASQ=true\n"))
+    );
+    wait_full_mesh(&c, &subnets, true);
+    one_pod_per_node(&mut c, "m");
+    // The lab's router knows nothing of 10.244.0.0/16: its replies only come back to the
+    // pod because the node masqueraded the request.
+    let router = lab::cluster::CTL_IP;
+    if !wait_until(WAIT, || c.pods[0].ns.ping(router, 1)) {
+        let nat = c.nodes[0]
+            .ns
+            .exec("iptables-save", &["-t", "nat"])
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        fail(&c, &format!("pod cannot reach {router}: {nat:?}"));
+    }
+    let sets = c.nodes[0]
+        .ns
+        .exec("ipset", &["list", "cali40masq-ipam-pools"])
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .expect("ipset");
+    assert!(sets.contains("10.244.0.0/16"), "{sets}");
+    // Pod to pod is not masqueraded and still works.
+    all_pods_ping(&c);
+}
+
 /// Runs `f` on a thread inside network namespace `ns` (the lab's control namespace, where
 /// etcd listens), so the test process itself never talks on the root namespace.
 fn in_netns<T: Send + 'static>(ns: &lab::Netns, f: impl FnOnce() -> T + Send + 'static) -> T {

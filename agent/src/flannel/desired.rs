@@ -10,8 +10,9 @@
 //! dev <iface>` instead. host-gw: `<subnet> via <PublicIP> dev <iface>`. Every route has
 //! protocol `boot` (`ip route` shows no `proto`, as flannel's), and the whole network is
 //! declared managed so stale `proto boot` routes in it (a previous backend) are removed.
+//! With `--ip-masq`, traffic from the network to anywhere outside it is masqueraded.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -22,6 +23,7 @@ use super::lease::{LeaseAttrs, SubnetLease};
 use super::subnet::overlaps;
 use crate::calc::tunnels::VXLAN_OVERHEAD;
 use crate::dataplane::apply::DesiredState;
+use crate::dataplane::nat::NatOutgoing;
 use crate::dataplane::types::{FdbEntry, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice};
 
 /// This node as the flannel backend sees it.
@@ -76,6 +78,31 @@ pub fn own_attrs(config: &NetworkConfig, me: &Identity) -> LeaseAttrs {
     }
 }
 
+/// `--ip-masq` (flannel's MASQUERADE of traffic leaving the network), through the
+/// dataplane's natOutgoing rules: the network is both the source set and a destination
+/// that is never masqueraded (pod to pod keeps its source on every node).
+pub fn ip_masq_nat(config: &NetworkConfig) -> NatOutgoing {
+    NatOutgoing {
+        masq_pools: BTreeSet::from([config.network]),
+        all_pools: BTreeSet::from([config.network]),
+        snat_to: None,
+    }
+}
+
+/// Adds `extra`'s natOutgoing networks to `into` (the pools' own, if any).
+pub fn merge_nat(into: &mut Option<NatOutgoing>, extra: Option<&NatOutgoing>) {
+    let Some(extra) = extra else {
+        return;
+    };
+    match into {
+        Some(nat) => {
+            nat.masq_pools.extend(extra.masq_pools.iter().copied());
+            nat.all_pools.extend(extra.all_pools.iter().copied());
+        }
+        None => *into = Some(extra.clone()),
+    }
+}
+
 /// Everything the computation reads.
 #[derive(Debug, Clone, Copy)]
 pub struct FlannelInput<'a> {
@@ -85,6 +112,8 @@ pub struct FlannelInput<'a> {
     pub own: Ipv4Net,
     /// Every lease in the store, by subnet (ours included; it is skipped).
     pub leases: &'a BTreeMap<Ipv4Net, SubnetLease>,
+    /// `FLANNELD_IP_MASQ`.
+    pub ip_masq: bool,
 }
 
 /// The desired state, and the leases left out with the reason (for logs).
@@ -101,6 +130,7 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
     } = *input;
     let mut out = FlannelDesired::default();
     out.state.managed_cidrs = vec![config.network];
+    out.state.nat = input.ip_masq.then(|| ip_masq_nat(config));
     let kind = config.backend.kind;
     let dev = device_name(config.backend.vni);
     if kind == BackendType::Vxlan {

@@ -63,6 +63,7 @@ fn vxlan_gives_the_device_and_per_peer_neighbour_fdb_and_onlink_route() {
         me: &me(),
         own: net("10.244.1.0/24"),
         leases: &leases,
+        ip_masq: false,
     });
     assert_eq!(
         d.state.vxlan_devices,
@@ -133,6 +134,7 @@ fn vni_port_and_mtu_come_from_the_config() {
         me: &me(),
         own: net("10.244.1.0/24"),
         leases: &leases,
+        ip_masq: false,
     });
     let dev = &d.state.vxlan_devices[0];
     assert_eq!(
@@ -155,6 +157,7 @@ fn direct_routing_routes_same_subnet_peers_without_encapsulation() {
         me: &me(),
         own: net("10.244.1.0/24"),
         leases: &leases,
+        ip_masq: false,
     });
     assert_eq!(
         routes(&d),
@@ -181,6 +184,7 @@ fn host_gw_routes_via_the_peers_public_ip_and_skips_non_adjacent_peers() {
         me: &me(),
         own: net("10.244.1.0/24"),
         leases: &leases,
+        ip_masq: false,
     });
     assert!(d.state.vxlan_devices.is_empty());
     assert!(d.state.neighbours.is_empty() && d.state.fdb.is_empty());
@@ -211,6 +215,7 @@ fn leases_that_cannot_be_programmed_are_ignored_with_a_reason() {
         me: &me(),
         own: net("10.244.1.0/24"),
         leases: &leases,
+        ip_masq: false,
     });
     assert!(d.state.routes.is_empty(), "{:?}", routes(&d));
     assert!(d.state.neighbours.is_empty() && d.state.fdb.is_empty());
@@ -235,6 +240,7 @@ fn a_node_alone_still_gets_its_device() {
         me: &me(),
         own: net("10.244.7.0/24"),
         leases: &BTreeMap::new(),
+        ip_masq: false,
     });
     assert_eq!(d.state.vxlan_devices.len(), 1);
     assert_eq!(d.state.vxlan_devices[0].address, Some(ip("10.244.7.0")));
@@ -253,4 +259,36 @@ fn own_attrs_follow_the_backend_and_the_mac_is_stable_and_local() {
     assert_eq!(m, vtep_mac_for("node1"));
     assert_ne!(m, vtep_mac_for("node2"));
     assert_eq!(m[0] & 0x03, 0x02, "locally administered unicast");
+}
+
+#[test]
+fn ip_masq_masquerades_the_network_and_merges_with_pool_nat() {
+    let cfg = config(r#"{"Network":"10.244.0.0/16"}"#);
+    let (me, leases) = (me(), BTreeMap::new());
+    let input = |ip_masq| FlannelInput {
+        config: &cfg,
+        me: &me,
+        own: net("10.244.1.0/24"),
+        leases: &leases,
+        ip_masq,
+    };
+    assert_eq!(desired_state(&input(false)).state.nat, None);
+    let nat = desired_state(&input(true)).state.nat.expect("nat");
+    assert_eq!(nat, ip_masq_nat(&cfg));
+    assert_eq!(nat.masq_pools, BTreeSet::from([net("10.244.0.0/16")]));
+    // Merged with a Calico pool's natOutgoing.
+    let mut pools = Some(NatOutgoing {
+        masq_pools: BTreeSet::from([net("192.168.0.0/16")]),
+        all_pools: BTreeSet::from([net("192.168.0.0/16")]),
+        snat_to: None,
+    });
+    merge_nat(&mut pools, Some(&nat));
+    let merged = pools.expect("nat");
+    assert_eq!(merged.masq_pools.len(), 2);
+    assert_eq!(merged.all_pools.len(), 2);
+    let mut none = None;
+    merge_nat(&mut none, None);
+    assert_eq!(none, None);
+    merge_nat(&mut none, Some(&nat));
+    assert_eq!(none, Some(nat));
 }

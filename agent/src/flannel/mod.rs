@@ -26,7 +26,7 @@ use anyhow::{Result, anyhow, bail};
 use datastore::Datastore;
 use ipnet::Ipv4Net;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::info;
 
 use self::desired::{Identity, vtep_mac_for};
 use self::manager::LeaseTiming;
@@ -101,11 +101,6 @@ pub async fn start(
     }
     let identity = identity(cfg, local, links)?;
     let ip_masq = parse_bool("FLANNELD_IP_MASQ", &cfg.flannel_ip_masq).map_err(|e| anyhow!(e))?;
-    if ip_masq {
-        warn!(
-            "FLANNELD_IP_MASQ=true is recorded in subnet.env but calico-rs installs no MASQUERADE rules for the flannel network"
-        );
-    }
     let timing = timing(cfg);
     info!(
         prefix = cfg.flannel_etcd_prefix,
@@ -113,6 +108,7 @@ pub async fn start(
         public_ip = %identity.public_ip,
         subnet_file = %cfg.flannel_subnet_file.display(),
         ttl = ?timing.ttl,
+        ip_masq,
         "flannel backend"
     );
     let (tx, rx) = watch::channel(Arc::new(DesiredState::default()));

@@ -46,7 +46,8 @@ pub struct FlannelTask {
     pub subnet_file: PathBuf,
     /// Where the pod MTU goes for the CNI plugin (Felix's MTU file).
     pub mtu_file: Option<PathBuf>,
-    /// `FLANNELD_IP_MASQ`, written to subnet.env.
+    /// `FLANNELD_IP_MASQ`: written to subnet.env, and MASQUERADE for traffic leaving the
+    /// network.
     pub ip_masq: bool,
     pub timing: LeaseTiming,
     /// The desired state, merged in by the dataplane task.
@@ -249,6 +250,7 @@ impl FlannelTask {
             me: &self.identity,
             own,
             leases: &snap.leases,
+            ip_masq: self.ip_masq,
         });
         for (subnet, reason) in &desired.ignored {
             if held.ignored.get(subnet) != Some(reason) {

@@ -190,6 +190,7 @@ impl<K: Kernel> DataplaneTask<K> {
             desired
                 .managed_cidrs
                 .extend(extra.managed_cidrs.iter().copied());
+            crate::flannel::desired::merge_nat(&mut desired.nat, extra.nat.as_ref());
         }
         if *self.dataplane.desired() != desired {
             self.dataplane.set_desired(desired);
