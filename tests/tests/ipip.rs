@@ -1,0 +1,439 @@
+//! IPIP end to end: calico-node with an IPIP pool on a real kernel: tunl0 (MTU 1480, the
+//! tunnel address from the pool), `<block> via <node> dev tunl0 onlink proto bird` routes,
+//! pods pinging across nodes with IP protocol 4 on the fabric, CrossSubnet through the lab's
+//! router, and the mode switched live by `calicoctl apply -f`.
+//!
+//! This machine's kernel has no ipip module: here each test prints "SKIPPED: kernel has no
+//! ipip support" and passes. `tests/tests/vm_ipip.rs` runs this binary inside a VM with
+//! Debian's kernel, where it runs for real (tests/vm/README.md). Needs root:
+//! `cargo test -p lab --test ipip -- --ignored --test-threads=1`.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::Ipv4Addr;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use lab::cluster::{Cluster, LabSpec};
+use lab::netns::Netns;
+use lab::wait_until;
+
+const POOL: &str = "10.244.0.0/16";
+/// Bounds a failing wait; generous because the VM emulates its CPU.
+const WAIT: Duration = Duration::from_secs(60);
+
+/// True when the kernel can make ipip devices (tried in a throw-away namespace).
+fn ipip_supported() -> bool {
+    let ns = Netns::create("ipchk").expect("namespace");
+    let added = ns.ip(&[
+        "link", "add", "ipchk0", "type", "ipip", "local", "10.9.0.1", "remote", "10.9.0.2",
+    ]);
+    match added {
+        Ok(_) => true,
+        Err(e) => {
+            println!("ipip unavailable: {e:#}");
+            false
+        }
+    }
+}
+
+/// Returns true (after saying so) when the test must skip.
+fn skip_without_ipip() -> bool {
+    if ipip_supported() {
+        return false;
+    }
+    println!("SKIPPED: kernel has no ipip support");
+    true
+}
+
+/// The pool as YAML with `ipipMode: mode`, for `calicoctl apply -f -`.
+fn pool_yaml(mode: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: default-ipv4-ippool
+spec:
+  cidr: {POOL}
+  blockSize: 26
+  ipipMode: {mode}
+  vxlanMode: Never
+  natOutgoing: false
+  nodeSelector: all()
+"
+    )
+}
+
+/// The /26 block holding `ip`.
+fn block(ip: Ipv4Addr) -> String {
+    format!("{}/26", Ipv4Addr::from(u32::from(ip) & !63))
+}
+
+/// True when `ip` lies in POOL.
+fn in_pool(ip: &str) -> bool {
+    ip.starts_with("10.244.")
+}
+
+/// The route a node has to pod `p`'s block through node `via`, over tunl0 or the fabric.
+fn route_to(c: &Cluster, p: usize, via: usize, tunnel: bool) -> String {
+    let (block, gw) = (block(c.pods[p].ip), c.nodes[via].ip());
+    if tunnel {
+        format!("{block} via {gw} dev tunl0 proto bird onlink")
+    } else {
+        format!("{block} via {gw} dev eth0 proto bird")
+    }
+}
+
+fn wait_route(c: &Cluster, node: usize, route: &str) {
+    assert!(
+        wait_until(WAIT, || c.nodes[node].routes().iter().any(|r| r == route)),
+        "{} never got `{route}`; it has {:#?}\n{}",
+        c.nodes[node].name,
+        c.nodes[node].routes(),
+        c.logs(30)
+    );
+}
+
+/// tunl0 of node `i`: (MTU, up, IPv4 addresses), or None when there is no tunl0.
+fn tunl0(c: &Cluster, i: usize) -> Option<(u32, bool, Vec<String>)> {
+    let ns = &c.nodes[i].ns;
+    let link = ns.ip(&["-o", "link", "show", "tunl0"]).ok()?;
+    let mtu = link
+        .split_whitespace()
+        .skip_while(|w| *w != "mtu")
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let flags = link.split(['<', '>']).nth(1).unwrap_or_default();
+    let up = flags.split(',').any(|f| f == "UP");
+    let addrs = ns
+        .ip(&["-o", "-4", "addr", "show", "dev", "tunl0"])
+        .ok()?
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let at = w.iter().position(|x| *x == "inet")?;
+            Some(w.get(at + 1)?.split('/').next()?.to_string())
+        })
+        .collect();
+    Some((mtu, up, addrs))
+}
+
+/// The node's `spec.bgp.ipv4IPIPTunnelAddr`, as calicoctl shows it.
+fn tunnel_addr_of(c: &Cluster, i: usize) -> Option<String> {
+    let out = c
+        .calicoctl(0, &["get", "node", &c.nodes[i].name, "-o", "json"])
+        .expect("calicoctl get node");
+    let node: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    node.pointer("/spec/bgp/ipv4IPIPTunnelAddr")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// Waits until every node has tunl0 up, MTU 1480, one address: its recorded tunnel address
+/// from the pool. Returns the addresses.
+fn assert_tunnels(c: &Cluster) -> Vec<String> {
+    let mut addrs = Vec::new();
+    for i in 0..c.nodes.len() {
+        let ok = wait_until(WAIT, || {
+            let Some((mtu, up, a)) = tunl0(c, i) else {
+                return false;
+            };
+            let recorded = tunnel_addr_of(c, i);
+            mtu == 1480 && up && a.len() == 1 && recorded.as_deref() == Some(a[0].as_str())
+        });
+        assert!(
+            ok,
+            "{}: tunl0 is {:?}, recorded tunnel address {:?}\n{}",
+            c.nodes[i].name,
+            tunl0(c, i),
+            tunnel_addr_of(c, i),
+            c.logs(30)
+        );
+        let a = tunl0(c, i).map(|t| t.2[0].clone()).unwrap_or_default();
+        assert!(in_pool(&a), "tunnel address {a} not from {POOL}");
+        addrs.push(a);
+    }
+    addrs
+}
+
+/// Waits until no node has a tunnel address, on tunl0 or recorded, nor a route over tunl0,
+/// and the addresses it held are back in IPAM.
+fn assert_no_tunnels(c: &Cluster, released: &[String]) {
+    for i in 0..c.nodes.len() {
+        let clean = || {
+            tunl0(c, i).is_none_or(|(_, _, a)| a.is_empty())
+                && tunnel_addr_of(c, i).is_none()
+                && !c.nodes[i].routes().iter().any(|r| r.contains("tunl0"))
+        };
+        assert!(
+            wait_until(WAIT, clean),
+            "{} kept IPIP state: tunl0 {:?}, recorded {:?}, routes {:#?}",
+            c.nodes[i].name,
+            tunl0(c, i),
+            tunnel_addr_of(c, i),
+            c.nodes[i].routes()
+        );
+    }
+    for a in released {
+        let out = c
+            .calicoctl(0, &["ipam", "show", "--ip", a])
+            .expect("calicoctl ipam show");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("not currently assigned"), "{a}: {text}");
+    }
+}
+
+/// Pings pod `b` from pod `a` until it answers; panics with the logs otherwise.
+fn assert_ping(c: &Cluster, a: usize, b: usize) {
+    assert!(
+        wait_until(WAIT, || c.pods_ping(a, b)),
+        "pod {} ({}) cannot ping pod {} ({})\n{:#?}\n{}",
+        c.pods[a].name,
+        c.pods[a].ip,
+        c.pods[b].name,
+        c.pods[b].ip,
+        c.nodes.iter().map(|n| n.routes()).collect::<Vec<_>>(),
+        c.logs(30)
+    );
+}
+
+/// tcpdump on the fabric bridge `br0`, started before some traffic.
+struct Capture {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Capture {
+    /// Starts capturing `filter` on `br0` (subnet 0) and waits until tcpdump listens.
+    fn start(c: &Cluster, filter: &str) -> Capture {
+        let mut child = c
+            .fabric
+            .command("tcpdump")
+            .args(["-i", "br0", "-nn", "-t", "-l", "-c", "4", filter])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump (package tcpdump)");
+        let (tx, lines) = mpsc::channel();
+        forward_lines(child.stdout.take(), tx.clone());
+        forward_lines(child.stderr.take(), tx);
+        let capture = Capture { child, lines };
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match capture.lines.recv_timeout(Duration::from_millis(200)) {
+                Ok(l) if l.contains("listening on") => return capture,
+                _ => {}
+            }
+        }
+        panic!("tcpdump did not start listening on br0");
+    }
+
+    /// Stops the capture (after the traffic) and returns the packets it printed.
+    fn packets(mut self) -> Vec<String> {
+        // Up to 4 packets end it by itself; otherwise SIGINT after a short grace.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &self.child.id().to_string()])
+                .status();
+        }
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.lines
+            .try_iter()
+            .filter(|l| l.contains(" > "))
+            .collect()
+    }
+}
+
+/// Sends each line `pipe` yields to `tx`, from a thread.
+fn forward_lines(pipe: Option<impl Read + Send + 'static>, tx: mpsc::Sender<String>) {
+    if let Some(pipe) = pipe {
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+}
+
+/// Captures, on br0, IP protocol 4 (IPIP) to and from pod `b`'s node while pod `a` pings
+/// pod `b`, and asserts each packet carries the ping between the pods (tcpdump shows it as
+/// `IP <node> > <node>: IP <pod> > <pod>: ICMP ...`).
+fn assert_encapsulated(c: &Cluster, a: usize, b: usize) {
+    let (pa, pb) = (c.pods[a].ip, c.pods[b].ip);
+    let (na, nb) = (c.nodes[c.pods[a].node].ip(), c.nodes[c.pods[b].node].ip());
+    let packets = capture_ping(c, a, b, &format!("ip proto 4 and host {nb}"));
+    assert!(!packets.is_empty(), "no IPIP packet on br0");
+    for p in &packets {
+        let ok = p.starts_with(&format!("IP {na} > {nb}: IP {pa} > {pb}: ICMP"))
+            || p.starts_with(&format!("IP {nb} > {na}: IP {pb} > {pa}: ICMP"));
+        assert!(
+            ok,
+            "not the pods' ping inside IPIP between their nodes: {p}"
+        );
+    }
+}
+
+/// Captures ICMP to and from pod `b` and IPIP to and from its node on br0 while pod `a`
+/// pings pod `b`, and asserts all of it is plain ICMP between the pods.
+fn assert_plain(c: &Cluster, a: usize, b: usize) {
+    let (pa, pb) = (c.pods[a].ip, c.pods[b].ip);
+    let nb = c.nodes[c.pods[b].node].ip();
+    let filter = format!("(icmp and host {pb}) or (ip proto 4 and host {nb})");
+    let packets = capture_ping(c, a, b, &filter);
+    assert!(!packets.is_empty(), "no ICMP on br0");
+    for p in &packets {
+        let ok = p.starts_with(&format!("IP {pa} > {pb}: ICMP"))
+            || p.starts_with(&format!("IP {pb} > {pa}: ICMP"));
+        assert!(ok, "not plain ICMP between the pods: {p}");
+    }
+}
+
+/// The packets matching `filter` seen on br0 while pod `a` pings pod `b`.
+fn capture_ping(c: &Cluster, a: usize, b: usize, filter: &str) -> Vec<String> {
+    let capture = Capture::start(c, filter);
+    assert_ping(c, a, b);
+    let packets = capture.packets();
+    println!(
+        "br0 ({filter}) while {} pings {}:\n{}",
+        c.pods[a].name,
+        c.pods[b].name,
+        packets.join("\n")
+    );
+    packets
+}
+
+/// A lab whose agents create the pool with `CALICO_IPV4POOL_IPIP=mode`.
+fn lab(node_subnets: Vec<usize>, mode: &str) -> Cluster {
+    let mut spec = LabSpec::nodes(node_subnets.len())
+        .env("CALICO_IPV4POOL_CIDR", POOL)
+        .env("CALICO_IPV4POOL_IPIP", mode)
+        .env("CALICO_IPV4POOL_NAT_OUTGOING", "false");
+    spec.node_subnets = node_subnets;
+    Cluster::start(spec).expect("lab")
+}
+
+/// `calicoctl apply -f -` of the pool with `ipipMode: mode`.
+fn set_mode(c: &Cluster, mode: &str) {
+    println!("==> ipipMode: {mode}");
+    let out = c
+        .calicoctl_stdin(0, &["apply", "-f", "-"], Some(&pool_yaml(mode)))
+        .expect("calicoctl");
+    assert!(
+        out.status.success(),
+        "calicoctl apply failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs root netns and an ipip kernel (for real: cargo test -p lab --test vm_ipip -- --ignored)"]
+fn always_pool_carries_pod_traffic_through_tunl0() {
+    if skip_without_ipip() {
+        return;
+    }
+    let mut c = lab(vec![0, 0], "Always");
+    let addrs = assert_tunnels(&c);
+    assert_ne!(addrs[0], addrs[1], "nodes share a tunnel address");
+    let p1 = c.add_pod(0, "p1").expect("pod p1");
+    let p2 = c.add_pod(1, "p2").expect("pod p2");
+    wait_route(&c, 0, &route_to(&c, p2, 1, true));
+    wait_route(&c, 1, &route_to(&c, p1, 0, true));
+    for p in [p1, p2] {
+        let link = c.pods[p]
+            .ns
+            .ip(&["-o", "link", "show", "eth0"])
+            .expect("pod eth0");
+        assert!(
+            link.contains(" mtu 1480 "),
+            "pod MTU is not tunl0's: {link}"
+        );
+    }
+    assert_ping(&c, p2, p1);
+    assert_encapsulated(&c, p1, p2);
+}
+
+#[test]
+#[ignore = "needs root netns and an ipip kernel (for real: cargo test -p lab --test vm_ipip -- --ignored)"]
+fn ipip_mode_switches_live_never_always_cross_subnet_never() {
+    if skip_without_ipip() {
+        return;
+    }
+    // node1 and node2 on subnet 0, node3 on subnet 1 behind the lab's router.
+    let mut c = lab(vec![0, 0, 1], "Never");
+    let p1 = c.add_pod(0, "p1").expect("pod p1");
+    let p2 = c.add_pod(1, "p2").expect("pod p2");
+    let p3 = c.add_pod(2, "p3").expect("pod p3");
+    wait_route(&c, 0, &route_to(&c, p2, 1, false));
+    assert_ping(&c, p1, p2);
+    assert_no_tunnels(&c, &[]);
+
+    // A ping that runs through every switch.
+    let log = c.path().join("ping.log");
+    let target = c.pods[p2].ip.to_string();
+    let mut ping = c.pods[p1]
+        .ns
+        .spawn(
+            "ping",
+            &["-i", "0.2", "-O", &target],
+            &Default::default(),
+            &log,
+        )
+        .expect("ping");
+
+    set_mode(&c, "Always");
+    let addrs = assert_tunnels(&c);
+    wait_route(&c, 0, &route_to(&c, p2, 1, true));
+    wait_route(&c, 1, &route_to(&c, p1, 0, true));
+    wait_route(&c, 0, &route_to(&c, p3, 2, true));
+    wait_route(&c, 2, &route_to(&c, p1, 0, true));
+    wait_route(&c, 2, &route_to(&c, p2, 1, true));
+    assert_ping(&c, p3, p2);
+    assert_encapsulated(&c, p1, p2);
+    assert_encapsulated(&c, p1, p3);
+
+    set_mode(&c, "CrossSubnet");
+    wait_route(&c, 0, &route_to(&c, p2, 1, false));
+    wait_route(&c, 1, &route_to(&c, p1, 0, false));
+    wait_route(&c, 0, &route_to(&c, p3, 2, true));
+    wait_route(&c, 2, &route_to(&c, p1, 0, true));
+    assert_eq!(assert_tunnels(&c), addrs, "tunnel addresses changed");
+    assert_plain(&c, p1, p2);
+    assert_encapsulated(&c, p1, p3);
+
+    set_mode(&c, "Never");
+    assert_no_tunnels(&c, &addrs);
+    wait_route(&c, 0, &route_to(&c, p2, 1, false));
+    assert_plain(&c, p1, p2);
+
+    // SIGINT makes ping print its summary.
+    ping.signal("INT").expect("stop ping");
+    wait_until(WAIT, || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("packets transmitted"))
+    });
+    drop(ping);
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    let summary = out
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default()
+        .to_string();
+    println!("ping through the switches: {summary}");
+    let numbers: Vec<u32> = summary
+        .split(|ch: char| !ch.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (sent, received) = (numbers.first().copied(), numbers.get(1).copied());
+    assert!(
+        matches!((sent, received), (Some(s), Some(r)) if r > 0 && r * 2 >= s),
+        "the ping lost most packets across the switches: {summary}\n{out}"
+    );
+}
