@@ -379,7 +379,7 @@ fn ipip_mode_switches_live_never_always_cross_subnet_never() {
     // A ping that runs through every switch.
     let log = c.path().join("ping.log");
     let target = c.pods[p2].ip.to_string();
-    let mut ping = c.pods[p1]
+    let ping = c.pods[p1]
         .ns
         .spawn(
             "ping",
