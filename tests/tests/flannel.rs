@@ -275,6 +275,22 @@ fn three_nodes_vxlan_ping_with_flannels_keys_and_kernel_state() {
         pod_routes.contains("default via 169.254.1.1 dev eth0"),
         "{pod_routes}"
     );
+    // Drift is repaired: a route removed by hand, then the whole device.
+    let to_node2 = route_to(&c, 1, &subnets[1], true);
+    c.nodes[0]
+        .ns
+        .ip(&["route", "del", &subnets[1], "dev", "flannel.1"])
+        .expect("ip route del");
+    let back = time_until(&c, "the deleted route was not put back", || {
+        c.nodes[0].routes().contains(&to_node2)
+    });
+    println!("route deleted by hand on node1 -> back after {back:?}");
+    c.nodes[0]
+        .ns
+        .ip(&["link", "del", "flannel.1"])
+        .expect("ip link del");
+    wait_full_mesh(&c, &subnets, true);
+    all_pods_ping(&c);
     let out = c.calicoctl(0, &["flannel", "subnets"]).expect("calicoctl");
     let table = String::from_utf8_lossy(&out.stdout);
     println!("{table}");

@@ -308,3 +308,7 @@ impl FlannelTask {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "task_tests.rs"]
+mod tests;
