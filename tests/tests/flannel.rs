@@ -323,7 +323,7 @@ fn switching_vxlan_to_host_gw_and_restarting_reprograms_cleanly_and_keeps_subnet
     c.put_flannel_config(HOST_GW).expect("etcdctl put");
     start_all(&mut c, &BTreeMap::new());
     wait_full_mesh(&c, &subnets, false);
-    for i in 0..3 {
+    for (i, subnet) in subnets.iter().enumerate() {
         let node = &c.nodes[i];
         if !wait_until(WAIT, || node.ns.ip(&["link", "show", "flannel.1"]).is_err()) {
             fail(&c, &format!("node{} still has flannel.1", i + 1));
@@ -335,7 +335,7 @@ fn switching_vxlan_to_host_gw_and_restarting_reprograms_cleanly_and_keeps_subnet
             i + 1
         );
         // Restart kept the subnet; subnet.env now says the host-gw MTU.
-        assert_eq!(subnet_of(&c, i), subnets[i]);
+        assert_eq!(subnet_of(&c, i), *subnet);
         assert!(
             wait_until(WAIT, || c
                 .flannel_subnet_env(i)
