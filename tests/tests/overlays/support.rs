@@ -292,12 +292,16 @@ pub fn mtu_file(n: &LabNode) -> Option<u32> {
         .ok()
 }
 
-/// True when this kernel can make IPIP devices (checked in a throw-away namespace).
-pub fn kernel_has_ipip() -> bool {
-    let Ok(ns) = Netns::create("ipipck") else {
-        return false;
-    };
-    ns.ip(&["link", "add", "ipipck", "type", "ipip"]).is_ok()
+/// Whether this kernel can make IPIP devices (checked in a throw-away namespace), with
+/// the reason when it cannot.
+pub fn kernel_ipip_support() -> Result<(), String> {
+    let ns = Netns::create("ipipck").map_err(|e| format!("{e:#}"))?;
+    // Endpoints of its own: a second any-to-any ipip device would clash with tunl0.
+    ns.ip(&[
+        "link", "add", "ipipck", "type", "ipip", "local", "10.9.0.1", "remote", "10.9.0.2",
+    ])
+    .map(drop)
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// A background `ping -D -O` whose losses are counted when it stops.
