@@ -278,14 +278,13 @@ spec: {nodeToNodeMeshEnabled: false}
         "{}",
         node_status(&c, 2)
     );
-    let rr = node_status(&c, 0);
-    assert_eq!(
-        rr.lines()
+    let rr_up = || {
+        node_status(&c, 0)
+            .lines()
             .filter(|l| l.contains("| node specific | up"))
-            .count(),
-        4,
-        "{rr}"
-    );
+            .count()
+    };
+    assert!(wait_until(WAIT, || rr_up() == 4), "{}", node_status(&c, 0));
 }
 
 #[test]

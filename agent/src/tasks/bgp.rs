@@ -344,7 +344,16 @@ impl Wiring {
                 .speaker
                 .shutdown(Some("BGP configuration changed".to_string()))
                 .await;
-            match identity.start_speaker(self.router_id) {
+            // The old speaker's listener may take a moment to close after shutdown.
+            let mut attempt = identity.start_speaker(self.router_id);
+            for _ in 0..50 {
+                if attempt.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                attempt = identity.start_speaker(self.router_id);
+            }
+            match attempt {
                 Ok((speaker, events)) => {
                     self.speaker = speaker;
                     self.identity = identity;
@@ -353,7 +362,10 @@ impl Wiring {
                     restarted = Some(events);
                 }
                 Err(e) => {
-                    warn!(error = %e, "BGP speaker did not restart; will retry on the next change");
+                    warn!(
+                        error = format!("{e:#}"),
+                        "BGP speaker did not restart; will retry on the next change"
+                    );
                     return None;
                 }
             }
