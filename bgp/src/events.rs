@@ -39,6 +39,17 @@ pub enum RouteEvent {
         /// The destination.
         prefix: IpNet,
     },
+    /// The session state of a peer changed (every FSM transition of its main session).
+    PeerState {
+        /// Peer address.
+        peer: IpAddr,
+        /// Configured name.
+        name: String,
+        /// New state.
+        state: State,
+        /// The last error, BIRD style, if any.
+        last_error: Option<String>,
+    },
     /// A session reached Established.
     PeerUp {
         /// Peer address.

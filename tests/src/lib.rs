@@ -3,6 +3,7 @@
 //! namespace, every namespace and process is removed on drop, leftovers of dead runs are
 //! removed at start.
 
+pub mod bgp_peers;
 pub mod bins;
 pub mod cluster;
 pub mod cni;

@@ -533,6 +533,13 @@ impl Task {
                 tracing::debug!("{} -> {}", p.shown.name(), st.name());
                 p.shown = st;
                 p.since = SystemTime::now();
+                let ev = RouteEvent::PeerState {
+                    peer: p.cfg.address,
+                    name: p.cfg.name.clone(),
+                    state: st,
+                    last_error: p.main.last_error().map(str::to_owned),
+                };
+                let _ = self.events.send(ev);
             }
         }
     }
