@@ -11,7 +11,7 @@
 use std::io::{BufRead, BufReader, Read};
 use std::net::Ipv4Addr;
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, mpsc};
 use std::time::{Duration, Instant};
 
 use lab::cluster::{Cluster, LabSpec};
@@ -35,6 +35,12 @@ fn ipip_supported() -> bool {
             false
         }
     }
+}
+
+/// Labs of one test binary share namespace names: one test at a time.
+fn one_lab_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Returns true (after saying so) when the test must skip.
@@ -337,6 +343,7 @@ fn set_mode(c: &Cluster, mode: &str) {
 #[test]
 #[ignore = "needs root netns and an ipip kernel (for real: cargo test -p lab --test vm_ipip -- --ignored)"]
 fn always_pool_carries_pod_traffic_through_tunl0() {
+    let _one = one_lab_at_a_time();
     if skip_without_ipip() {
         return;
     }
@@ -364,6 +371,7 @@ fn always_pool_carries_pod_traffic_through_tunl0() {
 #[test]
 #[ignore = "needs root netns and an ipip kernel (for real: cargo test -p lab --test vm_ipip -- --ignored)"]
 fn ipip_mode_switches_live_never_always_cross_subnet_never() {
+    let _one = one_lab_at_a_time();
     if skip_without_ipip() {
         return;
     }

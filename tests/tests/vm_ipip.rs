@@ -1,12 +1,63 @@
 //! IPIP for real: the labs inside a qemu VM with Debian's own kernel (this machine's kernel
 //! has no ipip module). See tests/vm/README.md.
+//!
+//! The e2e tests run the IPIP tests of `tests/tests/ipip.rs` and `tests/tests/overlays.rs`,
+//! built by the same `cargo test` (or `cargo test -p lab --test ipip --test overlays
+//! --no-run`), and the workspace binaries (`cargo build --workspace --bins`).
 
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
-use lab::vm::{Vm, run_in_vm};
+use lab::bins::test_binary;
+use lab::vm::{Vm, VmOutput, run_in_vm};
+
+/// One VM at a time: two emulated VMs on a small machine slow each other's labs down.
+fn one_vm_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The newest build of test binary `name`, checked to be newer than its source.
+fn fresh_test_binary(name: &str) -> String {
+    let bin = test_binary(name).expect("test binary");
+    let modified = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    };
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/{name}.rs"));
+    assert!(
+        modified(&bin) >= modified(&source),
+        "{} is older than {}: run `cargo test -p lab --test {name} --no-run`",
+        bin.display(),
+        source.display()
+    );
+    bin.to_string_lossy().into_owned()
+}
+
+/// Runs test binary `name` (the tests matching `filter`) in the VM and asserts that they
+/// ran for real and passed.
+fn run_tests_in_vm(name: &str, filter: &str, expected: usize) {
+    let bin = fresh_test_binary(name);
+    let _one = one_vm_at_a_time();
+    let out = Vm::new()
+        .expect("kernel")
+        .timeout(Duration::from_secs(600))
+        .run(&[&bin, "--ignored", "--test-threads=1", "--nocapture", filter])
+        .expect("VM run");
+    show(&out);
+    assert!(out.success(), "{name} failed inside the VM");
+    assert!(
+        !out.stdout.contains("SKIPPED"),
+        "{name} skipped a test inside the VM"
+    );
+    let ran = format!("test result: ok. {expected} passed");
+    assert!(out.stdout.contains(&ran), "{name}: expected `{ran}`");
+}
 
 /// Shows a VM run's output (visible with `--nocapture` and on failure).
-fn show(out: &lab::vm::VmOutput) {
+fn show(out: &VmOutput) {
     println!(
         "kernel {}: booted in {:.1?}, {:.1?} in all, exit {}",
         out.release, out.boot, out.total, out.exit_code
@@ -26,6 +77,7 @@ ip -n ipip-check link add t0 type ipip local 10.9.0.1 remote 10.9.0.2
 ip -n ipip-check -d link show tunl0
 ip -n ipip-check link show t0
 ip netns del ipip-check";
+    let _one = one_vm_at_a_time();
     let out = run_in_vm(&["sh", "-c", script], Duration::from_secs(120)).expect("VM run");
     show(&out);
     assert!(out.success(), "ip link add ... type ipip failed in the VM");
@@ -41,6 +93,7 @@ ip netns del ipip-check";
 #[test]
 #[ignore = "needs root + qemu: cargo test -p lab --test vm_ipip -- --ignored"]
 fn command_output_exit_code_and_environment_come_back() {
+    let _one = one_vm_at_a_time();
     let vm = Vm::new().expect("kernel").timeout(Duration::from_secs(120));
     let out = vm
         .clone()
@@ -59,4 +112,16 @@ fn command_output_exit_code_and_environment_come_back() {
         "stdout"
     );
     assert_eq!(out.stderr, "oops\n");
+}
+
+#[test]
+#[ignore = "needs root + qemu: cargo test -p lab --test vm_ipip -- --ignored"]
+fn ipip_e2e_tests_pass_under_debian_kernel() {
+    run_tests_in_vm("ipip", "", 2);
+}
+
+#[test]
+#[ignore = "needs root + qemu: cargo test -p lab --test vm_ipip -- --ignored"]
+fn overlays_ipip_test_passes_under_debian_kernel() {
+    run_tests_in_vm("overlays", "ipip", 1);
 }
