@@ -192,6 +192,34 @@ fn vxlan_always_across_two_subnets_matches_calico_kernel_state() {
         "on the router: {}",
         capture.packets().first().cloned().unwrap_or_default()
     );
+
+    // FelixConfiguration vxlanMTU overrides the detected MTU, live.
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata:
+  name: default
+spec:
+  vxlanMTU: 1400
+",
+    )
+    .expect("apply FelixConfiguration");
+    wait_mtu_file(&c, 1400);
+    for n in &c.nodes {
+        assert!(
+            lab::wait_until(settle(), || mtu(&n.ns, VXLAN) == Some(1400)),
+            "{}: vxlan.calico MTU {:?}",
+            n.name,
+            mtu(&n.ns, VXLAN)
+        );
+    }
+    let e = c.add_pod(0, "e").expect("pod e");
+    assert_eq!(
+        mtu(&c.pods[e].ns, "eth0"),
+        Some(1400),
+        "a new pod gets vxlanMTU"
+    );
+    assert!(ping_ok(&c, e, d), "e -> d after the MTU change");
 }
 
 #[test]
