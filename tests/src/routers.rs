@@ -72,7 +72,7 @@ pub fn bird_tor_config(router_id: &str, asn: u32, neighbors: &[(String, u32)]) -
     let mut conf = format!(
         "log stderr all;\nrouter id {router_id};\nprotocol device {{ scan time 10; }}\n\
          protocol direct {{ ipv4; interface \"eth*\"; }}\n\
-         protocol kernel {{ ipv4 {{ import none; export all; }}; }}\n"
+         protocol kernel {{ ipv4 {{ import none; export where source = RTS_BGP; }}; }}\n"
     );
     for (i, (ip, remote_as)) in neighbors.iter().enumerate() {
         conf.push_str(&format!(
