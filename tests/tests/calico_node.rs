@@ -226,7 +226,7 @@ fn tor_frr_ebgp_carries_pod_traffic_between_nodes() {
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
 fn route_reflector_with_four_clients_reflects_every_block() {
-    let mut c = mesh(5);
+    let c = mesh(5);
     let patch = c
         .calicoctl(
             0,

@@ -582,15 +582,15 @@ fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route
 
 /// Maps rtnetlink errors to [`KernelError`] by errno.
 fn map_err(e: rtnetlink::Error) -> KernelError {
-    if let rtnetlink::Error::NetlinkError(msg) = &e {
-        if let Some(code) = msg.code {
-            return match -code.get() {
-                libc::EEXIST => KernelError::Exists,
-                libc::ENOENT | libc::ESRCH | libc::ENODEV => KernelError::NotFound(e.to_string()),
-                libc::EOPNOTSUPP => KernelError::Unsupported(e.to_string()),
-                _ => KernelError::Other(e.to_string()),
-            };
-        }
+    if let rtnetlink::Error::NetlinkError(msg) = &e
+        && let Some(code) = msg.code
+    {
+        return match -code.get() {
+            libc::EEXIST => KernelError::Exists,
+            libc::ENOENT | libc::ESRCH | libc::ENODEV => KernelError::NotFound(e.to_string()),
+            libc::EOPNOTSUPP => KernelError::Unsupported(e.to_string()),
+            _ => KernelError::Other(e.to_string()),
+        };
     }
     KernelError::Other(e.to_string())
 }

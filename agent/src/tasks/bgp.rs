@@ -242,11 +242,14 @@ impl Identity {
     }
 }
 
+/// Resolves a password reference to its value.
+type SecretReader = Box<dyn Fn(&SecretKeyRef) -> Option<String> + Send + Sync>;
+
 /// The wiring task's state: what was last applied to the speaker.
 struct Wiring {
     speaker: Speaker,
     node: String,
-    secrets: Box<dyn Fn(&SecretKeyRef) -> Option<String> + Send + Sync>,
+    secrets: SecretReader,
     peers: BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
     exports: BTreeMap<Ipv4Net, Export>,
     router_id: Ipv4Addr,

@@ -109,6 +109,31 @@ pub fn pct(v: f64) -> String {
     format!("{v:.0}")
 }
 
+/// tablewriter's default word wrap: cells longer than 30 characters are broken at spaces
+/// into lines of at most 30 (a single longer word stays whole).
+pub fn wrap(cell: &str) -> String {
+    const MAX: usize = 30;
+    if cell.chars().count() <= MAX {
+        return cell.to_string();
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut current = String::new();
+    for word in cell.split_whitespace() {
+        let extra = if current.is_empty() { 0 } else { 1 };
+        if !current.is_empty() && current.chars().count() + extra + word.chars().count() > MAX {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,29 +190,4 @@ mod tests {
 ";
         assert_eq!(got, want);
     }
-}
-
-/// tablewriter's default word wrap: cells longer than 30 characters are broken at spaces
-/// into lines of at most 30 (a single longer word stays whole).
-pub fn wrap(cell: &str) -> String {
-    const MAX: usize = 30;
-    if cell.chars().count() <= MAX {
-        return cell.to_string();
-    }
-    let mut lines: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for word in cell.split_whitespace() {
-        let extra = if current.is_empty() { 0 } else { 1 };
-        if !current.is_empty() && current.chars().count() + extra + word.chars().count() > MAX {
-            lines.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push(' ');
-        }
-        current.push_str(word);
-    }
-    if !current.is_empty() {
-        lines.push(current);
-    }
-    lines.join("\n")
 }
