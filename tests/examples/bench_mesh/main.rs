@@ -1,0 +1,192 @@
+//! Mesh benchmark (issue 5, "Benchmark (printed, not asserted)"): calico-rs against a mesh
+//! of BIRD 2 daemons configured the way Calico configures BIRD, side by side in one run,
+//! in the same kind of lab (node namespaces on one bridge, etcd in `ctl`).
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! sudo cargo run --release -p lab --example bench_mesh [-- --sizes 3,10,25 --samples 30]
+//! ```
+//!
+//! Every latency is taken from kernel route notifications (rtnetlink multicast read by a
+//! thread inside each node's namespace), never by polling. Nothing is asserted; the figures
+//! are printed as a Markdown table with the machine they ran on. Each lab (namespaces,
+//! daemons, etcd) is removed when its size is done, on error too.
+
+mod bird_mesh;
+mod ipam_client;
+mod monitor;
+mod ours;
+mod stats;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lab::bins::bin;
+use lab::netns::is_root;
+
+use stats::{Row, machine, memory_cell, memory_ratio, table};
+
+/// The IP pool of both sides.
+pub const POOL: &str = "10.244.0.0/16";
+/// /31 blocks: every claim (two addresses) is a new block, hence a new route.
+pub const BLOCK_SIZE: u8 = 31;
+/// Calico's default AS.
+pub const AS: u32 = 64512;
+/// How long one route may take before a sample counts as broken (not a speed limit).
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub nodes: Vec<usize>,
+    /// Propagation samples per size and kind.
+    pub samples: usize,
+    pub drift_samples: usize,
+    /// BIRD repairs drift at its next scan (~1 s each), so fewer.
+    pub bird_drift_samples: usize,
+    /// Run with debug binaries rather than refuse.
+    pub allow_debug: bool,
+}
+
+fn parse_args() -> Result<Sizes> {
+    let mut s = Sizes {
+        nodes: vec![3, 10, 25],
+        samples: 30,
+        drift_samples: 30,
+        bird_drift_samples: 10,
+        allow_debug: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--sizes" => {
+                s.nodes = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<usize>())
+                    .collect::<Result<_, _>>()?;
+            }
+            "--samples" => s.samples = value()?.parse()?,
+            "--drift-samples" => s.drift_samples = value()?.parse()?,
+            "--bird-drift-samples" => s.bird_drift_samples = value()?.parse()?,
+            "--allow-debug" => s.allow_debug = true,
+            other => bail!(
+                "unknown argument {other}; use --sizes 3,10,25 --samples N --drift-samples N \
+                 --bird-drift-samples N --allow-debug"
+            ),
+        }
+    }
+    if s.nodes.iter().any(|n| *n < 2) || s.samples == 0 {
+        bail!("every size needs at least 2 nodes, and at least one sample");
+    }
+    Ok(s)
+}
+
+/// The binaries the labs run; refuses debug builds (their figures mean little).
+fn binaries(allow_debug: bool) -> Result<String> {
+    let mut lines = Vec::new();
+    for name in ["calico-node", "calico", "calico-ipam"] {
+        let path = bin(name)?;
+        let release = path.components().any(|c| c.as_os_str() == "release");
+        if !release && !allow_debug {
+            bail!(
+                "{} is a debug build: run `cargo build --release --workspace --bins` first \
+                 (or pass --allow-debug)",
+                path.display()
+            );
+        }
+        lines.push(path.display().to_string());
+    }
+    Ok(lines.join(", "))
+}
+
+fn rows_for(n: usize, ours: &ours::OursFigures, bird: &bird_mesh::BirdFigures) -> Vec<Row> {
+    let m = |s: &str| format!("{s} ({n} nodes)");
+    vec![
+        Row::latency(
+            &m("propagation: blackhole in A's kernel -> route in B's kernel"),
+            &ours.a_to_b,
+            Some(&bird.a_to_b),
+        ),
+        Row::latency(
+            &m("propagation: blackhole in A's kernel -> all other kernels"),
+            &ours.a_to_all,
+            Some(&bird.a_to_all),
+        ),
+        Row::latency(
+            &m("propagation: source event on A -> B's kernel"),
+            &ours.claim_to_b,
+            Some(&bird.cmd_to_b),
+        ),
+        Row::latency(
+            &m("end to end: CNI ADD on A (new block) -> B's kernel"),
+            &ours.cni_to_b,
+            None,
+        ),
+        Row::latency(
+            &m("end to end: CNI ADD on A (new block) -> all other kernels"),
+            &ours.cni_to_all,
+            None,
+        ),
+        Row::latency(&m("the CNI ADD call itself"), &ours.cni_duration, None),
+        Row::latency(
+            &m("drift repair: route deleted on B -> back"),
+            &ours.drift,
+            Some(&bird.drift),
+        ),
+        Row {
+            metric: m("VmRSS per daemon, median (max)"),
+            ours: memory_cell(&ours.rss),
+            bird: memory_cell(&bird.rss),
+            ratio: memory_ratio(&ours.rss, &bird.rss),
+        },
+        Row {
+            metric: m("VmHWM per daemon, median (max)"),
+            ours: memory_cell(&ours.hwm),
+            bird: memory_cell(&bird.hwm),
+            ratio: memory_ratio(&ours.hwm, &bird.hwm),
+        },
+    ]
+}
+
+fn main() -> Result<()> {
+    if !is_root() {
+        bail!("the benchmark builds network namespaces: run it as root");
+    }
+    let sizes = parse_args()?;
+    let bins = binaries(sizes.allow_debug)?;
+    let started = Instant::now();
+    let machine = machine();
+    println!("machine: {machine}\nbinaries: {bins}\nsettings: {sizes:?}\n");
+    let mut rows = Vec::new();
+    for &n in &sizes.nodes {
+        eprintln!(
+            "[{:>5.1}s] calico-rs, {n} nodes",
+            started.elapsed().as_secs_f64()
+        );
+        let ours = ours::run(n, &sizes).with_context(|| format!("calico-rs, {n} nodes"))?;
+        eprintln!(
+            "[{:>5.1}s] BIRD 2, {n} nodes",
+            started.elapsed().as_secs_f64()
+        );
+        let bird = bird_mesh::run(n, &sizes).with_context(|| format!("BIRD, {n} nodes"))?;
+        let these = rows_for(n, &ours, &bird);
+        println!("{}", table(&these));
+        rows.extend(these);
+    }
+    println!(
+        "all sizes ({:.0} s, load average now {}):\n\n{}",
+        started.elapsed().as_secs_f64(),
+        stats::load(),
+        table(&rows)
+    );
+    println!(
+        "Rows: A = node1, B = the last node. Ours: 'blackhole in A's kernel' is the route A's \
+         calico-node programs for a block claimed in-process through calico-rs IPAM; 'source \
+         event' is that IPAM claim (etcd transactions) starting. BIRD: the blackhole is added \
+         on A with `ip route add ... proto static` and learned by BIRD's kernel protocol; \
+         'source event' is the `ip` command starting. Drift: B's route to A's block deleted \
+         with `ip route del`, timed from the deletion notification to the re-add."
+    );
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The calico-rs side: `calico-node` on every node of a full mesh, a pool of /31 blocks so
+//! every claim is a new block, and route monitors in every node's kernel.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ipnet::Ipv4Net;
+use lab::Netns;
+use lab::bins::bin;
+use lab::cluster::{Cluster, LabSpec};
+use lab::cni::{CniBin, add_pod};
+
+use crate::ipam_client::{IpamClient, v4};
+use crate::monitor::RouteMonitor;
+use crate::stats::{Samples, memory_of};
+use crate::{BLOCK_SIZE, POOL, Sizes, WAIT};
+
+/// What calico-rs measured at one size.
+#[derive(Debug, Default)]
+pub struct OursFigures {
+    /// CNI ADD starts on A -> the block's route in B's kernel.
+    pub cni_to_b: Samples,
+    /// CNI ADD starts on A -> the route in the last of the other kernels.
+    pub cni_to_all: Samples,
+    /// The CNI ADD call itself (process start, IPAM, veth, routes).
+    pub cni_duration: Samples,
+    /// In-process IPAM claim starts on A -> route in B's kernel.
+    pub claim_to_b: Samples,
+    /// The blackhole in A's kernel (programmed by A's agent) -> route in B's kernel.
+    pub a_to_b: Samples,
+    /// The blackhole in A's kernel -> route in the last of the other kernels.
+    pub a_to_all: Samples,
+    /// A route the agent owns deleted on B -> back.
+    pub drift: Samples,
+    /// VmRSS, VmHWM (KiB) per calico-node.
+    pub rss: Vec<u64>,
+    pub hwm: Vec<u64>,
+}
+
+/// The lab, in drop order: IPAM thread, monitors, pod namespaces, then the cluster.
+struct OursLab {
+    ipam: Option<IpamClient>,
+    monitors: Vec<RouteMonitor>,
+    pods: Vec<Netns>,
+    cni: CniBin,
+    cluster: Cluster,
+    n: usize,
+}
+
+/// When a block reached each kernel: A's blackhole, then every other node.
+struct Arrival {
+    at_a: Instant,
+    at_b: Instant,
+    at_all: Instant,
+}
+
+/// Builds an `n`-node calico-rs mesh and measures it.
+pub fn run(n: usize, sizes: &Sizes) -> Result<OursFigures> {
+    let cluster = Cluster::start(
+        LabSpec::nodes(n)
+            .env("CALICO_IPV4POOL_CIDR", POOL)
+            .env("CALICO_IPV4POOL_BLOCK_SIZE", &BLOCK_SIZE.to_string()),
+    )?;
+    let monitors = cluster
+        .nodes
+        .iter()
+        .map(|n| RouteMonitor::start(&n.ns))
+        .collect::<Result<Vec<_>>>()?;
+    let mut lab = OursLab {
+        ipam: None,
+        monitors,
+        pods: Vec::new(),
+        cni: CniBin::calico(&bin("calico")?, &bin("calico-ipam")?)?,
+        cluster,
+        n,
+    };
+    let mut f = OursFigures::default();
+    // Warm-up: the first block waits until every session is up.
+    let (first, _) = lab
+        .cni_sample(0, Duration::from_secs(60))
+        .with_context(|| format!("the calico-rs mesh did not converge\n{}", lab.logs()))?;
+    for i in 1..=sizes.samples {
+        let (_, (started, done, arrival)) = lab.cni_sample(i, WAIT)?;
+        f.cni_duration.push(done - started);
+        f.cni_to_b
+            .push(arrival.at_b.saturating_duration_since(started));
+        f.cni_to_all
+            .push(arrival.at_all.saturating_duration_since(started));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = &lab.cluster.nodes[0];
+    lab.ipam = Some(IpamClient::start(
+        &a.ns,
+        &lab.cluster.etcd_endpoint(),
+        &a.name,
+    )?);
+    for i in 1..=sizes.samples {
+        let (started, arrival) = lab.claim_sample(i)?;
+        f.claim_to_b
+            .push(arrival.at_b.saturating_duration_since(started));
+        f.a_to_b
+            .push(arrival.at_b.saturating_duration_since(arrival.at_a));
+        f.a_to_all
+            .push(arrival.at_all.saturating_duration_since(arrival.at_a));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.drift(first, sizes.drift_samples, &mut f.drift)?;
+    for node in &lab.cluster.nodes {
+        for (rss, hwm) in memory_of(&node.ns, "calico-node") {
+            f.rss.push(rss);
+            f.hwm.push(hwm);
+        }
+    }
+    if lab.monitors.iter().any(|m| m.lost() > 0) {
+        eprintln!("warning: a route monitor lost notifications in the calico-rs lab");
+    }
+    Ok(f)
+}
+
+impl OursLab {
+    fn a_ip(&self) -> Result<Ipv4Addr> {
+        Ok(self.cluster.nodes[0].ip().parse()?)
+    }
+
+    fn logs(&self) -> String {
+        self.cluster.logs(15)
+    }
+
+    /// Creates a pod on A through the CNI plugin (claiming a new /31 block), times the
+    /// block's arrival everywhere, then fills the block with a second pod so the next
+    /// sample claims a new one. Returns the block and (ADD start, ADD end, arrivals).
+    fn cni_sample(
+        &mut self,
+        i: usize,
+        timeout: Duration,
+    ) -> Result<(Ipv4Net, (Instant, Instant, Arrival))> {
+        let pod = Netns::create(&format!("b{}p{i}", self.n))?;
+        let filler = Netns::create(&format!("b{}f{i}", self.n))?;
+        let conf = self.cluster.cni_conf(0);
+        let id = format!("bench-{}-{i}-{}", self.n, std::process::id());
+        self.monitors.iter_mut().for_each(RouteMonitor::clear);
+        let started = Instant::now();
+        let ip = add_pod(&self.cluster.nodes[0].ns, &self.cni, &conf, &pod, &id)?;
+        let done = Instant::now();
+        self.pods.push(pod);
+        let block = Ipv4Net::new(ip, BLOCK_SIZE)?.trunc();
+        let arrival = self.arrival(block, timeout)?;
+        let node = &self.cluster.nodes[0].ns;
+        let second = add_pod(node, &self.cni, &conf, &filler, &format!("{id}-fill"))?;
+        self.pods.push(filler);
+        if !block.contains(&second) {
+            eprintln!("warning: filler pod {second} is outside block {block}");
+        }
+        Ok((block, (started, done, arrival)))
+    }
+
+    /// Claims a block for A in-process (the CNI plugin's IPAM code, no plugin process) and
+    /// times its arrival everywhere.
+    fn claim_sample(&mut self, i: usize) -> Result<(Instant, Arrival)> {
+        self.monitors.iter_mut().for_each(RouteMonitor::clear);
+        let ipam = self.ipam.as_ref().context("no IPAM client")?;
+        let (started, _, block) = ipam
+            .claim(&format!("bench-claim-{}-{i}", self.n))
+            .map_err(|e| anyhow!(e))?;
+        let block = v4(block).context("an IPv6 block")?;
+        Ok((started, self.arrival(block, WAIT)?))
+    }
+
+    /// Waits for `block`'s blackhole on A and its route via A on every other node.
+    fn arrival(&mut self, block: Ipv4Net, timeout: Duration) -> Result<Arrival> {
+        let a_ip = self.a_ip()?;
+        let at_a = self.monitors[0]
+            .wait(timeout, |e| e.added && e.blackhole && e.dst == block)
+            .with_context(|| format!("no blackhole for {block} on A\n{}", self.logs()))?
+            .at;
+        let mut arrivals = Vec::new();
+        for k in 1..self.monitors.len() {
+            let want = |e: &crate::monitor::RouteEvent| {
+                e.added && e.dst == block && e.gateway == Some(a_ip)
+            };
+            match self.monitors[k].wait(timeout, want) {
+                Some(e) => arrivals.push(e.at),
+                None => bail!(
+                    "{block} never reached node{}; it has {:#?}\n{}",
+                    k + 1,
+                    self.cluster.nodes[k].routes(),
+                    self.logs()
+                ),
+            }
+        }
+        Ok(Arrival {
+            at_a,
+            at_b: arrivals.last().copied().unwrap_or(at_a),
+            at_all: arrivals.iter().max().copied().unwrap_or(at_a),
+        })
+    }
+
+    /// Deletes B's route to A's block `block` by hand and times its return.
+    fn drift(&mut self, block: Ipv4Net, samples: usize, out: &mut Samples) -> Result<()> {
+        let b = self.cluster.nodes.len() - 1;
+        for _ in 0..samples {
+            self.monitors[b].clear();
+            self.cluster.nodes[b]
+                .ns
+                .ip(&["route", "del", &block.to_string(), "proto", "bird"])?;
+            let Some(gone) = self.monitors[b].wait(WAIT, |e| !e.added && e.dst == block) else {
+                bail!("deleting {block} on node{} was not seen", b + 1);
+            };
+            match self.monitors[b].wait(WAIT, |e| e.added && e.dst == block) {
+                Some(back) => out.push(back.at.saturating_duration_since(gone.at)),
+                None => bail!("calico-node never put {block} back on node{}", b + 1),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+}
