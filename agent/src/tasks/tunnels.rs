@@ -99,15 +99,26 @@ pub fn plan(state: &ClusterState, node_name: &str, kind: TunnelKind) -> TunnelPl
     }
 }
 
-/// Writes (or clears) the tunnel fields of the Node.
+/// Writes (or clears) the tunnel fields of the Node; true when they changed.
 async fn record(
     client: &Client,
     node: &str,
     kind: TunnelKind,
     ip: Option<IpAddr>,
-) -> datastore::Result<()> {
+) -> datastore::Result<bool> {
     let mac = format_mac(&derived_vtep_mac(node));
-    modify_node(client, node, false, |n| match kind {
+    let mut changed = false;
+    modify_node(client, node, false, |n| {
+        let before = n.spec.clone();
+        set_tunnel_fields(n, kind, ip, &mac);
+        changed = n.spec != before;
+    })
+    .await?;
+    Ok(changed)
+}
+
+fn set_tunnel_fields(n: &mut Node, kind: TunnelKind, ip: Option<IpAddr>, mac: &str) {
+    match kind {
         TunnelKind::Ipip => {
             if let Some(bgp) = n.spec.bgp.as_mut() {
                 bgp.ipv4_ipip_tunnel_addr = ip.map(|a| a.to_string());
@@ -120,13 +131,11 @@ async fn record(
                     .spec
                     .vxlan_tunnel_mac_addr
                     .clone()
-                    .or_else(|| Some(mac.clone())),
+                    .or_else(|| Some(mac.to_string())),
                 None => None,
             };
         }
-    })
-    .await
-    .map(|_| ())
+    }
 }
 
 async fn act(
@@ -143,14 +152,16 @@ async fn act(
                 .assign_tunnel_address(node, kind)
                 .await
                 .map_err(|e| e.to_string())?;
-            record(client, node, kind, Some(ip))
+            if record(client, node, kind, Some(ip))
                 .await
-                .map_err(|e| e.to_string())?;
-            info!(?kind, %ip, "tunnel address assigned");
+                .map_err(|e| e.to_string())?
+            {
+                info!(?kind, %ip, "tunnel address assigned");
+            }
             Ok(())
         }
         TunnelPlan::Release => {
-            record(client, node, kind, None)
+            let _ = record(client, node, kind, None)
                 .await
                 .map_err(|e| e.to_string())?;
             ipam.release_tunnel_address(node, kind)
