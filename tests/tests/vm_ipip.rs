@@ -114,6 +114,39 @@ fn command_output_exit_code_and_environment_come_back() {
     assert_eq!(out.stderr, "oops\n");
 }
 
+/// Process ids of the qemu processes running a lab VM (their 9p share is tagged `xfer`).
+fn lab_vms() -> Vec<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-f", "qemu-system-x86_64 .*mount_tag=xfer"])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root + qemu: cargo test -p lab --test vm_ipip -- --ignored"]
+fn a_vm_still_running_at_the_timeout_is_killed() {
+    let _one = one_vm_at_a_time();
+    let vm = Vm::new().expect("kernel");
+    let before = lab_vms();
+    let err = vm
+        .timeout(Duration::from_secs(4))
+        .run(&["sleep", "600"])
+        .expect_err("a 600 s sleep cannot end within 4 s");
+    assert!(
+        format!("{err:#}").contains("did not finish within 4s"),
+        "{err:#}"
+    );
+    let left: Vec<String> = lab_vms()
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(left.is_empty(), "qemu left running: {left:?}");
+}
+
 #[test]
 #[ignore = "needs root + qemu: cargo test -p lab --test vm_ipip -- --ignored"]
 fn ipip_e2e_tests_pass_under_debian_kernel() {

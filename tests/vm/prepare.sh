@@ -28,7 +28,7 @@ for tool in apt-get apt-cache dpkg-deb depmod modprobe cpio gzip flock timeout; 
   command -v "$tool" >/dev/null || die "missing $tool (run scripts/deps)"
 done
 busybox=$(command -v busybox) || die "missing busybox (apt-get install busybox-static)"
-file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
+[[ $(ldd "$busybox" 2>&1 || true) == *"not a dynamic executable"* ]] ||
   die "$busybox is not static (apt-get install busybox-static)"
 
 mkdir -p "$cache"

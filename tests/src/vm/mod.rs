@@ -35,6 +35,10 @@ use self::child::{Guarded, wait_deadline};
 /// Set inside the VM (to the kernel release) for the command and everything it starts.
 pub const IN_VM_ENV: &str = "CALICO_RS_VM";
 
+/// Environment variable choosing qemu's accelerator: `tcg` (the default: KVM hangs on the
+/// machines this was written on, nested virtualisation) or `kvm` where it works.
+pub const ACCEL_ENV: &str = "CALICO_RS_VM_ACCEL";
+
 /// Host variables passed on to the command when set.
 const FORWARDED_ENV: &[&str] = &["RUST_BACKTRACE", "RUST_LOG", "CARGO_TARGET_DIR"];
 
@@ -253,12 +257,16 @@ impl Vm {
         s
     }
 
-    /// qemu under TCG (KVM hangs on these machines), no network device, the host root
+    /// qemu under TCG (or KVM, see [`ACCEL_ENV`]), no network device, the host root
     /// read-only and `xfer` writable over 9p, the serial console to `console`.
     fn qemu_command(&self, xfer: &Path, console: &Path) -> Command {
+        let (accel, cpu) = match std::env::var(ACCEL_ENV).as_deref() {
+            Ok("kvm") => ("kvm", "host"),
+            _ => ("tcg,thread=multi", "max"),
+        };
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-nodefaults", "-no-user-config", "-no-reboot"])
-            .args(["-accel", "tcg,thread=multi", "-cpu", "max"])
+            .args(["-accel", accel, "-cpu", cpu])
             .args(["-smp", &self.cpus.to_string()])
             .args(["-m", &self.memory_mb.to_string()])
             .args(["-display", "none"])
