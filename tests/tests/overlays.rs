@@ -313,12 +313,19 @@ impl Switch<'_> {
         wait_mode(c, Backend::Bgp, Mode::Never, mode);
         let settled = unix_now() - applied;
         let mut report = Vec::new();
-        for ((label, _, _), p) in self.pairs.iter().zip(pingers) {
+        for ((label, _, _), mut p) in self.pairs.iter().zip(pingers) {
             let reachable = mode != Mode::Never || *label == "same-subnet";
-            if reachable {
-                assert!(
-                    p.wait_answers(20),
-                    "{label}: ping did not recover after {mode:?}"
+            if reachable && !p.wait_answers(20) {
+                let routes: Vec<String> = c
+                    .nodes
+                    .iter()
+                    .map(|n| format!("{}: {:?}", n.name, actual(n)))
+                    .collect();
+                panic!(
+                    "{label}: ping did not recover after {from_mode:?} -> {mode:?}\n{}\n{}\n{}",
+                    p.describe(),
+                    routes.join("\n"),
+                    c.logs(30)
                 );
             }
             let t = p.stop(applied);

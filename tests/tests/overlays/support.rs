@@ -383,6 +383,17 @@ impl Pinger {
         wait_until(settle(), || self.answered().len() >= base + more)
     }
 
+    /// Whether ping still runs, and the last lines it printed (for failure messages).
+    pub fn describe(&mut self) -> String {
+        let running = self.daemon.as_mut().is_some_and(Daemon::is_running);
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!(
+            "ping running={running}, last lines:\n{}",
+            lines[lines.len().saturating_sub(5)..].join("\n")
+        )
+    }
+
     /// Stops the ping and counts what happened after `since` (see [`unix_now`]).
     pub fn stop(mut self, since: f64) -> PingTally {
         if let Some(mut d) = self.daemon.take() {
