@@ -20,6 +20,7 @@ struct State {
     fdb: BTreeSet<FdbEntry>,
     sysctls: BTreeMap<String, String>,
     ipip_supported: bool,
+    unreachable: BTreeSet<std::net::Ipv4Addr>,
 }
 
 /// An in-memory kernel.
@@ -66,6 +67,11 @@ impl FakeKernel {
                 addresses: Vec::new(),
             },
         );
+    }
+
+    /// Makes routes through `gateway` fail as ENETUNREACH does (a next hop off-link).
+    pub fn unreachable_gateway(&self, gateway: std::net::Ipv4Addr) {
+        self.lock().unreachable.insert(gateway);
     }
 
     /// Puts a route in the table as someone else would.
@@ -122,6 +128,11 @@ impl Kernel for FakeKernel {
         let mut s = self.lock();
         if let Some(dev) = route.dev() {
             Self::require_link(&s, dev)?;
+        }
+        if let super::types::RouteTarget::Gateway { via, .. } = &route.target
+            && s.unreachable.contains(via)
+        {
+            return Err(KernelError::Unreachable(format!("{via}")));
         }
         s.routes.insert(route.dst, route.clone());
         Ok(())

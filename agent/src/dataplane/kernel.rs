@@ -17,6 +17,11 @@ pub enum KernelError {
     /// The object (or the device it refers to) is not there (ENOENT, ESRCH, ENODEV).
     #[error("not found: {0}")]
     NotFound(String),
+    /// The route's gateway is not directly reachable (ENETUNREACH): a BGP next hop on
+    /// another subnet with no encapsulation. Retrying is pointless until the underlay
+    /// changes, which a kernel route event announces.
+    #[error("gateway unreachable: {0}")]
+    Unreachable(String),
     /// The kernel lacks a feature (e.g. the ipip module on these machines).
     #[error("kernel has no {0} support")]
     Unsupported(String),

@@ -589,6 +589,7 @@ fn map_err(e: rtnetlink::Error) -> KernelError {
             libc::EEXIST => KernelError::Exists,
             libc::ENOENT | libc::ESRCH | libc::ENODEV => KernelError::NotFound(e.to_string()),
             libc::EOPNOTSUPP => KernelError::Unsupported(e.to_string()),
+            libc::ENETUNREACH => KernelError::Unreachable(e.to_string()),
             _ => KernelError::Other(e.to_string()),
         };
     }

@@ -30,6 +30,8 @@ pub struct RouteReport {
     pub conflicts: Vec<Ipv4Net>,
     /// Operations that failed and will be retried on the next pass.
     pub failures: Vec<String>,
+    /// Desired routes the kernel refused because their gateway is not reachable.
+    pub unreachable: Vec<Ipv4Net>,
     /// When a pass is needed again without any new event (grace periods, failures).
     pub retry_at: Option<Instant>,
 }
@@ -42,6 +44,8 @@ pub struct RouteTable {
     unknown_workload_since: HashMap<Ipv4Net, Instant>,
     grace: Duration,
     hold_deletions: bool,
+    /// Routes already reported as unreachable (warned about once).
+    unreachable: std::collections::BTreeSet<Ipv4Net>,
 }
 
 impl RouteTable {
@@ -54,6 +58,7 @@ impl RouteTable {
             unknown_workload_since: HashMap::new(),
             grace: WORKLOAD_ROUTE_GRACE,
             hold_deletions: false,
+            unreachable: std::collections::BTreeSet::new(),
         }
     }
 
@@ -139,9 +144,19 @@ impl RouteTable {
                     debug!(route = %want, %what, "route not programmable yet");
                     report.failures.push(format!("adding {want}: {what}"));
                 }
+                Err(KernelError::Unreachable(why)) => {
+                    // Not a failure to retry every second: nothing changes until the
+                    // underlay does, and that comes with a kernel route event.
+                    if self.unreachable.insert(dst) {
+                        warn!(route = %want, %why, "next hop not reachable without encapsulation; route left out until the underlay changes");
+                    }
+                    report.unreachable.push(dst);
+                }
                 Err(e) => report.failures.push(format!("adding {want}: {e}")),
             }
         }
+        self.unreachable
+            .retain(|dst| report.unreachable.contains(dst));
         if !report.failures.is_empty() {
             let due = now + Duration::from_secs(1);
             report.retry_at = Some(report.retry_at.map_or(due, |r| r.min(due)));
@@ -285,6 +300,27 @@ mod tests {
             .await
             .expect("pass");
         assert_eq!(report.removed, 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_next_hop_is_left_out_without_a_retry_loop() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        kernel.unreachable_gateway("10.0.1.3".parse().expect("ip"));
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        let mut r = via("10.244.3.0/26", "10.0.1.3", "eth0");
+        r.target = RouteTarget::Gateway {
+            via: "10.0.1.3".parse().expect("ip"),
+            dev: None,
+            onlink: false,
+        };
+        table.set_desired(desired(&[r]));
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!(report.unreachable, vec![net("10.244.3.0/26")]);
+        assert!(report.failures.is_empty());
+        assert_eq!(report.retry_at, None);
     }
 
     #[tokio::test]
