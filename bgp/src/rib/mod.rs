@@ -483,31 +483,45 @@ impl Rib {
         let base = parts.attrs.intern(attrs);
         let base_attrs = parts.attrs.get(base).clone();
         let mut modified: Vec<(Option<usize>, AttrId)> = Vec::new();
+        // A policy that does not look at the prefix decides once for the whole UPDATE.
+        let fixed = match (&policy, nlri.first()) {
+            (Some(pol), Some(first)) if !pol.depends_on_prefix() => {
+                Some(pol.evaluate(first, &base_attrs))
+            }
+            _ => None,
+        };
+        let mut base_refs = 0u32;
         for &prefix in nlri {
             let (attr, flags, reason) = match (pre, &policy) {
                 (Err(r), _) => (base, PF_REJECTED, r),
                 (Ok(()), None) => (base, 0, RejectReason::None),
-                (Ok(()), Some(pol)) => match pol.evaluate(&prefix, &base_attrs) {
-                    Verdict::Reject => (base, PF_REJECTED, RejectReason::ImportPolicy),
-                    Verdict::Accept(t) => match pol.set_actions(t) {
-                        None => (base, 0, RejectReason::None),
-                        Some(set) => {
-                            let id = match modified.iter().find(|(x, _)| *x == t) {
-                                Some(&(_, id)) => id,
-                                None => {
-                                    let mut a = (*base_attrs).clone();
-                                    set.apply(&mut a);
-                                    let id = parts.attrs.intern(a);
-                                    modified.push((t, id));
-                                    id
-                                }
-                            };
-                            (id, 0, RejectReason::None)
-                        }
-                    },
-                },
+                (Ok(()), Some(pol)) => {
+                    match fixed.unwrap_or_else(|| pol.evaluate(&prefix, &base_attrs)) {
+                        Verdict::Reject => (base, PF_REJECTED, RejectReason::ImportPolicy),
+                        Verdict::Accept(t) => match pol.set_actions(t) {
+                            None => (base, 0, RejectReason::None),
+                            Some(set) => {
+                                let id = match modified.iter().find(|(x, _)| *x == t) {
+                                    Some(&(_, id)) => id,
+                                    None => {
+                                        let mut a = (*base_attrs).clone();
+                                        set.apply(&mut a);
+                                        let id = parts.attrs.intern(a);
+                                        modified.push((t, id));
+                                        id
+                                    }
+                                };
+                                (id, 0, RejectReason::None)
+                            }
+                        },
+                    }
+                }
             };
-            parts.attrs.retain(attr);
+            if attr == base {
+                base_refs += 1;
+            } else {
+                parts.attrs.retain(attr);
+            }
             upsert(
                 fam,
                 &mut parts,
@@ -520,6 +534,7 @@ impl Rib {
                 },
             );
         }
+        parts.attrs.retain_n(base, base_refs);
         parts.attrs.release(base);
         for (_, id) in modified {
             parts.attrs.release(id);

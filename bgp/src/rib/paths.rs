@@ -270,8 +270,13 @@ pub(super) fn process_family<P: Fam>(rib: &mut Rib) -> usize {
         .collect();
     let mut changes = 0;
     for (prefix, old) in &dirty {
-        let new = match fam.table.slots.get(prefix) {
+        let new = match fam.table.slots.get_mut(prefix) {
             Some(s) if s.dflags & DF_DIRTY == 0 => continue,
+            // One path (most destinations): no decision to make, no second lookup.
+            Some(s) if s.dflags & DF_MULTI == 0 => {
+                s.dflags &= !DF_DIRTY;
+                s.best()
+            }
             Some(_) => decide(fam, &mut parts, prefix),
             None => None,
         };

@@ -107,7 +107,7 @@ impl Drop for Conn {
     }
 }
 
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 64 * 1024;
 
 async fn read_loop(
     mut rd: OwnedReadHalf,

@@ -28,6 +28,30 @@ use crate::Error;
 use crate::config::{OriginAttrs, PeerConfig, SpeakerConfig};
 use crate::events::{LearnedRoute, PathInfo, PeerStatus, RouteEvent};
 
+/// Where the speaker task delivers [`RouteEvent`]s.
+pub(crate) enum EventSink {
+    PerEvent(mpsc::UnboundedSender<RouteEvent>),
+    Batched(mpsc::UnboundedSender<Vec<RouteEvent>>),
+}
+
+impl EventSink {
+    /// Sends one event; false when the receiver is gone.
+    pub fn send(&self, ev: RouteEvent) -> bool {
+        match self {
+            EventSink::PerEvent(tx) => tx.send(ev).is_ok(),
+            EventSink::Batched(tx) => tx.send(vec![ev]).is_ok(),
+        }
+    }
+
+    /// Sends a batch of events in order; false when the receiver is gone.
+    pub fn send_all(&self, evs: Vec<RouteEvent>) -> bool {
+        match self {
+            EventSink::PerEvent(tx) => evs.into_iter().all(|e| tx.send(e).is_ok()),
+            EventSink::Batched(tx) => evs.is_empty() || tx.send(evs).is_ok(),
+        }
+    }
+}
+
 /// Commands from [`Speaker`] handles to the speaker task.
 pub(crate) enum Command {
     AddPeer(PeerConfig, oneshot::Sender<Result<(), Error>>),
@@ -55,6 +79,21 @@ impl Speaker {
     pub fn start(
         cfg: SpeakerConfig,
     ) -> Result<(Speaker, mpsc::UnboundedReceiver<RouteEvent>), Error> {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        Ok((Self::spawn(cfg, EventSink::PerEvent(ev_tx))?, ev_rx))
+    }
+
+    /// Like [`Speaker::start`], but events arrive in batches: one `Vec` per RIB batch
+    /// (up to ~16k route changes), in order. Cheaper for consumers of large tables (one
+    /// channel operation per batch instead of per route).
+    pub fn start_batched(
+        cfg: SpeakerConfig,
+    ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>), Error> {
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        Ok((Self::spawn(cfg, EventSink::Batched(ev_tx))?, ev_rx))
+    }
+
+    fn spawn(cfg: SpeakerConfig, events: EventSink) -> Result<Speaker, Error> {
         cfg.validate()?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::config(
@@ -63,10 +102,9 @@ impl Speaker {
             ));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let task = task::Task::new(cfg, ev_tx)?;
+        let task = task::Task::new(cfg, events)?;
         tokio::spawn(task.run(rx));
-        Ok((Speaker { tx }, ev_rx))
+        Ok(Speaker { tx })
     }
 
     fn send(&self, c: Command) -> Result<(), Error> {

@@ -12,11 +12,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use super::Command;
 use super::conn::{self, Conn, ConnEvent};
 use super::peer::{Peer, session_config};
 use super::socket;
 use super::timers::{TimerId, Timers};
+use super::{Command, EventSink};
 use crate::config::SpeakerConfig;
 use crate::events::RouteEvent;
 use crate::fsm::{
@@ -29,7 +29,7 @@ use crate::wire::notification::{Notification, code, subcode};
 use crate::{Error, PeerConfig};
 
 /// Prefixes queued for the decision process before a batch is cut short.
-const MAX_PENDING: usize = 1 << 16;
+const MAX_PENDING: usize = 1 << 14;
 
 pub(crate) struct Task {
     cfg: SpeakerConfig,
@@ -37,7 +37,7 @@ pub(crate) struct Task {
     peers: Vec<Option<Peer>>,
     by_addr: HashMap<IpAddr, u16>,
     timers: Timers,
-    events: mpsc::UnboundedSender<RouteEvent>,
+    events: EventSink,
     conn_tx: mpsc::Sender<ConnEvent>,
     conn_rx: Option<mpsc::Receiver<ConnEvent>>,
     listener: Option<Arc<TcpListener>>,
@@ -58,11 +58,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl Task {
-    pub fn new(
-        cfg: SpeakerConfig,
-        events: mpsc::UnboundedSender<RouteEvent>,
-    ) -> Result<Task, Error> {
-        let (conn_tx, conn_rx) = mpsc::channel(64);
+    pub fn new(cfg: SpeakerConfig, events: EventSink) -> Result<Task, Error> {
+        let (conn_tx, conn_rx) = mpsc::channel(16);
         let rib = Rib::new(RibConfig {
             local_as: cfg.local_as,
             router_id: cfg.router_id,
@@ -539,7 +536,7 @@ impl Task {
                     state: st,
                     last_error: p.main.last_error().map(str::to_owned),
                 };
-                let _ = self.events.send(ev);
+                self.events.send(ev);
             }
         }
     }
@@ -686,7 +683,7 @@ impl Task {
         if self.rib.has_stale(idx) {
             self.timers.arm(TimerId::StalePath(idx), now + stale_wait);
         }
-        let _ = self.events.send(RouteEvent::PeerUp { peer: addr, name });
+        self.events.send(RouteEvent::PeerUp { peer: addr, name });
     }
 
     fn down(&mut self, idx: u16, info: DownInfo, now: Instant) {
@@ -704,7 +701,7 @@ impl Task {
             self.timers
                 .arm(TimerId::GrRestart(idx), now + Duration::from_secs(t as u64));
         }
-        let _ = self.events.send(RouteEvent::PeerDown {
+        self.events.send(RouteEvent::PeerDown {
             peer: addr,
             name,
             reason: info.reason,
@@ -832,11 +829,9 @@ impl Task {
             self.rib.process();
         }
         if self.rib.emit_events {
-            for ev in self.rib.take_events() {
-                if self.events.send(ev).is_err() {
-                    self.rib.emit_events = false;
-                    break;
-                }
+            let evs = self.rib.take_events();
+            if !self.events.send_all(evs) {
+                self.rib.emit_events = false;
             }
         }
         for idx in self.rib.peers_with_wire() {
