@@ -158,7 +158,7 @@ fn a_vm_still_running_at_the_timeout_is_killed() {
 #[test]
 #[ignore = "needs root + qemu: cargo test -p lab --test vm_ipip -- --ignored"]
 fn ipip_e2e_tests_pass_under_debian_kernel() {
-    run_tests_in_vm("ipip", "", 2);
+    run_tests_in_vm("ipip", "", 1);
 }
 
 #[test]
