@@ -16,6 +16,9 @@ use crate::monitor::RouteMonitor;
 use crate::stats::{Samples, memory_of};
 use crate::{AS, POOL, Sizes, WAIT};
 
+/// The kernel protocol's scan time, as Calico sets it.
+const SCAN: Duration = Duration::from_secs(2);
+
 /// Calico's bird.cfg for node `me` among `all` node addresses, in BIRD 2 syntax.
 pub fn calico_bird_config(me: &str, all: &[String]) -> String {
     let mut conf = format!(
@@ -23,7 +26,7 @@ pub fn calico_bird_config(me: &str, all: &[String]) -> String {
 router id {me};
 
 filter calico_export_to_bgp_peers {{
-  if ( net ~ {POOL}{{16,32}} ) then accept;
+  if ( net ~ [ {POOL}+ ] ) then accept;
   reject;
 }}
 
@@ -200,9 +203,9 @@ impl BirdLab {
         if let Some(f) = figures {
             let last = arrivals.iter().max().copied().unwrap_or(at_a);
             let b = arrivals.last().copied().unwrap_or(at_a);
-            f.cmd_to_b.push(b.saturating_duration_since(started));
-            f.a_to_b.push(b.saturating_duration_since(at_a));
-            f.a_to_all.push(last.saturating_duration_since(at_a));
+            f.cmd_to_b.push_between(started, b);
+            f.a_to_b.push_between(at_a, b);
+            f.a_to_all.push_between(at_a, last);
         }
         Ok(())
     }
@@ -210,7 +213,11 @@ impl BirdLab {
     /// Deletes the route to `net` that BIRD installed on the last node and times its return.
     fn drift(&mut self, net: Ipv4Net, samples: usize, out: &mut Samples) -> Result<()> {
         let b = self.cluster.nodes.len() - 1;
-        for _ in 0..samples {
+        for i in 0..samples {
+            // BIRD repairs at its next scan: spread the deletions over the 2 s scan period
+            // (each would otherwise come right after the scan that repaired the last one).
+            let phase = SCAN.as_millis() as u64 * i as u64 / samples as u64;
+            std::thread::sleep(Duration::from_millis(phase));
             self.monitors[b].clear();
             self.cluster.nodes[b]
                 .ns
@@ -219,7 +226,7 @@ impl BirdLab {
                 bail!("deleting {net} on node{} was not seen", b + 1);
             };
             match self.monitors[b].wait(Duration::from_secs(10), |e| e.added && e.dst == net) {
-                Some(back) => out.push(back.at.saturating_duration_since(gone.at)),
+                Some(back) => out.push_between(gone.at, back.at),
                 None => bail!("BIRD never put {net} back on node{}", b + 1),
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use datastore::config::DatastoreConfig;
-use ipam::{AutoAssignArgs, Ipam};
+use ipam::{AutoAssignArgs, Ipam, IpamConfig};
 use ipnet::IpNet;
 use lab::Netns;
 use nix::sched::{CloneFlags, setns};
@@ -29,8 +29,14 @@ pub struct IpamClient {
 }
 
 impl IpamClient {
-    /// Connects to etcd at `endpoint` from inside `ns`, assigning for node `node`.
-    pub fn start(ns: &Netns, endpoint: &str, node: &str) -> Result<IpamClient> {
+    /// Connects to etcd at `endpoint` from inside `ns`, assigning for node `node`, and sets
+    /// the cluster's per-host block limit to `max_blocks_per_host`.
+    pub fn start(
+        ns: &Netns,
+        endpoint: &str,
+        node: &str,
+        max_blocks_per_host: u32,
+    ) -> Result<IpamClient> {
         let file = File::open(ns.path())?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Request>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
@@ -67,6 +73,15 @@ impl IpamClient {
                             return;
                         }
                     };
+                    // Every sample claims a new block: lift the per-host limit (20).
+                    let limit = IpamConfig {
+                        max_blocks_per_host,
+                        ..IpamConfig::default()
+                    };
+                    if let Err(e) = ipam.set_config(&limit).await {
+                        let _ = ready_tx.send(Err(format!("setting the block limit: {e}")));
+                        return;
+                    }
                     let _ = ready_tx.send(Ok(()));
                     while let Some(req) = rx.recv().await {
                         // Two addresses: a whole /31 block, so the next claim needs a new one.

@@ -13,6 +13,7 @@
 //! daemons, etcd) is removed when its size is done, on error too.
 
 mod bird_mesh;
+mod etcd_watch;
 mod ipam_client;
 mod monitor;
 mod ours;
@@ -46,6 +47,8 @@ pub struct Sizes {
     pub bird_drift_samples: usize,
     /// Run with debug binaries rather than refuse.
     pub allow_debug: bool,
+    /// Print this many last lines of A's and B's calico-node logs after each size.
+    pub logs: usize,
 }
 
 fn parse_args() -> Result<Sizes> {
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Sizes> {
         drift_samples: 30,
         bird_drift_samples: 10,
         allow_debug: false,
+        logs: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -70,9 +74,10 @@ fn parse_args() -> Result<Sizes> {
             "--drift-samples" => s.drift_samples = value()?.parse()?,
             "--bird-drift-samples" => s.bird_drift_samples = value()?.parse()?,
             "--allow-debug" => s.allow_debug = true,
+            "--logs" => s.logs = value()?.parse()?,
             other => bail!(
                 "unknown argument {other}; use --sizes 3,10,25 --samples N --drift-samples N \
-                 --bird-drift-samples N --allow-debug"
+                 --bird-drift-samples N --allow-debug --logs LINES"
             ),
         }
     }
@@ -101,53 +106,89 @@ fn binaries(allow_debug: bool) -> Result<String> {
 }
 
 fn rows_for(n: usize, ours: &ours::OursFigures, bird: &bird_mesh::BirdFigures) -> Vec<Row> {
-    let m = |s: &str| format!("{s} ({n} nodes)");
+    let m = |s: &str| format!("{s}, {n} nodes");
+    let lat = |metric: &str, o: &stats::Samples, b: Option<&stats::Samples>| {
+        Row::latency(&m(metric), o, b)
+    };
     vec![
-        Row::latency(
-            &m("propagation: blackhole in A's kernel -> route in B's kernel"),
-            &ours.a_to_b,
+        lat(
+            "1a propagation: notification on A -> route in B's kernel",
+            &ours.confirm_to_b,
             Some(&bird.a_to_b),
         ),
-        Row::latency(
-            &m("propagation: blackhole in A's kernel -> all other kernels"),
-            &ours.a_to_all,
+        lat(
+            "1b propagation: notification on A -> route in all other kernels",
+            &ours.confirm_to_all,
             Some(&bird.a_to_all),
         ),
-        Row::latency(
-            &m("propagation: source event on A -> B's kernel"),
+        lat(
+            "1c propagation: trigger on A -> route in B's kernel",
             &ours.claim_to_b,
             Some(&bird.cmd_to_b),
         ),
-        Row::latency(
-            &m("end to end: CNI ADD on A (new block) -> B's kernel"),
+        lat(
+            "1d propagation: blackhole in A's kernel -> route in B's kernel",
+            &ours.a_to_b,
+            Some(&bird.a_to_b),
+        ),
+        lat(
+            "2a end to end: CNI ADD on A (new block) -> route in B's kernel",
             &ours.cni_to_b,
             None,
         ),
-        Row::latency(
-            &m("end to end: CNI ADD on A (new block) -> all other kernels"),
+        lat(
+            "2b end to end: CNI ADD on A -> route in all other kernels",
             &ours.cni_to_all,
             None,
         ),
-        Row::latency(&m("the CNI ADD call itself"), &ours.cni_duration, None),
-        Row::latency(
-            &m("drift repair: route deleted on B -> back"),
+        lat(
+            "2c  of which CNI ADD start -> block confirmed in etcd",
+            &ours.cni_to_confirm,
+            None,
+        ),
+        lat(
+            "2d  of which block confirmed -> route in B's kernel",
+            &ours.cni_confirm_to_b,
+            None,
+        ),
+        lat("2e the CNI ADD call itself", &ours.cni_duration, None),
+        lat(
+            "3 drift repair: route deleted on B -> back",
             &ours.drift,
             Some(&bird.drift),
         ),
         Row {
-            metric: m("VmRSS per daemon, median (max)"),
+            metric: m("4a VmRSS per daemon, median (max)"),
             ours: memory_cell(&ours.rss),
             bird: memory_cell(&bird.rss),
             ratio: memory_ratio(&ours.rss, &bird.rss),
         },
         Row {
-            metric: m("VmHWM per daemon, median (max)"),
+            metric: m("4b VmHWM per daemon, median (max)"),
             ours: memory_cell(&ours.hwm),
             bird: memory_cell(&bird.hwm),
             ratio: memory_ratio(&ours.hwm, &bird.hwm),
         },
     ]
 }
+
+/// What each row compares, printed under the table.
+const LEGEND: &str = "\
+A = node1, B = the last node; every time is a kernel route notification (or an etcd watch \
+event) read by a SCHED_FIFO thread in the node's namespace.
+1a/1b: ours from the etcd watch event saying A's new /31 block affinity is confirmed (what \
+A's calico-node exports on) to the route via A in B's kernel; BIRD from the kernel \
+notification of a blackhole added on A (`ip route add blackhole X proto static`, learned \
+by BIRD's kernel protocol) to the route via A in B's kernel.
+1c: ours from the start of an in-process calico-rs IPAM claim (its etcd transactions); \
+BIRD from the start of the `ip route add` command.
+1d: from A's own blackhole (for ours programmed by A's calico-node, in parallel with the \
+BGP update, so B can get the route first: negative); for BIRD the same as 1a.
+2: ours only (BIRD has no IPAM): a CNI ADD through the calico plugin on A that claims a new \
+block; 2c + 2d split it at the etcd confirmation.
+3: B's route to A's block deleted with `ip route del`, from the deletion notification to \
+the re-add; BIRD's deletions are spread over its 2 s scan period.
+4: /proc/<pid>/status of every calico-node / bird at the end of the size's run.";
 
 fn main() -> Result<()> {
     if !is_root() {
@@ -158,7 +199,7 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let machine = machine();
     println!("machine: {machine}\nbinaries: {bins}\nsettings: {sizes:?}\n");
-    let mut rows = Vec::new();
+    let mut per_size = Vec::new();
     for &n in &sizes.nodes {
         eprintln!(
             "[{:>5.1}s] calico-rs, {n} nodes",
@@ -170,23 +211,22 @@ fn main() -> Result<()> {
             started.elapsed().as_secs_f64()
         );
         let bird = bird_mesh::run(n, &sizes).with_context(|| format!("BIRD, {n} nodes"))?;
-        let these = rows_for(n, &ours, &bird);
-        println!("{}", table(&these));
-        rows.extend(these);
+        let rows = rows_for(n, &ours, &bird);
+        eprintln!("{}", table(&rows));
+        per_size.push(rows);
+    }
+    // One table, each metric's sizes together.
+    let mut rows = Vec::new();
+    for k in 0..per_size.first().map_or(0, Vec::len) {
+        for size in &mut per_size {
+            rows.push(std::mem::take(&mut size[k]));
+        }
     }
     println!(
-        "all sizes ({:.0} s, load average now {}):\n\n{}",
+        "{}\n{LEGEND}\n\n({:.0} s, load average at the end {})",
+        table(&rows),
         started.elapsed().as_secs_f64(),
-        stats::load(),
-        table(&rows)
-    );
-    println!(
-        "Rows: A = node1, B = the last node. Ours: 'blackhole in A's kernel' is the route A's \
-         calico-node programs for a block claimed in-process through calico-rs IPAM; 'source \
-         event' is that IPAM claim (etcd transactions) starting. BIRD: the blackhole is added \
-         on A with `ip route add ... proto static` and learned by BIRD's kernel protocol; \
-         'source event' is the `ip` command starting. Drift: B's route to A's block deleted \
-         with `ip route del`, timed from the deletion notification to the re-add."
+        stats::load()
     );
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The calico-rs side: `calico-node` on every node of a full mesh, a pool of /31 blocks so
-//! every claim is a new block, and route monitors in every node's kernel.
+//! every claim is a new block, route monitors in every node's kernel and a watch on A's
+//! block affinities in etcd.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -11,8 +12,9 @@ use lab::bins::bin;
 use lab::cluster::{Cluster, LabSpec};
 use lab::cni::{CniBin, add_pod};
 
+use crate::etcd_watch::AffinityWatcher;
 use crate::ipam_client::{IpamClient, v4};
-use crate::monitor::RouteMonitor;
+use crate::monitor::{RouteEvent, RouteMonitor};
 use crate::stats::{Samples, memory_of};
 use crate::{BLOCK_SIZE, POOL, Sizes, WAIT};
 
@@ -23,14 +25,21 @@ pub struct OursFigures {
     pub cni_to_b: Samples,
     /// CNI ADD starts on A -> the route in the last of the other kernels.
     pub cni_to_all: Samples,
+    /// CNI ADD starts -> its block affinity confirmed in etcd (the plugin's IPAM share).
+    pub cni_to_confirm: Samples,
+    /// Affinity confirmed -> route in B's kernel, in the CNI samples (the agents' share).
+    pub cni_confirm_to_b: Samples,
     /// The CNI ADD call itself (process start, IPAM, veth, routes).
     pub cni_duration: Samples,
     /// In-process IPAM claim starts on A -> route in B's kernel.
     pub claim_to_b: Samples,
-    /// The blackhole in A's kernel (programmed by A's agent) -> route in B's kernel.
+    /// Affinity-confirmed notification on A -> route in B's kernel.
+    pub confirm_to_b: Samples,
+    /// Affinity-confirmed notification on A -> route in the last of the other kernels.
+    pub confirm_to_all: Samples,
+    /// The blackhole in A's kernel (programmed by A's agent) -> route in B's kernel;
+    /// negative when B had it first.
     pub a_to_b: Samples,
-    /// The blackhole in A's kernel -> route in the last of the other kernels.
-    pub a_to_all: Samples,
     /// A route the agent owns deleted on B -> back.
     pub drift: Samples,
     /// VmRSS, VmHWM (KiB) per calico-node.
@@ -38,9 +47,10 @@ pub struct OursFigures {
     pub hwm: Vec<u64>,
 }
 
-/// The lab, in drop order: IPAM thread, monitors, pod namespaces, then the cluster.
+/// The lab, in drop order: client threads, monitors, pod namespaces, then the cluster.
 struct OursLab {
-    ipam: Option<IpamClient>,
+    ipam: IpamClient,
+    watcher: AffinityWatcher,
     monitors: Vec<RouteMonitor>,
     pods: Vec<Netns>,
     cni: CniBin,
@@ -48,8 +58,9 @@ struct OursLab {
     n: usize,
 }
 
-/// When a block reached each kernel: A's blackhole, then every other node.
+/// When a block showed up: confirmed in etcd, in A's kernel, in B's, in the last kernel.
 struct Arrival {
+    confirmed: Instant,
     at_a: Instant,
     at_b: Instant,
     at_all: Instant,
@@ -67,8 +78,13 @@ pub fn run(n: usize, sizes: &Sizes) -> Result<OursFigures> {
         .iter()
         .map(|n| RouteMonitor::start(&n.ns))
         .collect::<Result<Vec<_>>>()?;
+    let a = &cluster.nodes[0];
+    let blocks = u32::try_from(4 * sizes.samples + 10)?;
+    let ipam = IpamClient::start(&a.ns, &cluster.etcd_endpoint(), &a.name, blocks)?;
+    let watcher = AffinityWatcher::start(&a.ns, &cluster.etcd_endpoint(), &a.name)?;
     let mut lab = OursLab {
-        ipam: None,
+        ipam,
+        watcher,
         monitors,
         pods: Vec::new(),
         cni: CniBin::calico(&bin("calico")?, &bin("calico-ipam")?)?,
@@ -81,28 +97,20 @@ pub fn run(n: usize, sizes: &Sizes) -> Result<OursFigures> {
         .cni_sample(0, Duration::from_secs(60))
         .with_context(|| format!("the calico-rs mesh did not converge\n{}", lab.logs()))?;
     for i in 1..=sizes.samples {
-        let (_, (started, done, arrival)) = lab.cni_sample(i, WAIT)?;
+        let (_, (started, done, t)) = lab.cni_sample(i, WAIT)?;
         f.cni_duration.push(done - started);
-        f.cni_to_b
-            .push(arrival.at_b.saturating_duration_since(started));
-        f.cni_to_all
-            .push(arrival.at_all.saturating_duration_since(started));
+        f.cni_to_b.push_between(started, t.at_b);
+        f.cni_to_all.push_between(started, t.at_all);
+        f.cni_to_confirm.push_between(started, t.confirmed);
+        f.cni_confirm_to_b.push_between(t.confirmed, t.at_b);
         std::thread::sleep(Duration::from_millis(50));
     }
-    let a = &lab.cluster.nodes[0];
-    lab.ipam = Some(IpamClient::start(
-        &a.ns,
-        &lab.cluster.etcd_endpoint(),
-        &a.name,
-    )?);
     for i in 1..=sizes.samples {
-        let (started, arrival) = lab.claim_sample(i)?;
-        f.claim_to_b
-            .push(arrival.at_b.saturating_duration_since(started));
-        f.a_to_b
-            .push(arrival.at_b.saturating_duration_since(arrival.at_a));
-        f.a_to_all
-            .push(arrival.at_all.saturating_duration_since(arrival.at_a));
+        let (started, t) = lab.claim_sample(i)?;
+        f.claim_to_b.push_between(started, t.at_b);
+        f.confirm_to_b.push_between(t.confirmed, t.at_b);
+        f.confirm_to_all.push_between(t.confirmed, t.at_all);
+        f.a_to_b.push_between(t.at_a, t.at_b);
         std::thread::sleep(Duration::from_millis(50));
     }
     lab.drift(first, sizes.drift_samples, &mut f.drift)?;
@@ -114,6 +122,12 @@ pub fn run(n: usize, sizes: &Sizes) -> Result<OursFigures> {
     }
     if lab.monitors.iter().any(|m| m.lost() > 0) {
         eprintln!("warning: a route monitor lost notifications in the calico-rs lab");
+    }
+    if sizes.logs > 0 {
+        let nodes = &lab.cluster.nodes;
+        for node in [&nodes[0], &nodes[nodes.len() - 1]] {
+            eprintln!("--- {} ---\n{}", node.name, node.agent_log(sizes.logs));
+        }
     }
     Ok(f)
 }
@@ -159,26 +173,29 @@ impl OursLab {
     /// times its arrival everywhere.
     fn claim_sample(&mut self, i: usize) -> Result<(Instant, Arrival)> {
         self.monitors.iter_mut().for_each(RouteMonitor::clear);
-        let ipam = self.ipam.as_ref().context("no IPAM client")?;
-        let (started, _, block) = ipam
+        let (started, _, block) = self
+            .ipam
             .claim(&format!("bench-claim-{}-{i}", self.n))
             .map_err(|e| anyhow!(e))?;
         let block = v4(block).context("an IPv6 block")?;
         Ok((started, self.arrival(block, WAIT)?))
     }
 
-    /// Waits for `block`'s blackhole on A and its route via A on every other node.
+    /// Waits for `block`'s confirmation in etcd, its blackhole on A and its route via A on
+    /// every other node.
     fn arrival(&mut self, block: Ipv4Net, timeout: Duration) -> Result<Arrival> {
         let a_ip = self.a_ip()?;
+        let confirmed = self
+            .watcher
+            .wait(block, timeout)
+            .with_context(|| format!("{block} was never seen confirmed in etcd"))?;
         let at_a = self.monitors[0]
             .wait(timeout, |e| e.added && e.blackhole && e.dst == block)
             .with_context(|| format!("no blackhole for {block} on A\n{}", self.logs()))?
             .at;
         let mut arrivals = Vec::new();
         for k in 1..self.monitors.len() {
-            let want = |e: &crate::monitor::RouteEvent| {
-                e.added && e.dst == block && e.gateway == Some(a_ip)
-            };
+            let want = |e: &RouteEvent| e.added && e.dst == block && e.gateway == Some(a_ip);
             match self.monitors[k].wait(timeout, want) {
                 Some(e) => arrivals.push(e.at),
                 None => bail!(
@@ -190,6 +207,7 @@ impl OursLab {
             }
         }
         Ok(Arrival {
+            confirmed,
             at_a,
             at_b: arrivals.last().copied().unwrap_or(at_a),
             at_all: arrivals.iter().max().copied().unwrap_or(at_a),
@@ -208,7 +226,7 @@ impl OursLab {
                 bail!("deleting {block} on node{} was not seen", b + 1);
             };
             match self.monitors[b].wait(WAIT, |e| e.added && e.dst == block) {
-                Some(back) => out.push(back.at.saturating_duration_since(gone.at)),
+                Some(back) => out.push_between(gone.at, back.at),
                 None => bail!("calico-node never put {block} back on node{}", b + 1),
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -1,52 +1,52 @@
 //! Figures: samples with median and p90, the table the benchmark prints, the machine it
 //! ran on, and daemons' resident memory.
 
-use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lab::Netns;
 
-/// Latency samples of one metric.
+/// Latency samples of one metric, in milliseconds; signed, since two parallel paths can
+/// finish in either order.
 #[derive(Debug, Clone, Default)]
 pub struct Samples {
-    values: Vec<Duration>,
-    /// Samples that never completed (timed out).
-    pub missed: usize,
+    values: Vec<f64>,
 }
 
 impl Samples {
-    /// Records one sample.
+    /// Records one duration.
     pub fn push(&mut self, d: Duration) {
-        self.values.push(d);
+        self.values.push(d.as_secs_f64() * 1000.0);
+    }
+
+    /// Records `to - from`, negative when `to` came first.
+    pub fn push_between(&mut self, from: Instant, to: Instant) {
+        let ms = match to.checked_duration_since(from) {
+            Some(d) => d.as_secs_f64(),
+            None => -from.duration_since(to).as_secs_f64(),
+        };
+        self.values.push(ms * 1000.0);
     }
 
     /// The `q` quantile (nearest rank), `None` without samples.
-    pub fn quantile(&self, q: f64) -> Option<Duration> {
+    pub fn quantile(&self, q: f64) -> Option<f64> {
         let mut v = self.values.clone();
-        v.sort();
+        v.sort_by(f64::total_cmp);
         let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len().max(1));
         v.get(rank - 1).copied()
     }
 
-    /// `median (p90)` in milliseconds, with the sample count.
+    /// `median (p90) ms n=<samples>`.
     pub fn cell(&self) -> String {
         match (self.quantile(0.5), self.quantile(0.9)) {
-            (Some(m), Some(p)) => {
-                let mut s = format!("{} ({}) ms n={}", ms(m), ms(p), self.values.len());
-                if self.missed > 0 {
-                    let _ = write!(s, " +{} missed", self.missed);
-                }
-                s
-            }
+            (Some(m), Some(p)) => format!("{} ({}) ms n={}", ms(m), ms(p), self.values.len()),
             _ => "-".to_string(),
         }
     }
 }
 
 /// Milliseconds with precision that suits the magnitude.
-pub fn ms(d: Duration) -> String {
-    let v = d.as_secs_f64() * 1000.0;
-    if v < 10.0 {
+pub fn ms(v: f64) -> String {
+    if v.abs() < 10.0 {
         format!("{v:.2}")
     } else {
         format!("{v:.0}")
@@ -54,6 +54,7 @@ pub fn ms(d: Duration) -> String {
 }
 
 /// One printed row: a metric, our figure, BIRD's, and their ratio when both exist.
+#[derive(Debug, Clone, Default)]
 pub struct Row {
     pub metric: String,
     pub ours: String,
@@ -65,9 +66,7 @@ impl Row {
     /// A latency row comparing medians.
     pub fn latency(metric: &str, ours: &Samples, bird: Option<&Samples>) -> Row {
         let ratio = match (ours.quantile(0.5), bird.and_then(|b| b.quantile(0.5))) {
-            (Some(o), Some(b)) if !b.is_zero() => {
-                format!("{:.2}x", o.as_secs_f64() / b.as_secs_f64())
-            }
+            (Some(o), Some(b)) if o > 0.0 && b > 0.0 => ratio(o / b),
             _ => "-".to_string(),
         };
         Row {
@@ -76,6 +75,15 @@ impl Row {
             bird: bird.map_or_else(|| "n/a".to_string(), Samples::cell),
             ratio,
         }
+    }
+}
+
+/// `2.50x`, or `1/250x` when ours is far smaller.
+fn ratio(r: f64) -> String {
+    if r >= 0.1 || r == 0.0 {
+        format!("{r:.2}x")
+    } else {
+        format!("1/{:.0}x", 1.0 / r)
     }
 }
 
@@ -225,7 +233,7 @@ pub fn memory_ratio(ours: &[u64], bird: &[u64]) -> String {
         v.get(v.len().saturating_sub(1) / 2).copied()
     };
     match (median(ours), median(bird)) {
-        (Some(o), Some(b)) if b > 0 => format!("{:.1}x", o as f64 / b as f64),
+        (Some(o), Some(b)) if b > 0 => ratio(o as f64 / b as f64),
         _ => "-".to_string(),
     }
 }
