@@ -141,6 +141,32 @@ impl NetlinkKernel {
         }
     }
 
+    /// Permanent neighbour-table entries of `dev` in `family` (`Inet`: ARP entries, IP ->
+    /// MAC; `Bridge`: FDB entries, MAC -> remote VTEP) as (IPv4, MAC) pairs.
+    async fn permanent_entries(
+        &self,
+        dev: &str,
+        family: AddressFamily,
+    ) -> Result<Vec<(Ipv4Addr, [u8; 6])>, KernelError> {
+        let index = self.index_of(dev).await?;
+        let mut out = Vec::new();
+        let mut stream = self
+            .handle
+            .neighbours()
+            .get()
+            .set_address_family(family)
+            .execute();
+        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
+            if msg.header.ifindex != index || msg.header.state != NeighbourState::Permanent {
+                continue;
+            }
+            if let (Some(IpAddr::V4(ip)), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
+                out.push((ip, mac));
+            }
+        }
+        Ok(out)
+    }
+
     /// Brings a device up with the given MTU (and MAC when given).
     async fn set_link(
         &self,
@@ -323,27 +349,15 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError> {
-        let index = self.index_of(dev).await?;
-        let mut out = Vec::new();
-        let mut stream = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute();
-        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
-            if msg.header.ifindex != index || msg.header.state != NeighbourState::Permanent {
-                continue;
-            }
-            if let (Some(IpAddr::V4(ip)), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
-                out.push(Neighbour {
-                    dev: dev.to_string(),
-                    ip,
-                    mac,
-                });
-            }
-        }
-        Ok(out)
+        let entries = self.permanent_entries(dev, AddressFamily::Inet).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(ip, mac)| Neighbour {
+                dev: dev.to_string(),
+                ip,
+                mac,
+            })
+            .collect())
     }
 
     async fn replace_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
@@ -377,27 +391,15 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn dump_fdb(&self, dev: &str) -> Result<Vec<FdbEntry>, KernelError> {
-        let index = self.index_of(dev).await?;
-        let mut out = Vec::new();
-        let mut stream = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute();
-        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
-            if msg.header.ifindex != index {
-                continue;
-            }
-            if let (Some(IpAddr::V4(dst)), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
-                out.push(FdbEntry {
-                    dev: dev.to_string(),
-                    mac,
-                    dst,
-                });
-            }
-        }
-        Ok(out)
+        let entries = self.permanent_entries(dev, AddressFamily::Bridge).await?;
+        Ok(entries
+            .into_iter()
+            .map(|(dst, mac)| FdbEntry {
+                dev: dev.to_string(),
+                mac,
+                dst,
+            })
+            .collect())
     }
 
     async fn replace_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
