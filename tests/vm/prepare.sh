@@ -56,12 +56,12 @@ resolve_default() {
     awk '/Depends: linux-image-/ {print $2; exit}'
 }
 if [[ -z $package ]]; then
-  package=$(resolve_default)
+  package=$(resolve_default || true)
   if [[ -z $package ]]; then
     apt_update
-    package=$(resolve_default)
+    package=$(resolve_default || true)
   fi
-  [[ -n $package ]] || die "apt knows no linux-image-amd64: is a Debian bookworm source configured?"
+  [[ -n $package ]] || die "apt knows no linux-image-amd64 even after apt-get update: no Debian mirror reachable, or no Debian source configured"
 fi
 [[ $package =~ ^linux-image-[A-Za-z0-9.+~-]+$ ]] || die "not a kernel package name: $package"
 
