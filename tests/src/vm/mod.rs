@@ -163,8 +163,9 @@ impl Vm {
         fs::write(
             xfer.join("env"),
             format!(
-                "VM_MODULES={}\n",
-                quote(&self.kernel.modules().to_string_lossy())
+                "VM_MODULES={}\nVM_HOST_PATHS={}\n",
+                quote(&self.kernel.modules().to_string_lossy()),
+                quote(&self.host_paths())
             ),
         )?;
         fs::write(xfer.join("command"), self.script(command))?;
@@ -240,6 +241,20 @@ impl Vm {
             total,
             release: self.kernel.release.clone(),
         })
+    }
+
+    /// Host directories the command needs even where the VM mounts a fresh tmpfs (`/tmp`,
+    /// `/run`): the working directory, the workspace and its target directory, so a
+    /// checkout under /tmp (a CI clone) is still there. Colon separated.
+    fn host_paths(&self) -> String {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = crate::bins::target_dir();
+        [self.cwd.clone(), workspace, target]
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
     }
 
     /// The shell script init runs in the chroot: environment, directory, then `exec`.
