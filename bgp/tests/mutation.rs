@@ -326,7 +326,9 @@ impl Receiver {
                             graceful_restart: n.peer_graceful_restart,
                         },
                     ),
-                    Output::Down(d) => self.rib.peer_down(self.idx, d.graceful),
+                    Output::Down(d) => self
+                        .rib
+                        .peer_down(self.idx, if d.graceful { &[Afi::Ipv4] } else { &[] }),
                     Output::RouteRefresh(afi) => self.rib.route_refresh(self.idx, afi),
                     _ => {}
                 }

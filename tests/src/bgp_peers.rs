@@ -47,6 +47,8 @@ pub struct NeighborSpec {
     pub graceful_restart: bool,
     /// Exchange IPv6 unicast too.
     pub ipv6: bool,
+    /// GTSM (RFC 5082), directly connected.
+    pub ttl_security: bool,
 }
 
 impl NeighborSpec {
@@ -59,6 +61,7 @@ impl NeighborSpec {
             rr_client: false,
             graceful_restart: true,
             ipv6: false,
+            ttl_security: false,
         }
     }
 }
@@ -142,6 +145,9 @@ pub fn bird_config(spec: &RouterSpec) -> String {
         if n.rr_client {
             c.push_str("  rr client;\n");
         }
+        if n.ttl_security {
+            c.push_str("  ttl security on;\n");
+        }
         if n.asn == spec.asn {
             // iBGP is multihop by default in BIRD; the lab peers share a link.
             c.push_str("  direct;\n");
@@ -181,6 +187,9 @@ pub fn frr_config(spec: &RouterSpec) -> String {
         }
         if !n.graceful_restart {
             c.push_str(&format!(" neighbor {a} graceful-restart-disable\n"));
+        }
+        if n.ttl_security {
+            c.push_str(&format!(" neighbor {a} ttl-security hops 1\n"));
         }
     }
     c.push_str(" address-family ipv4 unicast\n");
@@ -240,6 +249,11 @@ pub fn gobgp_config(spec: &RouterSpec) -> String {
         if n.graceful_restart {
             c.push_str(
                 "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n",
+            );
+        }
+        if n.ttl_security {
+            c.push_str(
+                "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = 255\n",
             );
         }
         let mut fams = vec!["ipv4-unicast"];

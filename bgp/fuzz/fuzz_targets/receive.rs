@@ -107,7 +107,7 @@ fuzz_target!(|data: &[u8]| {
                         graceful_restart: n.peer_graceful_restart,
                     },
                 ),
-                Output::Down(d) => rib.peer_down(idx, d.graceful),
+                Output::Down(d) => rib.peer_down(idx, if d.graceful { &[Afi::Ipv4] } else { &[] }),
                 Output::RouteRefresh(afi) => rib.route_refresh(idx, afi),
                 _ => {}
             }

@@ -284,6 +284,24 @@ impl Fam for Prefix6 {
     }
 }
 
+/// Flags every path of `peer` stale; returns how many.
+fn mark_stale<P: PrefixKey>(t: &mut PathTable<P>, peer: u16) -> u64 {
+    let mut n = 0;
+    t.slots.for_each_mut(|s| {
+        if s.peer == peer {
+            s.pflags |= PF_STALE;
+            n += 1;
+        }
+    });
+    t.more.for_each_mut(|m| {
+        for x in m.paths.iter_mut().filter(|x| x.peer == peer) {
+            x.flags |= PF_STALE;
+            n += 1;
+        }
+    });
+    n
+}
+
 // ===== impl Rib =====
 
 impl Rib {
@@ -343,7 +361,7 @@ impl Rib {
 
     /// Removes a peer and every route learned from it.
     pub fn remove_peer(&mut self, idx: u16) {
-        self.peer_down(idx, false);
+        self.peer_down(idx, &[]);
         if let Some(slot) = self.peers.get_mut(idx as usize) {
             *slot = None;
         }
@@ -385,60 +403,33 @@ impl Rib {
         }
     }
 
-    /// The session with peer `idx` went down. With `graceful`, its routes stay as stale
-    /// (graceful-restart helper) until [`Rib::flush_stale`]; otherwise they are withdrawn.
-    pub fn peer_down(&mut self, idx: u16, graceful: bool) {
+    /// The session with peer `idx` went down. Routes of the families in `keep` stay as
+    /// stale (graceful-restart helper, RFC 4724 §4.2: the families the peer listed in its
+    /// capability) until [`Rib::flush_stale`]; the others are withdrawn.
+    pub fn peer_down(&mut self, idx: u16, keep: &[Afi]) {
         let Some(p) = self.peer_mut(idx) else {
             return;
         };
         p.up = false;
         p.session_local = None;
         p.wire.clear();
-        let families = p.families.clone();
         let (o4, o6) = (std::mem::take(&mut p.out4), std::mem::take(&mut p.out6));
         o4.release_all(&mut self.attrs);
         o6.release_all(&mut self.attrs);
-        if graceful {
-            let mut stale = 0;
-            let mark = |s: &mut PathSlot<_>| {
-                if s.peer == idx {
-                    s.pflags |= PF_STALE;
-                }
-            };
-            self.v4.table.slots.for_each_mut(mark);
-            self.v6.table.slots.for_each_mut(|s| {
-                if s.peer == idx {
-                    s.pflags |= PF_STALE;
-                }
-            });
-            self.v4.table.more.for_each_mut(|m| {
-                for x in m.paths.iter_mut().filter(|x| x.peer == idx) {
-                    x.flags |= PF_STALE;
-                }
-            });
-            self.v6.table.more.for_each_mut(|m| {
-                for x in m.paths.iter_mut().filter(|x| x.peer == idx) {
-                    x.flags |= PF_STALE;
-                }
-            });
-            if let Some(p) = self.peer_mut(idx) {
-                stale = p.counters.received;
-                p.counters.stale = stale;
-                let mut fams = families;
-                for afi in std::mem::take(&mut p.stale_families) {
-                    if !fams.contains(&afi) {
-                        fams.push(afi);
-                    }
-                }
-                p.stale_families = fams;
-            }
-            let _ = stale;
+        let mut stale = 0u64;
+        if keep.contains(&Afi::Ipv4) {
+            stale += mark_stale(&mut self.v4.table, idx);
         } else {
-            if let Some(p) = self.peer_mut(idx) {
-                p.stale_families.clear();
-            }
             self.withdraw_peer::<Prefix4>(idx, |_| true);
+        }
+        if keep.contains(&Afi::Ipv6) {
+            stale += mark_stale(&mut self.v6.table, idx);
+        } else {
             self.withdraw_peer::<Prefix6>(idx, |_| true);
+        }
+        if let Some(p) = self.peer_mut(idx) {
+            p.counters.stale = stale;
+            p.stale_families = keep.to_vec();
         }
     }
 

@@ -499,7 +499,7 @@ fn a_graceful_down_keeps_routes_stale_without_events_until_end_of_rib() {
     );
     r.process();
     r.take_events();
-    r.peer_down(e, true);
+    r.peer_down(e, &[Afi::Ipv4, Afi::Ipv6]);
     r.process();
     assert!(r.take_events().is_empty());
     assert!(r.learned_routes().iter().all(|x| x.stale));
@@ -529,13 +529,27 @@ fn a_graceful_down_keeps_routes_stale_without_events_until_end_of_rib() {
 }
 
 #[test]
+fn a_graceful_down_keeps_only_the_families_listed_in_the_peers_capability() {
+    let mut r = rib(None);
+    let e = add_up(&mut r, 2, 65001, false);
+    r.apply_update(e, announce(&["10.1.0.0/24"], attrs(&[65001], 2)));
+    r.process();
+    r.take_events();
+    // BIRD's "graceful restart aware": the capability lists no family.
+    r.peer_down(e, &[]);
+    r.process();
+    assert_eq!(r.take_events().len(), 1);
+    assert!(!r.has_stale(e));
+}
+
+#[test]
 fn a_new_session_without_graceful_restart_flushes_stale_routes() {
     let mut r = rib(None);
     let e = add_up(&mut r, 2, 65001, false);
     r.apply_update(e, announce(&["10.1.0.0/24"], attrs(&[65001], 2)));
     r.process();
     r.take_events();
-    r.peer_down(e, true);
+    r.peer_down(e, &[Afi::Ipv4, Afi::Ipv6]);
     r.peer_up(
         e,
         PeerUp {
@@ -557,7 +571,7 @@ fn restart_timer_expiry_flushes_stale_routes() {
     r.apply_update(e, announce(&["10.1.0.0/24"], attrs(&[65001], 2)));
     r.process();
     r.take_events();
-    r.peer_down(e, true);
+    r.peer_down(e, &[Afi::Ipv4, Afi::Ipv6]);
     assert!(r.has_stale(e));
     r.flush_stale(e, None);
     r.process();
@@ -574,7 +588,7 @@ fn a_non_graceful_down_withdraws_the_peers_routes_and_unadvertises_them() {
     r.process();
     r.take_events();
     assert_eq!(announced(&sent(&mut r, i)).len(), 1);
-    r.peer_down(e, false);
+    r.peer_down(e, &[]);
     r.process();
     assert_eq!(r.take_events().len(), 1);
     let w = sent(&mut r, i);

@@ -12,6 +12,7 @@ use super::socket::ConnectParams;
 use crate::config::{PeerConfig, SpeakerConfig};
 use crate::events::PeerStatus;
 use crate::fsm::{Session, SessionConfig, State};
+use crate::prefix::Afi;
 use crate::rib::Rib;
 use crate::wire::UpdateCtx;
 
@@ -28,6 +29,8 @@ pub(crate) struct Peer {
     pub shown: State,
     /// The peer's Restart Time from its last Established session (graceful restart).
     pub gr_restart_time: Option<u16>,
+    /// Families the peer listed in its graceful-restart capability (kept when it restarts).
+    pub gr_families: Vec<Afi>,
     pub route_refresh: bool,
 }
 
@@ -60,6 +63,7 @@ impl Peer {
             since: SystemTime::now(),
             shown: State::Idle,
             gr_restart_time: None,
+            gr_families: Vec::new(),
             route_refresh: false,
         }
     }

@@ -23,6 +23,7 @@ use crate::fsm::{
     DownInfo, Input, Negotiated, Outgoing, Output, Session, State, TimerKind,
     collision_keeps_inbound,
 };
+use crate::prefix::Afi;
 use crate::rib::{PeerUp, Rib, RibConfig};
 use crate::wire::encode;
 use crate::wire::notification::{Notification, code, subcode};
@@ -659,6 +660,17 @@ impl Task {
             return;
         };
         p.gr_restart_time = n.peer_graceful_restart.as_ref().map(|g| g.restart_time);
+        p.gr_families = n
+            .peer_graceful_restart
+            .as_ref()
+            .map(|g| {
+                g.families
+                    .iter()
+                    .map(|&(afi, _)| afi)
+                    .filter(|a| n.families.contains(a))
+                    .collect()
+            })
+            .unwrap_or_default();
         p.route_refresh = n.route_refresh;
         let local = p.main_conn.as_ref().map(|c| canonical(c.local.ip()));
         let name = p.cfg.name.clone();
@@ -690,12 +702,20 @@ impl Task {
         let Some(p) = self.peer_mut(idx) else {
             return;
         };
-        let restart = p.gr_restart_time.filter(|&t| t > 0 && info.graceful);
+        // RFC 4724 §4.2: keep the families the peer listed (with a restart time); none
+        // listed (BIRD's "graceful restart aware") keeps nothing.
+        let keep: Vec<Afi> = if info.graceful {
+            p.gr_families.clone()
+        } else {
+            Vec::new()
+        };
+        let restart = p.gr_restart_time.filter(|&t| t > 0 && !keep.is_empty());
         let name = p.cfg.name.clone();
         let addr = p.cfg.address;
         tracing::info!("session down: {}", info.reason);
         self.timers.cancel(TimerId::StalePath(idx));
-        self.rib.peer_down(idx, restart.is_some());
+        self.rib
+            .peer_down(idx, if restart.is_some() { &keep } else { &[] });
         if let Some(t) = restart {
             tracing::info!("graceful restart: keeping routes for up to {t} s");
             self.timers

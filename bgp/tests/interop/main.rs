@@ -38,6 +38,12 @@ macro_rules! per_router {
 
             #[test]
             #[ignore = "needs root netns: cargo test -p bgp -- --ignored"]
+            fn gtsm_establishes_with_ttl_255_and_drops_ttl_64() {
+                scenarios::gtsm($kind).expect("scenario");
+            }
+
+            #[test]
+            #[ignore = "needs root netns: cargo test -p bgp -- --ignored"]
             fn peer_restart_keeps_learned_routes_until_end_of_rib() {
                 scenarios::graceful_restart($kind).expect("scenario");
             }

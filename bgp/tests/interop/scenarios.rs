@@ -105,6 +105,34 @@ pub fn md5(kind: RouterKind) -> Result<()> {
     with_context(r, &router)
 }
 
+/// GTSM (RFC 5082) on both sides establishes; a router sending with the default TTL (64)
+/// is dropped by our minimum TTL of 255.
+pub fn gtsm(kind: RouterKind) -> Result<()> {
+    let lab = Lab::new(2)?;
+    let mut spec = router_spec(65001, &["10.20.0.0/24"], &[]);
+    spec.neighbors[0].ttl_security = true;
+    // No graceful restart: the restart below must withdraw at once.
+    spec.neighbors[0].graceful_restart = false;
+    let mut router = Router::start(kind, &lab.nodes[1], &lab.path("r"), spec.clone())?;
+    let mut sp = NsSpeaker::start(&lab.nodes[0], speaker_config(US, 1))?;
+    let mut p = lab_peer(2, 65001, 1);
+    p.ttl_security = Some(1);
+    sp.add_peer(p)?;
+    let r = (|| -> Result<()> {
+        sp.expect_best("10.20.0.0/24", v4(2), &[65001])?;
+        spec.neighbors[0].ttl_security = false;
+        router.restart(&lab.nodes[1], spec)?;
+        sp.expect_withdrawn("10.20.0.0/24")?;
+        sp.drain_for(Duration::from_secs(5));
+        let st = sp.status(v4(2)).context("status")?;
+        if st.state == State::Established {
+            bail!("established with a peer sending TTL 64: {st:?}");
+        }
+        Ok(())
+    })();
+    with_context(r, &router)
+}
+
 /// The router crashes and comes back in graceful-restart recovery with one route fewer: we
 /// keep both routes (stale, no withdrawal) until its End-of-RIB, then drop only the missing
 /// one.
