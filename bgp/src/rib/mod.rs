@@ -29,7 +29,7 @@ use self::attrs::{AttrId, AttrStore};
 pub use self::decision::RejectReason;
 pub use self::export::PeerOut;
 use self::paths::{prefixes_of, process_family, remove, upsert};
-use self::table::{PF_REJECTED, PF_STALE, PathRef, PathSlot, PathTable};
+use self::table::{PF_REJECTED, PF_STALE, PathRef, PathTable};
 pub use self::views::{AdjRibIn, AdjRibOut, LocRib};
 use crate::config::{NextHopMode, OriginAttrs, PeerConfig};
 use crate::events::{LearnedRoute, PathInfo, RouteEvent};
