@@ -548,7 +548,7 @@ impl Session {
                     self.restart_hold(out);
                     out.push(Output::Update(u));
                 }
-                Message::RouteRefresh(afi) => {
+                Message::RouteRefresh { afi } => {
                     self.restart_hold(out);
                     // RFC 2918: only for families negotiated; others are ignored.
                     if let Some(afi) = afi {

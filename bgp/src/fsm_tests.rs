@@ -670,7 +670,12 @@ fn stop_in_established_sends_admin_shutdown_with_its_text_and_does_not_restart()
 #[test]
 fn route_refresh_for_a_negotiated_family_asks_for_our_routes_again() {
     let (mut s, now) = established();
-    let out = s.handle(msg(Message::RouteRefresh(Some(Afi::Ipv4))), now);
+    let out = s.handle(
+        msg(Message::RouteRefresh {
+            afi: Some(Afi::Ipv4),
+        }),
+        now,
+    );
     assert_eq!(
         out,
         vec![
@@ -678,7 +683,12 @@ fn route_refresh_for_a_negotiated_family_asks_for_our_routes_again() {
             Output::RouteRefresh(Afi::Ipv4)
         ]
     );
-    let out = s.handle(msg(Message::RouteRefresh(Some(Afi::Ipv6))), now);
+    let out = s.handle(
+        msg(Message::RouteRefresh {
+            afi: Some(Afi::Ipv6),
+        }),
+        now,
+    );
     assert_eq!(out, vec![Output::ArmTimer(TimerKind::Hold, secs(9))]);
 }
 

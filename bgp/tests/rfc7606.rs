@@ -460,7 +460,12 @@ fn route_refresh_and_keepalive_decode() {
     let m = messages(&out);
     assert_eq!(
         m,
-        vec![Message::RouteRefresh(Some(Afi::Ipv6)), Message::Keepalive]
+        vec![
+            Message::RouteRefresh {
+                afi: Some(Afi::Ipv6)
+            },
+            Message::Keepalive
+        ]
     );
     let _ = decode_message;
 }

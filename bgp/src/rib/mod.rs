@@ -41,7 +41,7 @@ use crate::wire::{GracefulRestartCap, PathAttrs, Update};
 pub const LOCAL: u16 = 0;
 
 /// Speaker-wide settings the RIB needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RibConfig {
     /// Our AS.
     pub local_as: u32,
@@ -163,7 +163,7 @@ impl RibPeer {
 }
 
 /// Session facts the RIB needs when a peer comes up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PeerUp {
     /// Peer BGP identifier.
     pub router_id: Ipv4Addr,

@@ -881,7 +881,7 @@ fn input_name(i: &Input) -> String {
             crate::wire::Message::Update(_) => "UPDATE".into(),
             crate::wire::Message::Keepalive => "KEEPALIVE".into(),
             crate::wire::Message::Notification(n) => format!("NOTIFICATION {n}"),
-            crate::wire::Message::RouteRefresh(_) => "ROUTE-REFRESH".into(),
+            crate::wire::Message::RouteRefresh { .. } => "ROUTE-REFRESH".into(),
         },
         other => format!("{other:?}"),
     }

@@ -151,6 +151,7 @@ pub struct RawAttr {
 /// The AS_PATH is one flat AS_SEQUENCE: AS_SET and confederation segments are refused on
 /// receipt (RFC 9774, treat-as-withdraw), so nothing else can get in.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PathAttrs {
     /// ORIGIN.
     pub origin: Origin,

@@ -34,7 +34,11 @@ pub enum Message {
     /// KEEPALIVE.
     Keepalive,
     /// ROUTE-REFRESH for a family (`None`: a family we do not carry).
-    RouteRefresh(Option<Afi>),
+    RouteRefresh {
+        /// The family asked for.
+        #[serde(default)]
+        afi: Option<Afi>,
+    },
 }
 
 /// Decodes one framed message body (`check_header` already accepted the header).
@@ -53,7 +57,7 @@ pub fn decode_message(
                 [a0, a1, _, safi, ..] => Afi::from_codes(u16::from_be_bytes([*a0, *a1]), *safi),
                 _ => None,
             };
-            Message::RouteRefresh(afi)
+            Message::RouteRefresh { afi }
         }
     })
 }

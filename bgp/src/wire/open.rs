@@ -53,6 +53,7 @@ pub struct GracefulRestartCap {
 
 /// What an OPEN's capabilities say, as far as this speaker cares.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Capabilities {
     /// Multiprotocol (AFI, SAFI) pairs announced, raw.
     pub multiprotocol: Vec<(u16, u8)>,
