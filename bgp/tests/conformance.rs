@@ -44,7 +44,7 @@ struct FsmStep {
 enum RibStep {
     PeerUp { peer: u16, up: PeerUp },
     PeerDown { peer: u16, keep: Vec<Afi> },
-    Update { peer: u16, update: Update },
+    Update { peer: u16, update: Box<Update> },
     Originate { routes: Vec<(IpNet, OriginAttrs)> },
     Withdraw { prefixes: Vec<IpNet> },
     FlushStale { peer: u16 },
@@ -96,7 +96,7 @@ fn run_rib(cfg: RibConfig, peers: Vec<PeerConfig>, events: &str) -> Vec<String> 
         match step {
             RibStep::PeerUp { peer, up } => rib.peer_up(p(peer), up),
             RibStep::PeerDown { peer, keep } => rib.peer_down(p(peer), &keep),
-            RibStep::Update { peer, update } => rib.apply_update(p(peer), update),
+            RibStep::Update { peer, update } => rib.apply_update(p(peer), *update),
             RibStep::Originate { routes } => rib.originate(routes),
             RibStep::Withdraw { prefixes } => rib.withdraw_local(prefixes),
             RibStep::FlushStale { peer } => rib.flush_stale(p(peer), None),
