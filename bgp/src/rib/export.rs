@@ -10,7 +10,7 @@
 //! ORIGINATOR_ID and prepend our CLUSTER_ID. The transformed attribute sets are interned and
 //! cached per batch, so a million routes with eight attribute sets cost eight transforms.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -28,7 +28,8 @@ type CacheKey = (u32, u16, u16);
 /// One peer's Adj-RIB-Out of a family, plus what is queued for its next UPDATEs.
 pub struct PeerOut<P: PrefixKey> {
     pub(crate) adj: PrefixMap<P, u32>,
-    announce: HashMap<u32, Vec<P>>,
+    /// Queued announcements by attribute id (ordered: same input, same bytes out).
+    announce: BTreeMap<u32, Vec<P>>,
     withdraw: Vec<P>,
     cache: HashMap<CacheKey, Option<u32>>,
     last: Option<(CacheKey, Option<u32>)>,
@@ -38,7 +39,7 @@ impl<P: PrefixKey> Default for PeerOut<P> {
     fn default() -> Self {
         PeerOut {
             adj: PrefixMap::default(),
-            announce: HashMap::new(),
+            announce: BTreeMap::new(),
             withdraw: Vec::new(),
             cache: HashMap::new(),
             last: None,
@@ -100,7 +101,7 @@ impl<P: WireFamily> PeerOut<P> {
             P::push_withdraw(wire, &self.withdraw);
             self.withdraw = Vec::new();
         }
-        for (id, prefixes) in self.announce.drain() {
+        for (id, prefixes) in std::mem::take(&mut self.announce) {
             if let Err(e) = P::push_announce(wire, attrs.get(AttrId(id)), &prefixes) {
                 tracing::warn!("cannot encode {} routes: {e}", prefixes.len());
             }
