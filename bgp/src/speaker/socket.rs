@@ -3,7 +3,7 @@
 //! and GTSM (RFC 5082: send with TTL 255, require TTL ≥ 256 − hops via `IP_MINTTL` /
 //! `IPV6_MINHOPCOUNT`).
 //!
-//! The only `unsafe` in the crate is the `setsockopt` call in [`setsockopt`]: tokio and the
+//! The only `unsafe` in the crate is the `setsockopt` call in `setsockopt()`: tokio and the
 //! standard library have no API for these options.
 #![allow(unsafe_code)]
 
