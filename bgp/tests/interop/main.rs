@@ -57,6 +57,18 @@ per_router!(gobgp, RouterKind::GoBgp);
 
 #[test]
 #[ignore = "needs root netns: cargo test -p bgp -- --ignored"]
+fn ipv6_transport_session_with_frr_exchanges_ipv6_routes() {
+    scenarios::ipv6_transport(RouterKind::Frr).expect("scenario");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p bgp -- --ignored"]
+fn ipv6_transport_session_with_gobgp_exchanges_ipv6_routes() {
+    scenarios::ipv6_transport(RouterKind::GoBgp).expect("scenario");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p bgp -- --ignored"]
 fn route_reflection_between_a_bird_client_and_an_frr_client() {
     scenarios::route_reflection(RouterKind::Frr).expect("scenario");
 }

@@ -79,6 +79,48 @@ pub fn exchange(kind: RouterKind, router_as: u32) -> Result<()> {
     with_context(r, &router)
 }
 
+/// A session over IPv6 transport (dual-stack listener) carrying IPv6 routes both ways.
+pub fn ipv6_transport(kind: RouterKind) -> Result<()> {
+    let lab = Lab::new(2)?;
+    let spec = RouterSpec {
+        router_id: "10.0.0.2".into(),
+        ipv6: Some("fd00::2".into()),
+        asn: 65001,
+        neighbors: vec![NeighborSpec {
+            ipv6: true,
+            ..NeighborSpec::new("fd00::1", US)
+        }],
+        routes4: vec![],
+        routes6: vec!["fd00:20::/64".into()],
+    };
+    let router = Router::start(kind, &lab.nodes[1], &lab.path("r"), spec)?;
+    let mut sp = NsSpeaker::start(
+        &lab.nodes[0],
+        SpeakerConfig {
+            listen: Some("[::]:179".parse()?),
+            ..speaker_config(US, 1)
+        },
+    )?;
+    let mut p = lab_peer(2, 65001, 1);
+    p.address = "fd00::2".parse()?;
+    p.families = vec![bgp::Afi::Ipv6];
+    sp.add_peer(p)?;
+    sp.originate(&["fd00:10::/64"])?;
+    let r = (|| -> Result<()> {
+        sp.expect_best("fd00:20::/64", "fd00::2".parse()?, &[65001])?;
+        eventually("our IPv6 route in the router's table", WAIT, || {
+            router
+                .learned()
+                .ok()
+                .and_then(|l| l.get("fd00:10::/64").cloned())
+                .is_some_and(|r| r.next_hop == "fd00::1" && r.as_path == vec![US])
+        })
+        .with_context(|| format!("router has {:?}", router.learned()))?;
+        Ok(())
+    })();
+    with_context(r, &router)
+}
+
 /// TCP MD5: the right password establishes, a wrong one does not.
 pub fn md5(kind: RouterKind) -> Result<()> {
     let lab = Lab::new(2)?;
