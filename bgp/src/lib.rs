@@ -83,6 +83,20 @@
 //!   `setsockopt`), timers.
 //! - [`config`], [`events`], [`prefix`], [`error`].
 //!
+//! # Tests
+//!
+//! - `cargo test -p bgp` (no root): FSM transitions (`fsm_tests.rs`), RFC 7606 crafted
+//!   UPDATEs (`tests/rfc7606.rs`), decision tie-breakers, reflection and RIB behaviour
+//!   (`rib/`), replay conformance with golden JSONL (`tests/conformance/`,
+//!   `CALICO_RS_UPDATE_GOLDEN=1` regenerates), a deterministic mutation test of the whole
+//!   receive path (`tests/mutation.rs`), two speakers over loopback (`tests/loopback.rs`).
+//! - `cargo test -p bgp -- --ignored` (root, `bird2` `frr` `gobgpd` installed): interop in
+//!   network namespaces (`tests/interop/`).
+//! - `RUSTC_BOOTSTRAP=1 cargo fuzz run receive -- -max_total_time=60` from `bgp/` (needs
+//!   `cargo install cargo-fuzz`): the libFuzzer target in `bgp/fuzz/`.
+//! - `cargo run --release -p bgp --example bench_ingest` (root): the benchmark against BIRD 2,
+//!   see `BENCHMARK.md`.
+//!
 //! Not supported: ADD-PATH, RFC 8654 extended messages, RFC 8950 extended next hop,
 //! confederations (AS_CONFED segments are treated as withdraw), 2-octet-AS peers (refused
 //! with NOTIFICATION 2/7), selection deferral when we restart, BFD.
