@@ -224,7 +224,7 @@ impl Identity {
     fn start_speaker(
         &self,
         router_id: Ipv4Addr,
-    ) -> Result<(Speaker, mpsc::UnboundedReceiver<RouteEvent>)> {
+    ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>)> {
         let cfg = SpeakerConfig {
             local_as: self.local_as,
             router_id,
@@ -236,7 +236,7 @@ impl Identity {
             ebgp_requires_policy: true,
             ..SpeakerConfig::default()
         };
-        let started = Speaker::start(cfg).context("starting the BGP speaker")?;
+        let started = Speaker::start_batched(cfg).context("starting the BGP speaker")?;
         info!(asn = self.local_as, %router_id, port = self.port, cluster_id = ?self.cluster_id, "BGP speaker started");
         Ok(started)
     }
@@ -260,7 +260,7 @@ impl Wiring {
     async fn run(
         mut self,
         mut state: watch::Receiver<Arc<ClusterState>>,
-        mut events: mpsc::UnboundedReceiver<RouteEvent>,
+        mut events: mpsc::UnboundedReceiver<Vec<RouteEvent>>,
         outputs: Outputs,
     ) {
         let Outputs {
@@ -289,12 +289,17 @@ impl Wiring {
                     }
                     self.publish_status(&peers_out).await;
                 }
-                event = events.recv() => {
-                    let Some(event) = event else { return };
-                    let mut change = apply_event(&mut learned, event);
-                    // Drain the burst before publishing once.
+                batch = events.recv() => {
+                    let Some(batch) = batch else { return };
+                    let mut change = Change::default();
+                    for event in batch {
+                        change = change.merge(apply_event(&mut learned, event));
+                    }
+                    // Drain whatever else is queued before publishing once.
                     while let Ok(more) = events.try_recv() {
-                        change = change.merge(apply_event(&mut learned, more));
+                        for event in more {
+                            change = change.merge(apply_event(&mut learned, event));
+                        }
                     }
                     if change.routes {
                         last_change = std::time::Instant::now();
@@ -335,7 +340,10 @@ impl Wiring {
 
     /// Applies the difference between desired and current peers and exports. Returns the
     /// new event stream when the speaker had to be restarted.
-    async fn sync(&mut self, state: &ClusterState) -> Option<mpsc::UnboundedReceiver<RouteEvent>> {
+    async fn sync(
+        &mut self,
+        state: &ClusterState,
+    ) -> Option<mpsc::UnboundedReceiver<Vec<RouteEvent>>> {
         if !state.nodes.contains_key(&self.node) {
             return None;
         }
