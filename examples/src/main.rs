@@ -10,8 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
-use lab::routers::{Bird, bird_tor_config};
 use lab::wait_until;
 
 const POOL_CIDR: &str = "10.244.0.0/16";
@@ -159,15 +159,27 @@ fn main() -> Result<()> {
     let tor = c.extra_namespace("tor")?;
     c.attach_extra(tor, "eth0", 0, "10.0.0.253/24")?;
     c.extra(tor).sh("sysctl -qw net.ipv4.ip_forward=1")?;
-    let neighbors: Vec<(String, u32)> = c
-        .nodes
-        .iter()
-        .map(|n| (n.ip().to_string(), 64512))
-        .collect();
-    let bird = Bird::start(
+    let tor_spec = RouterSpec {
+        router_id: "10.0.0.253".into(),
+        ipv6: None,
+        asn: 65001,
+        neighbors: c
+            .nodes
+            .iter()
+            .map(|n| NeighborSpec {
+                next_hop_self: true,
+                ..NeighborSpec::new(n.ip(), 64512)
+            })
+            .collect(),
+        routes4: vec![],
+        routes6: vec![],
+        install_routes: true,
+    };
+    let bird = Router::start(
+        RouterKind::Bird,
         c.extra(tor),
         &c.path().join("tor"),
-        &bird_tor_config("10.0.0.253", 65001, &neighbors),
+        tor_spec,
     )?;
     apply(
         &c,
@@ -181,7 +193,7 @@ fn main() -> Result<()> {
     });
     calicoctl(&c, 0, &["node", "status"])?;
     println!("tor$ birdc show route");
-    print!("{}", bird.birdc(&["show", "route"])?);
+    print!("{}", bird.birdc("show route")?);
     println!("tor$ ip route");
     print!("{}", c.extra(tor).ip(&["route", "show"])?);
     routes(&c, 0);

@@ -49,6 +49,9 @@ pub struct NeighborSpec {
     pub ipv6: bool,
     /// GTSM (RFC 5082), directly connected.
     pub ttl_security: bool,
+    /// Announce routes to this neighbor with ourselves as next hop (a ToR passing routes
+    /// between nodes, so traffic crosses it). BIRD and FRR only.
+    pub next_hop_self: bool,
 }
 
 impl NeighborSpec {
@@ -62,6 +65,7 @@ impl NeighborSpec {
             graceful_restart: true,
             ipv6: false,
             ttl_security: false,
+            next_hop_self: false,
         }
     }
 }
@@ -81,6 +85,10 @@ pub struct RouterSpec {
     pub routes4: Vec<String>,
     /// IPv6 prefixes it originates.
     pub routes6: Vec<String>,
+    /// Install the BGP routes it learns in its namespace's kernel, as a top-of-rack router
+    /// forwarding pod traffic does (BIRD: a kernel protocol; FRR: zebra always does; GoBGP:
+    /// not supported).
+    pub install_routes: bool,
 }
 
 /// A route as a lab router holds it, learned from a BGP neighbor.
@@ -129,6 +137,9 @@ pub fn bird_config(spec: &RouterSpec) -> String {
     c.push_str(
         "}\nfilter own_and_bgp { if source ~ [RTS_STATIC, RTS_BGP] then accept; reject; }\n",
     );
+    if spec.install_routes {
+        c.push_str("protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }\n");
+    }
     for (i, n) in spec.neighbors.iter().enumerate() {
         c.push_str(&format!(
             "protocol bgp n{i} {{\n  local {} as {};\n  neighbor {} as {};\n  \
@@ -152,7 +163,14 @@ pub fn bird_config(spec: &RouterSpec) -> String {
             // iBGP is multihop by default in BIRD; the lab peers share a link.
             c.push_str("  direct;\n");
         }
-        c.push_str("  ipv4 { import all; export filter own_and_bgp; gateway direct; };\n");
+        let nh_self = if n.next_hop_self {
+            " next hop self;"
+        } else {
+            ""
+        };
+        c.push_str(&format!(
+            "  ipv4 {{ import all; export filter own_and_bgp; gateway direct;{nh_self} }};\n"
+        ));
         if n.ipv6 {
             let nh = spec
                 .ipv6
@@ -198,6 +216,9 @@ pub fn frr_config(spec: &RouterSpec) -> String {
     }
     for n in &spec.neighbors {
         c.push_str(&format!("  neighbor {} activate\n", n.address));
+        if n.next_hop_self {
+            c.push_str(&format!("  neighbor {} next-hop-self\n", n.address));
+        }
         if n.rr_client {
             c.push_str(&format!(
                 "  neighbor {} route-reflector-client\n",

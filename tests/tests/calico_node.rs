@@ -6,8 +6,8 @@ use std::process::Output;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
+use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
-use lab::routers::{Bird, Frr, bird_tor_config, frr_tor_config};
 use lab::wait_until;
 
 const POOL: &str = "10.244.0.0/16";
@@ -121,6 +121,27 @@ fn three_node_mesh_exchanges_blocks_and_pods_ping() {
 
 /// Mesh off, every node peering with a ToR over eBGP (nodes AS 64512, ToR AS 65001); the
 /// ToR passes routes on with itself as next hop, so pod traffic crosses it.
+/// A top-of-rack router at 10.0.0.253, AS 65001, peering over eBGP with every node,
+/// installing what it learns and passing routes on with itself as next hop.
+fn tor_spec(c: &Cluster) -> RouterSpec {
+    RouterSpec {
+        router_id: "10.0.0.253".into(),
+        ipv6: None,
+        asn: 65001,
+        neighbors: c
+            .nodes
+            .iter()
+            .map(|n| NeighborSpec {
+                next_hop_self: true,
+                ..NeighborSpec::new(n.ip(), 64512)
+            })
+            .collect(),
+        routes4: vec![],
+        routes6: vec![],
+        install_routes: true,
+    }
+}
+
 fn tor_case(use_frr: bool) {
     let mut c = mesh(3);
     let tor = c.extra_namespace("tor").expect("tor netns");
@@ -129,35 +150,13 @@ fn tor_case(use_frr: bool) {
     c.extra(tor)
         .sh("sysctl -qw net.ipv4.ip_forward=1")
         .expect("forwarding");
-    let neighbors: Vec<(String, u32)> = c
-        .nodes
-        .iter()
-        .map(|n| (n.ip().to_string(), 64512))
-        .collect();
-    let dir = c.path().join("tor");
-    let bird;
-    let frr;
-    if use_frr {
-        frr = Some(
-            Frr::start(
-                c.extra(tor),
-                &dir,
-                &frr_tor_config("10.0.0.253", 65001, &neighbors),
-            )
-            .expect("frr"),
-        );
-        bird = None;
+    let kind = if use_frr {
+        RouterKind::Frr
     } else {
-        bird = Some(
-            Bird::start(
-                c.extra(tor),
-                &dir,
-                &bird_tor_config("10.0.0.253", 65001, &neighbors),
-            )
-            .expect("bird"),
-        );
-        frr = None;
-    }
+        RouterKind::Bird
+    };
+    let router =
+        Router::start(kind, c.extra(tor), &c.path().join("tor"), tor_spec(&c)).expect("ToR router");
     c.apply(
         "apiVersion: projectcalico.org/v3
 kind: BGPConfiguration
@@ -171,11 +170,7 @@ spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
 ",
     )
     .expect("apply");
-    let router_logs = || match (&bird, &frr) {
-        (Some(b), _) => b.log_tail(30),
-        (_, Some(f)) => f.log_tail(30),
-        _ => String::new(),
-    };
+    let router_logs = || router.log_tail(30);
     // The ToR's kernel routes each block to the node that owns it (FRR adds `nhid N`
     // between the prefix and `via`).
     for owner in 0..3 {

@@ -44,6 +44,7 @@ fn run() -> Result<()> {
             neighbors: vec![NeighborSpec::new("10.0.0.1", 64512)],
             routes4: vec!["10.20.0.0/24".into()],
             routes6: vec![],
+            install_routes: false,
         },
     )?;
     let bin = example_binary()?;

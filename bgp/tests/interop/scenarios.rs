@@ -22,6 +22,7 @@ fn router_spec(asn: u32, routes4: &[&str], routes6: &[&str]) -> RouterSpec {
         }],
         routes4: routes4.iter().map(|r| r.to_string()).collect(),
         routes6: routes6.iter().map(|r| r.to_string()).collect(),
+        install_routes: false,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn ipv6_transport(kind: RouterKind) -> Result<()> {
         }],
         routes4: vec![],
         routes6: vec!["fd00:20::/64".into()],
+        install_routes: false,
     };
     let router = Router::start(kind, &lab.nodes[1], &lab.path("r"), spec)?;
     let mut sp = NsSpeaker::start(
@@ -236,6 +238,7 @@ pub fn route_reflection(other: RouterKind) -> Result<()> {
         neighbors: vec![NeighborSpec::new("10.0.0.1", US)],
         routes4: vec![route.into()],
         routes6: vec![],
+        install_routes: false,
     };
     let bird = Router::start(
         RouterKind::Bird,
