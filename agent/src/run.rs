@@ -103,7 +103,8 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
     let (converged_tx, converged_rx) = watch::channel(backend != Backend::Bgp);
-    let speaker = if backend == Backend::Bgp {
+    // Held for the life of the process; at exit it is dropped without a Cease (see below).
+    let _speaker = if backend == Backend::Bgp {
         let outputs = bgp::Outputs {
             learned: learned_tx,
             peers: peers_tx,
@@ -197,7 +198,6 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     // graceful-restart helpers (RFC 4724), and our own routes stay in the kernel for the
     // next start to adopt. Traffic keeps flowing across the restart.
     info!("stopping; BGP peers keep our routes (graceful restart), kernel routes stay");
-    drop(speaker);
     let _ = std::fs::remove_file(&socket_path);
     std::process::exit(0)
 }
@@ -208,10 +208,9 @@ async fn assemble_report(
     backend: String,
     mut sync: watch::Receiver<SyncStatus>,
     mut dataplane: watch::Receiver<DataplaneStatus>,
-    peers: watch::Receiver<Vec<datastore::model::BgpPeerStatus>>,
+    mut peers: watch::Receiver<Vec<datastore::model::BgpPeerStatus>>,
     tx: watch::Sender<NodeStatusReport>,
 ) {
-    let mut peers = peers;
     loop {
         let dp = dataplane.borrow_and_update().clone();
         let report = NodeStatusReport {
