@@ -29,7 +29,7 @@ use crate::config::NodeConfig;
 use crate::local::LocalNode;
 use crate::state::ClusterState;
 
-/// Calico's BIRD timers: connect retry 3 s (BIRD's template), error wait 5..30 s.
+/// Calico's BIRD template retries a connection every 3 s.
 const CONNECT_RETRY: u16 = 3;
 /// How often peer status is refreshed for `node status`.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -37,12 +37,17 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 /// Reads BGP passwords: Calico takes them from Kubernetes secrets; calico-rs from files
 /// `<secrets dir>/<secret name>/<key>` (trailing newline ignored).
 fn secret_reader(dir: PathBuf) -> impl Fn(&SecretKeyRef) -> Option<String> {
+    // Peers are recomputed on every datastore change: say once per file that it is missing.
+    let reported = std::sync::Mutex::new(std::collections::BTreeSet::new());
     move |r: &SecretKeyRef| {
         let path = dir.join(&r.name).join(&r.key);
         match fs::read_to_string(&path) {
             Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
             Err(e) => {
-                warn!(file = %path.display(), error = %e, "BGP password secret not readable; peering without it");
+                let mut seen = reported.lock().unwrap_or_else(|p| p.into_inner());
+                if seen.insert(path.clone()) {
+                    warn!(file = %path.display(), error = %e, "BGP password secret not readable; peering without it");
+                }
                 None
             }
         }
