@@ -464,3 +464,48 @@ fn a_route_deleted_by_hand_is_put_back() {
         .expect("route del");
     wait_route(&c, 0, &blackhole);
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
+fn mesh_password_signs_sessions_and_a_wrong_one_keeps_the_node_out() {
+    let mut c = mesh(3);
+    // Calico reads passwords from Kubernetes secrets; calico-rs from
+    // $CALICO_SECRETS_DIR/<secret>/<key>. node3 is given a different password.
+    for i in 0..3 {
+        let dir = c.path().join(format!("secrets{i}/bgp"));
+        std::fs::create_dir_all(&dir).expect("secrets dir");
+        let pw = if i == 2 { "wrong" } else { "s3cret" };
+        std::fs::write(dir.join("mesh"), format!("{pw}\n")).expect("secret");
+        c.stop_agent(i);
+        let env = std::collections::BTreeMap::from([(
+            "CALICO_SECRETS_DIR".to_string(),
+            c.path().join(format!("secrets{i}")).display().to_string(),
+        )]);
+        c.start_agent_with(i, &env).expect("restart with secrets");
+    }
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  nodeToNodeMeshEnabled: true
+  nodeMeshPassword: {secretKeyRef: {name: bgp, key: mesh}}
+",
+    )
+    .expect("apply");
+    let up = |node: usize, peer: &str| {
+        node_status(&c, node)
+            .lines()
+            .any(|l| l.starts_with(&format!("| {peer} ")) && l.contains("| up "))
+    };
+    assert!(
+        wait_until(WAIT, || up(0, "10.0.0.2")),
+        "{}",
+        node_status(&c, 0)
+    );
+    // node3's signature does not match: its sessions never come up (and stay down).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!up(0, "10.0.0.3"), "{}", node_status(&c, 0));
+    assert!(!up(2, "10.0.0.1"), "{}", node_status(&c, 2));
+    assert!(wait_until(WAIT, || c.pods_ping(0, 1)), "{}", c.logs(30));
+}
