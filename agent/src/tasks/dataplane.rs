@@ -1,6 +1,7 @@
 //! The dataplane task: recomputes the desired kernel state whenever the cluster state or
-//! the learned routes change, reconciles it, and does so again on every kernel route or
-//! link event (drift is repaired at once, not at the next scan) and on a slow timer.
+//! the learned routes change and reconciles it when that changed what is wanted; it also
+//! reconciles on every kernel route or link event (drift is repaired at once, not at the
+//! next scan), on retries and on a slow timer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -100,44 +101,18 @@ impl<K: Kernel> DataplaneTask<K> {
             }
         }
         let mut next_resync = Instant::now() + self.resync_interval;
-        let mut retry_at: Option<Instant>;
+        let mut retry_at: Option<Instant> = None;
         let mut last_mtu: Option<u32> = None;
+        let mut converged: Option<bool> = None;
+        // A pass is due at start, on kernel events, retries and resyncs. A datastore or BGP
+        // change makes one only when it changes what is wanted here: every node hears every
+        // datastore write (IPAM handles, other nodes' blocks and endpoints), and a pass for
+        // nothing would dump the kernel on every node of the cluster at once.
+        let mut due = true;
         loop {
-            self.recompute();
-            let started = Instant::now();
-            match self.dataplane.apply(started).await {
-                Ok(report) => {
-                    let m = &self.metrics;
-                    m.passes.fetch_add(1, Ordering::Relaxed);
-                    m.routes_added
-                        .fetch_add(report.routes_added as u64, Ordering::Relaxed);
-                    m.routes_removed
-                        .fetch_add(report.routes_removed as u64, Ordering::Relaxed);
-                    m.failures
-                        .fetch_add(report.failures.len() as u64, Ordering::Relaxed);
-                    m.last_pass_micros.store(
-                        u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
-                    for f in &report.failures {
-                        debug!(failure = %f, "dataplane operation to retry");
-                    }
-                    retry_at = report.retry_at;
-                    let status = DataplaneStatus {
-                        programmed: true,
-                        health: self.dataplane.health().clone(),
-                        last_failures: report.failures,
-                    };
-                    self.status.send_if_modified(|s| {
-                        let changed = *s != status;
-                        *s = status;
-                        changed
-                    });
-                }
-                Err(e) => {
-                    warn!(error = %e, "dataplane pass failed; retrying");
-                    retry_at = Some(Instant::now() + Duration::from_millis(500));
-                }
+            due |= self.recompute(&mut converged);
+            if std::mem::take(&mut due) {
+                retry_at = self.pass().await;
             }
             self.write_mtu(&mut last_mtu).await;
 
@@ -152,6 +127,7 @@ impl<K: Kernel> DataplaneTask<K> {
                     if event.is_none() {
                         events = None;
                     } else {
+                        due = true;
                         self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
                         // Coalesce a burst (our own writes echo back as events too).
                         if let Some(rx) = events.as_mut() {
@@ -160,6 +136,7 @@ impl<K: Kernel> DataplaneTask<K> {
                     }
                 }
                 () = sleep => {
+                    due = true;
                     if Instant::now() >= next_resync {
                         next_resync = Instant::now() + self.resync_interval;
                     }
@@ -168,9 +145,50 @@ impl<K: Kernel> DataplaneTask<K> {
         }
     }
 
-    fn recompute(&mut self) {
-        let converged = *self.routes_converged.borrow_and_update();
-        self.dataplane.set_hold_deletions(!converged);
+    /// One reconcile pass; returns when the next one is needed without any new event.
+    async fn pass(&mut self) -> Option<Instant> {
+        let started = Instant::now();
+        let report = match self.dataplane.apply(started).await {
+            Ok(report) => report,
+            Err(e) => {
+                warn!(error = %e, "dataplane pass failed; retrying");
+                return Some(Instant::now() + Duration::from_millis(500));
+            }
+        };
+        let m = &self.metrics;
+        m.passes.fetch_add(1, Ordering::Relaxed);
+        m.routes_added
+            .fetch_add(report.routes_added as u64, Ordering::Relaxed);
+        m.routes_removed
+            .fetch_add(report.routes_removed as u64, Ordering::Relaxed);
+        m.failures
+            .fetch_add(report.failures.len() as u64, Ordering::Relaxed);
+        m.last_pass_micros.store(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        for f in &report.failures {
+            debug!(failure = %f, "dataplane operation to retry");
+        }
+        let status = DataplaneStatus {
+            programmed: true,
+            health: self.dataplane.health().clone(),
+            last_failures: report.failures,
+        };
+        self.status.send_if_modified(|s| {
+            let changed = *s != status;
+            *s = status;
+            changed
+        });
+        report.retry_at
+    }
+
+    /// Recomputes the desired state from the latest inputs; true when it (or the hold on
+    /// deletions, tracked in `converged`) changed, i.e. when the kernel may need work.
+    fn recompute(&mut self, converged: &mut Option<bool>) -> bool {
+        let now_converged = *self.routes_converged.borrow_and_update();
+        self.dataplane.set_hold_deletions(!now_converged);
+        let hold_changed = converged.replace(now_converged) != Some(now_converged);
         let state = self.state.borrow_and_update().clone();
         let learned = self.learned.borrow_and_update().clone();
         let mut desired = desired_state(&RouteInput {
@@ -192,9 +210,11 @@ impl<K: Kernel> DataplaneTask<K> {
                 .extend(extra.managed_cidrs.iter().copied());
             crate::flannel::desired::merge_nat(&mut desired.nat, extra.nat.as_ref());
         }
-        if *self.dataplane.desired() != desired {
+        let changed = *self.dataplane.desired() != desired;
+        if changed {
             self.dataplane.set_desired(desired);
         }
+        changed || hold_changed
     }
 
     /// Felix writes the pod MTU for the CNI plugin; only rewritten when it changes.
