@@ -2,8 +2,6 @@
 //! created if absent, affinity confirmed), the repair of a claim a crash cut short, and the
 //! release of an empty affine block (confirmed -> pendingDeletion -> gone).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use datastore::keys;
 use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
 use ipnet::IpNet;
@@ -25,33 +23,7 @@ pub(crate) enum Claim {
 
 /// Now in RFC 3339 (UTC, second precision), for `affinityClaimTime` and timestamps.
 pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    datastore::client::stamp::now_rfc3339()
 }
 
 // ===== impl Ipam =====
@@ -309,17 +281,5 @@ impl Ipam {
             });
         }
         self.release_block_affinity(node, cidr, true).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates_are_right() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
     }
 }

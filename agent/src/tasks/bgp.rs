@@ -532,36 +532,15 @@ fn status_rows(
 
 /// BIRD's "since": `HH:MM:SS` (UTC) within the last day, else the date.
 fn since_text(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let age = SystemTime::now()
+    let stamp = humantime::format_rfc3339_seconds(t).to_string(); // 2024-05-01T10:00:00Z
+    let recent = SystemTime::now()
         .duration_since(t)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    if age < 86_400 {
-        let day = secs % 86_400;
-        format!("{:02}:{:02}:{:02}", day / 3600, (day / 60) % 60, day % 60)
+        .is_ok_and(|age| age.as_secs() < 86_400);
+    if recent {
+        stamp.get(11..19).unwrap_or(&stamp).to_string()
     } else {
-        let days = (secs / 86_400) as i64;
-        let (y, m, d) = civil_from_days(days);
-        format!("{y:04}-{m:02}-{d:02}")
+        stamp.get(..10).unwrap_or(&stamp).to_string()
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

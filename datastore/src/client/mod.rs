@@ -6,7 +6,7 @@
 //! `mod_revision` and is not stored.
 
 pub mod batch;
-mod stamp;
+pub mod stamp;
 
 use std::marker::PhantomData;
 use std::sync::Arc;
