@@ -62,10 +62,44 @@ enum Step {
     Remove,
 }
 
+/// What a pass reads from the kernel before acting. A pass triggered only by a change of
+/// the desired state, with no kernel event since the last pass, trusts what it read then
+/// (plus its own writes since): a new route costs its write, not a dump of every table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refresh {
+    /// Dump devices and addresses (after link events: a device came or went).
+    pub links: bool,
+    /// Dump the route table (after route events: someone else changed it).
+    pub routes: bool,
+}
+
+impl Refresh {
+    /// Read everything (the first pass, link events, retries, the resync timer).
+    pub const ALL: Refresh = Refresh {
+        links: true,
+        routes: true,
+    };
+    /// Read nothing that has not changed since the last pass.
+    pub const NONE: Refresh = Refresh {
+        links: false,
+        routes: false,
+    };
+
+    /// Both refreshes together.
+    pub fn union(self, other: Refresh) -> Refresh {
+        Refresh {
+            links: self.links || other.links,
+            routes: self.routes || other.routes,
+        }
+    }
+}
+
 /// Owns the kernel state calico-node programs.
 pub struct Dataplane<K: Kernel> {
     kernel: K,
     routes: RouteTable,
+    /// Devices as last dumped; `None` when they must be read again.
+    links: Option<Vec<LinkInfo>>,
     desired: DesiredState,
     /// Workload devices (name, ifindex) whose sysctls are set.
     configured_workloads: BTreeSet<(String, u32)>,
@@ -80,6 +114,7 @@ impl<K: Kernel> Dataplane<K> {
         Dataplane {
             kernel,
             routes,
+            links: None,
             desired: DesiredState::default(),
             configured_workloads: BTreeSet::new(),
             health: DataplaneHealth::default(),
@@ -126,10 +161,23 @@ impl<K: Kernel> Dataplane<K> {
         &self.health
     }
 
-    /// One reconcile pass over everything.
+    /// One reconcile pass over everything, reading the kernel first.
     pub async fn apply(&mut self, now: Instant) -> Result<ApplyReport, KernelError> {
+        self.apply_with(now, Refresh::ALL).await
+    }
+
+    /// One reconcile pass that reads from the kernel only what `refresh` asks for (and
+    /// whatever it has never read).
+    pub async fn apply_with(
+        &mut self,
+        now: Instant,
+        refresh: Refresh,
+    ) -> Result<ApplyReport, KernelError> {
         let mut report = ApplyReport::default();
-        let links = self.kernel.links().await?;
+        let links = match self.links.take() {
+            Some(links) if !refresh.links => links,
+            _ => self.kernel.links().await?,
+        };
         self.apply_devices(&links, &mut report).await;
         self.apply_workload_sysctls(&links, &mut report).await;
         // Make before break: new neighbours and FDB entries go in before the routes that
@@ -137,10 +185,19 @@ impl<K: Kernel> Dataplane<K> {
         // pool switching mode keeps its traffic flowing).
         self.apply_neighbours(&mut report, Step::Add).await;
         self.apply_fdb(&mut report, Step::Add).await;
-        let routes = self.routes.reconcile(&self.kernel, now).await?;
+        let routes = self
+            .routes
+            .reconcile_with(&self.kernel, now, refresh.routes || refresh.links)
+            .await?;
         self.apply_neighbours(&mut report, Step::Remove).await;
         self.apply_fdb(&mut report, Step::Remove).await;
         self.remove_unwanted_devices(&links, &mut report).await;
+        // After a change to devices, neighbours or FDB entries the next pass reads the
+        // devices again (the echoed link events would ask for it anyway); otherwise this
+        // dump stays good until a link event.
+        if report.other_changes == 0 {
+            self.links = Some(links);
+        }
         report.routes_added = routes.added;
         report.routes_removed = routes.removed;
         report.failures.extend(routes.failures);
@@ -456,6 +513,50 @@ mod tests {
             dp.kernel().route_strings(),
             vec!["blackhole 10.244.1.0/26 proto bird"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_pass_without_refresh_writes_new_routes_and_trusts_the_last_dump() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let route = |dst: &str| Route {
+            dst: dst.parse().expect("cidr"),
+            target: RouteTarget::Gateway {
+                via: "10.0.0.2".parse().expect("ip"),
+                dev: Some("eth0".into()),
+                onlink: false,
+            },
+            protocol: super::super::types::PROTO_BIRD,
+        };
+        let (a, b) = (route("10.244.2.0/26"), route("10.244.3.0/26"));
+        // The first pass reads the kernel even when asked not to: it has never read it.
+        dp.set_desired(DesiredState {
+            routes: BTreeMap::from([(a.dst, a.clone())]),
+            ..DesiredState::default()
+        });
+        dp.apply_with(Instant::now(), Refresh::NONE)
+            .await
+            .expect("pass");
+        dp.kernel().remove_route(&a.dst);
+        // A new desired route is written without a dump; the deletion is not seen...
+        dp.set_desired(DesiredState {
+            routes: BTreeMap::from([(a.dst, a.clone()), (b.dst, b.clone())]),
+            ..DesiredState::default()
+        });
+        let report = dp
+            .apply_with(Instant::now(), Refresh::NONE)
+            .await
+            .expect("pass");
+        assert_eq!(report.routes_added, 1);
+        assert_eq!(dp.kernel().route_strings(), vec![b.to_string()]);
+        // ...until the route event it caused asks for the table again.
+        let refresh = Refresh {
+            links: false,
+            routes: true,
+        };
+        let report = dp.apply_with(Instant::now(), refresh).await.expect("pass");
+        assert_eq!(report.routes_added, 1);
+        assert_eq!(dp.kernel().route_strings().len(), 2);
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! The route reconciler: keeps the kernel's owned routes equal to the desired set.
 //!
-//! Each pass dumps the main table (cheap: the table is small and the dump is one netlink
-//! round trip), splits it into owned and foreign routes with the [`OwnershipPolicy`],
-//! deletes owned routes nobody wants, then adds or replaces what is missing or different.
-//! Passes run on every desired-state change, on every kernel route/link event (so a route
-//! deleted by hand is back within milliseconds) and on a slow timer.
+//! A pass dumps the main table (the table is small and the dump is one netlink round trip),
+//! splits it into owned and foreign routes with the [`OwnershipPolicy`], deletes owned
+//! routes nobody wants, then adds or replaces what is missing or different. Passes run on
+//! every desired-state change, on every kernel route/link event (so a route deleted by
+//! hand is back within milliseconds) and on a slow timer; a pass for a desired-state change
+//! with no kernel event since the last dump skips the dump
+//! ([`reconcile_with`](RouteTable::reconcile_with)).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -46,6 +48,8 @@ pub struct RouteTable {
     hold_deletions: bool,
     /// Routes already reported as unreachable (warned about once).
     unreachable: std::collections::BTreeSet<Ipv4Net>,
+    /// The table has been read at least once (the dataplane view is meaningful).
+    synced: bool,
 }
 
 impl RouteTable {
@@ -59,6 +63,7 @@ impl RouteTable {
             grace: WORKLOAD_ROUTE_GRACE,
             hold_deletions: false,
             unreachable: std::collections::BTreeSet::new(),
+            synced: false,
         }
     }
 
@@ -90,13 +95,30 @@ impl RouteTable {
         self.tracker.desired()
     }
 
-    /// Brings the kernel in line with the desired routes.
+    /// Brings the kernel in line with the desired routes, reading the table first.
     pub async fn reconcile<K: Kernel + ?Sized>(
         &mut self,
         kernel: &K,
         now: Instant,
     ) -> Result<RouteReport, KernelError> {
-        self.resync(kernel).await?;
+        self.reconcile_with(kernel, now, true).await
+    }
+
+    /// Like [`reconcile`](Self::reconcile), but with `resync` false the table is not read
+    /// again (once it has been read at all): the view of the last dump plus this table's own
+    /// writes is trusted. Callers pass false only when no kernel route or link event has
+    /// arrived since the last dump, so a desired-state change costs its writes only.
+    pub async fn reconcile_with<K: Kernel + ?Sized>(
+        &mut self,
+        kernel: &K,
+        now: Instant,
+        resync: bool,
+    ) -> Result<RouteReport, KernelError> {
+        if resync || !self.synced {
+            self.synced = false;
+            self.resync(kernel).await?;
+            self.synced = true;
+        }
         let mut report = RouteReport::default();
 
         for (dst, route) in self.tracker.pending_deletions() {

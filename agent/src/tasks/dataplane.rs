@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use rtnetlink::packet_core::NetlinkPayload;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{MulticastGroup, new_multicast_connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -16,7 +18,7 @@ use tracing::{debug, info, warn};
 use crate::calc::routes::{RouteInput, desired_state};
 use crate::calc::tunnels::pod_mtu;
 use crate::calc::{Backend, LearnedRoutes};
-use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState};
+use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState, Refresh};
 use crate::dataplane::kernel::Kernel;
 use crate::local::LocalNode;
 use crate::state::ClusterState;
@@ -68,8 +70,9 @@ pub struct DataplaneTask<K: Kernel> {
 }
 
 /// Subscribes to route and link changes in this network namespace. Each event only says
-/// "look again": the next pass dumps the kernel anyway.
-fn kernel_events() -> Option<mpsc::UnboundedReceiver<()>> {
+/// what to look at again: the route table after a route event, everything after a link
+/// event (a device going away takes its routes without route events).
+fn kernel_events() -> Option<mpsc::UnboundedReceiver<Refresh>> {
     let (conn, _handle, mut messages) =
         match new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Route]) {
             Ok(c) => c,
@@ -81,8 +84,17 @@ fn kernel_events() -> Option<mpsc::UnboundedReceiver<()>> {
     tokio::spawn(conn);
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while messages.next().await.is_some() {
-            if tx.send(()).is_err() {
+        while let Some((message, _)) = messages.next().await {
+            let refresh = match message.payload {
+                NetlinkPayload::InnerMessage(
+                    RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_),
+                ) => Refresh {
+                    links: false,
+                    routes: true,
+                },
+                _ => Refresh::ALL,
+            };
+            if tx.send(refresh).is_err() {
                 return;
             }
         }
@@ -109,10 +121,30 @@ impl<K: Kernel> DataplaneTask<K> {
         // datastore write (IPAM handles, other nodes' blocks and endpoints), and a pass for
         // nothing would dump the kernel on every node of the cluster at once.
         let mut due = true;
+        // What the next pass must read again; a pass for a desired-state change alone
+        // reads nothing and only writes.
+        let mut refresh = Refresh::ALL;
         loop {
             due |= self.recompute(&mut converged);
+            // Kernel events already queued count for this pass (the select below may have
+            // picked another input first).
+            if let Some(rx) = events.as_mut() {
+                while let Ok(more) = rx.try_recv() {
+                    refresh = refresh.union(more);
+                    due = true;
+                }
+            }
             if std::mem::take(&mut due) {
-                retry_at = self.pass().await;
+                // Without the kernel's events nothing says when the view went stale.
+                let read = match events {
+                    Some(_) => std::mem::replace(&mut refresh, Refresh::NONE),
+                    None => Refresh::ALL,
+                };
+                retry_at = self.pass(read).await;
+                if retry_at.is_some() {
+                    // Failures and grace periods are retried with a fresh look.
+                    refresh = Refresh::ALL;
+                }
             }
             self.write_mtu(&mut last_mtu).await;
 
@@ -123,20 +155,23 @@ impl<K: Kernel> DataplaneTask<K> {
                 () = super::changed_or_pending(&mut self.learned) => {},
                 () = super::changed_or_pending(&mut self.routes_converged) => {},
                 () = wait_extra(&mut self.extra) => {},
-                event = wait_event(&mut events) => {
-                    if event.is_none() {
-                        events = None;
-                    } else {
+                event = wait_event(&mut events) => match event {
+                    None => events = None,
+                    Some(first) => {
                         due = true;
+                        refresh = refresh.union(first);
                         self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
                         // Coalesce a burst (our own writes echo back as events too).
                         if let Some(rx) = events.as_mut() {
-                            while rx.try_recv().is_ok() {}
+                            while let Ok(more) = rx.try_recv() {
+                                refresh = refresh.union(more);
+                            }
                         }
                     }
-                }
+                },
                 () = sleep => {
                     due = true;
+                    refresh = Refresh::ALL;
                     if Instant::now() >= next_resync {
                         next_resync = Instant::now() + self.resync_interval;
                     }
@@ -146,9 +181,9 @@ impl<K: Kernel> DataplaneTask<K> {
     }
 
     /// One reconcile pass; returns when the next one is needed without any new event.
-    async fn pass(&mut self) -> Option<Instant> {
+    async fn pass(&mut self, refresh: Refresh) -> Option<Instant> {
         let started = Instant::now();
-        let report = match self.dataplane.apply(started).await {
+        let report = match self.dataplane.apply_with(started, refresh).await {
             Ok(report) => report,
             Err(e) => {
                 warn!(error = %e, "dataplane pass failed; retrying");
@@ -243,7 +278,7 @@ impl<K: Kernel> DataplaneTask<K> {
     }
 }
 
-async fn wait_event(events: &mut Option<mpsc::UnboundedReceiver<()>>) -> Option<()> {
+async fn wait_event(events: &mut Option<mpsc::UnboundedReceiver<Refresh>>) -> Option<Refresh> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
