@@ -184,10 +184,14 @@ pub async fn run(
     mut state: watch::Receiver<Arc<ClusterState>>,
 ) {
     loop {
-        let snapshot = state.borrow_and_update().clone();
+        // Planned from a borrow, not a held snapshot: the syncer updates the state in place
+        // unless a consumer still holds the previous one.
+        let plans = {
+            let snapshot = state.borrow_and_update();
+            [TunnelKind::Ipip, TunnelKind::Vxlan].map(|kind| (kind, plan(&snapshot, &node, kind)))
+        };
         let mut failed = false;
-        for kind in [TunnelKind::Ipip, TunnelKind::Vxlan] {
-            let p = plan(&snapshot, &node, kind);
+        for (kind, p) in plans {
             if let Err(e) = act(&client, &ipam, &node, kind, p).await {
                 warn!(?kind, error = %e, "tunnel address not settled; will retry");
                 failed = true;
