@@ -198,7 +198,18 @@ fn main() -> Result<()> {
     let bins = binaries(sizes.allow_debug)?;
     let started = Instant::now();
     let machine = machine();
-    println!("machine: {machine}\nbinaries: {bins}\nsettings: {sizes:?}\n");
+    let commit = std::process::Command::new("git")
+        .args([
+            "-C",
+            env!("CARGO_MANIFEST_DIR"),
+            "describe",
+            "--always",
+            "--dirty",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    println!("machine: {machine}\ncommit: {commit}\nbinaries: {bins}\nsettings: {sizes:?}\n");
     let mut per_size = Vec::new();
     for &n in &sizes.nodes {
         eprintln!(
