@@ -23,7 +23,10 @@ pub enum Error {
     /// A watch asked for a revision the store no longer keeps history for; relist and
     /// watch again from the listing's revision.
     #[error("revision {requested} has been compacted (oldest kept: {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// A lease id that has expired or never existed.
     #[error("lease {0} not found or expired")]
     LeaseNotFound(i64),
