@@ -14,6 +14,18 @@ fn routes(input: &RouteInput<'_>) -> Vec<String> {
         .collect()
 }
 
+/// n1 and n2 on 10.0.0.0/24, n3 on 10.0.1.0/24, one pool.
+fn two_subnets(pool: datastore::model::IPPool) -> ClusterState {
+    cluster(
+        vec![
+            node("n1", "10.0.0.1/24"),
+            node("n2", "10.0.0.2/24"),
+            node("n3", "10.0.1.3/24"),
+        ],
+        vec![pool],
+    )
+}
+
 fn learned(entries: &[(&str, &str)]) -> LearnedRoutes {
     entries
         .iter()
@@ -102,14 +114,7 @@ fn ipip_always_routes_through_tunl0_onlink() {
 
 #[test]
 fn ipip_cross_subnet_encapsulates_only_towards_other_subnets() {
-    let s = cluster(
-        vec![
-            node("n1", "10.0.0.1/24"),
-            node("n2", "10.0.0.2/24"),
-            node("n3", "10.0.1.3/24"),
-        ],
-        vec![pool("p", "10.244.0.0/16", CrossSubnet, Never)],
-    );
+    let s = two_subnets(pool("p", "10.244.0.0/16", CrossSubnet, Never));
     let me = local("n1", "10.0.0.1/24");
     let learned = learned(&[("10.244.2.0/26", "10.0.0.2"), ("10.244.3.0/26", "10.0.1.3")]);
     let input = RouteInput {
@@ -128,14 +133,7 @@ fn ipip_cross_subnet_encapsulates_only_towards_other_subnets() {
 }
 
 fn vxlan_cluster(mode: datastore::model::EncapMode) -> ClusterState {
-    let mut s = cluster(
-        vec![
-            node("n1", "10.0.0.1/24"),
-            node("n2", "10.0.0.2/24"),
-            node("n3", "10.0.1.3/24"),
-        ],
-        vec![pool("p", "10.244.0.0/16", Never, mode)],
-    );
+    let mut s = two_subnets(pool("p", "10.244.0.0/16", Never, mode));
     for (n, tun, block) in [
         ("n1", "10.244.1.0", "10.244.1.0/26"),
         ("n2", "10.244.2.0", "10.244.2.0/26"),
@@ -253,14 +251,7 @@ fn vxlan_mode_switched_off_leaves_no_device_or_tunnel_state() {
 #[test]
 fn a_pool_switched_to_vxlan_keeps_same_subnet_learned_routes_until_the_vteps_are_known() {
     // The pool is VXLAN now, but no node has its tunnel address yet.
-    let mut s = cluster(
-        vec![
-            node("n1", "10.0.0.1/24"),
-            node("n2", "10.0.0.2/24"),
-            node("n3", "10.0.1.3/24"),
-        ],
-        vec![pool("p", "10.244.0.0/16", Never, Always)],
-    );
+    let mut s = two_subnets(pool("p", "10.244.0.0/16", Never, Always));
     let me = local("n1", "10.0.0.1/24");
     let learned = learned(&[("10.244.2.0/26", "10.0.0.2"), ("10.244.3.0/26", "10.0.1.3")]);
     let input = RouteInput {
