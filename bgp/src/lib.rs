@@ -107,6 +107,7 @@ pub mod events;
 pub mod fsm;
 pub mod policy;
 pub mod prefix;
+pub mod receive;
 pub mod rib;
 pub mod speaker;
 pub mod wire;

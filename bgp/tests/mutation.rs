@@ -10,20 +10,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use bgp::fsm::{Input, Output, Session, SessionConfig, State};
+use bgp::fsm::State;
 use bgp::prefix::{Afi, Prefix4, Prefix6};
-use bgp::rib::{PeerUp, Rib, RibConfig};
+use bgp::receive::ReceivePath;
 use bgp::wire::encode::{
     encode_path_attrs, push_announce4, push_announce6, push_end_of_rib, push_keepalive,
     push_notification, push_route_refresh, push_withdraw4, push_withdraw6,
 };
-use bgp::wire::{
-    LargeCommunity, Message, Notification, OpenParams, PathAttrs, RawAttr, UpdateCtx,
-    decode_stream, encode_open,
-};
-use bgp::{PeerConfig, Policy};
+use bgp::wire::{LargeCommunity, Notification, OpenParams, PathAttrs, RawAttr, encode_open};
 
 struct Rng(u64);
 
@@ -207,140 +202,13 @@ fn mutate(rng: &mut Rng, msg: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
     m
 }
 
-/// The receive path after the session is up: decode, FSM, RIB.
-struct Receiver {
-    session: Session,
-    rib: Rib,
-    idx: u16,
-    ctx: UpdateCtx,
-    now: Instant,
-}
-
-impl Receiver {
-    fn new(ebgp: bool) -> Receiver {
-        let remote_as = if ebgp { 65001 } else { 64512 };
-        let mut session = Session::new(SessionConfig {
-            local_as: 64512,
-            remote_as,
-            router_id: Ipv4Addr::new(10, 0, 0, 1),
-            hold_time: 90,
-            keepalive_time: 30,
-            connect_retry: Duration::from_secs(1),
-            passive: false,
-            families: vec![Afi::Ipv4, Afi::Ipv6],
-            graceful_restart: Some((120, false)),
-            idle_hold_min: Duration::from_secs(1),
-            idle_hold_max: Duration::from_secs(8),
-        });
-        let mut rib = Rib::new(RibConfig {
-            local_as: 64512,
-            router_id: Ipv4Addr::new(10, 0, 0, 1),
-            cluster_id: Some(Ipv4Addr::new(1, 1, 1, 1)),
-            ebgp_requires_policy: true,
-        });
-        let mut pc = PeerConfig::new("p", IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)), remote_as);
-        pc.import = Some(Policy::accept_all());
-        pc.export = Some(Policy::accept_all());
-        let idx = rib.add_peer(&pc);
-        let other = rib.add_peer(&PeerConfig::new(
-            "q",
-            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3)),
-            64512,
-        ));
-        let now = Instant::now();
-        session.handle(Input::Start, now);
-        session.handle(Input::TcpConnected { inbound: false }, now);
-        let mut r = Receiver {
-            session,
-            rib,
-            idx,
-            ctx: UpdateCtx {
-                ebgp,
-                peer_as: remote_as,
-            },
-            now,
-        };
-        r.up(other);
-        r
-    }
-
-    fn up(&mut self, other: u16) {
-        let c = &corpus()[0];
-        let mut open = c.clone();
-        if !self.ctx.ebgp {
-            open = encode_open(&OpenParams {
-                asn: 64512,
-                hold_time: 90,
-                router_id: Ipv4Addr::new(10, 0, 0, 2),
-                families: vec![Afi::Ipv4, Afi::Ipv6],
-                graceful_restart: Some((120, false)),
-            })
-            .expect("open");
-        }
-        let mut k = Vec::new();
-        push_keepalive(&mut k);
-        open.extend_from_slice(&k);
-        self.feed(&open);
-        assert_eq!(self.session.state(), State::Established);
-        self.rib.peer_up(
-            other,
-            PeerUp {
-                router_id: Ipv4Addr::new(10, 0, 0, 3),
-                families: vec![Afi::Ipv4, Afi::Ipv6],
-                local_addr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
-                graceful_restart: None,
-            },
-        );
-    }
-
-    /// Feeds bytes; returns how many attribute-decoder panics were contained.
-    fn feed(&mut self, bytes: &[u8]) -> usize {
-        let mut panics = 0;
-        let mut inputs = Vec::new();
-        decode_stream(bytes, &self.ctx, |m| {
-            inputs.push(match m {
-                Ok(message) => {
-                    if let Message::Update(u) = &message {
-                        panics += u
-                            .errors
-                            .iter()
-                            .filter(|e| e.reason.contains("panicked"))
-                            .count();
-                    }
-                    Input::Message { message }
-                }
-                Err(notification) => Input::DecodeError { notification },
-            });
-            true
-        });
-        for i in inputs {
-            for o in self.session.handle(i, self.now) {
-                match o {
-                    Output::Update(u) => self.rib.apply_update(self.idx, *u),
-                    Output::Established(n) => self.rib.peer_up(
-                        self.idx,
-                        PeerUp {
-                            router_id: n.peer_router_id,
-                            families: n.families,
-                            local_addr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))),
-                            graceful_restart: n.peer_graceful_restart,
-                        },
-                    ),
-                    Output::Down(d) => self
-                        .rib
-                        .peer_down(self.idx, if d.graceful { &[Afi::Ipv4] } else { &[] }),
-                    Output::RouteRefresh(afi) => self.rib.route_refresh(self.idx, afi),
-                    _ => {}
-                }
-            }
-        }
-        self.rib.process();
-        self.rib.take_events();
-        for p in self.rib.peers_with_wire() {
-            self.rib.take_wire(p);
-        }
-        panics
-    }
+/// The receive path with the session up (the peer's OPEN and KEEPALIVE fed first).
+fn established(ebgp: bool) -> ReceivePath {
+    let mut rx = ReceivePath::new(ebgp, true);
+    let open = rx.peer_open();
+    rx.feed(&open);
+    assert_eq!(rx.state(), State::Established);
+    rx
 }
 
 #[test]
@@ -356,12 +224,12 @@ fn mutated_messages_never_panic_the_receive_path() {
     let corpus = corpus();
     let mut rng = Rng(seed | 1);
     let mut panics = 0;
-    let mut rx = Receiver::new(true);
+    let mut rx = established(true);
     let mut resets = 0;
     for i in 0..iters {
         if i % 5_000 == 0 {
             // Alternate eBGP and iBGP sessions.
-            rx = Receiver::new(i / 5_000 % 2 == 0);
+            rx = established(i / 5_000 % 2 == 0);
         }
         let base = &corpus[rng.below(corpus.len())];
         let m = mutate(&mut rng, base, &corpus);
@@ -372,9 +240,9 @@ fn mutated_messages_never_panic_the_receive_path() {
         }
         bytes.extend_from_slice(&m);
         panics += rx.feed(&bytes);
-        if rx.session.state() != State::Established {
+        if rx.state() != State::Established {
             resets += 1;
-            rx = Receiver::new(rx.ctx.ebgp);
+            rx = established(rx.is_ebgp());
         }
     }
     assert_eq!(
@@ -386,9 +254,9 @@ fn mutated_messages_never_panic_the_receive_path() {
 
 #[test]
 fn every_corpus_message_is_valid() {
-    let mut rx = Receiver::new(true);
+    let mut rx = established(true);
     for m in corpus().iter().skip(2).take(7) {
         rx.feed(m);
-        assert_eq!(rx.session.state(), State::Established);
+        assert_eq!(rx.state(), State::Established);
     }
 }
