@@ -167,6 +167,28 @@ impl NetlinkKernel {
         Ok(out)
     }
 
+    /// Deletes one neighbour-table entry of `dev` (an ARP entry, or an FDB entry with
+    /// `NTF_SELF`) identified by `attributes`.
+    async fn delete_entry(
+        &self,
+        dev: &str,
+        family: AddressFamily,
+        flags: NeighbourFlags,
+        attributes: Vec<NeighbourAttribute>,
+    ) -> Result<(), KernelError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family;
+        msg.header.ifindex = self.index_of(dev).await?;
+        msg.header.flags = flags;
+        msg.attributes = attributes;
+        self.handle
+            .neighbours()
+            .del(msg)
+            .execute()
+            .await
+            .map_err(map_err)
+    }
+
     /// Brings a device up with the given MTU (and MAC when given).
     async fn set_link(
         &self,
@@ -374,20 +396,14 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn delete_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
-        let index = self.index_of(&n.dev).await?;
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.ifindex = index;
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                n.ip,
-            )));
-        self.handle
-            .neighbours()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(map_err)
+        let dst = NeighbourAttribute::Destination(NeighbourAddress::Inet(n.ip));
+        self.delete_entry(
+            &n.dev,
+            AddressFamily::Inet,
+            NeighbourFlags::empty(),
+            vec![dst],
+        )
+        .await
     }
 
     async fn dump_fdb(&self, dev: &str) -> Result<Vec<FdbEntry>, KernelError> {
@@ -417,23 +433,12 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn delete_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
-        let index = self.index_of(&e.dev).await?;
-        let mut msg = NeighbourMessage::default();
-        msg.header.family = AddressFamily::Bridge;
-        msg.header.ifindex = index;
-        msg.header.flags = NeighbourFlags::Own;
-        msg.attributes
-            .push(NeighbourAttribute::LinkLayerAddress(e.mac.to_vec()));
-        msg.attributes
-            .push(NeighbourAttribute::Destination(NeighbourAddress::Inet(
-                e.dst,
-            )));
-        self.handle
-            .neighbours()
-            .del(msg)
-            .execute()
+        let attrs = vec![
+            NeighbourAttribute::LinkLayerAddress(e.mac.to_vec()),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(e.dst)),
+        ];
+        self.delete_entry(&e.dev, AddressFamily::Bridge, NeighbourFlags::Own, attrs)
             .await
-            .map_err(map_err)
     }
 
     async fn set_sysctl(&self, path: &str, value: &str) -> Result<(), KernelError> {
