@@ -114,8 +114,9 @@ fn node_specific_peers_apply_only_to_their_node_or_selector() {
     assert!(!p3.contains_key(&"192.168.9.1".parse::<IpAddr>().expect("ip")));
 }
 
-#[test]
-fn route_reflector_leaves_the_mesh_and_treats_selected_nodes_as_clients() {
+/// Node `rr` (labelled `route-reflector=true`, cluster id 244.0.0.1) and clients c1, c2;
+/// mesh off.
+fn reflector_and_two_clients() -> ClusterState {
     let mut s = cluster(
         vec![
             node("rr", "10.0.0.10/24"),
@@ -133,6 +134,12 @@ fn route_reflector_leaves_the_mesh_and_treats_selected_nodes_as_clients() {
         .route_reflector_cluster_id = Some("244.0.0.1".into());
     s.bgp_configs
         .insert("default".into(), bgp_config(false, None));
+    s
+}
+
+#[test]
+fn route_reflector_leaves_the_mesh_and_treats_selected_nodes_as_clients() {
+    let mut s = reflector_and_two_clients();
     s.bgp_peers.insert(
         "peer-with-rr".into(),
         peer(
@@ -192,23 +199,7 @@ fn node_as_overrides_the_global_default() {
 
 #[test]
 fn one_peer_with_route_reflectors_resource_peers_both_ways() {
-    let mut s = cluster(
-        vec![
-            node("rr", "10.0.0.10/24"),
-            node("c1", "10.0.0.1/24"),
-            node("c2", "10.0.0.2/24"),
-        ],
-        vec![],
-    );
-    let rr = s.nodes.get_mut("rr").expect("rr");
-    rr.metadata.labels = BTreeMap::from([("route-reflector".to_string(), "true".to_string())]);
-    rr.spec
-        .bgp
-        .as_mut()
-        .expect("bgp")
-        .route_reflector_cluster_id = Some("244.0.0.1".into());
-    s.bgp_configs
-        .insert("default".into(), bgp_config(false, None));
+    let mut s = reflector_and_two_clients();
     s.bgp_peers.insert(
         "peer-with-route-reflectors".into(),
         peer(
