@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cni;
 pub mod etcd;
 pub mod netns;
+pub mod ping;
 pub mod routers;
 pub mod vm;
 
