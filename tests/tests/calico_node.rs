@@ -8,6 +8,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
+use lab::ping::{Pinger, unix_now};
 use lab::wait_until;
 
 const POOL: &str = "10.244.0.0/16";
@@ -378,35 +379,71 @@ fn ping_summary(child: std::process::Child) -> (u32, u32) {
     (nums[0], nums[1])
 }
 
+/// How often node `i`'s agent has logged that its BGP routes converged (the end of the
+/// post-restart hold on deletions).
+fn convergences(c: &Cluster, i: usize) -> usize {
+    c.nodes[i]
+        .agent_log(usize::MAX)
+        .matches("BGP routes converged")
+        .count()
+}
+
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
 fn calico_node_killed_and_restarted_loses_no_ping() {
     let mut c = mesh(3);
     assert_all_ping(&c);
     let block2 = block_of(&c, 1);
-    let ping = ping_in_background(&c, 0, 1, 60);
-    std::thread::sleep(Duration::from_millis(500));
+    let started = unix_now();
+    let ping = Pinger::start(
+        &c.pods[0].ns,
+        &c.pods[1].ip.to_string(),
+        "0.1",
+        c.path().join("ping-restart.log"),
+    );
+    assert!(ping.wait_answers(5, WAIT), "no ping before the kill");
     c.kill_agent(1);
     std::thread::sleep(Duration::from_secs(2));
     // Routes stay in every kernel while node2's agent is gone.
     assert!(c.nodes[0].has_route(&format!("{block2} via 10.0.0.2")));
     assert!(c.nodes[1].has_route(&format!("blackhole {block2}")));
+    let before = convergences(&c, 1);
     c.start_agent(1).expect("restart");
-    let (sent, got) = ping_summary(ping);
-    println!("calico-node kill -9 and restart under ping: {sent} sent, {got} received");
-    assert_eq!(
-        sent,
-        got,
-        "pings were lost across the restart\n{}",
-        c.logs(40)
-    );
-    // The restarted node is back in the mesh and still routes everything.
+    // The ping covers the whole restart: the sessions back up on every node, the
+    // restarted agent's hold on deletions over (it logs its convergence), then its first
+    // passes with deletions allowed, and the peers' end of graceful restart.
     assert!(
         wait_until(WAIT, || node_status(&c, 1).matches("| up    |").count()
             == 2),
         "{}",
         node_status(&c, 1)
     );
+    for other in [0, 2] {
+        assert!(
+            wait_until(WAIT, || node_status(&c, other).matches("| up    |").count()
+                == 2),
+            "{}",
+            node_status(&c, other)
+        );
+    }
+    assert!(
+        wait_until(WAIT, || convergences(&c, 1) > before),
+        "the restarted agent never converged\n{}",
+        c.logs(40)
+    );
+    assert!(
+        ping.wait_answers(30, WAIT),
+        "no ping after the restart converged"
+    );
+    let tally = ping.stop(started);
+    println!("calico-node kill -9 and restart under ping (every 0.1 s): {tally:?}");
+    assert_eq!(
+        tally.lost,
+        0,
+        "pings were lost across the restart: {tally:?}\n{}",
+        c.logs(40)
+    );
+    // The restarted node still routes everything.
     wait_route(&c, 1, &format!("{} via 10.0.0.1", block_of(&c, 0)));
     assert_all_ping(&c);
 }
