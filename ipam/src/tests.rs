@@ -505,9 +505,109 @@ async fn check_finds_leaks_orphan_handles_and_affinity_drift() -> TestResult {
     Ok(())
 }
 
-#[tokio::test]
+/// A [`MemoryStore`] that yields to the scheduler before and after every operation (so on
+/// a multi-threaded runtime the read-modify-write cycles of concurrent callers interleave)
+/// and counts the compare-and-swap writes that lost a race.
+#[derive(Clone)]
+struct YieldingStore {
+    inner: MemoryStore,
+    lost_races: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl YieldingStore {
+    fn new(inner: MemoryStore) -> YieldingStore {
+        YieldingStore {
+            inner,
+            lost_races: Arc::default(),
+        }
+    }
+
+    fn lost_races(&self) -> usize {
+        self.lost_races.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn around<T>(
+        &self,
+        op: impl std::future::Future<Output = datastore::Result<T>>,
+    ) -> datastore::Result<T> {
+        tokio::task::yield_now().await;
+        let out = op.await;
+        if matches!(
+            out,
+            Err(datastore::Error::Conflict { .. } | datastore::Error::AlreadyExists { .. })
+        ) {
+            self.lost_races
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        tokio::task::yield_now().await;
+        out
+    }
+}
+
+#[async_trait::async_trait]
+impl Datastore for YieldingStore {
+    async fn get(&self, key: &str) -> datastore::Result<Option<datastore::KeyValue>> {
+        self.around(self.inner.get(key)).await
+    }
+    async fn list(&self, prefix: &str) -> datastore::Result<datastore::Listing> {
+        self.around(self.inner.list(prefix)).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<datastore::LeaseId>,
+    ) -> datastore::Result<datastore::Revision> {
+        self.around(self.inner.create(key, value, lease)).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: datastore::Revision,
+        lease: Option<datastore::LeaseId>,
+    ) -> datastore::Result<datastore::Revision> {
+        self.around(self.inner.update(key, value, expected, lease))
+            .await
+    }
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<datastore::Revision>,
+    ) -> datastore::Result<datastore::KeyValue> {
+        self.around(self.inner.delete(key, expected)).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: datastore::Revision,
+    ) -> datastore::Result<datastore::Watch> {
+        self.inner.watch(prefix, from).await
+    }
+    async fn grant_lease(&self, ttl: std::time::Duration) -> datastore::Result<datastore::Lease> {
+        self.inner.grant_lease(ttl).await
+    }
+    async fn keep_alive(&self, lease: datastore::LeaseId) -> datastore::Result<()> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke_lease(&self, lease: datastore::LeaseId) -> datastore::Result<()> {
+        self.inner.revoke_lease(lease).await
+    }
+    async fn revision(&self) -> datastore::Result<datastore::Revision> {
+        self.inner.revision().await
+    }
+}
+
+/// 240 allocations at once from 4 nodes on 4 worker threads, into a pool of 64 blocks of
+/// which the nodes claim, fill and (when a node's claims race) borrow: the store yields
+/// around every operation, so the compare-and-swap retry paths really run (the test
+/// checks that some writes lost their race).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_allocations_never_share_an_address() -> TestResult {
-    let (_ds, ipam) = setup("10.10.0.0/20", 26).await;
+    let mem = MemoryStore::new();
+    add_pool(&mem, "pool1", json!({"cidr":"10.10.0.0/20","blockSize":26})).await;
+    let store = YieldingStore::new(mem);
+    let ipam = Ipam::new(Arc::new(store.clone()));
     let mut tasks = Vec::new();
     for i in 0..240 {
         let ipam = ipam.clone();
@@ -526,11 +626,61 @@ async fn concurrent_allocations_never_share_an_address() -> TestResult {
         assert_eq!(info.block_host.as_deref(), Some(node.as_str()));
     }
     assert_eq!(seen.len(), 240);
+    assert!(
+        store.lost_races() > 0,
+        "no compare-and-swap lost a race: the test did not exercise the retries"
+    );
+    let mut releases = Vec::new();
     for i in 0..240 {
-        ipam.release_by_handle(&format!("net.c{i}")).await?;
+        let ipam = ipam.clone();
+        releases.push(tokio::spawn(async move {
+            ipam.release_by_handle(&format!("net.c{i}")).await
+        }));
+    }
+    for r in releases {
+        r.await??;
     }
     let report = ipam.check().await?;
     assert_eq!(report.problems(), 0, "{report:?}");
     assert!(report.allocations.is_empty());
+    Ok(())
+}
+
+/// Fewer blocks than nodes: 6 nodes race for the 4 blocks of a small pool and the losers
+/// borrow from the winners' blocks; every address is still handed out once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_racing_for_too_few_blocks_borrow_without_sharing_an_address() -> TestResult {
+    let mem = MemoryStore::new();
+    add_pool(&mem, "pool1", json!({"cidr":"10.20.0.0/26","blockSize":28})).await;
+    let store = YieldingStore::new(mem);
+    let ipam = Ipam::new(Arc::new(store.clone()));
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let ipam = ipam.clone();
+        tasks.push(tokio::spawn(async move {
+            let node = format!("node{}", i % 6);
+            one(&ipam, &format!("net.b{i}"), &node)
+                .await
+                .map(|ip| (node, ip))
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    let mut borrowed = 0;
+    for t in tasks {
+        let (node, ip) = t.await??;
+        assert!(seen.insert(ip), "{ip} handed out twice");
+        let info = ipam.ip_info(ip).await?.ok_or("allocated")?;
+        if info.block_host.as_deref() != Some(node.as_str()) {
+            borrowed += 1;
+        }
+    }
+    assert_eq!(seen.len(), 60);
+    assert!(borrowed > 0, "6 nodes, 4 blocks: someone must borrow");
+    assert!(store.lost_races() > 0, "no compare-and-swap lost a race");
+    for i in 0..60 {
+        ipam.release_by_handle(&format!("net.b{i}")).await?;
+    }
+    let report = ipam.check().await?;
+    assert_eq!(report.problems(), 0, "{report:?}");
     Ok(())
 }
