@@ -84,16 +84,24 @@ mod tests {
     }
 
     #[test]
-    fn veth_name_is_cali_plus_sha1_prefix() {
-        // sha1("default.nginx") = 2a3e1a4dbc3d...
-        let name = host_veth_name("default.nginx");
-        assert_eq!(name.len(), 15);
-        assert!(name.starts_with("cali"));
-        let hex: String = Sha1::digest(b"default.nginx")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(&name[4..], &hex[..11]);
+    fn veth_names_match_those_a_real_calico_cluster_gave_its_pods() {
+        // Pod (namespace.name) -> host veth, read off `kubectl get pods -o wide` and
+        // `ip addr` / `ip route` on the nodes of a real Calico cluster
+        // (../shared/reference/calico-lab-transcript.md), not computed here.
+        let seen_on_calico = [
+            ("kube-system.coredns-74ff55c5b-wwmkq", "califee22f61266"),
+            ("kube-system.coredns-74ff55c5b-rq6l6", "cali1e472607f9f"),
+            (
+                "kube-system.calico-kube-controllers-69496d8b75-phggg",
+                "cali8de5ff87b7c",
+            ),
+            ("default.test-7999578869-9nc25", "calida8798d2ad7"),
+            ("default.test-7999578869-9vbv6", "cali79d4f06640e"),
+            ("default.test-7999578869-b26kk", "cali70df284fc76"),
+        ];
+        for (workload, veth) in seen_on_calico {
+            assert_eq!(host_veth_name(workload), veth, "{workload}");
+        }
     }
 
     #[test]
