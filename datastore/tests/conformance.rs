@@ -714,7 +714,8 @@ mod local_only {
 
     use super::*;
 
-    /// Environment variable that turns [`child_process_entry`] into the second process.
+    /// Environment variable that makes [`two_processes_share_one_file`] play the second
+    /// process (the test re-runs its own binary with it set).
     const CHILD_DB_ENV: &str = "CONFORMANCE_CHILD_DB";
     const INCREMENTS: u64 = 30;
 
@@ -748,18 +749,16 @@ mod local_only {
         assert_eq!(values, (0..=2 * INCREMENTS).collect::<Vec<_>>());
     }
 
-    /// The second process (spawned by the test below): does nothing in a normal run.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn child_process_entry() {
-        let Ok(path) = std::env::var(CHILD_DB_ENV) else {
-            return;
-        };
-        let store = LocalStore::open(&path).expect("child: open");
-        share_counter(&store, "child", "parent").await;
-    }
-
+    /// Two processes CAS-increment one counter in one file and watch each other. The test
+    /// is both: run normally it is the first process and spawns its own binary (this test
+    /// only, `CHILD_DB_ENV` set) as the second; each side asserts what it saw.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_processes_share_one_file() {
+        if let Ok(path) = std::env::var(CHILD_DB_ENV) {
+            let store = LocalStore::open(&path).expect("child: open");
+            share_counter(&store, "child", "parent").await;
+            return;
+        }
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("datastore.db");
         let store = LocalStore::open(&path).expect("open");
@@ -771,7 +770,7 @@ mod local_only {
         let exe = std::env::current_exe().expect("test binary");
         let mut child = Command::new(exe)
             .args([
-                "local_only::child_process_entry",
+                "local_only::two_processes_share_one_file",
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
