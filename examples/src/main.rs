@@ -6,6 +6,8 @@
 //! Run it with `sudo scripts/demo` (it installs what is missing and builds first).
 //! `--keep` leaves the lab running; `scripts/cleanup` removes it.
 
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
 use std::process::Output;
 use std::time::Duration;
 
@@ -15,7 +17,11 @@ use lab::cluster::{Cluster, LabSpec};
 use lab::wait_until;
 
 const POOL_CIDR: &str = "10.244.0.0/16";
+/// The pool's block size (calico-node's default).
+const BLOCK_PREFIX: u32 = 26;
+/// How long a step may take to converge before the demo stops with what is missing.
 const WAIT: Duration = Duration::from_secs(30);
+const TOR_IP: &str = "10.0.0.253";
 
 fn section(title: &str) {
     println!("\n\x1b[1m==> {title}\x1b[0m");
@@ -42,6 +48,55 @@ fn apply(c: &Cluster, yaml: &str) -> Result<()> {
     println!("node1$ calicoctl apply -f - <<EOF\n{}EOF", yaml);
     print!("{}", c.apply(yaml)?);
     Ok(())
+}
+
+/// Waits until `check` holds, else fails naming what did not converge. Every step waits
+/// for the state it is about to show, so nothing is printed half-converged.
+fn converge(what: &str, c: &Cluster, check: impl FnMut() -> bool) -> Result<()> {
+    if wait_until(WAIT, check) {
+        return Ok(());
+    }
+    bail!("{what}: not reached within {WAIT:?}\n{}", c.logs(30))
+}
+
+/// The /26 block holding `ip`, as `ip route` prints it.
+fn block_of(ip: Ipv4Addr) -> String {
+    let mask = u32::MAX << (32 - BLOCK_PREFIX);
+    format!("{}/{BLOCK_PREFIX}", Ipv4Addr::from(u32::from(ip) & mask))
+}
+
+/// Every pod's block with the node it lives on.
+fn blocks(c: &Cluster) -> BTreeSet<(String, usize)> {
+    c.pods.iter().map(|p| (block_of(p.ip), p.node)).collect()
+}
+
+/// True when every block of the other nodes has a route on `node` that contains the text
+/// `via(owner)` gives for its owner (e.g. "via 10.0.0.2 dev eth0"), and every block of its
+/// own pods a blackhole.
+fn routes_converged(c: &Cluster, node: usize, via: impl Fn(usize) -> String) -> bool {
+    let routes = c.nodes[node].routes();
+    blocks(c).iter().all(|(block, owner)| {
+        let (prefix, text) = if *owner == node {
+            (format!("blackhole {block} "), String::new())
+        } else {
+            (format!("{block} "), via(*owner))
+        };
+        routes
+            .iter()
+            .any(|r| r.starts_with(&prefix) && r.contains(&text))
+    })
+}
+
+/// `calicoctl node status` on node 1 lists `n` sessions Established.
+fn sessions_established(c: &Cluster, n: usize) -> bool {
+    c.calicoctl(0, &["node", "status"])
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .matches("Established")
+                .count()
+                == n
+        })
+        .unwrap_or(false)
 }
 
 fn routes(c: &Cluster, node: usize) {
@@ -127,40 +182,43 @@ fn main() -> Result<()> {
     section("What an operator sees");
     calicoctl(&c, 0, &["get", "nodes", "-o", "wide"])?;
     calicoctl(&c, 0, &["get", "ippool", "-o", "wide"])?;
-    wait_until(WAIT, || {
-        c.calicoctl(0, &["node", "status"])
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .matches("Established")
-                    .count()
-                    == 2
-            })
-            .unwrap_or(false)
-    });
+    converge("node1's two mesh sessions Established", &c, || {
+        sessions_established(&c, 2)
+    })?;
     calicoctl(&c, 0, &["node", "status"])?;
     calicoctl(&c, 0, &["ipam", "show", "--show-blocks"])?;
+    let plain = |owner: usize| format!("via {} dev eth0", c.nodes[owner].ip());
+    converge("node1's routes to every block over BGP", &c, || {
+        routes_converged(&c, 0, plain)
+    })?;
     routes(&c, 0);
 
     section("Switch the pool to VXLAN, live, with calicoctl apply -f");
     apply(&c, &pool_yaml("Always"))?;
-    wait_until(WAIT, || c.nodes[0].has_route("dev vxlan.calico"));
+    converge(
+        "node1's routes to every block through vxlan.calico",
+        &c,
+        || routes_converged(&c, 0, |_| "dev vxlan.calico onlink".into()),
+    )?;
     calicoctl(&c, 0, &["get", "ippool", "-o", "wide"])?;
     routes(&c, 0);
     ping_all(&c)?;
 
     section("And back to plain BGP routes");
     apply(&c, &pool_yaml("Never"))?;
-    wait_until(WAIT, || !c.nodes[0].has_route("vxlan.calico"));
+    converge("node1's routes back on eth0, vxlan.calico gone", &c, || {
+        routes_converged(&c, 0, plain) && !c.nodes[0].has_route("vxlan.calico")
+    })?;
     calicoctl(&c, 0, &["get", "ippool", "-o", "wide"])?;
     routes(&c, 0);
     ping_all(&c)?;
 
     section("Top of rack: mesh off, every node peers with a BIRD 2 router over eBGP");
     let tor = c.extra_namespace("tor")?;
-    c.attach_extra(tor, "eth0", 0, "10.0.0.253/24")?;
+    c.attach_extra(tor, "eth0", 0, &format!("{TOR_IP}/24"))?;
     c.extra(tor).sh("sysctl -qw net.ipv4.ip_forward=1")?;
     let tor_spec = RouterSpec {
-        router_id: "10.0.0.253".into(),
+        router_id: TOR_IP.into(),
         ipv6: None,
         asn: 65001,
         neighbors: c
@@ -183,19 +241,41 @@ fn main() -> Result<()> {
     )?;
     apply(
         &c,
-        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMeshEnabled: false\n  asNumber: 64512\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: 10.0.0.253\n  asNumber: 65001\n  numAllowedLocalASNumbers: 1\n",
+        &format!(
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMeshEnabled: false\n  asNumber: 64512\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: {TOR_IP}\n  asNumber: 65001\n  numAllowedLocalASNumbers: 1\n"
+        ),
     )?;
-    wait_until(WAIT, || c.nodes[0].has_route("via 10.0.0.253"));
-    wait_until(WAIT, || {
-        c.calicoctl(0, &["node", "status"])
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("global"))
-            .unwrap_or(false)
-    });
+    converge("node1: only the ToR session, Established", &c, || {
+        c.calicoctl(0, &["node", "status"]).is_ok_and(|o| {
+            let t = String::from_utf8_lossy(&o.stdout);
+            t.contains("global")
+                && !t.contains("node-to-node")
+                && t.matches("Established").count() == 1
+        })
+    })?;
     calicoctl(&c, 0, &["node", "status"])?;
+    let all_blocks = blocks(&c);
+    converge("the ToR's BIRD and kernel hold every block", &c, || {
+        let (Ok(rib), Ok(kernel)) = (
+            bird.birdc("show route"),
+            c.extra(tor).ip(&["route", "show"]),
+        ) else {
+            return false;
+        };
+        all_blocks.iter().all(|(block, owner)| {
+            let via = format!("{block} via {} ", c.nodes[*owner].ip());
+            rib.contains(block.as_str()) && kernel.lines().any(|l| l.starts_with(&via))
+        })
+    })?;
     println!("tor$ birdc show route");
     print!("{}", bird.birdc("show route")?);
     println!("tor$ ip route");
     print!("{}", c.extra(tor).ip(&["route", "show"])?);
+    converge(
+        "node1's routes to every other block via the ToR",
+        &c,
+        || routes_converged(&c, 0, |_| format!("via {TOR_IP} dev eth0")),
+    )?;
     routes(&c, 0);
     ping_all(&c)?;
 
