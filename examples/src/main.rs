@@ -198,7 +198,7 @@ fn main() -> Result<()> {
     converge(
         "node1's routes to every block through vxlan.calico",
         &c,
-        || routes_converged(&c, 0, |_| "dev vxlan.calico onlink".into()),
+        || routes_converged(&c, 0, |_| "dev vxlan.calico".into()),
     )?;
     calicoctl(&c, 0, &["get", "ippool", "-o", "wide"])?;
     routes(&c, 0);
