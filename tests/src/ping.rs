@@ -74,7 +74,7 @@ fn tally(lines: &[Line], since: f64) -> PingTally {
         .map(|l| (l.seq, l.at))
         .collect();
     let first = lines.iter().filter(|l| l.at >= since).map(|l| l.seq).min();
-    let last_answered = answered.keys().next_back().copied();
+    let last_answered = first.and_then(|f| answered.range(f..).next_back().map(|(s, _)| *s));
     let (Some(first), Some(last)) = (first, last_answered) else {
         // Nothing answered in the span: every request that shows up is lost.
         let seen: BTreeSet<u64> = lines
@@ -88,9 +88,8 @@ fn tally(lines: &[Line], since: f64) -> PingTally {
             ..PingTally::default()
         };
     };
-    let span = first..=last.max(first);
-    let answered_in_span = answered.range(span.clone()).count() as u64;
-    let sent = last.saturating_sub(first) + 1;
+    let answered_in_span = answered.range(first..=last).count() as u64;
+    let sent = last - first + 1;
     let first_answer_ms = answered
         .values()
         .copied()
@@ -213,5 +212,8 @@ mod tests {
     fn nothing_answered_means_everything_lost() {
         let t = tally(&[line(1.0, 1, false), line(2.0, 2, false)], 0.0);
         assert_eq!((t.sent, t.lost, t.answered), (2, 2, 0));
+        // Answers only before the span do not count.
+        let t = tally(&[line(1.0, 1, true), line(2.0, 2, false)], 1.5);
+        assert_eq!((t.sent, t.lost, t.answered), (1, 1, 0));
     }
 }
