@@ -814,6 +814,25 @@ mod local_only {
     }
 
     #[tokio::test]
+    async fn a_new_store_file_and_its_wal_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("datastore.db");
+        let store = LocalStore::open(&path).expect("open");
+        store
+            .create("/x/k", b"v".to_vec(), None)
+            .await
+            .expect("write");
+        for file in ["datastore.db", "datastore.db-wal"] {
+            let mode = std::fs::metadata(dir.path().join(file))
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+    }
+
+    #[tokio::test]
     async fn history_beyond_the_bound_is_compacted() {
         let f = Fixture::local_with(
             "history",

@@ -83,6 +83,23 @@ struct Inner {
 
 // ===== impl LocalStore =====
 
+/// Creates the store's file readable and writable by its owner only (0600) when it does
+/// not exist yet: it holds BGP configuration and every IPAM record. SQLite gives its WAL
+/// and shared-memory files the same mode. An existing file keeps the mode it has.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Backend(format!("cannot create the file: {e}"))),
+    }
+}
+
 impl LocalStore {
     /// Opens (creating it and its parent directories if needed) the store at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<LocalStore> {
@@ -106,6 +123,7 @@ impl LocalStore {
                 Error::Backend(format!("cannot create directory {}: {e}", dir.display()))
             })?;
         }
+        create_private(&path).map_err(with_path)?;
         let mut writer = schema::connect(&path, options.busy_timeout).map_err(with_path)?;
         schema::init(&mut writer).map_err(with_path)?;
         let reader = schema::connect(&path, options.busy_timeout).map_err(with_path)?;
