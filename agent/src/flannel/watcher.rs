@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::lease::SubnetLease;
 use super::subnet::{subnet_of_key, subnets_dir};
+use crate::backoff::Backoff;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -81,7 +82,7 @@ impl LeaseSnapshot {
 /// Runs until every receiver of `tx` is gone.
 pub async fn run(store: Arc<dyn Datastore>, prefix: String, tx: watch::Sender<Arc<LeaseSnapshot>>) {
     let dir = subnets_dir(&prefix);
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         if tx.is_closed() {
             return;
@@ -90,8 +91,7 @@ pub async fn run(store: Arc<dyn Datastore>, prefix: String, tx: watch::Sender<Ar
             Ok(l) => l,
             Err(e) => {
                 warn!(error = %e, prefix = dir, "cannot list the subnet leases; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(backoff.next_wait()).await;
                 continue;
             }
         };
@@ -106,12 +106,11 @@ pub async fn run(store: Arc<dyn Datastore>, prefix: String, tx: watch::Sender<Ar
             Ok(w) => w,
             Err(e) => {
                 warn!(error = %e, "cannot watch the subnet leases; relisting");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(BACKOFF_MAX);
+                tokio::time::sleep(backoff.next_wait()).await;
                 continue;
             }
         };
-        backoff = BACKOFF_MIN;
+        backoff.reset();
         loop {
             let first = tokio::select! {
                 ev = watch.next() => ev,
