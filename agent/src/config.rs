@@ -122,6 +122,16 @@ pub struct NodeConfig {
     #[arg(long, env = "CALICO_IPAM_EMPTY_BLOCK_GRACE", default_value_t = 300)]
     pub empty_block_grace: u64,
 
+    /// Seconds a task of calico-node may go without progress before it counts as stuck:
+    /// `/liveness` then fails and `calicoctl node status` names it.
+    #[arg(long, env = "CALICO_RS_TASK_STUCK_TIMEOUT", default_value_t = 30)]
+    pub task_stuck_timeout: u64,
+
+    /// Test hook: `<task>=<panic|exit|hang>@<delay>;...` injects that fault into the named
+    /// task (see `tasks::supervisor`). Unset in production.
+    #[arg(long, env = "CALICO_RS_FAILPOINTS", hide = true)]
+    pub failpoints: Option<String>,
+
     /// Log level (`info`, `debug`, ...); `CALICO_LOG_LEVEL` or RUST_LOG.
     #[arg(long, env = "CALICO_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -1,6 +1,7 @@
 //! calico-node: registers the node, keeps the dataplane in sync with the datastore and the
 //! embedded BGP speaker, serves local status.
 
+pub mod backoff;
 pub mod calc;
 pub mod config;
 pub mod dataplane;

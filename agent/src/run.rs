@@ -1,7 +1,6 @@
 //! calico-node's life: start-up, the tasks of [`crate::tasks`], and a graceful exit that
 //! leaves every route in the kernel (so a restart does not interrupt traffic).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use datastore::model::{AsNumber, NodeStatusReport, STATUS_SOCKET};
 use datastore::{Client, Datastore};
 use ipam::Ipam;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::calc::{Backend, LearnedRoutes};
 use crate::config::NodeConfig;
@@ -26,7 +25,9 @@ use crate::startup::{autodetect, ensure_default_pool, register_node};
 use crate::state::ClusterState;
 use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
-use crate::tasks::{self, TaskGuard, bgp, blockgc, health, status, tunnels};
+use crate::tasks::liveness::{Heartbeat, Liveness};
+use crate::tasks::supervisor::Supervisor;
+use crate::tasks::{bgp, blockgc, health, status, tunnels};
 
 /// How long start-up waits for the datastore before giving up (a supervisor restarts us).
 const DATASTORE_WAIT: Duration = Duration::from_secs(60);
@@ -82,7 +83,14 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     };
     let name = node_name(&cfg)?;
     let as_number = parse_as(cfg.as_number.as_deref())?;
-    let kernel = NetlinkKernel::connect().context("opening netlink")?;
+    let (kernel, kernel_connection) = NetlinkKernel::open().context("opening netlink")?;
+    let failpoints =
+        crate::tasks::supervisor::Failpoints::parse(cfg.failpoints.as_deref().unwrap_or_default())
+            .map_err(|e| anyhow::anyhow!("CALICO_RS_FAILPOINTS: {e}"))?;
+    let liveness = Liveness::new(Duration::from_secs(cfg.task_stuck_timeout.max(1)));
+    let mut tasks = Supervisor::new(liveness.clone(), failpoints.clone());
+    // Every netlink request below needs the connection running.
+    tasks.spawn("netlink", kernel_connection);
     let links = kernel.links().await.context("listing interfaces")?;
     let local = autodetect::detect(&cfg.ip, &cfg.ip_autodetection_method, &links, &name)?;
     info!(node = %name, address = %local.address, interface = %local.interface, mtu = local.host_mtu, ?backend, "starting calico-node");
@@ -97,48 +105,60 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (sync_tx, sync_rx) = watch::channel(SyncStatus::WaitingForDatastore);
-    let mut guards: Vec<TaskGuard<()>> =
-        vec![tasks::spawn(syncer::run(store.clone(), state_tx, sync_tx))];
+    tasks.spawn(
+        "syncer",
+        syncer::run(
+            store.clone(),
+            state_tx,
+            sync_tx,
+            liveness.heartbeat("syncer"),
+        ),
+    );
 
     let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
     let (peers_tx, peers_rx) = watch::channel(Vec::new());
     let (converged_tx, converged_rx) = watch::channel(backend != Backend::Bgp);
-    // Held for the life of the process; at exit it is dropped without a Cease (see below).
-    let _speaker = if backend == Backend::Bgp {
+    if backend == Backend::Bgp {
         let outputs = bgp::Outputs {
             learned: learned_tx,
             peers: peers_tx,
             converged: converged_tx,
         };
-        let (speaker, guard) = bgp::start(&cfg, &local, state_rx.clone(), outputs).await?;
-        guards.push(guard);
-        Some(speaker)
+        let wiring = bgp::start(&cfg, &local, state_rx.clone(), outputs).await?;
+        tasks.spawn("bgp", wiring.run(liveness.heartbeat("bgp")));
     } else {
         drop((learned_tx, peers_tx, converged_tx));
-        None
-    };
+    }
 
     if backend != Backend::Flannel {
-        guards.push(tasks::spawn(blockgc::run(
-            Ipam::new(store.clone()),
-            name.clone(),
-            Duration::from_secs(cfg.empty_block_grace),
-            state_rx.clone(),
-        )));
+        tasks.spawn(
+            "blockgc",
+            blockgc::run(
+                Ipam::new(store.clone()),
+                name.clone(),
+                Duration::from_secs(cfg.empty_block_grace),
+                state_rx.clone(),
+                liveness.heartbeat("blockgc"),
+            ),
+        );
     }
     if matches!(backend, Backend::Bgp | Backend::Vxlan) {
-        guards.push(tasks::spawn(tunnels::run(
-            client.clone(),
-            Ipam::new(store.clone()),
-            name.clone(),
-            state_rx.clone(),
-        )));
+        tasks.spawn(
+            "tunnels",
+            tunnels::run(
+                client.clone(),
+                Ipam::new(store.clone()),
+                name.clone(),
+                state_rx.clone(),
+                liveness.heartbeat("tunnels"),
+            ),
+        );
     }
 
     let (dp_status_tx, dp_status_rx) = watch::channel(DataplaneStatus::default());
     let metrics = Arc::new(DataplaneMetrics::default());
     let extra =
-        crate::flannel::start(&cfg, &local, &links, backend, store.clone(), &mut guards).await?;
+        crate::flannel::start(&cfg, &local, &links, backend, store.clone(), &mut tasks).await?;
     let flannel_ready = crate::flannel::first_state(extra.clone());
     let resync_interval = Duration::from_secs(cfg.route_refresh_interval.max(1));
     let dataplane = DataplaneTask {
@@ -156,50 +176,77 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         resync_interval,
         // In flannel mode the backend writes the pod MTU (FLANNEL_MTU) itself.
         mtu_file: (backend != Backend::Flannel).then(|| cfg.mtu_file.clone()),
+        heartbeat: liveness.heartbeat("dataplane"),
     };
-    guards.push(tasks::spawn(async move {
+    tasks.spawn("dataplane", async move {
         flannel_ready.await;
-        dataplane.run().await;
-    }));
+        dataplane.run().await
+    });
 
     let (report_tx, report_rx) = watch::channel(NodeStatusReport::default());
-    guards.push(tasks::spawn(assemble_report(
-        local.clone(),
-        cfg.networking_backend.clone(),
-        sync_rx,
-        dp_status_rx,
-        peers_rx,
-        report_tx,
-    )));
+    tasks.spawn(
+        "report",
+        assemble_report(
+            local.clone(),
+            cfg.networking_backend.clone(),
+            sync_rx,
+            dp_status_rx,
+            peers_rx,
+            report_tx,
+            liveness.heartbeat("report"),
+        ),
+    );
     let socket_path = cfg.run_dir.join(STATUS_SOCKET);
     let listener = status::bind(&socket_path)
         .with_context(|| format!("binding the status socket {}", socket_path.display()))?;
-    guards.push(tasks::spawn(status::serve(
-        listener,
-        socket_path.clone(),
-        report_rx.clone(),
-    )));
-    let addr = |port: u16| -> Option<SocketAddr> {
-        (port != 0)
-            .then(|| format!("{}:{port}", cfg.health_host).parse().ok())
-            .flatten()
+    tasks.spawn(
+        "status",
+        status::serve(
+            listener,
+            socket_path.clone(),
+            report_rx.clone(),
+            liveness.clone(),
+            liveness.heartbeat("status"),
+        ),
+    );
+    let health = health::HealthState {
+        report: report_rx,
+        metrics,
+        liveness: liveness.clone(),
     };
-    guards.push(tasks::spawn(health::serve(
-        addr(cfg.health_port),
-        addr(cfg.metrics_port),
-        health::HealthState {
-            report: report_rx,
-            metrics,
-        },
-    )));
+    if let Some(endpoints) = health::Endpoints::bind(&cfg, health).await? {
+        tasks.spawn("health", endpoints.serve());
+    }
+    info!(
+        tasks = %liveness.task_names().join(","),
+        watched = %liveness.watched_names().join(","),
+        "supervising tasks (watched: those with a heartbeat)"
+    );
+    let running = liveness.task_names();
+    for unknown in failpoints.tasks().filter(|t| !running.contains(t)) {
+        warn!(
+            task = unknown,
+            "CALICO_RS_FAILPOINTS names a task that does not run here"
+        );
+    }
 
-    wait_for_signal().await;
-    // A stop is treated as a restart: no Cease is sent, so peers keep our routes as
-    // graceful-restart helpers (RFC 4724), and our own routes stay in the kernel for the
-    // next start to adopt. Traffic keeps flowing across the restart.
-    info!("stopping; BGP peers keep our routes (graceful restart), kernel routes stay");
-    let _ = std::fs::remove_file(&socket_path);
-    std::process::exit(0)
+    tokio::select! {
+        () = wait_for_signal() => {
+            // A stop is treated as a restart: no Cease is sent, so peers keep our routes as
+            // graceful-restart helpers (RFC 4724), and our own routes stay in the kernel
+            // for the next start to adopt. Traffic keeps flowing across the restart.
+            info!("stopping; BGP peers keep our routes (graceful restart), kernel routes stay");
+            let _ = std::fs::remove_file(&socket_path);
+            std::process::exit(0)
+        }
+        exit = tasks.next_exit() => {
+            // Half alive is worse than a restart: the supervisor (systemd, the kubelet)
+            // starts us again, and peers and the kernel keep our routes meanwhile.
+            error!(task = %exit.task, reason = %exit.reason, "a calico-node task ended; exiting so that calico-node is restarted");
+            let _ = std::fs::remove_file(&socket_path);
+            std::process::exit(1)
+        }
+    }
 }
 
 /// Folds the task outputs into the one report the status socket and health serve.
@@ -210,6 +257,7 @@ async fn assemble_report(
     mut dataplane: watch::Receiver<DataplaneStatus>,
     mut peers: watch::Receiver<Vec<datastore::model::BgpPeerStatus>>,
     tx: watch::Sender<NodeStatusReport>,
+    mut heartbeat: Heartbeat,
 ) {
     loop {
         let dp = dataplane.borrow_and_update().clone();
@@ -231,14 +279,18 @@ async fn assemble_report(
                 SyncStatus::Reconnecting => "reconnecting",
             }
             .to_string(),
-            dataplane_ready: dp.programmed,
+            dataplane_ready: dp.programmed && dp.in_sync,
         };
         tx.send_replace(report);
-        tokio::select! {
-            r = sync.changed() => if r.is_err() { return },
-            r = dataplane.changed() => if r.is_err() { return },
-            // Without BGP the peers channel is closed from the start.
-            () = tasks::changed_or_pending(&mut peers) => {}
+        loop {
+            tokio::select! {
+                () = heartbeat.tick() => continue,
+                r = sync.changed() => if r.is_err() { return },
+                r = dataplane.changed() => if r.is_err() { return },
+                // Without BGP the peers channel is closed from the start.
+                () = crate::tasks::changed_or_pending(&mut peers) => {}
+            }
+            break;
         }
     }
 }

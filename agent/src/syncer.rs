@@ -10,7 +10,9 @@ use datastore::{Datastore, WatchEvent};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::backoff::Backoff;
 use crate::state::ClusterState;
+use crate::tasks::liveness::Heartbeat;
 
 /// Prefix the syncer follows.
 pub const SYNC_PREFIX: &str = "/calico/";
@@ -26,30 +28,46 @@ pub enum SyncStatus {
     Reconnecting,
 }
 
-/// Follows the datastore forever, publishing each new state on `tx`.
+/// First wait before relisting after a lost datastore; doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Follows the datastore forever, publishing each new state on `tx`. Returns only when
+/// nobody reads the state any more (the agent is shutting down).
 pub async fn run(
     store: Arc<dyn Datastore>,
     tx: watch::Sender<Arc<ClusterState>>,
     status: watch::Sender<SyncStatus>,
+    mut heartbeat: Heartbeat,
 ) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        match follow(&*store, &tx, &status).await {
-            Ok(()) => return, // every receiver is gone: the agent is shutting down
+        match follow(&*store, &tx, &status, &mut heartbeat, &mut backoff).await {
+            Ok(()) => return,
             Err(e) => {
-                warn!(error = %e, retry_in = ?backoff, "datastore sync interrupted; keeping the last state");
+                let wait = backoff.next_wait();
+                warn!(error = %e, retry_in = ?wait, "datastore sync interrupted; keeping the last state");
                 let _ = status.send(SyncStatus::Reconnecting);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                let wake = tokio::time::Instant::now() + wait;
+                while tokio::time::Instant::now() < wake {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        () = heartbeat.tick() => {}
+                    }
+                }
             }
         }
     }
 }
 
+/// One listing and the watch after it, until the watch fails. Once in sync the back-off
+/// starts again from the beginning: an outage long ago does not slow the next relist.
 async fn follow(
     store: &dyn Datastore,
     tx: &watch::Sender<Arc<ClusterState>>,
     status: &watch::Sender<SyncStatus>,
+    heartbeat: &mut Heartbeat,
+    backoff: &mut Backoff,
 ) -> datastore::Result<()> {
     let listing = store.list(SYNC_PREFIX).await?;
     let state = ClusterState::from_listing(&listing.items, listing.revision);
@@ -61,8 +79,13 @@ async fn follow(
     );
     publish(tx, state);
     let _ = status.send(SyncStatus::InSync);
+    backoff.reset();
     loop {
-        let Some(first) = watch.next().await else {
+        let first = tokio::select! {
+            next = watch.next() => next,
+            () = heartbeat.tick() => continue,
+        };
+        let Some(first) = first else {
             return Err(datastore::Error::Backend("watch closed".into()));
         };
         let mut burst = vec![first?];
@@ -105,4 +128,127 @@ fn publish(tx: &watch::Sender<Arc<ClusterState>>, state: ClusterState) {
             true
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use datastore::{KeyValue, Lease, LeaseId, Listing, MemoryStore, Revision, Watch};
+    use tokio::sync::{Notify, mpsc};
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::tasks::liveness::Liveness;
+
+    /// A store whose first `failing_lists` listings fail, whose watches can be cut, and
+    /// which records when each listing was asked for.
+    #[derive(Default)]
+    struct FlakyStore {
+        inner: MemoryStore,
+        failing_lists: AtomicUsize,
+        lists: Mutex<Vec<Instant>>,
+        cut: Arc<Notify>,
+    }
+
+    #[async_trait]
+    impl Datastore for FlakyStore {
+        async fn get(&self, key: &str) -> datastore::Result<Option<KeyValue>> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> datastore::Result<Listing> {
+            self.lists.lock().expect("lock").push(Instant::now());
+            if self.failing_lists.load(Ordering::SeqCst) > 0 {
+                self.failing_lists.fetch_sub(1, Ordering::SeqCst);
+                return Err(datastore::Error::Backend("etcd unreachable".into()));
+            }
+            self.inner.list(prefix).await
+        }
+        async fn create(
+            &self,
+            k: &str,
+            v: Vec<u8>,
+            l: Option<LeaseId>,
+        ) -> datastore::Result<Revision> {
+            self.inner.create(k, v, l).await
+        }
+        async fn update(
+            &self,
+            k: &str,
+            v: Vec<u8>,
+            e: Revision,
+            l: Option<LeaseId>,
+        ) -> datastore::Result<Revision> {
+            self.inner.update(k, v, e, l).await
+        }
+        async fn delete(&self, k: &str, e: Option<Revision>) -> datastore::Result<KeyValue> {
+            self.inner.delete(k, e).await
+        }
+        async fn watch(&self, prefix: &str, from: Revision) -> datastore::Result<Watch> {
+            let mut inner = self.inner.watch(prefix, from).await?;
+            let (tx, rx) = mpsc::channel(16);
+            let cut = self.cut.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = cut.notified() => return,
+                        e = inner.next() => match e {
+                            Some(e) => if tx.send(e).await.is_err() { return },
+                            None => return,
+                        },
+                    }
+                }
+            });
+            Ok(Watch::new(rx))
+        }
+        async fn grant_lease(&self, ttl: Duration) -> datastore::Result<Lease> {
+            self.inner.grant_lease(ttl).await
+        }
+        async fn keep_alive(&self, l: LeaseId) -> datastore::Result<()> {
+            self.inner.keep_alive(l).await
+        }
+        async fn revoke_lease(&self, l: LeaseId) -> datastore::Result<()> {
+            self.inner.revoke_lease(l).await
+        }
+        async fn revision(&self) -> datastore::Result<Revision> {
+            self.inner.revision().await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_an_outage_and_a_resync_the_next_relist_waits_the_first_backoff_again() {
+        let store = Arc::new(FlakyStore::default());
+        store.failing_lists.store(8, Ordering::SeqCst);
+        let (tx, _rx) = watch::channel(Arc::new(ClusterState::default()));
+        let (status_tx, mut status) = watch::channel(SyncStatus::WaitingForDatastore);
+        let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
+        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, heartbeat));
+        // Eight failed listings grow the back-off to its maximum, the ninth succeeds.
+        while *status.borrow_and_update() != SyncStatus::InSync {
+            status.changed().await.expect("syncer runs");
+        }
+        let outage: Vec<Instant> = store.lists.lock().expect("lock").clone();
+        assert_eq!(outage.len(), 9);
+        let last_wait = outage[8] - outage[7];
+        assert_eq!(
+            last_wait, MAX_BACKOFF,
+            "the outage's back-off grew to the maximum"
+        );
+
+        // Later the watch is cut: the relist comes after the first back-off, not the max.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let cut_at = Instant::now();
+        store.cut.notify_waiters();
+        while store.lists.lock().expect("lock").len() < 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let relisted = store.lists.lock().expect("lock")[9];
+        let waited = relisted - cut_at;
+        assert!(
+            waited <= FIRST_BACKOFF + Duration::from_millis(20),
+            "relisted {waited:?} after the cut"
+        );
+    }
 }

@@ -52,6 +52,11 @@ impl LabNode {
         self.agent.as_mut().is_some_and(Daemon::is_running)
     }
 
+    /// How calico-node ended, once it has (None while it runs or when never started).
+    pub fn agent_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.agent.as_mut().and_then(Daemon::exit_status)
+    }
+
     /// The agent's log so far (last `lines` lines).
     pub fn agent_log(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

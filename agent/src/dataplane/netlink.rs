@@ -33,10 +33,18 @@ impl NetlinkKernel {
     /// Opens a netlink connection in the current network namespace; its I/O runs on a
     /// spawned tokio task for as long as the handle lives.
     pub fn connect() -> Result<NetlinkKernel, KernelError> {
+        let (kernel, conn) = Self::open()?;
+        tokio::spawn(conn);
+        Ok(kernel)
+    }
+
+    /// Opens a netlink connection and returns, beside the handle, the connection's I/O
+    /// for the caller to run (and supervise: the handle is useless once it ends).
+    pub fn open() -> Result<(NetlinkKernel, impl Future<Output = ()> + Send + 'static), KernelError>
+    {
         let (conn, handle, _) = rtnetlink::new_connection()
             .map_err(|e| KernelError::Other(format!("opening netlink socket: {e}")))?;
-        tokio::spawn(conn);
-        Ok(NetlinkKernel { handle })
+        Ok((NetlinkKernel { handle }, conn))
     }
 
     async fn index_of(&self, name: &str) -> Result<u32, KernelError> {

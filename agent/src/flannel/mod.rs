@@ -36,8 +36,8 @@ use crate::config::{NodeConfig, parse_bool};
 use crate::dataplane::apply::DesiredState;
 use crate::dataplane::kernel::LinkInfo;
 use crate::local::LocalNode;
-use crate::tasks::TaskGuard;
 use crate::tasks::dataplane::ExtraState;
+use crate::tasks::supervisor::Supervisor;
 
 pub use self::config::{BackendType, NetworkConfig};
 pub use self::lease::{LeaseAttrs, SubnetLease};
@@ -94,7 +94,7 @@ pub async fn start(
     links: &[LinkInfo],
     backend: Backend,
     store: Arc<dyn Datastore>,
-    guards: &mut Vec<TaskGuard<()>>,
+    tasks: &mut Supervisor,
 ) -> Result<Option<ExtraState>> {
     if backend != Backend::Flannel {
         return Ok(None);
@@ -122,7 +122,8 @@ pub async fn start(
         timing,
         tx,
     };
-    guards.push(crate::tasks::spawn(task.run()));
+    let heartbeat = tasks.liveness().heartbeat("flannel");
+    tasks.spawn("flannel", task.run(heartbeat));
     Ok(Some(rx))
 }
 

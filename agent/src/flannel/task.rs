@@ -30,6 +30,7 @@ use super::subnet_env::SubnetEnv;
 use super::watcher::{self, LeaseSnapshot};
 use crate::dataplane::apply::DesiredState;
 use crate::tasks;
+use crate::tasks::liveness::Heartbeat;
 
 /// How often a missing or invalid network config is read again.
 const CONFIG_POLL: Duration = Duration::from_secs(1);
@@ -67,10 +68,10 @@ struct Held {
 }
 
 impl FlannelTask {
-    /// Runs until the dataplane task is gone.
-    pub async fn run(self) {
-        let Some(config) = self.load_config().await else {
-            return;
+    /// Runs until the dataplane task is gone; fails when the lease watcher stops.
+    pub async fn run(self, mut heartbeat: Heartbeat) -> anyhow::Result<()> {
+        let Some(config) = self.load_config(&mut heartbeat).await else {
+            return Ok(());
         };
         let attrs = own_attrs(&config, &self.identity);
         let manager = LeaseManager::new(
@@ -99,6 +100,7 @@ impl FlannelTask {
             ignored: BTreeMap::new(),
         };
         loop {
+            heartbeat.beat();
             if held.own.is_none() && Instant::now() >= held.next_try {
                 self.try_acquire(&manager, &config, held.subnet.or(previous), &mut held)
                     .await;
@@ -110,9 +112,10 @@ impl FlannelTask {
                 (Some(_), None) => Instant::now() + Duration::from_secs(3600),
             };
             tokio::select! {
+                () = heartbeat.tick() => {}
                 changed = snaps.changed() => {
                     if changed.is_err() {
-                        return;
+                        anyhow::bail!("the flannel lease watcher stopped");
                     }
                     let snap = snaps.borrow_and_update().clone();
                     self.on_snapshot(&snap, &mut held);
@@ -121,13 +124,13 @@ impl FlannelTask {
                 () = tokio::time::sleep_until(deadline) => {
                     self.maybe_renew(&manager, &mut held).await;
                 }
-                () = self.tx.closed() => return,
+                () = self.tx.closed() => return Ok(()),
             }
         }
     }
 
     /// Waits for a valid network config at `<prefix>/config`, saying what is wrong.
-    async fn load_config(&self) -> Option<NetworkConfig> {
+    async fn load_config(&self, heartbeat: &mut Heartbeat) -> Option<NetworkConfig> {
         let key = config_key(&self.prefix);
         let mut last = String::new();
         loop {
@@ -156,9 +159,14 @@ impl FlannelTask {
                 error!("{problem}; waiting for it to be fixed");
                 last = problem;
             }
-            tokio::select! {
-                () = tokio::time::sleep(CONFIG_POLL) => {}
-                () = self.tx.closed() => return None,
+            let mut poll = std::pin::pin!(tokio::time::sleep(CONFIG_POLL));
+            loop {
+                tokio::select! {
+                    () = heartbeat.tick() => continue,
+                    () = &mut poll => {}
+                    () = self.tx.closed() => return None,
+                }
+                break;
             }
         }
     }

@@ -6,6 +6,7 @@ use super::*;
 use crate::flannel::desired::vtep_mac_for;
 use crate::flannel::lease::LeaseAttrs;
 use crate::flannel::subnet::lease_key;
+use crate::tasks::liveness::Liveness;
 
 const PREFIX: &str = "/coreos.com/network";
 
@@ -64,7 +65,8 @@ async fn waits_for_the_config_then_leases_writes_files_and_follows_peers() {
     let dir = scratch("follow");
     let (task, mut rx) = task(&store, &dir);
     let subnet_file = task.subnet_file.clone();
-    let running = tokio::spawn(task.run());
+    let running =
+        tokio::spawn(task.run(Liveness::new(Duration::from_secs(30)).heartbeat("flannel")));
 
     // Nothing is published before there is a config and a lease.
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -131,7 +133,8 @@ async fn a_deleted_own_lease_is_taken_again() {
     let dir = scratch("retake");
     let (task, mut rx) = task(&store, &dir);
     let subnet_file = task.subnet_file.clone();
-    let running = tokio::spawn(task.run());
+    let running =
+        tokio::spawn(task.run(Liveness::new(Duration::from_secs(30)).heartbeat("flannel")));
     rx.wait_for(|s| !s.managed_cidrs.is_empty())
         .await
         .expect("published");

@@ -21,7 +21,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::{TaskGuard, spawn};
+use super::liveness::Heartbeat;
 use crate::calc::LearnedRoutes;
 use crate::calc::exports::{Export, desired_exports};
 use crate::calc::peers::{DesiredPeer, PeerInput, desired_peers, listen_port, node_as};
@@ -167,14 +167,32 @@ pub struct Outputs {
     pub converged: watch::Sender<bool>,
 }
 
-/// Starts the speaker and the wiring task. The speaker listens on the BGPConfiguration
-/// `listenPort` (179) of the node's address.
+/// The BGP task: the wiring of a started speaker, to be run (supervised) by the caller.
+pub struct BgpTask {
+    wiring: Wiring,
+    state: watch::Receiver<Arc<ClusterState>>,
+    events: mpsc::UnboundedReceiver<Vec<RouteEvent>>,
+    outputs: Outputs,
+}
+
+impl BgpTask {
+    /// Keeps the speaker in step until the cluster state is no longer published; fails
+    /// when the speaker stops (its events end).
+    pub async fn run(self, heartbeat: Heartbeat) -> Result<()> {
+        self.wiring
+            .run(self.state, self.events, self.outputs, heartbeat)
+            .await
+    }
+}
+
+/// Starts the speaker; returns the wiring task. The speaker listens on the
+/// BGPConfiguration `listenPort` (179) of the node's address.
 pub async fn start(
     cfg: &NodeConfig,
     local: &LocalNode,
     mut state: watch::Receiver<Arc<ClusterState>>,
     outputs: Outputs,
-) -> Result<(Speaker, TaskGuard<()>)> {
+) -> Result<BgpTask> {
     // Wait for the first full state, so the AS and listen port are the configured ones.
     let snapshot = loop {
         let s = state.borrow_and_update().clone();
@@ -189,7 +207,7 @@ pub async fn start(
     let identity = Identity::of(&snapshot, &local.name);
     let (speaker, events) = identity.start_speaker(local.ip())?;
     let wiring = Wiring {
-        speaker: speaker.clone(),
+        speaker,
         node: local.name.clone(),
         router_id: local.ip(),
         secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
@@ -197,8 +215,12 @@ pub async fn start(
         exports: BTreeMap::new(),
         identity,
     };
-    let guard = spawn(wiring.run(state, events, outputs));
-    Ok((speaker, guard))
+    Ok(BgpTask {
+        wiring,
+        state,
+        events,
+        outputs,
+    })
 }
 
 /// What the speaker itself is configured with; a change restarts it (as Calico restarts
@@ -267,7 +289,8 @@ impl Wiring {
         mut state: watch::Receiver<Arc<ClusterState>>,
         mut events: mpsc::UnboundedReceiver<Vec<RouteEvent>>,
         outputs: Outputs,
-    ) {
+        heartbeat: Heartbeat,
+    ) -> Result<()> {
         let Outputs {
             learned: learned_tx,
             peers: peers_out,
@@ -282,9 +305,11 @@ impl Wiring {
             events = new;
         }
         loop {
+            // The status tick wakes the loop every second: a beat per pass is enough.
+            heartbeat.beat();
             tokio::select! {
                 changed = state.changed() => {
-                    if changed.is_err() { return; }
+                    if changed.is_err() { return Ok(()); }
                     let s = state.borrow_and_update().clone();
                     if let Some(new) = self.sync(&s).await {
                         // A new speaker re-learns everything from scratch.
@@ -295,7 +320,9 @@ impl Wiring {
                     self.publish_status(&peers_out).await;
                 }
                 batch = events.recv() => {
-                    let Some(batch) = batch else { return };
+                    let Some(batch) = batch else {
+                        anyhow::bail!("the BGP speaker stopped");
+                    };
                     let mut change = Change::default();
                     for event in batch {
                         change = change.merge(apply_event(&mut learned, event));

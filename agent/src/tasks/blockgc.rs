@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use tracing::{debug, info};
 
 use crate::state::ClusterState;
+use crate::tasks::liveness::Heartbeat;
 
 /// This node's confirmed blocks that are empty right now.
 pub fn empty_blocks(state: &ClusterState, node: &str) -> (Vec<IpNet>, usize) {
@@ -31,9 +32,11 @@ pub async fn run(
     node: String,
     grace: Duration,
     mut state: watch::Receiver<Arc<ClusterState>>,
+    mut heartbeat: Heartbeat,
 ) {
     let mut empty_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
     loop {
+        heartbeat.beat();
         let now = Instant::now();
         let (empty, total) = {
             let s = state.borrow_and_update();
@@ -67,9 +70,14 @@ pub async fn run(
             .map(|since| *since + grace)
             .min()
             .map(|t| t.max(Instant::now() + Duration::from_millis(100)));
-        tokio::select! {
-            changed = state.changed() => if changed.is_err() { return },
-            () = sleep_until(next) => {}
+        let mut wake = std::pin::pin!(sleep_until(next));
+        loop {
+            tokio::select! {
+                () = heartbeat.tick() => continue,
+                changed = state.changed() => if changed.is_err() { return },
+                () = &mut wake => {}
+            }
+            break;
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::dataplane::kernel::Kernel;
 use crate::local::LocalNode;
 use crate::state::ClusterState;
 use crate::syncer::SyncStatus;
+use crate::tasks::liveness::Heartbeat;
 
 /// Extra desired state from another backend (flannel), merged in before applying.
 pub type ExtraState = watch::Receiver<Arc<DesiredState>>;
@@ -44,6 +45,8 @@ pub struct DataplaneMetrics {
 pub struct DataplaneStatus {
     /// At least one pass completed since start.
     pub programmed: bool,
+    /// The last pass applied everything it wanted (nothing left to retry).
+    pub in_sync: bool,
     pub health: DataplaneHealth,
     pub last_failures: Vec<String>,
 }
@@ -67,11 +70,13 @@ pub struct DataplaneTask<K: Kernel> {
     pub resync_interval: Duration,
     /// Where the pod MTU is written for the CNI plugin.
     pub mtu_file: Option<PathBuf>,
+    pub heartbeat: Heartbeat,
 }
 
 /// Subscribes to route and link changes in this network namespace. Each event only says
 /// what to look at again: the route table after a route event, everything after a link
-/// event (a device going away takes its routes without route events).
+/// event (a device going away takes its routes without route events). The receiver
+/// closes if the subscription ends.
 fn kernel_events() -> Option<mpsc::UnboundedReceiver<Refresh>> {
     let (conn, _handle, mut messages) =
         match new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Route]) {
@@ -81,35 +86,43 @@ fn kernel_events() -> Option<mpsc::UnboundedReceiver<Refresh>> {
                 return None;
             }
         };
-    tokio::spawn(conn);
     let (tx, rx) = mpsc::unbounded_channel();
+    // The socket's I/O and the pump end together, and then the sender drops.
     tokio::spawn(async move {
-        while let Some((message, _)) = messages.next().await {
-            let refresh = match message.payload {
-                NetlinkPayload::InnerMessage(
-                    RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_),
-                ) => Refresh {
-                    links: false,
-                    routes: true,
-                },
-                _ => Refresh::ALL,
-            };
-            if tx.send(refresh).is_err() {
-                return;
+        let pump = async move {
+            while let Some((message, _)) = messages.next().await {
+                let refresh = match message.payload {
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_),
+                    ) => Refresh {
+                        links: false,
+                        routes: true,
+                    },
+                    _ => Refresh::ALL,
+                };
+                if tx.send(refresh).is_err() {
+                    return;
+                }
             }
+        };
+        tokio::select! {
+            () = conn => {}
+            () = pump => {}
         }
     });
     Some(rx)
 }
 
 impl<K: Kernel> DataplaneTask<K> {
-    /// Runs until every input channel is closed.
-    pub async fn run(mut self) {
+    /// Runs until the cluster state is no longer published (shutdown); fails when the
+    /// kernel's event subscription ends (drift would go unnoticed).
+    pub async fn run(mut self) -> anyhow::Result<()> {
         // Subscribe first so nothing that happens during the wait is missed.
         let mut events = kernel_events();
         while *self.sync.borrow_and_update() == SyncStatus::WaitingForDatastore {
-            if self.sync.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = self.sync.changed() => if changed.is_err() { return Ok(()) },
+                () = self.heartbeat.tick() => {}
             }
         }
         let mut next_resync = Instant::now() + self.resync_interval;
@@ -149,33 +162,39 @@ impl<K: Kernel> DataplaneTask<K> {
             self.write_mtu(&mut last_mtu).await;
 
             let deadline = retry_at.map_or(next_resync, |r| r.min(next_resync));
-            let sleep = tokio::time::sleep_until(deadline.into());
-            tokio::select! {
-                changed = self.state.changed() => if changed.is_err() { return },
-                () = super::changed_or_pending(&mut self.learned) => {},
-                () = super::changed_or_pending(&mut self.routes_converged) => {},
-                () = wait_extra(&mut self.extra) => {},
-                event = wait_event(&mut events) => match event {
-                    None => events = None,
-                    Some(first) => {
-                        due = true;
-                        refresh = refresh.union(first);
-                        self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
-                        // Coalesce a burst (our own writes echo back as events too).
-                        if let Some(rx) = events.as_mut() {
-                            while let Ok(more) = rx.try_recv() {
-                                refresh = refresh.union(more);
+            let mut sleep = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+            self.heartbeat.beat();
+            // Waits for the next input; heartbeat ticks only prove the loop is not stuck.
+            loop {
+                tokio::select! {
+                    () = self.heartbeat.tick() => continue,
+                    changed = self.state.changed() => if changed.is_err() { return Ok(()) },
+                    () = super::changed_or_pending(&mut self.learned) => {},
+                    () = super::changed_or_pending(&mut self.routes_converged) => {},
+                    () = wait_extra(&mut self.extra) => {},
+                    event = wait_event(&mut events) => match event {
+                        None => anyhow::bail!("the kernel's route and link events stopped"),
+                        Some(first) => {
+                            due = true;
+                            refresh = refresh.union(first);
+                            self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
+                            // Coalesce a burst (our own writes echo back as events too).
+                            if let Some(rx) = events.as_mut() {
+                                while let Ok(more) = rx.try_recv() {
+                                    refresh = refresh.union(more);
+                                }
                             }
                         }
-                    }
-                },
-                () = sleep => {
-                    due = true;
-                    refresh = Refresh::ALL;
-                    if Instant::now() >= next_resync {
-                        next_resync = Instant::now() + self.resync_interval;
+                    },
+                    () = &mut sleep => {
+                        due = true;
+                        refresh = Refresh::ALL;
+                        if Instant::now() >= next_resync {
+                            next_resync = Instant::now() + self.resync_interval;
+                        }
                     }
                 }
+                break;
             }
         }
     }
@@ -187,6 +206,8 @@ impl<K: Kernel> DataplaneTask<K> {
             Ok(report) => report,
             Err(e) => {
                 warn!(error = %e, "dataplane pass failed; retrying");
+                self.status
+                    .send_if_modified(|s| std::mem::replace(&mut s.in_sync, false));
                 return Some(Instant::now() + Duration::from_millis(500));
             }
         };
@@ -207,6 +228,7 @@ impl<K: Kernel> DataplaneTask<K> {
         }
         let status = DataplaneStatus {
             programmed: true,
+            in_sync: report.failures.is_empty(),
             health: self.dataplane.health().clone(),
             last_failures: report.failures,
         };

@@ -1,10 +1,14 @@
 //! calico-node's HTTP endpoints: `/liveness` and `/readiness` (as Felix's health port,
 //! 9099) and Prometheus `/metrics` (9091): resyncs, applies and BGP sessions counted.
+//! Liveness is the supervisor's view (every task running, none stuck), read at each
+//! request; readiness adds the datastore, the dataplane and BGP as they are now.
 
 use std::fmt::Write;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
 
 use axum::Router;
 use axum::extract::State;
@@ -12,32 +16,43 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use datastore::model::NodeStatusReport;
 use tokio::sync::watch;
-use tracing::warn;
 
 use super::dataplane::DataplaneMetrics;
+use super::liveness::Liveness;
+use crate::config::NodeConfig;
 
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct HealthState {
     pub report: watch::Receiver<NodeStatusReport>,
     pub metrics: Arc<DataplaneMetrics>,
+    pub liveness: Liveness,
 }
 
-async fn liveness() -> (StatusCode, &'static str) {
-    (StatusCode::OK, "live\n")
+/// Live while every task runs and none is stuck; else 503 naming them.
+async fn liveness(State(s): State<HealthState>) -> (StatusCode, String) {
+    let problems = s.liveness.problems();
+    if problems.is_empty() {
+        (StatusCode::OK, "live\n".into())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not live: {}\n", problems.join(", ")),
+        )
+    }
 }
 
-/// Ready once the datastore is in sync and the dataplane has been programmed; with BGP,
-/// also when at least one session is up or none is configured (as calico-node's
-/// `-bird-ready`).
+/// Ready while live, the datastore is in sync and the dataplane's last pass applied
+/// everything; with BGP, also when at least one session is up or none is configured (as
+/// calico-node's `-bird-ready`).
 async fn readiness(State(s): State<HealthState>) -> (StatusCode, String) {
     let r = s.report.borrow().clone();
-    let mut problems = Vec::new();
+    let mut problems = s.liveness.problems();
     if r.datastore != "in-sync" {
         problems.push(format!("datastore {}", r.datastore));
     }
     if !r.dataplane_ready {
-        problems.push("dataplane not programmed yet".to_string());
+        problems.push("dataplane not in sync with the desired state".to_string());
     }
     if r.backend == "bird" && !r.peers_v4.is_empty() && !r.peers_v4.iter().any(|p| p.state == "up")
     {
@@ -104,40 +119,105 @@ async fn metrics(State(s): State<HealthState>) -> String {
     out
 }
 
-/// Serves the health endpoints on `health`, and `/metrics` on `metrics_addr` (either may
-/// be None = disabled). Returns when both listeners end.
-pub async fn serve(
-    health: Option<SocketAddr>,
-    metrics_addr: Option<SocketAddr>,
+/// The bound health and metrics listeners, each optional (port 0 disables it).
+pub struct Endpoints {
+    health: Option<(SocketAddr, tokio::net::TcpListener)>,
+    metrics: Option<(SocketAddr, tokio::net::TcpListener)>,
     state: HealthState,
-) {
-    let health_app = Router::new()
-        .route("/liveness", get(liveness))
-        .route("/readiness", get(readiness))
-        .with_state(state.clone());
-    let metrics_app = Router::new()
-        .route("/metrics", get(metrics))
-        .with_state(state);
-    let h = async move {
-        if let Some(addr) = health {
-            run(addr, health_app).await;
-        }
-    };
-    let m = async move {
-        if let Some(addr) = metrics_addr {
-            run(addr, metrics_app).await;
-        }
-    };
-    tokio::join!(h, m);
 }
 
-async fn run(addr: SocketAddr, app: Router) {
-    match tokio::net::TcpListener::bind(addr).await {
-        Ok(listener) => {
-            if let Err(e) = axum::serve(listener, app).await {
-                warn!(%addr, error = %e, "HTTP endpoint stopped");
-            }
+/// The address `host` (an IP literal, v4 or v6, or a name resolved now) with `port`.
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr> {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("FELIX_HEALTHHOST: cannot resolve '{host}'"))?
+        .next()
+        .with_context(|| format!("FELIX_HEALTHHOST: '{host}' has no address"))
+}
+
+async fn listen(
+    host: &str,
+    port: u16,
+    what: &str,
+) -> Result<Option<(SocketAddr, tokio::net::TcpListener)>> {
+    if port == 0 {
+        return Ok(None);
+    }
+    let addr = resolve(host, port).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening for {what} on {addr}"))?;
+    Ok(Some((addr, listener)))
+}
+
+impl Endpoints {
+    /// Binds `/liveness` + `/readiness` on `FELIX_HEALTHHOST:FELIX_HEALTHPORT` and
+    /// `/metrics` on the metrics port; None when both are disabled. A host that cannot be
+    /// resolved or a port in use is an error, not a silently missing endpoint.
+    pub async fn bind(cfg: &NodeConfig, state: HealthState) -> Result<Option<Endpoints>> {
+        let health = listen(&cfg.health_host, cfg.health_port, "health").await?;
+        let metrics = listen(&cfg.health_host, cfg.metrics_port, "metrics").await?;
+        if health.is_none() && metrics.is_none() {
+            return Ok(None);
         }
-        Err(e) => warn!(%addr, error = %e, "cannot listen for health/metrics; continuing without"),
+        Ok(Some(Endpoints {
+            health,
+            metrics,
+            state,
+        }))
+    }
+
+    /// Serves until a listener fails (which ends the task: the supervisor exits).
+    pub async fn serve(self) -> Result<()> {
+        let health_app = Router::new()
+            .route("/liveness", get(liveness))
+            .route("/readiness", get(readiness))
+            .with_state(self.state.clone());
+        let metrics_app = Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(self.state);
+        let serve = |bound: Option<(SocketAddr, tokio::net::TcpListener)>, app: Router| async move {
+            match bound {
+                Some((addr, listener)) => axum::serve(listener, app)
+                    .await
+                    .with_context(|| format!("HTTP endpoint {addr} stopped")),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = serve(self.health, health_app) => r,
+            r = serve(self.metrics, metrics_app) => r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_health_host_may_be_an_ipv4_or_ipv6_literal_or_a_name() {
+        let v4 = resolve("127.0.0.1", 9099).await.map_err(|e| e.to_string());
+        assert_eq!(v4, Ok("127.0.0.1:9099".parse().expect("addr")));
+        for v6 in ["::1", "[::1]"] {
+            let got = resolve(v6, 9099).await.map_err(|e| e.to_string());
+            assert_eq!(got, Ok("[::1]:9099".parse().expect("addr")), "{v6}");
+        }
+        let named = resolve("localhost", 9099).await.map_err(|e| e.to_string());
+        assert!(
+            named
+                .as_ref()
+                .is_ok_and(|a| a.ip().is_loopback() && a.port() == 9099),
+            "{named:?}"
+        );
+        let bad = resolve("no-such-host.invalid", 9099).await;
+        assert!(
+            bad.is_err_and(|e| e.to_string().contains("FELIX_HEALTHHOST")),
+            "an unknown name is an error naming the setting"
+        );
     }
 }

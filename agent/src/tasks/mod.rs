@@ -18,14 +18,21 @@
 //!                                                      │ bgp::Speaker│◀──▶ peers (TCP 179)
 //!                                                      └────────────┘
 //!   status socket (CALICO_RUN_DIR/calico-node.sock) ◀── peer status + dataplane health
-//!   HTTP /liveness /readiness /metrics ◀── the same
+//!   HTTP /liveness /readiness /metrics ◀── the same, and the supervisor's liveness
 //! ```
+//!
+//! Every task above (and the netlink connection, the report assembler, the status socket
+//! and the HTTP endpoints) runs under the [`supervisor::Supervisor`]: any of them ending
+//! ends the process, and one that stops making progress fails `/liveness`
+//! ([`liveness`]).
 
 pub mod bgp;
 pub mod blockgc;
 pub mod dataplane;
 pub mod health;
+pub mod liveness;
 pub mod status;
+pub mod supervisor;
 pub mod tunnels;
 
 use tokio::sync::watch;

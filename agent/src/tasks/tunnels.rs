@@ -20,6 +20,7 @@ use crate::calc::tunnels::derived_vtep_mac;
 use crate::dataplane::types::format_mac;
 use crate::startup::modify_node;
 use crate::state::ClusterState;
+use crate::tasks::liveness::Heartbeat;
 
 /// What the node should hold for one tunnel kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,8 +183,10 @@ pub async fn run(
     ipam: Ipam,
     node: String,
     mut state: watch::Receiver<Arc<ClusterState>>,
+    mut heartbeat: Heartbeat,
 ) {
     loop {
+        heartbeat.beat();
         // Planned from a borrow, not a held snapshot: the syncer updates the state in place
         // unless a consumer still holds the previous one.
         let plans = {
@@ -197,13 +200,19 @@ pub async fn run(
                 failed = true;
             }
         }
-        if failed {
-            tokio::select! {
-                changed = state.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        let mut retry = std::pin::pin!(async move {
+            match failed {
+                true => tokio::time::sleep(Duration::from_secs(2)).await,
+                false => std::future::pending().await,
             }
-        } else if state.changed().await.is_err() {
-            return;
+        });
+        loop {
+            tokio::select! {
+                () = heartbeat.tick() => continue,
+                changed = state.changed() => if changed.is_err() { return },
+                () = &mut retry => {}
+            }
+            break;
         }
     }
 }

@@ -23,7 +23,7 @@ pub struct NodeStatusReport {
     pub warnings: Vec<String>,
     /// `in-sync`, `waiting` or `reconnecting`.
     pub datastore: String,
-    /// True once the dataplane has been programmed at least once.
+    /// True while the dataplane is programmed and its last pass left nothing to retry.
     pub dataplane_ready: bool,
 }
 

@@ -1,0 +1,178 @@
+//! calico-node under faults (issue 12): a task that dies takes the process down with its
+//! name, a task that is stuck fails `/liveness` and shows in `calicoctl node status`.
+//! Faults are injected into the real binary with `CALICO_RS_FAILPOINTS`
+//! (`agent/src/tasks/supervisor.rs`). Needs root:
+//! `cargo test -p lab --test faults -- --ignored --nocapture`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lab::cluster::{Cluster, LabSpec};
+use lab::wait_until;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The value of `key=...` in the log line that contains `marker` (comma-separated names).
+fn logged_list(log: &str, marker: &str, key: &str) -> Vec<String> {
+    let line = log
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no '{marker}' line in the log:\n{log}"));
+    let value = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in: {line}"));
+    value.split(',').map(str::to_string).collect()
+}
+
+/// `GET <path>` on calico-node's health port inside node `i`: (status code, body).
+fn health(c: &Cluster, i: usize, path: &str) -> Option<(u16, String)> {
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/9099 && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+    );
+    let out = c.nodes[i].ns.exec("bash", &["-c", &script]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text))
+}
+
+/// A 2-node mesh (so the BGP task has a session), agents running.
+fn lab() -> Cluster {
+    Cluster::start(LabSpec::nodes(2)).expect("lab starts")
+}
+
+/// Restarts node `i`'s agent with `env` on top of the lab's.
+fn restart_with(c: &mut Cluster, i: usize, env: &[(&str, &str)]) {
+    c.stop_agent(i);
+    let extra: BTreeMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.start_agent_with(i, &extra).expect("agent starts");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn any_task_that_dies_ends_calico_node_non_zero_naming_the_task() {
+    let mut c = lab();
+    assert!(
+        wait_until(WAIT, || c.nodes[0]
+            .agent_log(usize::MAX)
+            .contains("supervising tasks")),
+        "{}",
+        c.logs(20)
+    );
+    let tasks = logged_list(
+        &c.nodes[0].agent_log(usize::MAX),
+        "supervising tasks",
+        "tasks",
+    );
+    println!("supervised tasks: {tasks:?}");
+    for must in ["syncer", "bgp", "dataplane", "status", "health", "netlink"] {
+        assert!(
+            tasks.iter().any(|t| t == must),
+            "{must} is not supervised: {tasks:?}"
+        );
+    }
+    for (task, action) in tasks
+        .iter()
+        .flat_map(|t| [(t.clone(), "panic"), (t.clone(), "exit")])
+    {
+        let before = c.nodes[0].agent_log(usize::MAX).len();
+        restart_with(
+            &mut c,
+            0,
+            &[("CALICO_RS_FAILPOINTS", &format!("{task}={action}@1s"))],
+        );
+        let started = std::time::Instant::now();
+        let ended = wait_until(WAIT, || c.nodes[0].agent_exit_status().is_some());
+        // This run's lines only.
+        let log = c.nodes[0]
+            .agent_log(usize::MAX)
+            .get(before..)
+            .unwrap_or_default()
+            .to_string();
+        assert!(ended, "{task}={action}: calico-node still runs\n{log}");
+        let status = c.nodes[0].agent_exit_status().expect("ended");
+        assert!(!status.success(), "{task}={action}: exit {status}\n{log}");
+        assert!(
+            log.contains("a calico-node task ended") && log.contains(&format!("task={task}")),
+            "{task}={action}: no log line naming the task\n{log}"
+        );
+        println!(
+            "{task}={action}@1s: calico-node exited ({status}) {:.1} s after start",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn a_stuck_task_fails_liveness_and_readiness_and_shows_in_node_status() {
+    let mut c = lab();
+    assert!(
+        wait_until(WAIT, || health(&c, 0, "/liveness")
+            .is_some_and(|(code, _)| code == 200)),
+        "never live\n{}",
+        c.logs(20)
+    );
+    let watched = logged_list(
+        &c.nodes[0].agent_log(usize::MAX),
+        "supervising tasks",
+        "watched",
+    );
+    println!("tasks with a heartbeat: {watched:?}");
+    for must in ["syncer", "bgp", "dataplane", "report", "status"] {
+        assert!(
+            watched.iter().any(|t| t == must),
+            "{must} has no heartbeat: {watched:?}"
+        );
+    }
+    for task in &watched {
+        restart_with(
+            &mut c,
+            0,
+            &[
+                ("CALICO_RS_FAILPOINTS", &format!("{task}=hang@1s")),
+                ("CALICO_RS_TASK_STUCK_TIMEOUT", "2"),
+            ],
+        );
+        let needle = format!("task {task} is stuck");
+        let started = std::time::Instant::now();
+        let failed = wait_until(WAIT, || {
+            health(&c, 0, "/liveness")
+                .is_some_and(|(code, body)| code == 503 && body.contains(&needle))
+        });
+        assert!(
+            failed,
+            "{task}: liveness still OK\n{:?}\n{}",
+            health(&c, 0, "/liveness"),
+            c.logs(20)
+        );
+        println!(
+            "{task}=hang@1s: /liveness 503 \"{needle}\" {:.1} s after start",
+            started.elapsed().as_secs_f64()
+        );
+        let ready = health(&c, 0, "/readiness").expect("readiness answers");
+        assert_eq!(ready.0, 503, "{task}: still ready: {}", ready.1);
+        // The status socket is served by a task of its own: it can only speak for others.
+        if task != "status" {
+            let out = c.calicoctl(0, &["node", "status"]).expect("calicoctl");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&needle),
+                "{task}: node status says nothing:\n{text}"
+            );
+        }
+        assert!(
+            c.nodes[0].agent_running(),
+            "{task}: a stuck task must not end the process"
+        );
+    }
+    restart_with(&mut c, 0, &[]);
+    assert!(
+        wait_until(WAIT, || health(&c, 0, "/liveness")
+            .is_some_and(|(code, _)| code == 200)),
+        "live again after a clean restart"
+    );
+}
