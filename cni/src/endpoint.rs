@@ -90,15 +90,46 @@ pub async fn get(
         .await?)
 }
 
-/// Deletes the endpoint; absent is fine.
-pub async fn remove(ds: &Arc<dyn Datastore>, node: &str, env: &CniEnv) -> Result<()> {
+/// The container holding the endpoint when it is not `container_id` (a recreated
+/// sandbox's); None when it is ours or there is none. An endpoint without a container id
+/// (recorded by something else) counts as ours, as in Calico.
+pub fn other_container(wep: Option<&WorkloadEndpoint>, container_id: &str) -> Option<String> {
+    wep.map(|w| w.spec.container_id.as_str())
+        .filter(|c| !c.is_empty() && *c != container_id)
+        .map(str::to_string)
+}
+
+/// Deletes the endpoint if it is still this container's (a compare-and-delete on the
+/// revision read, re-read when it moved); absent is fine. Returns the other container
+/// that holds it instead, if any.
+pub async fn remove_if_ours(
+    ds: &Arc<dyn Datastore>,
+    node: &str,
+    env: &CniEnv,
+) -> Result<Option<String>> {
     let name = names::endpoint_name(node, env);
     let ns = names::endpoint_namespace(env);
-    match Client::new(ds.clone())
-        .delete_in::<WorkloadEndpoint>(&ns, &name, None)
-        .await
-    {
-        Ok(_) | Err(datastore::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+    let client = Client::new(ds.clone());
+    for _ in 0..5 {
+        let Some(wep) = client.try_get_in::<WorkloadEndpoint>(&ns, &name).await? else {
+            return Ok(None);
+        };
+        if let Some(other) = other_container(Some(&wep), &env.container_id) {
+            return Ok(Some(other));
+        }
+        let rv = wep.metadata.resource_version.clone();
+        match client
+            .delete_in::<WorkloadEndpoint>(&ns, &name, rv.as_deref())
+            .await
+        {
+            Ok(_) | Err(datastore::Error::NotFound { .. }) => return Ok(None),
+            Err(datastore::Error::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
+    Err(crate::error::CniError::new(
+        crate::error::code::TRY_AGAIN_LATER,
+        format!("the endpoint {ns}/{name} kept changing while it was being deleted"),
+        "",
+    ))
 }

@@ -29,13 +29,15 @@ pub struct RouteInfo {
     pub kind: RouteType,
 }
 
-/// A link's index, MAC and state.
+/// A link's index, MAC, state and alias.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     pub index: u32,
     pub mac: Option<[u8; 6]>,
     pub up: bool,
     pub mtu: Option<u32>,
+    /// `ip link set ... alias`: the host veth carries the container it was made for.
+    pub alias: Option<String>,
 }
 
 /// Errno of a netlink error, if it carries one.
@@ -135,6 +137,19 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| fail(format!("cannot set link {index} up"), e))
+    }
+
+    /// Sets the alias of link `index` (`ip link show` prints it as `alias <text>`).
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| fail(format!("cannot set the alias of link {index}"), e))
     }
 
     /// Deletes link `index`; a link already gone is fine.
@@ -239,6 +254,7 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
         mac: None,
         up: msg.header.flags.contains(LinkFlags::Up),
         mtu: None,
+        alias: None,
     };
     for attr in &msg.attributes {
         match attr {
@@ -248,6 +264,7 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
                 info.mac = Some(mac);
             }
             LinkAttribute::Mtu(m) => info.mtu = Some(*m),
+            LinkAttribute::IfAlias(a) if !a.is_empty() => info.alias = Some(a.clone()),
             _ => {}
         }
     }

@@ -23,6 +23,9 @@ pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 pub struct Wiring {
     /// Host end, `cali` + 11 hex.
     pub host_if: String,
+    /// The container (`CNI_CONTAINERID`) the veth is made for: the host end carries it as
+    /// its alias, so a late DEL for another container of the same pod can tell.
+    pub container_id: String,
     /// Container end (`CNI_IFNAME`).
     pub pod_if: String,
     /// Path of the pod's network namespace.
@@ -69,6 +72,7 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
         .await?
         .ok_or_else(|| CniError::dataplane(format!("veth {} vanished", w.host_if), ""))?;
     sysctl::configure_host_side(&w.host_if)?;
+    host.set_alias(host_link.index, &w.container_id).await?;
 
     let (pod_if, ip) = (w.pod_if.clone(), w.ip);
     let pod_mac = netns::run_in(ns, move || async move {
@@ -113,27 +117,56 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
     Ok(Wired { pod_mac })
 }
 
-/// Removes the pod's veth (the host route goes with it): by its host end, else (the host
-/// name could not be derived the same way) by the container end if the namespace is still
-/// there. Returns whether anything was removed. Nothing left is success.
-pub async fn teardown(host_if: &str, netns: Option<&str>, pod_if: &str) -> Result<bool> {
+/// What DEL did with the pod's veth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Teardown {
+    /// This container's veth was removed (its host route went with it).
+    Removed,
+    /// There was none.
+    Absent,
+    /// The host veth of that name belongs to another container (the pod's sandbox was
+    /// recreated and this DEL is for the old one): left alone.
+    OtherContainer(String),
+}
+
+/// Removes the pod's veth if it is `container_id`'s: by its host end, when that carries
+/// the container in its alias (every veth ADD makes does) or, without an alias (made
+/// before aliases), when `endpoint_is_ours` says the WorkloadEndpoint is this
+/// container's; else by the container end if the namespace is still there.
+pub async fn teardown(
+    host_if: &str,
+    netns: Option<&str>,
+    pod_if: &str,
+    container_id: &str,
+    endpoint_is_ours: bool,
+) -> Result<Teardown> {
     let host = Netlink::connect()?;
     if let Some(link) = host.link(host_if).await? {
-        host.delete_link(link.index).await?;
-        return Ok(true);
+        match link.alias.as_deref() {
+            Some(owner) if owner != container_id => {
+                return Ok(Teardown::OtherContainer(owner.to_string()));
+            }
+            None if !endpoint_is_ours => {
+                return Ok(Teardown::OtherContainer("the endpoint's container".into()));
+            }
+            _ => {
+                host.delete_link(link.index).await?;
+                return Ok(Teardown::Removed);
+            }
+        }
     }
     let Some(path) = netns else {
-        return Ok(false);
+        return Ok(Teardown::Absent);
     };
     let Ok(ns) = std::fs::File::open(path) else {
-        return Ok(false);
+        return Ok(Teardown::Absent);
     };
     let pod_if = pod_if.to_string();
     netns::run_in(ns, move || async move {
         let nl = Netlink::connect()?;
         match nl.link(&pod_if).await? {
-            Some(link) => nl.delete_link(link.index).await.map(|()| true),
-            None => Ok(false),
+            Some(link) => nl.delete_link(link.index).await.map(|()| Teardown::Removed),
+            None => Ok(Teardown::Absent),
         }
     })
     .await
@@ -156,6 +189,12 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
     }
     if !link.up {
         problems.push(format!("host veth {} is down", w.host_if));
+    }
+    if let Some(owner) = link.alias.as_deref().filter(|a| *a != w.container_id) {
+        problems.push(format!(
+            "host veth {} belongs to container {owner}",
+            w.host_if
+        ));
     }
     if sysctl::read_ipv4_conf(&w.host_if, "proxy_arp").as_deref() != Some("1") {
         problems.push(format!("proxy_arp is not 1 on {}", w.host_if));

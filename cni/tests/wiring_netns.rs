@@ -11,6 +11,7 @@ use lab::Netns;
 fn wiring_for(pod: &Netns, host_if: &str, ip: Ipv4Addr) -> Wiring {
     Wiring {
         host_if: host_if.to_string(),
+        container_id: format!("ctr-{host_if}"),
         pod_if: "eth0".to_string(),
         netns: pod.path(),
         ip,
@@ -98,17 +99,21 @@ fn wired_pods_reach_the_host_gateway_and_each_other() -> anyhow::Result<()> {
     for w in [&w1, &w2] {
         let w = w.clone();
         let removed = in_node(&node, async move {
-            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if).await
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id, true).await
         })?;
-        assert!(removed);
+        assert_eq!(removed, wiring::Teardown::Removed);
     }
     let again = {
         let w = w1.clone();
         in_node(&node, async move {
-            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if).await
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id, true).await
         })?
     };
-    assert!(!again, "second teardown finds nothing and succeeds");
+    assert_eq!(
+        again,
+        wiring::Teardown::Absent,
+        "second teardown finds nothing and succeeds"
+    );
     assert!(!node.ip(&["link", "show"])?.contains("cali"));
     assert!(!p1.ip(&["link", "show"])?.contains("eth0"));
     Ok(())

@@ -15,7 +15,7 @@ use crate::netns;
 use crate::plugin::calico_ipam::bounded;
 use crate::result::{CniResult, Interface, IpConfig, Route};
 use crate::skel::{Invocation, Plugin};
-use crate::wiring::{self, GATEWAY, Wiring};
+use crate::wiring::{self, GATEWAY, Teardown, Wiring};
 use crate::{delegate, store};
 
 /// The `calico` plugin.
@@ -78,6 +78,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     };
     let wiring = Wiring {
         host_if: host_if.clone(),
+        container_id: inv.env.container_id.clone(),
         pod_if: inv.env.ifname.clone(),
         netns: netns_path.clone(),
         ip,
@@ -99,7 +100,10 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         mac: &wired.pod_mac,
     };
     if let Err(e) = bounded("recording the endpoint", endpoint::record(&ds, &info)).await {
-        if let Err(te) = wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname).await {
+        let cid = &inv.env.container_id;
+        if let Err(te) =
+            wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname, cid, true).await
+        {
             warn!(error = %te, "rollback: cannot remove the veth");
         }
         release_address(inv, ipam).await;
@@ -132,24 +136,56 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     })
 }
 
+/// Undoes this container's ADD. The veth and the WorkloadEndpoint are named after the
+/// pod, not the container: when the pod's sandbox was recreated, a late DEL for the old
+/// container finds the new container's, and leaves them (Calico checks the endpoint's
+/// containerID the same way). The IPAM handle is per container: releasing it never frees
+/// the new container's address.
 async fn del(inv: &Invocation) -> Result<()> {
     let ipam = ipam_type(inv)?;
+    let cid = &inv.env.container_id;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
-    // Local state first: it needs no datastore, so a DEL retried later finds it gone.
-    wiring::teardown(&host_if, inv.env.netns.as_deref(), &inv.env.ifname).await?;
     let node = inv.conf.node_name()?;
     let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
-    bounded(
-        "removing the endpoint",
-        endpoint::remove(&ds, &node, &inv.env),
+    let wep = bounded("reading the endpoint", endpoint::get(&ds, &node, &inv.env)).await?;
+    let other = endpoint::other_container(wep.as_ref(), cid);
+    let veth = wiring::teardown(
+        &host_if,
+        inv.env.netns.as_deref(),
+        &inv.env.ifname,
+        cid,
+        other.is_none(),
     )
     .await?;
+    if let Teardown::OtherContainer(owner) = &veth {
+        info!(
+            container = cid,
+            owner,
+            iface = host_if,
+            "the veth belongs to another container of the pod; left alone"
+        );
+    }
+    if other.is_none() {
+        let other = bounded(
+            "removing the endpoint",
+            endpoint::remove_if_ours(&ds, &node, &inv.env),
+        )
+        .await?;
+        if let Some(owner) = other {
+            info!(
+                container = cid,
+                owner, "the endpoint now belongs to another container; kept"
+            );
+        }
+    } else {
+        info!(
+            container = cid,
+            owner = other,
+            "the endpoint belongs to another container of the pod; kept"
+        );
+    }
     delegate::exec(ipam, "DEL", &inv.stdin, &inv.env).await?;
-    info!(
-        container = inv.env.container_id,
-        iface = host_if,
-        "pod deleted"
-    );
+    info!(container = cid, iface = host_if, ?veth, "pod deleted");
     Ok(())
 }
 
@@ -190,6 +226,7 @@ async fn check(inv: &Invocation) -> Result<()> {
     };
     let wiring = Wiring {
         host_if,
+        container_id: inv.env.container_id.clone(),
         pod_if: inv.env.ifname.clone(),
         netns: netns_path,
         ip,
