@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use datastore::keys;
-use datastore::model::ipam::{AffinityState, BlockAffinity};
+use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
@@ -16,7 +16,7 @@ use crate::claim::Claim;
 use crate::client::{Ipam, valid_key_segment};
 use crate::error::{Error, Result};
 use crate::pool::{AllowedUse, Pool, candidate_pools};
-use crate::store::{self, Retry};
+use crate::store::{self, ReadBack, Retry};
 
 /// How a search for a new block ended.
 enum NewBlock {
@@ -332,13 +332,52 @@ impl Ipam {
             match self.ds.update(&key, encoded, b.revision, None).await {
                 Ok(_) => break Ok(ips),
                 Err(e) if store::is_race(&e) => continue,
+                Err(e) if store::may_have_applied(&e) => {
+                    match self.read_back_assigned(cidr, &ips, &args.handle).await {
+                        ReadBack::Applied(_) => break Ok(ips),
+                        ReadBack::NotApplied => continue,
+                        ReadBack::Unknown(read) => {
+                            break Err(Error::Ambiguous {
+                                key,
+                                write: e.to_string(),
+                                read: read.to_string(),
+                            });
+                        }
+                    }
+                }
                 Err(e) => break Err(e.into()),
             }
         };
+        // The handle was counted first; what was not taken comes off it again, unless the
+        // outcome is unknown: then it may hold addresses, and only the handle finds them.
         let taken = result.as_ref().map_or(0, Vec::len) as u32;
-        if taken < counted {
+        if taken < counted && !matches!(result, Err(Error::Ambiguous { .. })) {
             self.decrement_handle(&args.handle, cidr, Some(counted - taken))
                 .await?;
+        }
+        result
+    }
+
+    /// After a block write of unknown outcome: are `ips` allocated to `handle` now?
+    async fn read_back_assigned(
+        &self,
+        cidr: &IpNet,
+        ips: &[IpAddr],
+        handle: &str,
+    ) -> ReadBack<Option<store::Versioned<AllocationBlock>>> {
+        let applied = |b: Option<&store::Versioned<AllocationBlock>>| {
+            b.is_some_and(|b| {
+                ips.iter().all(|ip| {
+                    block::ordinal_of(cidr, *ip)
+                        .and_then(|o| block::attribute_of(&b.value, o))
+                        .and_then(|a| a.handle_id.as_deref())
+                        == Some(handle)
+                })
+            })
+        };
+        let result = store::read_back(self.ds.as_ref(), &keys::block(cidr), applied).await;
+        if let ReadBack::Applied(_) = &result {
+            info!(block = %cidr, handle, "a block write that reported an error had been saved");
         }
         result
     }
@@ -388,10 +427,23 @@ impl Ipam {
             match self.ds.update(&key, encoded, b.revision, None).await {
                 Ok(_) => break Ok(()),
                 Err(e) if store::is_race(&e) => continue,
+                Err(e) if store::may_have_applied(&e) => {
+                    match self.read_back_assigned(&cidr, &[args.ip], &args.handle).await {
+                        ReadBack::Applied(_) => break Ok(()),
+                        ReadBack::NotApplied => continue,
+                        ReadBack::Unknown(read) => {
+                            break Err(Error::Ambiguous {
+                                key,
+                                write: e.to_string(),
+                                read: read.to_string(),
+                            });
+                        }
+                    }
+                }
                 Err(e) => break Err(e.into()),
             }
         };
-        if result.is_err() {
+        if result.is_err() && !matches!(result, Err(Error::Ambiguous { .. })) {
             self.decrement_handle(&args.handle, &cidr, Some(1)).await?;
         }
         result

@@ -71,6 +71,17 @@ pub enum Error {
     /// A compare-and-swap lost too many times in a row.
     #[error("too much contention on {key}: gave up after {attempts} attempts")]
     Contention { key: String, attempts: usize },
+    /// A write whose outcome could not be told (the store failed after the request and
+    /// could not be read back). Nothing was undone, so that a release by the handle frees
+    /// whatever the write may have taken.
+    #[error(
+        "could not tell whether the write of {key} was saved ({write}), and reading it back failed ({read}); nothing was undone: releasing the handle frees whatever was taken"
+    )]
+    Ambiguous {
+        key: String,
+        write: String,
+        read: String,
+    },
     /// A stored object that does not decode.
     #[error("corrupt IPAM data at {key}: {reason}")]
     Corrupt { key: String, reason: String },
@@ -84,7 +95,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Datastore(e) => e.is_transient(),
-            Error::Contention { .. } => true,
+            Error::Contention { .. } | Error::Ambiguous { .. } => true,
             _ => false,
         }
     }

@@ -119,3 +119,57 @@ pub fn is_race(e: &datastore::Error) -> bool {
             | datastore::Error::NotFound { .. }
     )
 }
+
+/// Whether a failed write may still have been applied: a timeout or a lost connection
+/// after the request left says nothing about the outcome. Only a definite answer from the
+/// store (a lost race, an invalid value) says it was not. Such an outcome is resolved by
+/// reading back, never by guessing.
+pub fn may_have_applied(e: &datastore::Error) -> bool {
+    matches!(e, datastore::Error::Backend(_))
+}
+
+/// What a read-back after an ambiguous write found.
+#[derive(Debug)]
+pub enum ReadBack<T> {
+    /// The state the write was to produce is there (`T` as read).
+    Applied(T),
+    /// It is not: the write did not happen (or was overtaken), retrying is safe.
+    NotApplied,
+    /// The store could not be read either: the outcome is unknown.
+    Unknown(datastore::Error),
+}
+
+/// Pauses between the read-backs of one ambiguous write (the store may be restarting).
+const READ_BACK_PAUSES: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(750),
+];
+
+/// Reads `key` back (a few tries) after a write of unknown outcome and asks `applied`
+/// whether the write's effect is there.
+pub async fn read_back<T: DeserializeOwned>(
+    ds: &dyn Datastore,
+    key: &str,
+    applied: impl Fn(Option<&Versioned<T>>) -> bool,
+) -> ReadBack<Option<Versioned<T>>> {
+    let mut last = None;
+    for pause in READ_BACK_PAUSES {
+        match ds.get(key).await {
+            Ok(kv) => {
+                let value = match kv.as_ref().map(decode::<T>).transpose() {
+                    Ok(v) => v,
+                    Err(e) => return ReadBack::Unknown(datastore::Error::Backend(e.to_string())),
+                };
+                return if applied(value.as_ref()) {
+                    ReadBack::Applied(value)
+                } else {
+                    ReadBack::NotApplied
+                };
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(pause).await;
+    }
+    ReadBack::Unknown(last.unwrap_or_else(|| datastore::Error::Backend("no read".into())))
+}

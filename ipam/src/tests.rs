@@ -684,3 +684,156 @@ async fn nodes_racing_for_too_few_blocks_borrow_without_sharing_an_address() -> 
     assert_eq!(report.problems(), 0, "{report:?}");
     Ok(())
 }
+
+/// A [`MemoryStore`] with injected faults: block updates whose reply is lost after they
+/// were applied (an etcd timeout after the commit), and reads that fail (the store gone).
+#[derive(Clone, Default)]
+struct FaultyStore {
+    inner: MemoryStore,
+    /// The next this many block updates are applied, then reported as failed.
+    lose_block_update_replies: Arc<std::sync::atomic::AtomicUsize>,
+    /// The next this many reads fail.
+    failing_reads: Arc<std::sync::atomic::AtomicUsize>,
+    /// Reads that fail right after a lost reply (the store went away with it).
+    reads_failing_after_lost_reply: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Takes one from `counter` if it is above zero.
+fn take_one(counter: &std::sync::atomic::AtomicUsize) -> bool {
+    counter
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
+}
+
+fn timeout() -> datastore::Error {
+    datastore::Error::Backend("context deadline exceeded".into())
+}
+
+#[async_trait::async_trait]
+impl Datastore for FaultyStore {
+    async fn get(&self, key: &str) -> datastore::Result<Option<datastore::KeyValue>> {
+        if take_one(&self.failing_reads) {
+            return Err(timeout());
+        }
+        self.inner.get(key).await
+    }
+    async fn list(&self, prefix: &str) -> datastore::Result<datastore::Listing> {
+        self.inner.list(prefix).await
+    }
+    async fn create(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<datastore::LeaseId>,
+    ) -> datastore::Result<datastore::Revision> {
+        self.inner.create(key, value, lease).await
+    }
+    async fn update(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: datastore::Revision,
+        lease: Option<datastore::LeaseId>,
+    ) -> datastore::Result<datastore::Revision> {
+        let applied = self.inner.update(key, value, expected, lease).await?;
+        if key.starts_with(&keys::blocks_prefix()) && take_one(&self.lose_block_update_replies) {
+            let after = self
+                .reads_failing_after_lost_reply
+                .swap(0, std::sync::atomic::Ordering::SeqCst);
+            self.failing_reads
+                .store(after, std::sync::atomic::Ordering::SeqCst);
+            return Err(timeout());
+        }
+        Ok(applied)
+    }
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<datastore::Revision>,
+    ) -> datastore::Result<datastore::KeyValue> {
+        self.inner.delete(key, expected).await
+    }
+    async fn watch(
+        &self,
+        prefix: &str,
+        from: datastore::Revision,
+    ) -> datastore::Result<datastore::Watch> {
+        self.inner.watch(prefix, from).await
+    }
+    async fn grant_lease(&self, ttl: std::time::Duration) -> datastore::Result<datastore::Lease> {
+        self.inner.grant_lease(ttl).await
+    }
+    async fn keep_alive(&self, lease: datastore::LeaseId) -> datastore::Result<()> {
+        self.inner.keep_alive(lease).await
+    }
+    async fn revoke_lease(&self, lease: datastore::LeaseId) -> datastore::Result<()> {
+        self.inner.revoke_lease(lease).await
+    }
+    async fn revision(&self) -> datastore::Result<datastore::Revision> {
+        self.inner.revision().await
+    }
+}
+
+async fn faulty_setup() -> (FaultyStore, Ipam) {
+    let store = FaultyStore::default();
+    add_pool(&store.inner, "pool1", json!({"cidr":"10.30.0.0/24","blockSize":26})).await;
+    let ipam = Ipam::new(Arc::new(store.clone()));
+    // The block exists already: the allocation below is one block update.
+    one(&ipam, "net.first", "node1").await.expect("first address");
+    (store, ipam)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_block_write_reported_failed_after_it_was_saved_is_read_back_not_leaked() -> TestResult {
+    let (store, ipam) = faulty_setup().await;
+    store
+        .lose_block_update_replies
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let ip = one(&ipam, "net.pod", "node1").await?;
+    assert_eq!(ipam.ips_by_handle("net.pod").await?, vec![ip]);
+    let report = ipam.check().await?;
+    assert!(report.missing_handles.is_empty(), "{report:?}");
+    assert_eq!(ipam.release_by_handle("net.pod").await?, vec![ip]);
+    assert_handles_consistent_and_only_first_left(&ipam).await
+}
+
+/// `ipam check` finds no address without its handle and no handle without addresses, and
+/// only the setup's `net.first` is allocated (no workload endpoints exist here, so the
+/// leak count itself is not the measure).
+async fn assert_handles_consistent_and_only_first_left(ipam: &Ipam) -> TestResult {
+    let report = ipam.check().await?;
+    assert!(report.missing_handles.is_empty(), "{report:?}");
+    assert!(report.handles_without_ips.is_empty(), "{report:?}");
+    let handles: Vec<Option<&str>> = report
+        .allocations
+        .iter()
+        .map(|a| a.handle.as_deref())
+        .collect();
+    assert_eq!(handles, vec![Some("net.first")]);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_of_unknown_outcome_keeps_the_handle_so_del_frees_the_address() -> TestResult {
+    let (store, ipam) = faulty_setup().await;
+    store
+        .lose_block_update_replies
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    // ... and the store stays unreadable for every read-back.
+    store
+        .reads_failing_after_lost_reply
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let err = one(&ipam, "net.pod", "node1")
+        .await
+        .expect_err("the outcome cannot be known");
+    assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+    assert!(err.to_string().contains("could not tell"), "{err}");
+    // The runtime then DELs the container: the handle finds what was taken.
+    let freed = ipam.release_by_handle("net.pod").await?;
+    assert_eq!(freed.len(), 1, "the address the write took is freed");
+    assert_handles_consistent_and_only_first_left(&ipam).await
+}
