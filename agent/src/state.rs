@@ -66,6 +66,19 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> 
     }
 }
 
+/// A block that decodes and is consistent ([`AllocationBlock::validate`]); a corrupt one
+/// is skipped (its routes go) with a line naming it, rather than panicking later.
+fn decode_block(key: &str, value: &[u8]) -> Option<AllocationBlock> {
+    let block = decode::<AllocationBlock>(key, value)?;
+    match block.validate() {
+        Ok(()) => Some(block),
+        Err(reason) => {
+            warn!(key, reason, "ignoring a corrupt IPAM block");
+            None
+        }
+    }
+}
+
 fn put_resource<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
     match decode::<R>(key, value) {
         Some(r) => {
@@ -106,7 +119,7 @@ impl ClusterState {
                 }
                 _ => {}
             },
-            KeyKind::Block(cidr) => match decode::<AllocationBlock>(key, value) {
+            KeyKind::Block(cidr) => match decode_block(key, value) {
                 Some(b) => {
                     self.blocks.insert(cidr, b);
                 }
@@ -257,5 +270,23 @@ mod tests {
         assert_eq!(state.pool_containing(&net).map(|p| p.name()), Some("p1"));
         state.delete(&keys::resource("ippools", "p1"));
         assert!(state.pools.is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_block_is_skipped_not_kept() {
+        let mut state = ClusterState::default();
+        let cidr: IpNet = "10.0.1.0/26".parse().expect("cidr");
+        let key = keys::block(&cidr);
+        let good = serde_json::to_string(&AllocationBlock::new(cidr, Some("n1"), None))
+            .expect("json");
+        state.put(&key, good.as_bytes());
+        assert!(state.blocks.contains_key(&cidr));
+        let mut bad: serde_json::Value = serde_json::from_str(&good).expect("json");
+        bad["allocations"][3] = serde_json::json!(7);
+        state.put(&key, bad.to_string().as_bytes());
+        assert!(
+            !state.blocks.contains_key(&cidr),
+            "a block whose allocation points at a missing attribute is dropped"
+        );
     }
 }

@@ -428,7 +428,10 @@ impl Ipam {
                 Ok(_) => break Ok(()),
                 Err(e) if store::is_race(&e) => continue,
                 Err(e) if store::may_have_applied(&e) => {
-                    match self.read_back_assigned(&cidr, &[args.ip], &args.handle).await {
+                    match self
+                        .read_back_assigned(&cidr, &[args.ip], &args.handle)
+                        .await
+                    {
                         ReadBack::Applied(_) => break Ok(()),
                         ReadBack::NotApplied => continue,
                         ReadBack::Unknown(read) => {

@@ -92,7 +92,7 @@ impl Ipam {
         listing
             .items
             .iter()
-            .map(|kv| store::decode::<AllocationBlock>(kv).map(|v| v.value))
+            .map(|kv| store::decode_block(kv).map(|v| v.value))
             .collect()
     }
 

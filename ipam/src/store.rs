@@ -53,12 +53,26 @@ pub async fn get<T: DeserializeOwned>(
     }
 }
 
+/// Decodes a block and checks it is one the IPAM code can index safely
+/// ([`AllocationBlock::validate`]): a corrupt block is an error naming it, not a panic.
+pub fn decode_block(kv: &KeyValue) -> Result<Versioned<AllocationBlock>> {
+    let block: Versioned<AllocationBlock> = decode(kv)?;
+    block.value.validate().map_err(|reason| Error::Corrupt {
+        key: kv.key.clone(),
+        reason,
+    })?;
+    Ok(block)
+}
+
 /// Reads a block.
 pub async fn get_block(
     ds: &dyn Datastore,
     cidr: &IpNet,
 ) -> Result<Option<Versioned<AllocationBlock>>> {
-    get(ds, &keys::block(cidr)).await
+    match ds.get(&keys::block(cidr)).await? {
+        Some(kv) => Ok(Some(decode_block(&kv)?)),
+        None => Ok(None),
+    }
 }
 
 /// Reads a host's affinity to a block.

@@ -780,10 +780,17 @@ impl Datastore for FaultyStore {
 
 async fn faulty_setup() -> (FaultyStore, Ipam) {
     let store = FaultyStore::default();
-    add_pool(&store.inner, "pool1", json!({"cidr":"10.30.0.0/24","blockSize":26})).await;
+    add_pool(
+        &store.inner,
+        "pool1",
+        json!({"cidr":"10.30.0.0/24","blockSize":26}),
+    )
+    .await;
     let ipam = Ipam::new(Arc::new(store.clone()));
     // The block exists already: the allocation below is one block update.
-    one(&ipam, "net.first", "node1").await.expect("first address");
+    one(&ipam, "net.first", "node1")
+        .await
+        .expect("first address");
     (store, ipam)
 }
 
@@ -836,4 +843,34 @@ async fn a_write_of_unknown_outcome_keeps_the_handle_so_del_frees_the_address() 
     let freed = ipam.release_by_handle("net.pod").await?;
     assert_eq!(freed.len(), 1, "the address the write took is freed");
     assert_handles_consistent_and_only_first_left(&ipam).await
+}
+
+#[tokio::test]
+async fn a_corrupt_block_is_an_error_naming_it_not_a_panic() -> TestResult {
+    let (ds, ipam) = setup("10.40.0.0/24", 26).await;
+    let first = one(&ipam, "net.a", "node1").await?;
+    let cidr: IpNet = "10.40.0.0/24".parse()?;
+    let block = ipam
+        .blocks()
+        .await?
+        .into_iter()
+        .find(|b| cidr.contains(&b.cidr.network()))
+        .ok_or("a block")?;
+    // Hand-edited: a free ordinal far outside the block.
+    let key = keys::block(&block.cidr);
+    let kv = ds.get(&key).await?.ok_or("block key")?;
+    let mut raw: serde_json::Value = serde_json::from_slice(&kv.value)?;
+    raw["unallocated"] = json!([9999, 1, 2]);
+    ds.update(&key, raw.to_string().into_bytes(), kv.mod_revision, None)
+        .await?;
+
+    let err = one(&ipam, "net.b", "node1").await.expect_err("corrupt");
+    let text = err.to_string();
+    assert!(
+        text.contains(&key) && text.contains("unallocated ordinal 9999 is outside"),
+        "{text}"
+    );
+    assert!(ipam.release_ip(first, None).await.is_err());
+    assert!(ipam.check().await.is_err_and(|e| e.to_string().contains(&key)));
+    Ok(())
 }

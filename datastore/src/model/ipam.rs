@@ -100,6 +100,57 @@ impl AllocationBlock {
     pub fn is_empty(&self) -> bool {
         self.allocations.iter().all(Option::is_none)
     }
+
+    /// Checks what the IPAM code relies on when it indexes a block read from the store:
+    /// one slot per address, free ordinals inside the block, free and unique and really
+    /// free, attribute indexes that exist. A block failing it is corrupt (hand-edited,
+    /// truncated, written by a buggy client) and is refused with this reason instead of
+    /// panicking whoever reads it.
+    pub fn validate(&self) -> Result<(), String> {
+        let cidr = self.cidr;
+        if cidr.trunc() != cidr {
+            return Err(format!("cidr {cidr} is not a network address"));
+        }
+        let host_bits = u32::from(cidr.max_prefix_len() - cidr.prefix_len());
+        if host_bits > 16 {
+            return Err(format!(
+                "cidr {cidr} is larger than any block (65536 addresses)"
+            ));
+        }
+        let size = block_size(&cidr);
+        if self.allocations.len() != size {
+            return Err(format!(
+                "allocations has {} entries, the block has {size} addresses",
+                self.allocations.len()
+            ));
+        }
+        let mut seen = vec![false; size];
+        for &o in &self.unallocated {
+            if o >= size {
+                return Err(format!(
+                    "unallocated ordinal {o} is outside the block's {size} addresses"
+                ));
+            }
+            if std::mem::replace(&mut seen[o], true) {
+                return Err(format!("unallocated lists ordinal {o} twice"));
+            }
+            if self.allocations[o].is_some() {
+                return Err(format!("ordinal {o} is both allocated and unallocated"));
+            }
+        }
+        if let Some((o, i)) = self
+            .allocations
+            .iter()
+            .enumerate()
+            .find_map(|(o, a)| a.filter(|i| *i >= self.attributes.len()).map(|i| (o, i)))
+        {
+            return Err(format!(
+                "ordinal {o} points at attribute {i}, the block has {}",
+                self.attributes.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Number of addresses in a block CIDR, capped so an absurd IPv6 block cannot allocate
@@ -222,5 +273,66 @@ mod tests {
         assert_eq!(block.unallocated, vec![0, 1, 2, 3]);
         assert!(block.is_empty());
         assert_eq!(IpamConfig::default().block_limit(), 20);
+    }
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    fn block() -> AllocationBlock {
+        let mut b = AllocationBlock::new("10.0.0.0/30".parse().expect("cidr"), Some("n1"), None);
+        b.allocations[1] = Some(0);
+        b.unallocated = vec![0, 2, 3];
+        b.attributes.push(AllocationAttribute::default());
+        b
+    }
+
+    #[test]
+    fn a_consistent_block_is_valid() {
+        assert_eq!(block().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_kind_of_corruption_is_named() {
+        let cases: Vec<(fn(&mut AllocationBlock), &str)> = vec![
+            (
+                |b| b.unallocated.push(7),
+                "unallocated ordinal 7 is outside the block's 4 addresses",
+            ),
+            (
+                |b| b.unallocated.push(2),
+                "unallocated lists ordinal 2 twice",
+            ),
+            (
+                |b| b.unallocated.push(1),
+                "ordinal 1 is both allocated and unallocated",
+            ),
+            (
+                |b| b.allocations[1] = Some(5),
+                "ordinal 1 points at attribute 5, the block has 1",
+            ),
+            (
+                |b| b.allocations.truncate(2),
+                "allocations has 2 entries, the block has 4 addresses",
+            ),
+            (
+                |b| b.cidr = "10.0.0.1/30".parse().expect("cidr"),
+                "cidr 10.0.0.1/30 is not a network address",
+            ),
+            (
+                |b| b.cidr = "10.0.0.0/8".parse().expect("cidr"),
+                "cidr 10.0.0.0/8 is larger than any block",
+            ),
+        ];
+        for (corrupt, reason) in cases {
+            let mut b = block();
+            corrupt(&mut b);
+            let got = b.validate();
+            assert!(
+                got.as_ref().is_err_and(|e| e.starts_with(reason)),
+                "{got:?} vs {reason}"
+            );
+        }
     }
 }
