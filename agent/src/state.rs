@@ -277,8 +277,8 @@ mod tests {
         let mut state = ClusterState::default();
         let cidr: IpNet = "10.0.1.0/26".parse().expect("cidr");
         let key = keys::block(&cidr);
-        let good = serde_json::to_string(&AllocationBlock::new(cidr, Some("n1"), None))
-            .expect("json");
+        let good =
+            serde_json::to_string(&AllocationBlock::new(cidr, Some("n1"), None)).expect("json");
         state.put(&key, good.as_bytes());
         assert!(state.blocks.contains_key(&cidr));
         let mut bad: serde_json::Value = serde_json::from_str(&good).expect("json");

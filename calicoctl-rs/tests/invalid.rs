@@ -83,6 +83,8 @@ fn cases() -> Vec<Case> {
             "Failed to execute command: error with field IPPool.Spec.VXLANMode = 'cross-subnet' (must be one of: Always, CrossSubnet, Never)"),
         apply_contains("bad node selector", pool("p", "{cidr: 10.1.0.0/16, nodeSelector: \"rack == \"}"),
             "Failed to apply 'IPPool' resource: [error with field IPPool.Spec.NodeSelector = 'rack == ' (invalid selector: expected a quoted string, found end of input at position 8)]"),
+        apply_contains("selector nested too deep", pool("p", &format!("{{cidr: 10.1.0.0/16, nodeSelector: \"{}has(a){}\"}}", "(".repeat(5000), ")".repeat(5000))),
+            "(invalid selector: nested deeper than 64 levels of parentheses and negations at position 64)]"),
         apply("bad peerIP", doc("BGPPeer", "tor", "{peerIP: 192.20.30.400, asNumber: 64567}"),
             "Failed to apply 'BGPPeer' resource: [error with field BGPPeer.Spec.PeerIP = '192.20.30.400' (invalid peer IP: must be an IP address, IP:port or [IPv6]:port)]"),
         apply("AS 0", doc("BGPPeer", "tor", "{peerIP: 192.20.30.40, asNumber: 0}"),

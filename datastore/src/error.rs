@@ -32,7 +32,7 @@ pub enum Error {
     LeaseNotFound(i64),
     /// A resource failed validation. `field` is Calico's field path (`IPPool.Spec.CIDR`),
     /// `value` the offending value, `reason` Calico's message.
-    #[error("error with field {field} = '{value}' ({reason})")]
+    #[error("error with field {field} = '{}' ({reason})", shorten(value))]
     Invalid {
         field: String,
         value: String,
@@ -71,3 +71,15 @@ impl Error {
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A value as an error message quotes it: whole up to 200 characters, else its start and
+/// its length (a 10,000-character selector would drown the message).
+fn shorten(value: &str) -> String {
+    const KEEP: usize = 200;
+    let len = value.chars().count();
+    if len <= KEEP {
+        return value.to_string();
+    }
+    let start: String = value.chars().take(KEEP).collect();
+    format!("{start}... ({len} characters)")
+}

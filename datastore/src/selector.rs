@@ -54,11 +54,16 @@ pub enum Expr {
     NotIn(String, Vec<String>),
     /// `!expr`.
     Not(Box<Expr>),
-    /// `a && b`.
-    And(Box<Expr>, Box<Expr>),
-    /// `a || b`.
-    Or(Box<Expr>, Box<Expr>),
+    /// `a && b && ...` (a chain is one node: its length adds no depth).
+    And(Vec<Expr>),
+    /// `a || b || ...`.
+    Or(Vec<Expr>),
 }
+
+/// Deepest nesting of parentheses and negations a selector may have. Parsing, evaluating
+/// and dropping recurse once per level: without a bound, thousands of `(` from a user or
+/// the datastore would overflow the stack of calicoctl, calico-node or calico-ipam.
+pub const MAX_NESTING: usize = 64;
 
 // ===== impl Selector =====
 
@@ -122,8 +127,8 @@ impl Expr {
             Expr::In(k, vs) => labels.get(k).is_some_and(|l| vs.contains(l)),
             Expr::NotIn(k, vs) => !labels.get(k).is_some_and(|l| vs.contains(l)),
             Expr::Not(e) => !e.eval(labels),
-            Expr::And(a, b) => a.eval(labels) && b.eval(labels),
-            Expr::Or(a, b) => a.eval(labels) || b.eval(labels),
+            Expr::And(all) => all.iter().all(|e| e.eval(labels)),
+            Expr::Or(any) => any.iter().any(|e| e.eval(labels)),
         }
     }
 }
@@ -134,6 +139,8 @@ struct Parser<'a> {
     input: &'a str,
     chars: Vec<char>,
     pos: usize,
+    /// Open parentheses and negations around the current position.
+    depth: usize,
 }
 
 fn is_key_char(c: char) -> bool {
@@ -146,6 +153,7 @@ impl<'a> Parser<'a> {
             input,
             chars: input.chars().collect(),
             pos: 0,
+            depth: 0,
         }
     }
 
@@ -207,34 +215,54 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_or(&mut self) -> Result<Expr, SelectorError> {
-        let mut left = self.parse_and()?;
+        let mut any = vec![self.parse_and()?];
         while self.eat("||") {
-            let right = self.parse_and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            any.push(self.parse_and()?);
         }
-        Ok(left)
+        Ok(match any.len() {
+            1 => any.remove(0),
+            _ => Expr::Or(any),
+        })
     }
 
     fn parse_and(&mut self) -> Result<Expr, SelectorError> {
-        let mut left = self.parse_unary()?;
+        let mut all = vec![self.parse_unary()?];
         while self.eat("&&") {
-            let right = self.parse_unary()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            all.push(self.parse_unary()?);
         }
-        Ok(left)
+        Ok(match all.len() {
+            1 => all.remove(0),
+            _ => Expr::And(all),
+        })
+    }
+
+    /// One nesting level deeper (a `(` or a `!`), refused beyond [`MAX_NESTING`].
+    fn nest(&mut self) -> Result<(), SelectorError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return self.err(format!(
+                "nested deeper than {MAX_NESTING} levels of parentheses and negations"
+            ));
+        }
+        Ok(())
     }
 
     fn parse_unary(&mut self) -> Result<Expr, SelectorError> {
         match self.peek() {
             None => self.err("expected an expression, found end of input"),
             Some('!') if !self.at("!=") => {
+                self.nest()?;
                 self.pos += 1;
-                Ok(Expr::Not(Box::new(self.parse_unary()?)))
+                let e = Expr::Not(Box::new(self.parse_unary()?));
+                self.depth -= 1;
+                Ok(e)
             }
             Some('(') => {
+                self.nest()?;
                 self.pos += 1;
                 let e = self.parse_or()?;
                 self.expect(")")?;
+                self.depth -= 1;
                 Ok(e)
             }
             Some(_) => self.parse_term(),
@@ -423,6 +451,35 @@ mod tests {
         assert!(!m("(a == '1' || b == '1') && c == '1'", &[("a", "1")]));
         assert!(m("!(a == '1') || has(b)", &[("b", "")]));
         assert!(m("((has(a)))", &[("a", "")]));
+    }
+
+    #[test]
+    fn deep_nesting_is_a_clear_error_not_a_stack_overflow() {
+        let deep = format!("{}has(a){}", "(".repeat(100_000), ")".repeat(100_000));
+        let err = Selector::parse(&deep).expect_err("too deep");
+        assert!(
+            err.message.contains("nested deeper than 64 levels"),
+            "{err}"
+        );
+        assert_eq!(err.position, MAX_NESTING);
+        let nots = format!("{}has(a)", "!".repeat(100_000));
+        assert!(Selector::parse(&nots).is_err());
+        // As deep as allowed still parses and evaluates.
+        let ok = format!(
+            "{}has(a){}",
+            "(".repeat(MAX_NESTING),
+            ")".repeat(MAX_NESTING)
+        );
+        assert!(Selector::parse(&ok).is_ok_and(|s| s.matches(&labels(&[("a", "1")]))));
+    }
+
+    #[test]
+    fn a_long_chain_parses_evaluates_and_drops_without_recursing_per_term() {
+        let terms: Vec<String> = (0..200_000).map(|i| format!("k{i} == 'v'")).collect();
+        let sel = Selector::parse(&terms.join(" && ")).expect("a flat chain");
+        assert!(!sel.matches(&labels(&[("k0", "v")])));
+        let any = Selector::parse(&terms.join(" || ")).expect("a flat chain");
+        assert!(any.matches(&labels(&[("k199999", "v")])));
     }
 
     #[test]

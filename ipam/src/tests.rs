@@ -871,6 +871,10 @@ async fn a_corrupt_block_is_an_error_naming_it_not_a_panic() -> TestResult {
         "{text}"
     );
     assert!(ipam.release_ip(first, None).await.is_err());
-    assert!(ipam.check().await.is_err_and(|e| e.to_string().contains(&key)));
+    assert!(
+        ipam.check()
+            .await
+            .is_err_and(|e| e.to_string().contains(&key))
+    );
     Ok(())
 }
