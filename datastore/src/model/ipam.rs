@@ -295,7 +295,8 @@ mod validation_tests {
 
     #[test]
     fn each_kind_of_corruption_is_named() {
-        let cases: Vec<(fn(&mut AllocationBlock), &str)> = vec![
+        type Corruption = fn(&mut AllocationBlock);
+        let cases: Vec<(Corruption, &str)> = vec![
             (
                 |b| b.unallocated.push(7),
                 "unallocated ordinal 7 is outside the block's 4 addresses",
