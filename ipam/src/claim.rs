@@ -21,6 +21,19 @@ pub(crate) enum Claim {
     Lost,
 }
 
+/// What [`Ipam::repair_stuck_claim`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StuckClaim {
+    /// The affinity was not `pendingDeletion` (any more).
+    NotStuck,
+    /// The block holds addresses: the affinity is confirmed again.
+    Restored,
+    /// The block was empty: its release was finished.
+    Released,
+    /// The block is gone or another node's: the dangling affinity was removed.
+    Removed,
+}
+
 /// Now in RFC 3339 (UTC, second precision), for `affinityClaimTime` and timestamps.
 pub fn now_rfc3339() -> String {
     datastore::client::stamp::now_rfc3339()
@@ -198,14 +211,9 @@ impl Ipam {
                     .await
                     .map(|_| 0)
             } else if must_be_empty {
-                // Put the affinity back as it was: the block is in use.
-                let back = BlockAffinity {
-                    state: prev_state,
-                    deleted: false,
-                };
-                self.ds
-                    .update(&key, store::encode(&key, &back)?, aff_rev, None)
-                    .await?;
+                // The block is in use: the affinity goes back as it was, or the block
+                // would lose its blackhole and its BGP announcement.
+                self.restore_affinity(node, cidr, prev_state).await?;
                 return Err(Error::BlockNotEmpty(*cidr));
             } else {
                 let mut value = b.value.clone();
@@ -233,6 +241,84 @@ impl Ipam {
         }
         info!(node, block = %cidr, "released block affinity");
         Ok(())
+    }
+
+    /// Sets a `pendingDeletion` affinity of `node` back to `state` (a release that found
+    /// the block in use), re-reading it on every try: retried through conflicts and store
+    /// failures up to the retry budget. If it still fails, the node's GC finds the stuck
+    /// claim ([`Ipam::repair_stuck_claim`]).
+    async fn restore_affinity(&self, node: &str, cidr: &IpNet, state: AffinityState) -> Result<()> {
+        let key = keys::affinity(node, cidr);
+        let back = store::encode(
+            &key,
+            &BlockAffinity {
+                state,
+                deleted: false,
+            },
+        )?;
+        let mut retry = Retry::new(&key);
+        let mut last_failure = None;
+        loop {
+            if let Err(e) = retry.next().await {
+                return Err(last_failure.unwrap_or(e));
+            }
+            let current = match store::get_affinity(self.ds.as_ref(), node, cidr).await {
+                Ok(Some(a)) => a,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    last_failure = Some(e);
+                    continue;
+                }
+            };
+            if current.value.state != AffinityState::PendingDeletion {
+                return Ok(());
+            }
+            match self
+                .ds
+                .update(&key, back.clone(), current.revision, None)
+                .await
+            {
+                Ok(_) => {
+                    info!(node, block = %cidr, "block in use: its affinity is restored");
+                    return Ok(());
+                }
+                Err(e) => last_failure = Some(e.into()),
+            }
+        }
+    }
+
+    /// Repairs a claim of `node` left `pendingDeletion` by a release that was cut short:
+    /// a block still affine to the node and holding addresses gets its affinity back
+    /// (confirmed), an empty one is released the rest of the way, an affinity whose block
+    /// is gone or another node's is removed. Returns what was done.
+    pub async fn repair_stuck_claim(&self, node: &str, cidr: &IpNet) -> Result<StuckClaim> {
+        let Some(aff) = store::get_affinity(self.ds.as_ref(), node, cidr).await? else {
+            return Ok(StuckClaim::NotStuck);
+        };
+        if aff.value.state != AffinityState::PendingDeletion {
+            return Ok(StuckClaim::NotStuck);
+        }
+        match store::get_block(self.ds.as_ref(), cidr).await? {
+            Some(b) if b.value.host() == Some(node) && !b.value.is_empty() => {
+                self.restore_affinity(node, cidr, AffinityState::Confirmed)
+                    .await?;
+                Ok(StuckClaim::Restored)
+            }
+            Some(b) if b.value.host() == Some(node) => {
+                match self.release_block_affinity(node, cidr, true).await {
+                    Ok(()) => Ok(StuckClaim::Released),
+                    Err(Error::BlockNotEmpty(_)) => Ok(StuckClaim::Restored),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => {
+                let key = keys::affinity(node, cidr);
+                match self.ds.delete(&key, Some(aff.revision)).await {
+                    Ok(_) | Err(datastore::Error::NotFound { .. }) => Ok(StuckClaim::Removed),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
     }
 
     /// Releases `node`'s empty affine blocks (what Calico's kube-controllers GC does),

@@ -26,6 +26,7 @@ mod tests;
 
 pub use assign::{AssignIpArgs, Assigned, AutoAssignArgs};
 pub use check::{CheckReport, InUse};
+pub use claim::StuckClaim;
 pub use client::Ipam;
 pub use datastore::model::ipam::{AffinityState, IpamConfig};
 pub use error::{Error, Result};

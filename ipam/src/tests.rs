@@ -696,6 +696,8 @@ struct FaultyStore {
     failing_reads: Arc<std::sync::atomic::AtomicUsize>,
     /// Reads that fail right after a lost reply (the store went away with it).
     reads_failing_after_lost_reply: Arc<std::sync::atomic::AtomicUsize>,
+    /// The next this many writes of a `confirmed` affinity fail (not applied).
+    failing_confirmations: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -739,6 +741,10 @@ impl Datastore for FaultyStore {
         expected: datastore::Revision,
         lease: Option<datastore::LeaseId>,
     ) -> datastore::Result<datastore::Revision> {
+        let confirming = key.contains("/host/") && value.windows(9).any(|w| w == b"confirmed");
+        if confirming && take_one(&self.failing_confirmations) {
+            return Err(timeout());
+        }
         let applied = self.inner.update(key, value, expected, lease).await?;
         if key.starts_with(&keys::blocks_prefix()) && take_one(&self.lose_block_update_replies) {
             let after = self
@@ -875,6 +881,108 @@ async fn a_corrupt_block_is_an_error_naming_it_not_a_panic() -> TestResult {
         ipam.check()
             .await
             .is_err_and(|e| e.to_string().contains(&key))
+    );
+    Ok(())
+}
+
+async fn affinity_state(ds: &MemoryStore, node: &str, cidr: &IpNet) -> Option<AffinityState> {
+    let kv = ds.get(&keys::affinity(node, cidr)).await.ok()??;
+    serde_json::from_slice::<BlockAffinity>(&kv.value)
+        .ok()
+        .map(|a| a.state)
+}
+
+/// The block holding `ip`, from the listing.
+async fn block_of(ipam: &Ipam, ip: IpAddr) -> IpNet {
+    ipam.ip_info(ip)
+        .await
+        .ok()
+        .flatten()
+        .map(|a| a.block)
+        .expect("allocated")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_that_finds_the_block_in_use_restores_its_affinity_through_a_failed_write()
+-> TestResult {
+    let (store, ipam) = faulty_setup().await;
+    let ip = one(&ipam, "net.pod", "node1").await?;
+    let cidr = block_of(&ipam, ip).await;
+    store
+        .failing_confirmations
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let err = ipam
+        .release_block_affinity("node1", &cidr, true)
+        .await
+        .expect_err("the block is in use");
+    assert!(matches!(err, Error::BlockNotEmpty(_)), "{err}");
+    assert_eq!(
+        affinity_state(&store.inner, "node1", &cidr).await,
+        Some(AffinityState::Confirmed),
+        "an in-use block keeps its (routed, announced) affinity"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn stuck_pending_deletion_claims_are_repaired() -> TestResult {
+    let (ds, ipam) = setup("10.50.0.0/24", 26).await;
+    let used = one(&ipam, "net.used", "node1").await?;
+    let used_block = block_of(&ipam, used).await;
+    let stuck = |cidr: IpNet| {
+        let ds = ds.clone();
+        async move {
+            let key = keys::affinity("node1", &cidr);
+            let value = json!({"state": "pendingDeletion", "deleted": false}).to_string();
+            match ds.get(&key).await.expect("read") {
+                Some(kv) => {
+                    ds.update(&key, value.into_bytes(), kv.mod_revision, None)
+                        .await
+                }
+                None => ds.create(&key, value.into_bytes(), None).await,
+            }
+            .expect("write");
+        }
+    };
+    // In use: the affinity comes back.
+    stuck(used_block).await;
+    assert_eq!(
+        ipam.repair_stuck_claim("node1", &used_block).await?,
+        crate::StuckClaim::Restored
+    );
+    assert_eq!(
+        affinity_state(&ds, "node1", &used_block).await,
+        Some(AffinityState::Confirmed)
+    );
+    // Empty: the release is finished (block and affinity gone).
+    let other: IpNet = "10.50.0.64/26".parse()?;
+    ipam.assign_ip(&crate::AssignIpArgs {
+        ip: "10.50.0.70".parse()?,
+        handle: "net.x".into(),
+        attrs: BTreeMap::new(),
+        node: "node1".into(),
+    })
+    .await?;
+    ipam.release_by_handle("net.x").await?;
+    stuck(other).await;
+    assert_eq!(
+        ipam.repair_stuck_claim("node1", &other).await?,
+        crate::StuckClaim::Released
+    );
+    assert_eq!(affinity_state(&ds, "node1", &other).await, None);
+    assert!(ds.get(&keys::block(&other)).await?.is_none());
+    // Dangling (no block): removed.
+    let gone: IpNet = "10.50.0.128/26".parse()?;
+    stuck(gone).await;
+    assert_eq!(
+        ipam.repair_stuck_claim("node1", &gone).await?,
+        crate::StuckClaim::Removed
+    );
+    assert_eq!(affinity_state(&ds, "node1", &gone).await, None);
+    // Not stuck: nothing done.
+    assert_eq!(
+        ipam.repair_stuck_claim("node1", &used_block).await?,
+        crate::StuckClaim::NotStuck
     );
     Ok(())
 }

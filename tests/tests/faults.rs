@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use ipnet::{IpNet, Ipv4Net};
 use lab::cluster::{Cluster, LabSpec};
 use lab::wait_until;
 
@@ -174,5 +175,62 @@ fn a_stuck_task_fails_liveness_and_readiness_and_shows_in_node_status() {
         wait_until(WAIT, || health(&c, 0, "/liveness")
             .is_some_and(|(code, _)| code == 200)),
         "live again after a clean restart"
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn a_claim_stuck_in_pending_deletion_is_repaired_and_its_block_routed_again() {
+    let mut c = lab();
+    let pod = c.add_pod(0, "web").expect("pod");
+    let peer = c.add_pod(1, "peer").expect("pod");
+    let block = IpNet::V4(Ipv4Net::new(c.pods[pod].ip, 26).expect("prefix").trunc());
+    let route = format!("{block} via 10.0.0.1");
+    assert!(
+        wait_until(WAIT, || c.nodes[1].has_route(&route)),
+        "{}",
+        c.logs(20)
+    );
+    // A release of node1's block cut short while a pod still uses it (a crash or a
+    // failed write between its steps): the claim is left pendingDeletion.
+    let key = datastore::keys::affinity("node1", &block);
+    c.etcdctl(&[
+        "put",
+        &key,
+        r#"{"state":"pendingDeletion","deleted":false}"#,
+    ])
+    .expect("etcdctl put");
+    let cut = std::time::Instant::now();
+    // Such a claim is neither routed nor announced (Calico #6867)...
+    assert!(
+        wait_until(WAIT, || !c.nodes[1].has_route(&route)),
+        "the stuck claim is still routed"
+    );
+    // ...until node1's GC finds it stuck and gives it back its affinity.
+    assert!(
+        wait_until(Duration::from_secs(60), || c.nodes[1].has_route(&route)
+            && c.nodes[0].has_route(&format!("blackhole {block}"))),
+        "the stuck claim was not repaired\n{}",
+        c.logs(30)
+    );
+    println!(
+        "a pendingDeletion claim over a used block: routed again {:.1} s later",
+        cut.elapsed().as_secs_f64()
+    );
+    assert!(
+        c.nodes[0]
+            .agent_log(usize::MAX)
+            .contains("repaired a claim of this node stuck"),
+        "{}",
+        c.nodes[0].agent_log(20)
+    );
+    let state = c
+        .etcdctl(&["get", &key, "--print-value-only"])
+        .expect("get");
+    assert!(state.contains("confirmed"), "{state}");
+    assert!(
+        wait_until(WAIT, || c.pods_ping(peer, pod)),
+        "{}",
+        c.logs(20)
     );
 }

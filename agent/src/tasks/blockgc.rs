@@ -2,18 +2,37 @@
 //! affine to this node that stays empty for the grace period is released — its
 //! blackhole goes, every peer withdraws its route — except the node's last block, which is
 //! kept for the next pod (Calico #7987 asks for exactly this control).
+//!
+//! It also repairs this node's claims left `pendingDeletion` by a release cut short (a
+//! crash, a failed write): such a block is neither routed nor announced, so one still in
+//! use gets its affinity back once it has been stuck for [`STUCK_GRACE`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ipam::Ipam;
+use datastore::model::ipam::AffinityState;
+use ipam::{Ipam, StuckClaim};
 use ipnet::IpNet;
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::state::ClusterState;
 use crate::tasks::liveness::Heartbeat;
+
+/// How long a claim of this node may stay `pendingDeletion` before it counts as stuck (a
+/// release in progress takes milliseconds).
+pub const STUCK_GRACE: Duration = Duration::from_secs(10);
+
+/// This node's claims in `pendingDeletion` right now.
+pub fn pending_deletions(state: &ClusterState, node: &str) -> Vec<IpNet> {
+    state
+        .affinities
+        .iter()
+        .filter(|((n, _), a)| n == node && a.state == AffinityState::PendingDeletion)
+        .map(|((_, cidr), _)| *cidr)
+        .collect()
+}
 
 /// This node's confirmed blocks that are empty right now.
 pub fn empty_blocks(state: &ClusterState, node: &str) -> (Vec<IpNet>, usize) {
@@ -35,13 +54,35 @@ pub async fn run(
     mut heartbeat: Heartbeat,
 ) {
     let mut empty_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
+    let mut stuck_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
     loop {
         heartbeat.beat();
         let now = Instant::now();
-        let (empty, total) = {
+        let ((empty, total), pending) = {
             let s = state.borrow_and_update();
-            empty_blocks(&s, &node)
+            (empty_blocks(&s, &node), pending_deletions(&s, &node))
         };
+        stuck_since.retain(|cidr, _| pending.contains(cidr));
+        for cidr in &pending {
+            stuck_since.entry(*cidr).or_insert(now);
+        }
+        let stuck: Vec<IpNet> = stuck_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= STUCK_GRACE)
+            .map(|(cidr, _)| *cidr)
+            .collect();
+        for cidr in stuck {
+            match ipam.repair_stuck_claim(&node, &cidr).await {
+                Ok(StuckClaim::NotStuck) => {}
+                Ok(done) => {
+                    warn!(block = %cidr, ?done, "repaired a claim of this node stuck in pendingDeletion");
+                    stuck_since.remove(&cidr);
+                }
+                Err(e) => {
+                    warn!(block = %cidr, error = %e, "claim stuck in pendingDeletion; will retry")
+                }
+            }
+        }
         empty_since.retain(|cidr, _| empty.contains(cidr));
         for cidr in &empty {
             empty_since.entry(*cidr).or_insert(now);
@@ -68,6 +109,7 @@ pub async fn run(
         let next = empty_since
             .values()
             .map(|since| *since + grace)
+            .chain(stuck_since.values().map(|since| *since + STUCK_GRACE))
             .min()
             .map(|t| t.max(Instant::now() + Duration::from_millis(100)));
         let mut wake = std::pin::pin!(sleep_until(next));
@@ -92,10 +134,31 @@ async fn sleep_until(t: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use datastore::model::EncapMode::Never;
-    use datastore::model::ipam::AffinityState;
 
     use super::*;
     use crate::calc::fixtures::*;
+
+    #[test]
+    fn pending_deletions_of_this_node_only_are_candidates_for_repair() {
+        let mut s = cluster(
+            vec![node("n1", "10.0.0.1/24"), node("n2", "10.0.0.2/24")],
+            vec![pool("p", "10.244.0.0/16", Never, Never)],
+        );
+        claim(
+            &mut s,
+            "n1",
+            "10.244.1.0/26",
+            AffinityState::PendingDeletion,
+        );
+        claim(&mut s, "n1", "10.244.1.64/26", AffinityState::Confirmed);
+        claim(
+            &mut s,
+            "n2",
+            "10.244.2.0/26",
+            AffinityState::PendingDeletion,
+        );
+        assert_eq!(pending_deletions(&s, "n1"), vec![cidr("10.244.1.0/26")]);
+    }
 
     #[test]
     fn only_empty_confirmed_blocks_are_candidates() {
