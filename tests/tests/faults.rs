@@ -234,3 +234,61 @@ fn a_claim_stuck_in_pending_deletion_is_repaired_and_its_block_routed_again() {
         c.logs(20)
     );
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn a_password_secret_that_cannot_be_read_keeps_the_session_down_and_says_why() {
+    let mut c = lab();
+    // The mesh is to be signed, but neither node has the secret file yet.
+    for i in 0..2 {
+        let env: BTreeMap<String, String> = BTreeMap::from([(
+            "CALICO_SECRETS_DIR".to_string(),
+            c.path().join(format!("secrets{i}")).display().to_string(),
+        )]);
+        c.stop_agent(i);
+        c.start_agent_with(i, &env).expect("agent starts");
+    }
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  nodeToNodeMeshEnabled: true
+  nodeMeshPassword: {secretKeyRef: {name: bgp, key: mesh}}
+",
+    )
+    .expect("apply");
+    let status = |i: usize| {
+        let out = c.calicoctl(i, &["node", "status"]).expect("calicoctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        wait_until(WAIT, || status(0).contains("password unavailable:")),
+        "{}",
+        status(0)
+    );
+    // Never unsigned: the sessions stay down while the secret is missing.
+    std::thread::sleep(Duration::from_secs(3));
+    for i in 0..2 {
+        let text = status(i);
+        assert!(
+            !text.contains("| up "),
+            "node{} peers without the password:\n{text}",
+            i + 1
+        );
+        println!("{text}");
+    }
+    // The secret appears: the sessions come up, signed, without a datastore change.
+    for i in 0..2 {
+        let dir = c.path().join(format!("secrets{i}/bgp"));
+        std::fs::create_dir_all(&dir).expect("secrets dir");
+        std::fs::write(dir.join("mesh"), "s3cret\n").expect("secret");
+    }
+    assert!(
+        wait_until(WAIT, || status(0).contains("| up ")
+            && status(1).contains("| up ")),
+        "{}\n{}",
+        status(0),
+        status(1)
+    );
+}

@@ -8,7 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use datastore::model::{
-    BGPPeer, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, NextHopMode, Node, SecretKeyRef, SourceAddress,
+    BGPPeer, BgpPassword, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, NextHopMode, Node, SecretKeyRef,
+    SourceAddress,
 };
 use datastore::selector::Selector;
 
@@ -60,6 +61,9 @@ pub struct DesiredPeer {
     /// Wait for the peer to connect (the mesh is unidirectional).
     pub passive: bool,
     pub password: Option<String>,
+    /// Why the session must stay down: its password is configured but cannot be read
+    /// (never peer without it: that would be a session the operator did not sign).
+    pub held_down: Option<String>,
     /// We reflect routes to this peer as its route reflector.
     pub rr_client: bool,
     /// Keep the original next hop towards an eBGP peer.
@@ -79,8 +83,36 @@ pub struct PeerInput<'a> {
     /// This node's name.
     pub node: &'a str,
     /// Resolves a BGPPeer or mesh password reference (Kubernetes secrets are files here,
-    /// see the README); `None` when it cannot be found.
-    pub secrets: &'a dyn Fn(&SecretKeyRef) -> Option<String>,
+    /// see the README); the reason when it cannot be read.
+    pub secrets: &'a dyn Fn(&SecretKeyRef) -> Result<String, String>,
+}
+
+/// A password setting resolved: `Ok(None)` none configured, `Err` configured but not
+/// readable.
+type Resolved = Result<Option<String>, String>;
+
+fn resolve_password(input: &PeerInput<'_>, password: Option<&BgpPassword>) -> Resolved {
+    match password.and_then(|p| p.secret_key_ref.as_ref()) {
+        None => Ok(None),
+        Some(r) => (input.secrets)(r).map(Some),
+    }
+}
+
+impl DesiredPeer {
+    /// Signs the session with `password`, or holds it down when it is unavailable.
+    fn with_password(mut self, password: &Resolved) -> DesiredPeer {
+        match password {
+            Ok(p) => {
+                self.password = p.clone();
+                self.held_down = None;
+            }
+            Err(why) => {
+                self.password = None;
+                self.held_down = Some(format!("password unavailable: {why}"));
+            }
+        }
+        self
+    }
 }
 
 /// The AS a node uses: its own, else BGPConfiguration `default`, else 64512.
@@ -175,10 +207,10 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
     let mesh_restart = bgp_default
         .and_then(|c| c.spec.node_mesh_max_restart_time)
         .map_or(DEFAULT_RESTART_TIME, |d| d.0);
-    let mesh_password = bgp_default
-        .and_then(|c| c.spec.node_mesh_password.as_ref())
-        .and_then(|p| p.secret_key_ref.as_ref())
-        .and_then(|r| (input.secrets)(r));
+    let mesh_password = resolve_password(
+        input,
+        bgp_default.and_then(|c| c.spec.node_mesh_password.as_ref()),
+    );
 
     // Peering with another Calico node: the mesh's rules for direction and reflection.
     let calico_peer = |kind: PeerKind, other: &Node, ip: IpAddr, restart: Duration| {
@@ -193,6 +225,7 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
             // so mixed Calico/calico-rs clusters agree on who dials).
             passive: my_ip.to_string() < ip.to_string(),
             password: None,
+            held_down: None,
             rr_client: remote_as == my_as
                 && my_cluster.is_some()
                 && cluster_id(other) != my_cluster,
@@ -211,9 +244,8 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
                 continue;
             }
             let Some(ip) = node_ip(other) else { continue };
-            let mut peer = calico_peer(PeerKind::Mesh, other, ip, mesh_restart);
-            peer.password = mesh_password.clone();
-            out.insert(ip, peer);
+            let peer = calico_peer(PeerKind::Mesh, other, ip, mesh_restart);
+            out.insert(ip, peer.with_password(&mesh_password));
         }
     }
 
@@ -244,12 +276,8 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
                 {
                     continue;
                 }
-                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart);
-                peer.password = spec
-                    .password
-                    .as_ref()
-                    .and_then(|p| p.secret_key_ref.as_ref())
-                    .and_then(|r| (input.secrets)(r));
+                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart)
+                    .with_password(&resolve_password(input, spec.password.as_ref()));
                 apply_bgp_peer_options(bgp_peer, &mut peer);
                 out.insert(ip, peer);
             }
@@ -259,11 +287,7 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
         }
         let global = spec.node.is_empty() && spec.node_selector.is_empty();
         let restart = spec.max_restart_time.map_or(DEFAULT_RESTART_TIME, |d| d.0);
-        let password = spec
-            .password
-            .as_ref()
-            .and_then(|p| p.secret_key_ref.as_ref())
-            .and_then(|r| (input.secrets)(r));
+        let password = resolve_password(input, spec.password.as_ref());
         let source = match spec.source_address {
             Some(SourceAddress::None) => None,
             _ => Some(my_ip),
@@ -275,8 +299,8 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
                     continue;
                 }
                 let Some(ip) = node_ip(other) else { continue };
-                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart);
-                peer.password = password.clone();
+                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart)
+                    .with_password(&password);
                 peer.source = source;
                 apply_bgp_peer_options(bgp_peer, &mut peer);
                 out.insert(ip, peer);
@@ -304,7 +328,8 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
             remote_as,
             local_as,
             passive: false,
-            password,
+            password: None,
+            held_down: None,
             rr_client: remote_as == local_as
                 && my_cluster.is_some()
                 && other.and_then(cluster_id) != my_cluster,
@@ -319,6 +344,7 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
             peer.passive = my_ip.to_string() < addr.ip().to_string();
             peer.calico_node = Some(other.name().to_string());
         }
+        let mut peer = peer.with_password(&password);
         apply_bgp_peer_options(bgp_peer, &mut peer);
         // An explicit peering wins over a mesh session to the same address; a
         // node-specific one over a global one.

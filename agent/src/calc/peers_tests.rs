@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
 
-use datastore::model::{AsNumber, BGPPeerSpec, NextHopMode, SecretKeyRef};
+use datastore::model::{AsNumber, BGPPeerSpec, BgpPassword, NextHopMode, SecretKeyRef};
 
 use super::super::fixtures::*;
 use super::*;
 
-fn no_secrets(_: &SecretKeyRef) -> Option<String> {
-    None
+fn no_secrets(r: &SecretKeyRef) -> Result<String, String> {
+    Err(format!("no secret {}/{}", r.name, r.key))
 }
 
 fn peers(state: &ClusterState, node: &str) -> BTreeMap<IpAddr, DesiredPeer> {
@@ -215,4 +215,62 @@ fn one_peer_with_route_reflectors_resource_peers_both_ways() {
     assert_eq!(names(&at_rr), vec!["Node_10_0_0_1", "Node_10_0_0_2"]);
     assert!(at_rr.values().all(|p| p.rr_client));
     assert_eq!(names(&peers(&s, "c2")), vec!["Node_10_0_0_10"]);
+}
+
+fn password_ref(name: &str, key: &str) -> BgpPassword {
+    BgpPassword {
+        secret_key_ref: Some(SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }),
+    }
+}
+
+#[test]
+fn a_peer_whose_password_cannot_be_read_is_held_down_not_peered_without_it() {
+    let mut s = three_nodes();
+    s.bgp_peers.insert(
+        "tor".into(),
+        peer(
+            "tor",
+            BGPPeerSpec {
+                peer_ip: "10.0.0.254".into(),
+                as_number: Some(AsNumber(65001)),
+                password: Some(password_ref("tor-auth", "password")),
+                ..BGPPeerSpec::default()
+            },
+        ),
+    );
+    let p = peers(&s, "n1");
+    let tor = &p[&"10.0.0.254".parse::<IpAddr>().expect("ip")];
+    assert_eq!(tor.password, None);
+    assert_eq!(
+        tor.held_down.as_deref(),
+        Some("password unavailable: no secret tor-auth/password")
+    );
+    // The mesh sessions, which have no password configured, are not held.
+    assert!(
+        p.values()
+            .filter(|d| d.kind == PeerKind::Mesh)
+            .all(|d| d.held_down.is_none())
+    );
+}
+
+#[test]
+fn a_readable_mesh_password_signs_every_mesh_session() {
+    let mut s = three_nodes();
+    let mut cfg = bgp_config(true, Some(64512));
+    cfg.spec.node_mesh_password = Some(password_ref("mesh", "pw"));
+    s.bgp_configs.insert("default".into(), cfg);
+    let secrets = |r: &SecretKeyRef| Ok::<_, String>(format!("{}-{}-secret", r.name, r.key));
+    let p = desired_peers(&PeerInput {
+        state: &s,
+        node: "n1",
+        secrets: &secrets,
+    });
+    assert_eq!(p.len(), 2);
+    for d in p.values() {
+        assert_eq!(d.password.as_deref(), Some("mesh-pw-secret"));
+        assert_eq!(d.held_down, None);
+    }
 }

@@ -35,22 +35,47 @@ const CONNECT_RETRY: u16 = 3;
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Reads BGP passwords: Calico takes them from Kubernetes secrets; calico-rs from files
-/// `<secrets dir>/<secret name>/<key>` (trailing newline ignored).
-fn secret_reader(dir: PathBuf) -> impl Fn(&SecretKeyRef) -> Option<String> {
-    // Peers are recomputed on every datastore change: say once per file that it is missing.
+/// `<secrets dir>/<secret name>/<key>` (trailing newline ignored). A reference that is not
+/// a Kubernetes name (it could leave the directory: `..`, `/`) is refused, and a missing,
+/// unreadable or empty file is an error: the session stays down, it is never made
+/// without the password.
+fn secret_reader(dir: PathBuf) -> impl Fn(&SecretKeyRef) -> Result<String, String> {
+    // Peers are recomputed on every datastore change: say once per problem.
     let reported = std::sync::Mutex::new(std::collections::BTreeSet::new());
     move |r: &SecretKeyRef| {
-        let path = dir.join(&r.name).join(&r.key);
-        match fs::read_to_string(&path) {
-            Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
-            Err(e) => {
-                let mut seen = reported.lock().unwrap_or_else(|p| p.into_inner());
-                if seen.insert(path.clone()) {
-                    warn!(file = %path.display(), error = %e, "BGP password secret not readable; peering without it");
-                }
-                None
+        let result = read_secret(&dir, r);
+        if let Err(why) = &result {
+            let mut seen = reported.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.insert(why.clone()) {
+                warn!(
+                    secret = r.name,
+                    key = r.key,
+                    reason = why,
+                    "BGP password not available; the session stays down"
+                );
             }
         }
+        result
+    }
+}
+
+/// The password in `<dir>/<name>/<key>`, or a short reason (it ends up in a `node
+/// status` cell): `secret bgp/mesh: no such file`.
+fn read_secret(dir: &std::path::Path, r: &SecretKeyRef) -> Result<String, String> {
+    let what = format!("secret {}/{}", r.name, r.key);
+    if let Err((field, _)) = r.validate() {
+        return Err(format!(
+            "{what}: refused, the {field} is not a Kubernetes secret {field}"
+        ));
+    }
+    let path = dir.join(&r.name).join(&r.key);
+    match fs::read_to_string(&path) {
+        Ok(s) => match s.trim_end_matches(['\n', '\r']) {
+            "" => Err(format!("{what}: empty")),
+            password => Ok(password.to_string()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!("{what}: no such file")),
+        Err(e) => Err(format!("{what}: {}", e.kind().to_string().to_lowercase())),
     }
 }
 
@@ -212,6 +237,7 @@ pub async fn start(
         router_id: local.ip(),
         secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
         peers: BTreeMap::new(),
+        held: BTreeMap::new(),
         exports: BTreeMap::new(),
         identity,
     };
@@ -269,8 +295,8 @@ impl Identity {
     }
 }
 
-/// Resolves a password reference to its value.
-type SecretReader = Box<dyn Fn(&SecretKeyRef) -> Option<String> + Send + Sync>;
+/// Resolves a password reference to its value, or says why it cannot.
+type SecretReader = Box<dyn Fn(&SecretKeyRef) -> Result<String, String> + Send + Sync>;
 
 /// The wiring task's state: what was last applied to the speaker.
 struct Wiring {
@@ -278,6 +304,8 @@ struct Wiring {
     node: String,
     secrets: SecretReader,
     peers: BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
+    /// Desired sessions kept down (their password is unavailable), since when.
+    held: BTreeMap<IpAddr, (DesiredPeer, SystemTime)>,
     exports: BTreeMap<Ipv4Net, Export>,
     router_id: Ipv4Addr,
     identity: Identity,
@@ -342,6 +370,15 @@ impl Wiring {
                     }
                 }
                 _ = status_tick.tick() => {
+                    if !self.held.is_empty() {
+                        // A secret file may have appeared: nothing in the datastore says so.
+                        let s = state.borrow().clone();
+                        if let Some(new) = self.sync(&s).await {
+                            events = new;
+                            learned.clear();
+                            learned_tx.send_replace(Arc::new(learned.clone()));
+                        }
+                    }
                     self.publish_status(&peers_out).await;
                     if !*converged.borrow() {
                         let rows = peers_out.borrow();
@@ -361,7 +398,7 @@ impl Wiring {
     /// Refreshes the `node status` rows from the speaker.
     async fn publish_status(&self, out: &watch::Sender<Vec<BgpPeerStatus>>) {
         if let Ok(status) = self.speaker.peer_status().await {
-            let rows = status_rows(&self.peers, &status);
+            let rows = status_rows(&self.peers, &self.held, &status);
             out.send_if_modified(|cur| {
                 let changed = *cur != rows;
                 *cur = rows;
@@ -420,8 +457,11 @@ impl Wiring {
             secrets: &|r: &SecretKeyRef| secrets(r),
         });
         let export = export_policy(state);
+        self.held
+            .retain(|addr, _| desired.get(addr).is_some_and(|d| d.held_down.is_some()));
         for addr in self.peers.keys().copied().collect::<Vec<_>>() {
-            if !desired.contains_key(&addr) {
+            let keep = desired.get(&addr).is_some_and(|d| d.held_down.is_none());
+            if !keep {
                 if let Err(e) = self.speaker.remove_peer(addr).await {
                     warn!(peer = %addr, error = %e, "removing BGP peer");
                 }
@@ -430,6 +470,14 @@ impl Wiring {
             }
         }
         for (addr, want) in desired {
+            if let Some(why) = &want.held_down {
+                if !self.held.contains_key(&addr) {
+                    warn!(peer = %addr, name = %want.name, reason = why, "BGP session kept down");
+                }
+                let since = self.held.get(&addr).map_or_else(SystemTime::now, |h| h.1);
+                self.held.insert(addr, (want, since));
+                continue;
+            }
             let pc = peer_config(&want, &export);
             match self.peers.get(&addr) {
                 Some((_, have)) if *have == pc => {}
@@ -533,8 +581,11 @@ fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> Change {
 }
 
 /// `node status` rows in Calico's terms, in peer-address order.
+/// `node status` rows: the speaker's sessions, and the sessions held down (BIRD's `down`
+/// state with the reason as info).
 fn status_rows(
     peers: &BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
+    held: &BTreeMap<IpAddr, (DesiredPeer, SystemTime)>,
     status: &[PeerStatus],
 ) -> Vec<BgpPeerStatus> {
     let mut rows: Vec<BgpPeerStatus> = status
@@ -550,6 +601,13 @@ fn status_rows(
             })
         })
         .collect();
+    rows.extend(held.iter().map(|(addr, (desired, since))| BgpPeerStatus {
+        peer_address: addr.to_string(),
+        peer_type: desired.kind.label().to_string(),
+        state: "down".to_string(),
+        since: since_text(*since),
+        info: desired.held_down.clone().unwrap_or_default(),
+    }));
     rows.sort_by(|a, b| {
         let key = |r: &BgpPeerStatus| r.peer_address.parse::<IpAddr>().ok();
         key(a).cmp(&key(b))
@@ -573,6 +631,47 @@ fn since_text(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secret(name: &str, key: &str) -> SecretKeyRef {
+        SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn secrets_are_files_under_the_secrets_dir_and_nothing_outside_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secrets = dir.path().join("secrets");
+        fs::create_dir_all(secrets.join("tor-auth")).expect("mkdir");
+        fs::write(secrets.join("tor-auth").join("password"), "s3cret\n").expect("write");
+        fs::create_dir_all(secrets.join("blank")).expect("mkdir");
+        fs::write(secrets.join("blank").join("password"), "\n").expect("write");
+        fs::write(dir.path().join("outside"), "not a secret").expect("write");
+        let read = |name: &str, key: &str| read_secret(&secrets, &secret(name, key));
+
+        assert_eq!(read("tor-auth", "password"), Ok("s3cret".to_string()));
+        for (name, key) in [
+            ("..", "outside"),
+            ("tor-auth", "../../outside"),
+            ("/etc", "passwd"),
+            ("tor-auth", ".."),
+        ] {
+            let got = read(name, key);
+            assert!(
+                got.as_ref().is_err_and(|e| e.contains("refused")),
+                "{name}/{key}: {got:?}"
+            );
+        }
+        assert_eq!(
+            read("missing", "password"),
+            Err("secret missing/password: no such file".to_string())
+        );
+        assert_eq!(
+            read("blank", "password"),
+            Err("secret blank/password: empty".to_string())
+        );
+    }
 
     #[test]
     fn since_is_a_time_today_and_a_date_before() {

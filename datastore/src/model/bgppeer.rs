@@ -48,6 +48,44 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
+impl SecretKeyRef {
+    /// Checks the reference is one Kubernetes could hold: `name` a DNS-1123 subdomain,
+    /// `key` made of `[-._a-zA-Z0-9]` and not `.` or `..`. calico-node reads secrets as
+    /// files `<secrets dir>/<name>/<key>`, so this is also what keeps a reference inside
+    /// that directory (no `/`, no `..`, nothing absolute). Returns the field at fault
+    /// (`name` or `key`) and why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let dns_label = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if self.name.is_empty() || self.name.len() > 253 || !self.name.split('.').all(dns_label) {
+            return Err((
+                "name",
+                "a secret name must be a lowercase DNS-1123 subdomain (a-z, 0-9, '-' and '.')"
+                    .into(),
+            ));
+        }
+        let key_char = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+        if self.key.is_empty()
+            || self.key.len() > 253
+            || self.key == "."
+            || self.key == ".."
+            || !self.key.bytes().all(key_char)
+        {
+            return Err((
+                "key",
+                "a secret key must consist of alphanumeric characters, '-', '_' or '.' (and not be '.' or '..')".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// BGPPeer spec with Calico's JSON names.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::error::{Error, Result};
 use crate::model::bgpconfig::BGPConfigurationSpec;
-use crate::model::bgppeer::BGPPeerSpec;
+use crate::model::bgppeer::{BGPPeerSpec, BgpPassword};
 use crate::model::meta::ObjectMeta;
 use crate::validation::{check_as_number, check_cidr, check_selector};
 
@@ -22,8 +22,23 @@ pub fn parse_peer_ip(s: &str) -> Option<(IpAddr, Option<u16>)> {
     }
 }
 
+/// Checks a password's secret reference (`<field>.SecretKeyRef.Name` / `.Key`).
+fn check_password(field: &str, password: Option<&BgpPassword>) -> Result<()> {
+    let Some(r) = password.and_then(|p| p.secret_key_ref.as_ref()) else {
+        return Ok(());
+    };
+    r.validate().map_err(|(part, reason)| {
+        let (name, value) = match part {
+            "name" => ("Name", &r.name),
+            _ => ("Key", &r.key),
+        };
+        Error::invalid(format!("{field}.SecretKeyRef.{name}"), value, reason)
+    })
+}
+
 /// Checks a BGPPeer spec: Node vs NodeSelector, PeerIP/ASNumber vs PeerSelector, formats.
 pub fn validate_peer(spec: &BGPPeerSpec) -> Result<()> {
+    check_password("BGPPeer.Spec.Password", spec.password.as_ref())?;
     if !spec.node.is_empty() && !spec.node_selector.is_empty() {
         return Err(Error::invalid(
             "BGPPeer.Spec.Node",
@@ -112,6 +127,10 @@ pub fn is_community(value: &str) -> bool {
 
 /// Checks a BGPConfiguration: per-node overrides, mesh-only fields, communities.
 pub fn validate_config(meta: &ObjectMeta, spec: &BGPConfigurationSpec) -> Result<()> {
+    check_password(
+        "BGPConfiguration.Spec.NodeMeshPassword",
+        spec.node_mesh_password.as_ref(),
+    )?;
     if let Some(asn) = spec.as_number {
         check_as_number("BGPConfiguration.Spec.ASNumber", asn)?;
     }
