@@ -158,6 +158,15 @@ fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut 
         if *next_hop == local.ip() {
             continue;
         }
+        if out
+            .routes
+            .get(prefix)
+            .is_some_and(|r| matches!(r.target, RouteTarget::Device { .. }))
+        {
+            // A pod of this node has the address: whatever a peer announces for it (a
+            // stale borrow, a misconfigured router) never takes the pod's route away.
+            continue;
+        }
         let same_subnet = local.same_subnet(*next_hop);
         let target = match pool_of(input.state, prefix).map(|p| encap_for(p, same_subnet)) {
             // VXLAN pools are routed from the datastore: add_vxlan replaces this route once

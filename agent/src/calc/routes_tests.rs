@@ -65,6 +65,36 @@ fn bgp_mode_blackholes_own_blocks_routes_pods_and_learned_blocks() {
 }
 
 #[test]
+fn a_learned_host_route_never_replaces_a_local_pods_route() {
+    let mut s = cluster(
+        vec![node("n1", "10.1.10.9/24"), node("n2", "10.1.10.10/24")],
+        vec![pool("p", "10.100.0.0/16", Never, Never)],
+    );
+    claim(&mut s, "n1", "10.100.84.128/26", AffinityState::Confirmed);
+    workload(&mut s, "n1", "pod-a", "10.100.84.128", "califee22f61266");
+    let me = local("n1", "10.1.10.9/24");
+    // n2 (or a router) announces the /32 of n1's pod, and a borrowed /32 of n1's block.
+    let learned = learned(&[
+        ("10.100.84.128/32", "10.1.10.10"),
+        ("10.100.84.130/32", "10.1.10.10"),
+    ]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    assert_eq!(
+        routes(&input),
+        vec![
+            "blackhole 10.100.84.128/26 proto bird",
+            "10.100.84.128 dev califee22f61266 scope link",
+            "10.100.84.130 via 10.1.10.10 dev eth0 proto bird",
+        ]
+    );
+}
+
+#[test]
 fn pending_and_deleting_claims_are_not_blackholed() {
     let mut s = cluster(vec![node("n1", "10.0.0.1/24")], vec![]);
     claim(&mut s, "n1", "10.100.0.0/26", AffinityState::Pending);
