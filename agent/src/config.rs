@@ -122,6 +122,20 @@ pub struct NodeConfig {
     #[arg(long, env = "CALICO_IPAM_EMPTY_BLOCK_GRACE", default_value_t = 300)]
     pub empty_block_grace: u64,
 
+    /// Most routes accepted from one BGP peer (BIRD's `import limit`); 0 = no limit. A
+    /// misconfigured router sending a full table must not take the node down.
+    #[arg(long, env = "CALICO_RS_BGP_IMPORT_LIMIT", default_value_t = 100_000)]
+    pub bgp_import_limit: u64,
+
+    /// What happens at the import limit: `block` (keep the session, refuse further
+    /// routes), `warn`, `restart` or `disable` (BIRD's actions).
+    #[arg(
+        long,
+        env = "CALICO_RS_BGP_IMPORT_LIMIT_ACTION",
+        default_value = "block"
+    )]
+    pub bgp_import_limit_action: String,
+
     /// Seconds a task of calico-node may go without progress before it counts as stuck:
     /// `/liveness` then fails and `calicoctl node status` names it.
     #[arg(long, env = "CALICO_RS_TASK_STUCK_TIMEOUT", default_value_t = 30)]
@@ -212,6 +226,23 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
     }
 }
 
+/// The BGP import limit from its two settings (`None` when the limit is 0).
+pub fn import_limit(max: u64, action: &str) -> Result<Option<bgp::config::ImportLimit>, String> {
+    use bgp::config::LimitAction;
+    let action = match action.trim() {
+        "block" => LimitAction::Block,
+        "warn" => LimitAction::Warn,
+        "restart" => LimitAction::Restart,
+        "disable" => LimitAction::Disable,
+        other => {
+            return Err(format!(
+                "CALICO_RS_BGP_IMPORT_LIMIT_ACTION: '{other}' is not one of block, warn, restart, disable"
+            ));
+        }
+    };
+    Ok((max > 0).then_some(bgp::config::ImportLimit { max, action }))
+}
+
 /// Normalises `CALICO_IPV4POOL_IPIP` / `_VXLAN` values as calico-node does.
 pub fn parse_encap_mode(name: &str, value: &str) -> Result<&'static str, String> {
     match value.trim() {
@@ -235,5 +266,19 @@ mod tests {
         assert!(parse_encap_mode("X", "sometimes").is_err());
         assert_eq!(parse_bool("X", "TRUE"), Ok(true));
         assert!(parse_bool("X", "maybe").is_err());
+    }
+
+    #[test]
+    fn the_import_limit_is_off_at_zero_and_a_bad_action_is_named() {
+        use bgp::config::{ImportLimit, LimitAction};
+        assert_eq!(
+            import_limit(100, "disable"),
+            Ok(Some(ImportLimit {
+                max: 100,
+                action: LimitAction::Disable
+            }))
+        );
+        assert_eq!(import_limit(0, "block"), Ok(None));
+        assert!(import_limit(10, "explode").is_err_and(|e| e.contains("IMPORT_LIMIT_ACTION")));
     }
 }

@@ -36,6 +36,16 @@ pub struct SpeakerConfig {
     /// How many received UPDATEs at most are handled before best paths are recomputed and
     /// UPDATEs generated (batching; the batch also ends whenever the inbox runs dry).
     pub batch_updates: usize,
+    /// RFC 9687 SendHoldTime (seconds): a peer that reads nothing of what we send for this
+    /// long is dropped (it would otherwise hold the session, and our memory, for ever).
+    /// The RFC recommends max(8 minutes, 2 x HoldTime); 0 disables it.
+    pub send_hold_time: u32,
+    /// Most bytes queued for one connection before the session is reset: a bound on the
+    /// memory a peer that does not read can make us hold.
+    pub max_send_queue: usize,
+    /// Least time between two full re-advertisements for one ROUTE-REFRESH (per peer and
+    /// family, milliseconds): refreshes arriving faster are coalesced into the next one.
+    pub route_refresh_min_interval_ms: u64,
 }
 
 impl Default for SpeakerConfig {
@@ -50,6 +60,9 @@ impl Default for SpeakerConfig {
             ebgp_requires_policy: true,
             stale_path_time: 360,
             batch_updates: 64,
+            send_hold_time: 480,
+            max_send_queue: 64 << 20,
+            route_refresh_min_interval_ms: 5_000,
         }
     }
 }
@@ -88,6 +101,33 @@ pub enum NextHopMode {
     SelfAddress,
     /// Always unchanged, also towards eBGP (BIRD `next hop keep`).
     Keep,
+}
+
+/// What happens when a peer's routes pass its [`ImportLimit`] (BIRD's `import limit`
+/// actions).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitAction {
+    /// Log it, keep importing.
+    Warn,
+    /// Keep the session and the routes already imported, refuse new ones (until the
+    /// count falls below the limit again).
+    #[default]
+    Block,
+    /// Reset the session (Cease, Maximum Number of Prefixes Reached, RFC 4486); it comes
+    /// back after the usual back-off.
+    Restart,
+    /// Reset the session and keep it down until the peer is reconfigured.
+    Disable,
+}
+
+/// A cap on the routes imported (accepted) from one peer: a misconfigured router sending
+/// a full table must not take the node down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImportLimit {
+    /// Most routes accepted from the peer (both families together).
+    pub max: u64,
+    pub action: LimitAction,
 }
 
 /// One peer. Written by the embedding program (`add_peer` / `update_peer`).
@@ -139,6 +179,8 @@ pub struct PeerConfig {
     pub import: Option<Policy>,
     /// Export policy; `None` = send all to iBGP, nothing to eBGP under RFC 8212.
     pub export: Option<Policy>,
+    /// Cap on the routes accepted from the peer; `None` = no cap.
+    pub import_limit: Option<ImportLimit>,
 }
 
 impl Default for PeerConfig {
@@ -165,6 +207,7 @@ impl Default for PeerConfig {
             families: vec![Afi::Ipv4, Afi::Ipv6],
             import: None,
             export: None,
+            import_limit: None,
         }
     }
 }
@@ -224,6 +267,7 @@ impl PeerConfig {
             name: String::new(),
             import: None,
             export: None,
+            import_limit: None,
             next_hop: NextHopMode::Auto,
             next_hop_v6: None,
             route_reflector_client: false,

@@ -128,6 +128,8 @@ pub struct PeerStatus {
     pub prefixes_advertised: u64,
     /// Stale prefixes kept for a restarting peer.
     pub prefixes_stale: u64,
+    /// Something the operator should know beyond the state (an import limit reached).
+    pub note: Option<String>,
 }
 
 impl PeerStatus {
@@ -144,9 +146,13 @@ impl PeerStatus {
     /// BIRD's info column: "Established", "Active        Socket: Connection refused",
     /// "Idle          BGP Error: Bad BGP identifier".
     pub fn bird_info(&self) -> String {
-        match (&self.state, &self.last_error) {
+        let info = match (&self.state, &self.last_error) {
             (State::Established, _) | (_, None) => self.state.name().to_owned(),
             (s, Some(e)) => format!("{:<13} {e}", s.name()),
+        };
+        match &self.note {
+            Some(note) => format!("{info}, {note}"),
+            None => info,
         }
     }
 }

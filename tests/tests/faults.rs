@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
+use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
 use lab::wait_until;
 
@@ -290,5 +291,86 @@ spec:
         "{}\n{}",
         status(0),
         status(1)
+    );
+}
+
+/// `calicoctl node status` of node `i` with the table's borders and line wraps removed,
+/// so a long INFO cell reads as one text.
+fn status_text(c: &Cluster, i: usize) -> String {
+    let out = c.calicoctl(i, &["node", "status"]).expect("calicoctl");
+    String::from_utf8_lossy(&out.stdout)
+        .replace(['|', '+', '-'], " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn a_tor_leaking_a_full_table_meets_the_import_limit() {
+    let mut c = Cluster::start(LabSpec::nodes(2).env("CALICO_RS_BGP_IMPORT_LIMIT", "100"))
+        .expect("lab starts");
+    let tor = c.extra_namespace("tor").expect("tor netns");
+    c.attach_extra(tor, "eth0", 0, "10.0.0.253/24")
+        .expect("attach ToR");
+    // The ToR leaks 1,000 host routes (a default-free table in miniature).
+    let leaked: Vec<String> = (0..1_000u32)
+        .map(|i| format!("172.16.{}.{}/32", i / 250, i % 250 + 1))
+        .collect();
+    let spec = RouterSpec {
+        router_id: "10.0.0.253".into(),
+        ipv6: None,
+        asn: 65001,
+        neighbors: c
+            .nodes
+            .iter()
+            .map(|n| NeighborSpec {
+                next_hop_self: true,
+                ..NeighborSpec::new(n.ip(), 64512)
+            })
+            .collect(),
+        routes4: leaked,
+        routes6: vec![],
+        install_routes: false,
+    };
+    let _router =
+        Router::start(RouterKind::Bird, c.extra(tor), &c.path().join("tor"), spec).expect("ToR");
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: false, asNumber: 64512}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
+",
+    )
+    .expect("apply");
+    assert!(
+        wait_until(WAIT, || status_text(&c, 0).contains(
+            "Established, import limit 100 reached: further routes refused"
+        )),
+        "{}",
+        status_text(&c, 0)
+    );
+    let learned = c.nodes[0]
+        .routes()
+        .iter()
+        .filter(|r| r.contains("via 10.0.0.253"))
+        .count();
+    println!("ToR leaking 1000 routes, import limit 100: {learned} routes in node1's kernel");
+    assert!(learned <= 100, "{learned} learned routes in the kernel");
+    assert!(
+        health(&c, 0, "/liveness").is_some_and(|(code, _)| code == 200),
+        "calico-node stays live"
+    );
+    assert!(
+        c.nodes[0]
+            .agent_log(usize::MAX)
+            .contains("import limit reached"),
+        "{}",
+        c.nodes[0].agent_log(20)
     );
 }

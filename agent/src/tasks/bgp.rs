@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
-use bgp::config::{NextHopMode, OriginAttrs, PeerConfig, SpeakerConfig};
+use bgp::config::{ImportLimit, NextHopMode, OriginAttrs, PeerConfig, SpeakerConfig};
 use bgp::events::{PeerStatus, RouteEvent};
 use bgp::policy::{Action, Conditions, Policy, PrefixRange, Statement};
 use bgp::{Afi, Speaker};
@@ -120,7 +120,7 @@ fn export_policy(state: &ClusterState) -> Policy {
     }
 }
 
-fn peer_config(p: &DesiredPeer, export: &Policy) -> PeerConfig {
+fn peer_config(p: &DesiredPeer, export: &Policy, import_limit: Option<ImportLimit>) -> PeerConfig {
     PeerConfig {
         name: p.name.clone(),
         address: p.address.ip(),
@@ -148,6 +148,7 @@ fn peer_config(p: &DesiredPeer, export: &Policy) -> PeerConfig {
         // Calico imports everything its peers send.
         import: Some(Policy::accept_all()),
         export: Some(export.clone()),
+        import_limit,
         ..PeerConfig::default()
     }
 }
@@ -238,6 +239,11 @@ pub async fn start(
         secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
         peers: BTreeMap::new(),
         held: BTreeMap::new(),
+        import_limit: crate::config::import_limit(
+            cfg.bgp_import_limit,
+            &cfg.bgp_import_limit_action,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?,
         exports: BTreeMap::new(),
         identity,
     };
@@ -306,6 +312,8 @@ struct Wiring {
     peers: BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
     /// Desired sessions kept down (their password is unavailable), since when.
     held: BTreeMap<IpAddr, (DesiredPeer, SystemTime)>,
+    /// The import limit every session gets.
+    import_limit: Option<ImportLimit>,
     exports: BTreeMap<Ipv4Net, Export>,
     router_id: Ipv4Addr,
     identity: Identity,
@@ -478,7 +486,7 @@ impl Wiring {
                 self.held.insert(addr, (want, since));
                 continue;
             }
-            let pc = peer_config(&want, &export);
+            let pc = peer_config(&want, &export, self.import_limit);
             match self.peers.get(&addr) {
                 Some((_, have)) if *have == pc => {}
                 Some(_) => {

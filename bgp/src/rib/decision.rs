@@ -49,6 +49,8 @@ pub enum RejectReason {
     ClusterLoop = 20,
     /// No usable next hop.
     NextHop = 21,
+    /// The peer's import limit was reached (action block).
+    ImportLimit = 22,
 }
 
 impl RejectReason {
@@ -71,6 +73,7 @@ impl RejectReason {
             19 => OriginatorLoop,
             20 => ClusterLoop,
             21 => NextHop,
+            22 => ImportLimit,
             _ => None,
         }
     }

@@ -28,10 +28,10 @@ use ipnet::IpNet;
 use self::attrs::{AttrId, AttrStore};
 pub use self::decision::RejectReason;
 pub use self::export::PeerOut;
-use self::paths::{prefixes_of, process_family, remove, upsert};
+use self::paths::{accepted_count, holds_accepted, prefixes_of, process_family, remove, upsert};
 use self::table::{PF_REJECTED, PF_STALE, PathRef, PathTable};
 pub use self::views::{AdjRibIn, AdjRibOut, LocRib};
-use crate::config::{NextHopMode, OriginAttrs, PeerConfig};
+use crate::config::{ImportLimit, LimitAction, NextHopMode, OriginAttrs, PeerConfig};
 use crate::events::{LearnedRoute, PathInfo, RouteEvent};
 use crate::policy::{Policy, Verdict};
 use crate::prefix::{Afi, Prefix, Prefix4, Prefix6, PrefixKey};
@@ -101,6 +101,10 @@ pub struct RibPeer {
     pub stale_families: Vec<Afi>,
     /// Counters.
     pub counters: Counters,
+    /// Cap on accepted routes.
+    pub import_limit: Option<ImportLimit>,
+    /// The limit has been reported since the count last fell below it.
+    pub limit_reported: bool,
     out4: PeerOut<Prefix4>,
     out6: PeerOut<Prefix6>,
     wire: Vec<u8>,
@@ -127,6 +131,8 @@ impl RibPeer {
             session_local: None,
             stale_families: Vec::new(),
             counters: Counters::default(),
+            import_limit: None,
+            limit_reported: false,
             out4: PeerOut::default(),
             out6: PeerOut::default(),
             wire: Vec::new(),
@@ -153,6 +159,7 @@ impl RibPeer {
         self.num_allowed_local_as = cfg.num_allowed_local_as;
         self.import = cfg.import.clone();
         self.export = cfg.export.clone();
+        self.import_limit = cfg.import_limit;
         (import_changed, export_changed)
     }
 
@@ -199,6 +206,8 @@ pub struct Rib {
     peers: Vec<Option<RibPeer>>,
     events: Vec<RouteEvent>,
     scratch: Vec<PathRef>,
+    /// Peers whose import limit was just reached (see [`Rib::take_limit_trips`]).
+    limit_trips: Vec<u16>,
     /// Report learned best-path changes as events.
     pub emit_events: bool,
 }
@@ -315,6 +324,7 @@ impl Rib {
             peers: vec![None],
             events: Vec::new(),
             scratch: Vec::new(),
+            limit_trips: Vec::new(),
             emit_events: true,
         }
     }
@@ -470,6 +480,10 @@ impl Rib {
         };
         let pre = self.import_check(peer, &attrs);
         let policy = peer.import.clone();
+        let block_at = peer
+            .import_limit
+            .filter(|l| l.action == LimitAction::Block)
+            .map(|l| l.max);
         let (fam, mut parts) = P::split(self);
         let base = parts.attrs.intern(attrs);
         let base_attrs = parts.attrs.get(base).clone();
@@ -482,6 +496,7 @@ impl Rib {
             _ => None,
         };
         let mut base_refs = 0u32;
+        let mut refused_by_limit = false;
         for &prefix in nlri {
             let (attr, flags, reason) = match (pre, &policy) {
                 (Err(r), _) => (base, PF_REJECTED, r),
@@ -508,6 +523,19 @@ impl Rib {
                     }
                 }
             };
+            // Block: once the limit is reached, routes the peer did not have accepted
+            // already are refused (an update of an accepted one is not a new route).
+            let (attr, flags, reason) = match block_at {
+                Some(max)
+                    if flags == 0
+                        && accepted_count(parts.peers, idx) >= max
+                        && !holds_accepted(fam, &prefix, idx) =>
+                {
+                    refused_by_limit = true;
+                    (base, PF_REJECTED, RejectReason::ImportLimit)
+                }
+                _ => (attr, flags, reason),
+            };
             if attr == base {
                 base_refs += 1;
             } else {
@@ -529,6 +557,18 @@ impl Rib {
         parts.attrs.release(base);
         for (_, id) in modified {
             parts.attrs.release(id);
+        }
+        if refused_by_limit {
+            self.limit_reached(idx);
+        }
+    }
+
+    /// Reports peer `idx`'s import limit as reached, once until the count falls below it.
+    fn limit_reached(&mut self, idx: u16) {
+        if let Some(p) = self.peer_mut(idx) {
+            if !std::mem::replace(&mut p.limit_reported, true) {
+                self.limit_trips.push(idx);
+            }
         }
     }
 
@@ -598,6 +638,30 @@ impl Rib {
                 self.flush_stale(idx, Some(afi));
             }
         }
+        self.check_import_limit(idx);
+    }
+
+    /// Notes a peer whose accepted routes reached its import limit (once, until the count
+    /// falls below it again); the speaker takes the limit's action.
+    fn check_import_limit(&mut self, idx: u16) {
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        let Some(limit) = p.import_limit else {
+            return;
+        };
+        let accepted = p.counters.accepted;
+        // Block stops at the limit (reported by the import); the others act past it.
+        if limit.action != LimitAction::Block && accepted > limit.max {
+            self.limit_reached(idx);
+        } else if accepted < limit.max {
+            p.limit_reported = false;
+        }
+    }
+
+    /// Peers whose import limit was reached since the last call.
+    pub fn take_limit_trips(&mut self) -> Vec<u16> {
+        std::mem::take(&mut self.limit_trips)
     }
 
     /// Originates (or updates) local routes.

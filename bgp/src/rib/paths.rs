@@ -31,6 +31,31 @@ pub(super) fn count(peers: &mut [Option<RibPeer>], p: PathRef, add: bool) {
     }
 }
 
+/// Routes accepted from peer `idx` so far.
+pub(super) fn accepted_count(peers: &[Option<RibPeer>], idx: u16) -> u64 {
+    peers
+        .get(idx as usize)
+        .and_then(Option::as_ref)
+        .map_or(0, |p| p.counters.accepted)
+}
+
+/// Whether peer `idx` has an accepted path for `prefix`.
+pub(super) fn holds_accepted<P: Fam>(fam: &Family<P>, prefix: &P, idx: u16) -> bool {
+    let Some(slot) = fam.table.slots.get(prefix) else {
+        return false;
+    };
+    let accepted = |p: PathRef| p.peer == idx && p.flags & PF_REJECTED == 0;
+    if slot.peer == idx {
+        return accepted(slot.first());
+    }
+    slot.dflags & DF_MULTI != 0
+        && fam
+            .table
+            .more
+            .get(prefix)
+            .is_some_and(|m| m.paths.iter().any(|p| accepted(*p)))
+}
+
 /// Adds or replaces `path` (its peer's path) for `prefix`. The path's attribute reference
 /// moves into the table.
 pub(super) fn upsert<P: Fam>(fam: &mut Family<P>, parts: &mut Parts<'_>, prefix: P, path: PathRef) {

@@ -5,6 +5,8 @@
 //! typed events and back; every decision is the speaker task's.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -50,6 +52,15 @@ enum WriteCmd {
     Close,
 }
 
+/// Bounds on what one connection may hold us to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendLimits {
+    /// RFC 9687: a write making no progress for this long ends the connection.
+    pub send_hold: Option<Duration>,
+    /// Most bytes queued and not yet written.
+    pub max_queue: usize,
+}
+
 /// The speaker's handle on one open connection. Dropping it closes the connection after
 /// what was queued has been written.
 pub(crate) struct Conn {
@@ -58,6 +69,9 @@ pub(crate) struct Conn {
     tx: mpsc::UnboundedSender<WriteCmd>,
     reader: AbortHandle,
     writer: Option<JoinHandle<()>>,
+    /// Bytes handed to the writer and not yet written.
+    queued: Arc<AtomicUsize>,
+    max_queue: usize,
 }
 
 impl Conn {
@@ -68,27 +82,52 @@ impl Conn {
         id: u64,
         ctx: UpdateCtx,
         events: mpsc::Sender<ConnEvent>,
+        limits: SendLimits,
     ) -> std::io::Result<Conn> {
         let local = stream.local_addr()?;
         let _ = stream.set_nodelay(true);
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(rd, peer, id, ctx, events)).abort_handle();
-        let writer = Some(tokio::spawn(write_loop(wr, rx)));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let reader = tokio::spawn(read_loop(rd, peer, id, ctx, events.clone())).abort_handle();
+        let writer = Writer {
+            peer,
+            conn: id,
+            events,
+            queued: queued.clone(),
+            send_hold: limits.send_hold,
+        };
+        let writer = Some(tokio::spawn(writer.run(wr, rx)));
         Ok(Conn {
             id,
             local,
             tx,
             reader,
             writer,
+            queued,
+            max_queue: limits.max_queue,
         })
     }
 
-    /// Queues bytes to send.
-    pub fn send(&self, bytes: Vec<u8>) {
-        if !bytes.is_empty() {
-            let _ = self.tx.send(WriteCmd::Data(bytes));
+    /// Queues bytes to send. Refuses (false, nothing queued) when the queue would grow
+    /// past its bound: the peer is not reading, and the caller resets the session.
+    #[must_use]
+    pub fn send(&self, bytes: Vec<u8>) -> bool {
+        if bytes.is_empty() {
+            return true;
         }
+        let len = bytes.len();
+        if self.queued.load(Ordering::Relaxed) + len > self.max_queue {
+            return false;
+        }
+        self.queued.fetch_add(len, Ordering::Relaxed);
+        let _ = self.tx.send(WriteCmd::Data(bytes));
+        true
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Stops reading, writes what is queued, then closes. Returns the writer task so a
@@ -97,6 +136,14 @@ impl Conn {
         self.reader.abort();
         let _ = self.tx.send(WriteCmd::Close);
         self.writer.take()
+    }
+
+    /// Ends the connection now, dropping whatever is queued (a peer that does not read).
+    pub fn abort(mut self) {
+        self.reader.abort();
+        if let Some(w) = self.writer.take() {
+            w.abort();
+        }
     }
 }
 
@@ -168,32 +215,77 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<WriteCmd>) {
-    let mut out: Vec<u8> = Vec::new();
-    while let Some(cmd) = rx.recv().await {
-        let mut close = false;
-        match cmd {
-            WriteCmd::Data(d) => out = d,
-            WriteCmd::Close => close = true,
-        }
-        // Coalesce everything already queued into one write.
-        while !close {
-            match rx.try_recv() {
-                Ok(WriteCmd::Data(d)) => out.extend_from_slice(&d),
-                Ok(WriteCmd::Close) => close = true,
-                Err(_) => break,
+/// The writing half of a connection: coalesces what is queued into one write, counts it
+/// off the queue as it leaves, and ends the connection when the peer stops reading for
+/// the send hold time (RFC 9687).
+struct Writer {
+    peer: u16,
+    conn: u64,
+    events: mpsc::Sender<ConnEvent>,
+    queued: Arc<AtomicUsize>,
+    send_hold: Option<Duration>,
+}
+
+impl Writer {
+    async fn run(self, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<WriteCmd>) {
+        let mut out: Vec<u8> = Vec::new();
+        while let Some(cmd) = rx.recv().await {
+            let mut close = false;
+            match cmd {
+                WriteCmd::Data(d) => out = d,
+                WriteCmd::Close => close = true,
+            }
+            // Coalesce everything already queued into one write.
+            while !close {
+                match rx.try_recv() {
+                    Ok(WriteCmd::Data(d)) => out.extend_from_slice(&d),
+                    Ok(WriteCmd::Close) => close = true,
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = self.write_all(&mut wr, &out).await {
+                let _ = self
+                    .events
+                    .send(ConnEvent::Closed {
+                        peer: self.peer,
+                        conn: self.conn,
+                        error,
+                    })
+                    .await;
+                return;
+            }
+            out = Vec::new();
+            if close {
+                let _ = wr.shutdown().await;
+                return;
             }
         }
-        if !out.is_empty() && wr.write_all(&out).await.is_err() {
-            return;
-        }
-        out = Vec::new();
-        if close {
-            let _ = wr.shutdown().await;
-            return;
-        }
+        let _ = wr.shutdown().await;
     }
-    let _ = wr.shutdown().await;
+
+    /// Writes `buf`, each partial write within the send hold time.
+    async fn write_all(&self, wr: &mut OwnedWriteHalf, buf: &[u8]) -> Result<(), String> {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let write = wr.write(&buf[pos..]);
+            let written = match self.send_hold {
+                Some(hold) => tokio::time::timeout(hold, write).await.map_err(|_| {
+                    format!(
+                        "send hold timer expired: the peer read nothing for {} s (RFC 9687)",
+                        hold.as_secs()
+                    )
+                })?,
+                None => write.await,
+            };
+            let n = written.map_err(|e| socket::error_text(&e))?;
+            if n == 0 {
+                return Err("Connection closed".into());
+            }
+            pos += n;
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 /// Starts an outbound connection attempt; the result comes back as an event.

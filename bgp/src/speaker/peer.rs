@@ -9,7 +9,7 @@ use tokio::task::AbortHandle;
 
 use super::conn::Conn;
 use super::socket::ConnectParams;
-use crate::config::{PeerConfig, SpeakerConfig};
+use crate::config::{LimitAction, PeerConfig, SpeakerConfig};
 use crate::events::PeerStatus;
 use crate::fsm::{Session, SessionConfig, State};
 use crate::prefix::Afi;
@@ -32,6 +32,13 @@ pub(crate) struct Peer {
     /// Families the peer listed in its graceful-restart capability (kept when it restarts).
     pub gr_families: Vec<Afi>,
     pub route_refresh: bool,
+    /// When each family was last re-advertised for a ROUTE-REFRESH, and the families whose
+    /// refresh waits for the rate limit.
+    pub refreshed: Vec<(Afi, std::time::Instant)>,
+    pub refresh_due: Vec<Afi>,
+    /// The import limit's action took the session down for good (action disable): it
+    /// stays down until the peer is reconfigured.
+    pub disabled: bool,
 }
 
 pub(crate) fn session_config(spk: &SpeakerConfig, p: &PeerConfig) -> SessionConfig {
@@ -65,6 +72,9 @@ impl Peer {
             gr_restart_time: None,
             gr_families: Vec::new(),
             route_refresh: false,
+            refreshed: Vec::new(),
+            refresh_due: Vec::new(),
+            disabled: false,
         }
     }
 
@@ -104,6 +114,23 @@ impl Peer {
             prefixes_accepted: c.accepted,
             prefixes_advertised: rp.map_or(0, |p| p.advertised()),
             prefixes_stale: c.stale,
+            note: self.limit_note(rp),
         }
+    }
+
+    /// What `node status` says of an import limit that was reached.
+    fn limit_note(&self, rp: Option<&crate::rib::RibPeer>) -> Option<String> {
+        let rp = rp?;
+        let limit = self.cfg.import_limit?;
+        if !rp.limit_reported {
+            return None;
+        }
+        let max = limit.max;
+        Some(match limit.action {
+            LimitAction::Warn => format!("import limit {max} exceeded"),
+            LimitAction::Block => format!("import limit {max} reached: further routes refused"),
+            LimitAction::Restart => format!("import limit {max} exceeded: session restarted"),
+            LimitAction::Disable => format!("import limit {max} exceeded: session disabled"),
+        })
     }
 }

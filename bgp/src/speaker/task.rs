@@ -12,12 +12,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use super::conn::{self, Conn, ConnEvent};
+use super::conn::{self, Conn, ConnEvent, SendLimits};
 use super::peer::{Peer, session_config};
 use super::socket;
 use super::timers::{TimerId, Timers};
 use super::{Command, EventSink};
-use crate::config::SpeakerConfig;
+use crate::config::{LimitAction, SpeakerConfig};
 use crate::events::RouteEvent;
 use crate::fsm::{
     DownInfo, Input, Negotiated, Outgoing, Output, Session, State, TimerKind,
@@ -46,6 +46,9 @@ pub(crate) struct Task {
     next_id: u64,
     closing: Vec<JoinHandle<()>>,
     rng: u64,
+    /// Connections whose send queue overflowed in this pass: (peer, second, conn id,
+    /// bytes it would have held); reset at the end of the pass.
+    overflowed: Vec<(u16, bool, u64, usize)>,
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {
@@ -81,6 +84,7 @@ impl Task {
             next_id: 1,
             closing: Vec::new(),
             rng: 0,
+            overflowed: Vec::new(),
         };
         let seed = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -139,6 +143,45 @@ impl Task {
                 }
             }
             self.flush();
+            self.reset_overflowed();
+        }
+    }
+
+    /// Queues `bytes` on peer `idx`'s connection (main, or the colliding second one); a
+    /// queue past its bound gets the connection reset at the end of the pass.
+    fn send_on(&mut self, idx: u16, second: bool, bytes: Vec<u8>) {
+        let Some(c) = self.conn_of(idx, second) else {
+            return;
+        };
+        let len = bytes.len();
+        if !c.send(bytes) {
+            let (id, queued) = (c.id, c.queued() + len);
+            self.overflowed.push((idx, second, id, queued));
+        }
+    }
+
+    /// Resets the connections whose peer stopped reading (see [`Task::send_on`]).
+    fn reset_overflowed(&mut self) {
+        for (idx, second, id, queued) in std::mem::take(&mut self.overflowed) {
+            let error = format!(
+                "send queue full: {} KiB for a peer that does not read (limit {} KiB)",
+                queued / 1024,
+                self.cfg.max_send_queue / 1024
+            );
+            let Some(p) = self.peer_mut(idx) else {
+                continue;
+            };
+            if !second {
+                match p.main_conn.take() {
+                    Some(c) if c.id == id => c.abort(),
+                    other => {
+                        p.main_conn = other;
+                        continue;
+                    }
+                }
+            }
+            tracing::warn!(peer = %p.cfg.address, "{error}: resetting the session");
+            self.feed(idx, second, Input::TcpClosed { error });
         }
     }
 
@@ -230,7 +273,8 @@ impl Task {
             return Err(Error::NoSuchPeer(cfg.address));
         };
         let old = peer.cfg.clone();
-        if old.needs_reset(&cfg) {
+        let was_disabled = std::mem::take(&mut peer.disabled);
+        if was_disabled || old.needs_reset(&cfg) {
             let n = Notification::new(code::CEASE, subcode::cease::CONFIG_CHANGE, Vec::new());
             self.stop_peer(idx, n);
             if old.password != cfg.password {
@@ -263,9 +307,7 @@ impl Task {
                 for afi in fams {
                     encode::push_route_refresh(&mut out, afi);
                 }
-                if let Some(c) = &peer.main_conn {
-                    c.send(out);
-                }
+                self.send_on(idx, false, out);
             } else {
                 let n = Notification::new(code::CEASE, subcode::cease::CONFIG_CHANGE, Vec::new());
                 self.stop_peer(idx, n);
@@ -411,7 +453,12 @@ impl Task {
         let id = self.next_id;
         self.next_id += 1;
         let ctx = self.peer(idx)?.update_ctx(&self.cfg);
-        let conn = match Conn::spawn(stream, idx, id, ctx, self.conn_tx.clone()) {
+        let limits = SendLimits {
+            send_hold: (self.cfg.send_hold_time > 0)
+                .then(|| Duration::from_secs(u64::from(self.cfg.send_hold_time))),
+            max_queue: self.cfg.max_send_queue,
+        };
+        let conn = match Conn::spawn(stream, idx, id, ctx, self.conn_tx.clone(), limits) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("connection setup: {e}");
@@ -479,6 +526,8 @@ impl Task {
                     }
                     self.rib.flush_stale(peer, None);
                 }
+                TimerId::RouteRefresh(peer) => self.due_refreshes(peer, now),
+                TimerId::LimitRestart(peer) => self.feed(peer, false, Input::Start),
             }
         }
     }
@@ -596,9 +645,7 @@ impl Task {
                         encode::push_notification(&mut out, &n);
                     }
                 }
-                if let Some(c) = self.conn_of(idx, second) {
-                    c.send(out);
-                }
+                self.send_on(idx, second, out);
             }
             Output::ArmTimer(kind, d) => {
                 // RFC 4271 §10: jitter (0.75–1.0) on the retry timers so two speakers
@@ -649,8 +696,91 @@ impl Task {
                     );
                 }
                 self.rib.apply_update(idx, *u);
+                for peer in self.rib.take_limit_trips() {
+                    self.import_limit_reached(peer);
+                }
             }
-            Output::RouteRefresh(afi) => self.rib.route_refresh(idx, afi),
+            Output::RouteRefresh(afi) => self.route_refresh(idx, afi, now),
+        }
+    }
+
+    /// Takes the import limit's action for a peer whose accepted routes reached it.
+    fn import_limit_reached(&mut self, idx: u16) {
+        let Some(p) = self.peer(idx) else {
+            return;
+        };
+        let Some(limit) = p.cfg.import_limit else {
+            return;
+        };
+        let accepted = self.rib.peer(idx).map_or(0, |r| r.counters.accepted);
+        let addr = p.cfg.address;
+        let max = limit.max;
+        match limit.action {
+            LimitAction::Warn => {
+                tracing::warn!(peer = %addr, max, accepted, "import limit exceeded");
+            }
+            LimitAction::Block => {
+                tracing::warn!(peer = %addr, max, "import limit reached: further routes from the peer are refused");
+            }
+            LimitAction::Restart | LimitAction::Disable => {
+                let disable = limit.action == LimitAction::Disable;
+                tracing::warn!(peer = %addr, max, accepted, disable, "import limit exceeded: resetting the session (Cease, Maximum Number of Prefixes Reached)");
+                let n = Notification::new(code::CEASE, subcode::cease::MAX_PREFIXES, Vec::new());
+                self.stop_peer(idx, n);
+                let Some(p) = self.peer_mut(idx) else {
+                    return;
+                };
+                p.disabled = disable;
+                if !disable {
+                    // Not at once: the peer would resend the same table and trip it again.
+                    let wait = Duration::from_secs(u64::from(p.cfg.error_wait_time.1.max(1)));
+                    self.timers
+                        .arm(TimerId::LimitRestart(idx), Instant::now() + wait);
+                }
+            }
+        }
+    }
+
+    /// A peer's ROUTE-REFRESH: the whole Adj-RIB-Out of the family is re-encoded, so one
+    /// per family per `route_refresh_min_interval_ms` at most; those arriving faster are
+    /// coalesced into one at the end of the interval.
+    fn route_refresh(&mut self, idx: u16, afi: Afi, now: Instant) {
+        let interval = Duration::from_millis(self.cfg.route_refresh_min_interval_ms);
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        let last = p.refreshed.iter().find(|(a, _)| *a == afi).map(|(_, t)| *t);
+        match last {
+            Some(t) if now < t + interval => {
+                if !p.refresh_due.contains(&afi) {
+                    p.refresh_due.push(afi);
+                }
+                tracing::debug!(?afi, "ROUTE-REFRESH coalesced (rate limit)");
+                let due = t + interval;
+                if self
+                    .timers
+                    .deadline(TimerId::RouteRefresh(idx))
+                    .is_none_or(|d| d > due)
+                {
+                    self.timers.arm(TimerId::RouteRefresh(idx), due);
+                }
+            }
+            _ => {
+                p.refreshed.retain(|(a, _)| *a != afi);
+                p.refreshed.push((afi, now));
+                self.rib.route_refresh(idx, afi);
+            }
+        }
+    }
+
+    /// The refreshes held back by the rate limit whose time has come.
+    fn due_refreshes(&mut self, idx: u16, now: Instant) {
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        let due = std::mem::take(&mut p.refresh_due);
+        for afi in due {
+            self.route_refresh(idx, afi, now);
         }
     }
 
@@ -710,6 +840,12 @@ impl Task {
             Vec::new()
         };
         let restart = p.gr_restart_time.filter(|&t| t > 0 && !keep.is_empty());
+        // Refreshes held back for the old session mean nothing to the next one.
+        p.refresh_due.clear();
+        self.timers.cancel(TimerId::RouteRefresh(idx));
+        let Some(p) = self.peer(idx) else {
+            return;
+        };
         let name = p.cfg.name.clone();
         let addr = p.cfg.address;
         tracing::info!("session down: {}", info.reason);
@@ -856,12 +992,11 @@ impl Task {
         }
         for idx in self.rib.peers_with_wire() {
             let bytes = self.rib.take_wire(idx);
-            if let Some(p) = self.peer(idx) {
-                if p.main.state() == State::Established {
-                    if let Some(c) = &p.main_conn {
-                        c.send(bytes);
-                    }
-                }
+            if self
+                .peer(idx)
+                .is_some_and(|p| p.main.state() == State::Established)
+            {
+                self.send_on(idx, false, bytes);
             }
         }
     }

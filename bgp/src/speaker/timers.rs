@@ -19,14 +19,20 @@ pub(crate) enum TimerId {
     GrRestart(u16),
     /// Graceful restart: longest wait for End-of-RIB after the peer came back.
     StalePath(u16),
+    /// A ROUTE-REFRESH held back by the rate limit is due.
+    RouteRefresh(u16),
+    /// A session reset by its import limit (action restart) starts again.
+    LimitRestart(u16),
 }
 
 impl TimerId {
     pub fn peer(&self) -> u16 {
         match *self {
-            TimerId::Session { peer, .. } | TimerId::GrRestart(peer) | TimerId::StalePath(peer) => {
-                peer
-            }
+            TimerId::Session { peer, .. }
+            | TimerId::GrRestart(peer)
+            | TimerId::StalePath(peer)
+            | TimerId::RouteRefresh(peer)
+            | TimerId::LimitRestart(peer) => peer,
         }
     }
 }
