@@ -122,6 +122,10 @@ pub struct NodeConfig {
     #[arg(long, env = "CALICO_IPAM_EMPTY_BLOCK_GRACE", default_value_t = 300)]
     pub empty_block_grace: u64,
 
+    /// The cluster type recorded in ClusterInformation (`calicoctl version` shows it).
+    #[arg(long, env = "CLUSTER_TYPE", default_value = "calico-rs,bgp")]
+    pub cluster_type: String,
+
     /// Most routes accepted from one BGP peer (BIRD's `import limit`); 0 = no limit. A
     /// misconfigured router sending a full table must not take the node down.
     #[arg(long, env = "CALICO_RS_BGP_IMPORT_LIMIT", default_value_t = 100_000)]

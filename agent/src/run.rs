@@ -21,7 +21,7 @@ use crate::dataplane::netlink::NetlinkKernel;
 use crate::dataplane::ownership::OwnershipPolicy;
 use crate::dataplane::route_table::RouteTable;
 use crate::local::LocalNode;
-use crate::startup::{autodetect, ensure_default_pool, register_node};
+use crate::startup::{autodetect, ensure_cluster_information, ensure_default_pool, register_node};
 use crate::state::ClusterState;
 use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
@@ -99,6 +99,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let client = Client::new(store.clone());
     register_node(&client, &local, as_number).await?;
     ensure_default_pool(&client, &cfg).await?;
+    ensure_cluster_information(&client, &cfg.cluster_type).await?;
     if let Err(e) = kernel.set_sysctl("net/ipv4/ip_forward", "1").await {
         warn!(error = %e, "cannot enable IPv4 forwarding");
     }

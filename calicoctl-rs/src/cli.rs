@@ -39,6 +39,8 @@ pub enum Command {
     Patch(PatchArgs),
     /// Display the version of this binary and of the cluster.
     Version(VersionArgs),
+    /// Data store maintenance (`datastore migrate lock|unlock`).
+    Datastore(crate::commands::migrate::DatastoreArgs),
     /// IP address management (show, check, release, configure).
     Ipam(crate::commands::ipam::IpamArgs),
     /// Calico node management (status of the local calico-node).

@@ -42,6 +42,8 @@ pub struct CheckReport {
     pub in_use_not_allocated: Vec<InUse>,
     /// Handle resources whose blocks hold no address for them.
     pub handles_without_ips: Vec<String>,
+    /// The revision of every handle resource, by id (a guarded delete compares it).
+    pub handle_revisions: BTreeMap<String, datastore::Revision>,
     /// Handle resources that do have addresses.
     pub handles_with_ips: usize,
     /// Handles named by allocations but with no handle resource (leaked addresses).
@@ -74,25 +76,13 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 // ===== impl Ipam =====
 
 impl Ipam {
-    /// Cross-checks IPAM (see [`CheckReport`]).
-    pub async fn check(&self) -> Result<CheckReport> {
-        let mut report = CheckReport::default();
-        let blocks = self.all_blocks().await?;
-        report.blocks = blocks.len();
-        report.allocations = self.allocations().await?;
-        report.active_pools = self
-            .pools()
-            .await?
-            .iter()
-            .filter(|p| !p.disabled)
-            .map(|p| p.cidr)
-            .collect();
-
-        // What uses addresses outside IPAM.
+    /// Addresses WorkloadEndpoints record (`spec.ipNetworks`).
+    pub async fn workload_ips(&self) -> Result<Vec<InUse>> {
         let weps = self
             .ds
             .list(&keys::resource_prefix("workloadendpoints"))
             .await?;
+        let mut out = Vec::new();
         for kv in &weps.items {
             let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
                 continue;
@@ -108,13 +98,19 @@ impl Ipam {
                 .cloned()
                 .unwrap_or_default();
             for ip in nets.iter().filter_map(Value::as_str).filter_map(ip_of) {
-                report.workload_ips.push(InUse {
+                out.push(InUse {
                     ip,
                     owner: owner.clone(),
                 });
             }
         }
+        Ok(out)
+    }
+
+    /// Tunnel addresses Nodes record (IPIP and VXLAN).
+    pub async fn tunnel_ips(&self) -> Result<Vec<InUse>> {
         let nodes = self.ds.list(&keys::resource_prefix("nodes")).await?;
+        let mut out = Vec::new();
         for kv in &nodes.items {
             let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
                 continue;
@@ -125,13 +121,40 @@ impl Ipam {
                 (&["spec", "ipv4VXLANTunnelAddr"][..], "vxlan tunnel"),
             ] {
                 if let Some(ip) = str_at(&v, path).and_then(ip_of) {
-                    report.tunnel_ips.push(InUse {
+                    out.push(InUse {
                         ip,
                         owner: format!("Node {name} ({what})"),
                     });
                 }
             }
         }
+        Ok(out)
+    }
+
+    /// Every address a workload or node uses now.
+    pub async fn usage(&self) -> Result<Vec<InUse>> {
+        let (mut w, t) = tokio::try_join!(self.workload_ips(), self.tunnel_ips())?;
+        w.extend(t);
+        Ok(w)
+    }
+
+    /// Cross-checks IPAM (see [`CheckReport`]).
+    pub async fn check(&self) -> Result<CheckReport> {
+        let mut report = CheckReport::default();
+        let blocks = self.all_blocks().await?;
+        report.blocks = blocks.len();
+        report.allocations = self.allocations().await?;
+        report.active_pools = self
+            .pools()
+            .await?
+            .iter()
+            .filter(|p| !p.disabled)
+            .map(|p| p.cidr)
+            .collect();
+
+        // What uses addresses outside IPAM.
+        report.workload_ips = self.workload_ips().await?;
+        report.tunnel_ips = self.tunnel_ips().await?;
 
         // Allocated but not in use; in use but not allocated.
         let in_use: BTreeSet<IpAddr> = report
@@ -170,6 +193,9 @@ impl Ipam {
                 continue;
             };
             handle_ids.insert(id.to_string());
+            report
+                .handle_revisions
+                .insert(id.to_string(), kv.mod_revision);
             if by_handle.contains_key(id) {
                 report.handles_with_ips += 1;
             } else {

@@ -32,4 +32,5 @@ pub use datastore::model::ipam::{AffinityState, IpamConfig};
 pub use error::{Error, Result};
 pub use pool::{AllowedUse, Pool};
 pub use query::{Affinity, Allocation, BlockInfo};
+pub use release::LeakRelease;
 pub use tunnel::TunnelKind;

@@ -13,6 +13,18 @@ use crate::client::{Ipam, valid_key_segment};
 use crate::error::{Error, Result};
 use crate::store::{self, Retry};
 
+/// What [`Ipam::release_if_still_leaked`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakRelease {
+    Released,
+    /// Not allocated any more.
+    AlreadyFree,
+    /// Released and allocated again since the report (another handle or sequence).
+    Reallocated,
+    /// A workload or node uses it now.
+    InUse,
+}
+
 // ===== impl Ipam =====
 
 impl Ipam {
@@ -91,6 +103,60 @@ impl Ipam {
         }
         debug!(%ip, "released");
         Ok(true)
+    }
+
+    /// Releases `ip` only if it is still the allocation a leak report saw: same handle and
+    /// sequence number (not released and handed out again since), and not used by a
+    /// workload or as a node's tunnel address now. Never frees an address in use.
+    pub async fn release_if_still_leaked(
+        &self,
+        ip: IpAddr,
+        handle: Option<&str>,
+        sequence: Option<u64>,
+    ) -> Result<LeakRelease> {
+        if self.in_use_now(ip).await? {
+            return Ok(LeakRelease::InUse);
+        }
+        let Some(current) = self.ip_info(ip).await? else {
+            return Ok(LeakRelease::AlreadyFree);
+        };
+        let same_handle = handle.is_none_or(|h| current.handle.as_deref() == Some(h));
+        let same_sequence = sequence.is_none_or(|s| s == current.sequence);
+        if !same_handle || !same_sequence {
+            return Ok(LeakRelease::Reallocated);
+        }
+        match self.release_ip(ip, Some(current.sequence)).await {
+            Ok(true) => Ok(LeakRelease::Released),
+            Ok(false) => Ok(LeakRelease::AlreadyFree),
+            Err(Error::BadSequenceNumber { .. }) => Ok(LeakRelease::Reallocated),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a WorkloadEndpoint or a Node (tunnel address) uses `ip` now.
+    async fn in_use_now(&self, ip: IpAddr) -> Result<bool> {
+        let report = self.usage().await?;
+        Ok(report.iter().any(|u| u.ip == ip))
+    }
+
+    /// Deletes handle `id` only if it is still at `revision` (unchanged since the report)
+    /// and none of its blocks holds an address for it.
+    pub async fn release_handle_if_unchanged(
+        &self,
+        id: &str,
+        revision: datastore::Revision,
+    ) -> Result<bool> {
+        if !valid_key_segment(id) {
+            return Err(Error::InvalidHandle(id.to_string()));
+        }
+        if !self.ips_by_handle(id).await?.is_empty() {
+            return Ok(false);
+        }
+        match self.ds.delete(&keys::handle(id), Some(revision)).await {
+            Ok(_) => Ok(true),
+            Err(datastore::Error::NotFound { .. } | datastore::Error::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Releases each address; returns those that were not allocated.

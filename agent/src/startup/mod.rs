@@ -5,7 +5,8 @@ pub mod autodetect;
 
 use datastore::Client;
 use datastore::model::{
-    AsNumber, EncapMode, IPPool, IPPoolSpec, Node, NodeBgpSpec, NodeSpec, Object,
+    AsNumber, ClusterInformation, ClusterInformationSpec, EncapMode, IPPool, IPPoolSpec, Node,
+    NodeBgpSpec, NodeSpec, Object,
 };
 use thiserror::Error;
 use tracing::info;
@@ -150,4 +151,51 @@ pub async fn ensure_default_pool(client: &Client, cfg: &NodeConfig) -> Result<()
         Err(datastore::Error::AlreadyExists { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Makes sure ClusterInformation `default` exists (as calico-node does at start): a
+/// cluster GUID (`calicoctl ipam release --from-report` checks reports against it), the
+/// cluster type, this version, and the data store ready. An existing one keeps its GUID
+/// and its lock (`datastoreReady`); only an outdated version or type is updated.
+pub async fn ensure_cluster_information(
+    client: &Client,
+    cluster_type: &str,
+) -> Result<(), StartupError> {
+    let version = format!("v{}", env!("CARGO_PKG_VERSION"));
+    for _ in 0..10 {
+        let result = match client.try_get::<ClusterInformation>("default").await? {
+            None => {
+                let spec = ClusterInformationSpec {
+                    cluster_guid: uuid::Uuid::new_v4().simple().to_string(),
+                    cluster_type: cluster_type.to_string(),
+                    calico_version: version.clone(),
+                    datastore_ready: Some(true),
+                    ..ClusterInformationSpec::default()
+                };
+                client.create(Object::new("default", spec)).await.map(drop)
+            }
+            Some(info)
+                if !info.spec.cluster_guid.is_empty()
+                    && info.spec.calico_version == version
+                    && info.spec.cluster_type == cluster_type =>
+            {
+                return Ok(());
+            }
+            Some(mut info) => {
+                if info.spec.cluster_guid.is_empty() {
+                    info.spec.cluster_guid = uuid::Uuid::new_v4().simple().to_string();
+                }
+                info.spec.calico_version = version.clone();
+                info.spec.cluster_type = cluster_type.to_string();
+                client.update(info).await.map(drop)
+            }
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            // Another node wrote it meanwhile: look again.
+            Err(datastore::Error::AlreadyExists { .. } | datastore::Error::Conflict { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }

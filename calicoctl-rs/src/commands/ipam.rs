@@ -3,6 +3,7 @@
 //! prints it.
 
 mod check;
+mod report;
 mod show;
 pub(crate) mod table;
 #[cfg(test)]
@@ -59,7 +60,7 @@ pub struct ShowArgs {
 /// `check [--output=<report.json>] [--show-all-ips] [--show-problem-ips]`
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Accepted for compatibility; the report is printed.
+    /// Path to output report file (Calico's JSON, for `release --from-report`).
     #[arg(short = 'o', long = "output")]
     pub output: Option<String>,
     /// Accepted for compatibility.
@@ -70,12 +71,21 @@ pub struct CheckArgs {
     pub show_problem_ips: bool,
 }
 
-/// `release --ip=<IP>`
+/// `release [--ip=<IP>] [--from-report=<REPORT>]... [--force]`
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["ip", "from_report"])))]
 pub struct ReleaseArgs {
     /// IP address to release.
-    #[arg(long = "ip", required = true)]
-    pub ip: String,
+    #[arg(long = "ip")]
+    pub ip: Option<String>,
+    /// Release the leaked addresses of the report (`ipam check -o`). With several
+    /// reports, only addresses leaked in all of them are released.
+    #[arg(long = "from-report")]
+    pub from_report: Vec<String>,
+    /// Release although the data store is not locked or the report came from another
+    /// calicoctl version.
+    #[arg(long = "force")]
+    pub force: bool,
 }
 
 /// `configure --strictaffinity=<true/false>`
@@ -96,8 +106,11 @@ pub(crate) fn ipam_err(e: ipam::Error) -> CliError {
 pub async fn render(ipam: &Ipam, args: &IpamArgs) -> CliResult<String> {
     match &args.command {
         IpamCommand::Show(a) => show::show(ipam, a).await,
-        IpamCommand::Check(_) => check::check(ipam).await,
-        IpamCommand::Release(a) => release(ipam, &a.ip).await,
+        IpamCommand::Check(a) => check::check(ipam, a.output.as_deref()).await,
+        IpamCommand::Release(a) if !a.from_report.is_empty() => {
+            report::release_from_reports(ipam, &a.from_report, a.force).await
+        }
+        IpamCommand::Release(a) => release(ipam, a.ip.as_deref().unwrap_or_default()).await,
         IpamCommand::Configure(a) => configure(ipam, &a.strict_affinity).await,
     }
 }

@@ -6,6 +6,7 @@ mod delete;
 pub(crate) mod flannel;
 mod get;
 pub(crate) mod ipam;
+pub(crate) mod migrate;
 pub(crate) mod node;
 mod patch;
 mod replace;
@@ -34,6 +35,7 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Delete(args) => delete::run(&client(cfg).await?, args).await,
         Command::Patch(args) => patch::run(&client(cfg).await?, args).await,
         Command::Version(_) => version::run(cfg).await,
+        Command::Datastore(args) => migrate::run(&client(cfg).await?, args).await,
         Command::Ipam(args) => ipam::run(crate::config::connect(cfg).await?, args).await,
         Command::Node(args) => node::run(args).await,
         Command::Flannel(args) => flannel::run(crate::config::connect(cfg).await?, args).await,

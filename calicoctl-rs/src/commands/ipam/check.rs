@@ -9,9 +9,13 @@ use ipam::Ipam;
 use super::ipam_err;
 use crate::error::CliResult;
 
-/// Runs the check and renders the report.
-pub async fn check(ipam: &Ipam) -> CliResult<String> {
+/// Runs the check and renders the report; with `output`, also writes the JSON report
+/// there (Calico's format, for `ipam release --from-report`).
+pub async fn check(ipam: &Ipam, output: Option<&str>) -> CliResult<String> {
     let r = ipam.check().await.map_err(ipam_err)?;
+    if let Some(path) = output {
+        super::report::write(&super::report::build(ipam, &r).await?, path)?;
+    }
     let blocks = ipam.all_blocks().await.map_err(ipam_err)?;
     let mut out = String::new();
     let o = &mut out;
