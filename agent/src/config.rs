@@ -150,6 +150,12 @@ pub struct NodeConfig {
     #[arg(long, env = "CALICO_RS_FAILPOINTS", hide = true)]
     pub failpoints: Option<String>,
 
+    /// Seconds an allocation in one of this node's blocks may go unused by any endpoint
+    /// or node before it is released as leaked (Calico's kube-controllers use 15 minutes);
+    /// 0 turns the collection off.
+    #[arg(long, env = "CALICO_IPAM_LEAK_GRACE", default_value_t = 900)]
+    pub ipam_leak_grace: u64,
+
     /// Log level (`info`, `debug`, ...); `CALICO_LOG_LEVEL` or RUST_LOG.
     #[arg(long, env = "CALICO_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

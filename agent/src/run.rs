@@ -27,7 +27,7 @@ use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
 use crate::tasks::liveness::{Heartbeat, Liveness};
 use crate::tasks::supervisor::Supervisor;
-use crate::tasks::{bgp, blockgc, health, status, tunnels};
+use crate::tasks::{bgp, blockgc, health, leakgc, status, tunnels};
 
 /// How long start-up waits for the datastore before giving up (a supervisor restarts us).
 const DATASTORE_WAIT: Duration = Duration::from_secs(60);
@@ -132,6 +132,16 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     }
 
     if backend != Backend::Flannel {
+        tasks.spawn(
+            "leakgc",
+            leakgc::run(
+                Ipam::new(store.clone()),
+                name.clone(),
+                Duration::from_secs(cfg.ipam_leak_grace),
+                state_rx.clone(),
+                liveness.heartbeat("leakgc"),
+            ),
+        );
         tasks.spawn(
             "blockgc",
             blockgc::run(

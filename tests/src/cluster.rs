@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use crate::bins::bin;
-use crate::cni::{CalicoConf, CniBin, Store, add_pod, del_pod};
+use crate::cni::{CalicoConf, Call, CniBin, CniOutput, Store, add_pod, del_pod};
 use crate::etcd::EtcdServer;
 use crate::netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
 
@@ -337,6 +337,12 @@ impl Cluster {
         conf.mtu_file = Some(self.nodes[i].mtu_file.clone());
         conf.ipam_lock_file = Some(self.nodes[i].run_dir.join("ipam.lock"));
         conf
+    }
+
+    /// Runs one CNI plugin call in node `i` with the node's CNI configuration (a call a
+    /// runtime would make, such as an IPAM ADD alone).
+    pub fn cni_call(&self, i: usize, call: &Call<'_>) -> Result<CniOutput> {
+        crate::cni::run(&self.nodes[i].ns, &self.cni, &self.cni_conf(i).json(), call)
     }
 
     /// Creates pod `name` on node `i` through CNI ADD; returns its index in `pods`.

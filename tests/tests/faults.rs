@@ -374,3 +374,61 @@ spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
         c.nodes[0].agent_log(20)
     );
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn an_address_nothing_uses_is_collected_after_the_grace_period_and_a_pods_never() {
+    let mut c =
+        Cluster::start(LabSpec::nodes(2).env("CALICO_IPAM_LEAK_GRACE", "3")).expect("lab starts");
+    let pod = c.add_pod(0, "web").expect("pod");
+    // A runtime whose ADD died after IPAM: an address allocated, no endpoint, no DEL.
+    let out = c
+        .cni_call(
+            0,
+            &lab::cni::Call {
+                plugin: "calico-ipam",
+                command: "ADD",
+                container_id: "killed-mid-add",
+                netns: Some("/run/netns/gone"),
+                ifname: "eth0",
+                args: "",
+            },
+        )
+        .expect("ipam add");
+    assert!(out.success(), "{}{}", out.stdout, out.stderr);
+    let leaked = out.ip().expect("an address");
+    let check = |c: &Cluster| {
+        let out = c.calicoctl(1, &["ipam", "check"]).expect("calicoctl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        check(&c).contains(&format!("{leaked} leaked")),
+        "{}",
+        check(&c)
+    );
+    let started = std::time::Instant::now();
+    assert!(
+        wait_until(WAIT, || check(&c)
+            .contains("Check complete; found 0 problems.")),
+        "the leak was not collected:\n{}\n{}",
+        check(&c),
+        c.logs(20)
+    );
+    println!(
+        "a leaked address (grace 3 s) collected {:.1} s after it was seen",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        c.nodes[0]
+            .agent_log(usize::MAX)
+            .contains("released a leaked address"),
+        "{}",
+        c.nodes[0].agent_log(20)
+    );
+    // The pod's address, in use all along, is still allocated and answering.
+    let show = c
+        .calicoctl(1, &["ipam", "show", "--ip", &c.pods[pod].ip.to_string()])
+        .expect("calicoctl");
+    let show = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert!(show.contains("is in use"), "{show}");
+}

@@ -30,6 +30,7 @@ pub mod bgp;
 pub mod blockgc;
 pub mod dataplane;
 pub mod health;
+pub mod leakgc;
 pub mod liveness;
 pub mod status;
 pub mod supervisor;
