@@ -79,6 +79,33 @@ fn decode_block(key: &str, value: &[u8]) -> Option<AllocationBlock> {
     }
 }
 
+/// An operator's resource (IPPool, BGPPeer, BGPConfiguration, FelixConfiguration) is held
+/// to calicoctl's rules: one written past calicoctl with impossible values (a CIDR that is
+/// no CIDR, an AS 0) is skipped with a line naming the key, as one that does not decode.
+/// Nodes and endpoints, written by calico-node and the CNI plugin, are taken as decoded.
+fn decode_checked<R: Resource>(key: &str, value: &[u8]) -> Option<R> {
+    let mut r = decode::<R>(key, value)?;
+    r.set_defaults();
+    match r.validate() {
+        Ok(()) => Some(r),
+        Err(e) => {
+            warn!(key, error = %e, "ignoring an invalid {} in the datastore", R::KIND);
+            None
+        }
+    }
+}
+
+fn put_checked<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
+    match decode_checked::<R>(key, value) {
+        Some(r) => {
+            map.insert(name.to_string(), r);
+        }
+        None => {
+            map.remove(name);
+        }
+    }
+}
+
 fn put_resource<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
     match decode::<R>(key, value) {
         Some(r) => {
@@ -106,13 +133,13 @@ impl ClusterState {
         match classify(key) {
             KeyKind::Resource { plural, name } => match plural {
                 p if p == Node::PLURAL => put_resource(&mut self.nodes, key, name, value),
-                p if p == IPPool::PLURAL => put_resource(&mut self.pools, key, name, value),
-                p if p == BGPPeer::PLURAL => put_resource(&mut self.bgp_peers, key, name, value),
+                p if p == IPPool::PLURAL => put_checked(&mut self.pools, key, name, value),
+                p if p == BGPPeer::PLURAL => put_checked(&mut self.bgp_peers, key, name, value),
                 p if p == BGPConfiguration::PLURAL => {
-                    put_resource(&mut self.bgp_configs, key, name, value)
+                    put_checked(&mut self.bgp_configs, key, name, value)
                 }
                 p if p == FelixConfiguration::PLURAL => {
-                    put_resource(&mut self.felix_configs, key, name, value)
+                    put_checked(&mut self.felix_configs, key, name, value)
                 }
                 p if p == WorkloadEndpoint::PLURAL => {
                     put_resource(&mut self.workloads, key, name, value)
@@ -270,6 +297,36 @@ mod tests {
         assert_eq!(state.pool_containing(&net).map(|p| p.name()), Some("p1"));
         state.delete(&keys::resource("ippools", "p1"));
         assert!(state.pools.is_empty());
+    }
+
+    #[test]
+    fn resources_with_impossible_values_are_skipped_like_ones_that_do_not_decode() {
+        let mut state = ClusterState::default();
+        let pool = |name: &str, spec: &str| {
+            format!(
+                r#"{{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{{"name":"{name}"}},"spec":{spec}}}"#
+            )
+        };
+        state.put(
+            &keys::resource("ippools", "good"),
+            pool("good", r#"{"cidr":"10.0.0.0/16"}"#).as_bytes(),
+        );
+        for (name, spec) in [
+            ("banana", r#"{"cidr":"banana"}"#),
+            ("huge-blocks", r#"{"cidr":"10.1.0.0/16","blockSize":99}"#),
+            ("link-local", r#"{"cidr":"169.254.0.0/16"}"#),
+        ] {
+            state.put(
+                &keys::resource("ippools", name),
+                pool(name, spec).as_bytes(),
+            );
+        }
+        state.put(
+            &keys::resource("bgppeers", "as-zero"),
+            br#"{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"as-zero"},"spec":{"peerIP":"10.0.0.9","asNumber":0}}"#,
+        );
+        assert_eq!(state.pools.keys().collect::<Vec<_>>(), vec!["good"]);
+        assert!(state.bgp_peers.is_empty());
     }
 
     #[test]

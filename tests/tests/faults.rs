@@ -432,3 +432,54 @@ fn an_address_nothing_uses_is_collected_after_the_grace_period_and_a_pods_never(
     let show = String::from_utf8_lossy(&show.stdout).into_owned();
     assert!(show.contains("is in use"), "{show}");
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test faults -- --ignored"]
+fn garbage_in_the_datastore_is_skipped_with_its_key_and_nothing_stops() {
+    let mut c = lab();
+    let a = c.add_pod(0, "a").expect("pod");
+    let b = c.add_pod(1, "b").expect("pod");
+    assert!(wait_until(WAIT, || c.pods_ping(a, b)), "{}", c.logs(20));
+    let junk: [(String, &str); 4] = [
+        (datastore::keys::resource("ippools", "junk"), "{not json"),
+        (
+            datastore::keys::resource("ippools", "banana"),
+            r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"banana"},"spec":{"cidr":"banana"}}"#,
+        ),
+        (
+            datastore::keys::resource("bgppeers", "as-zero"),
+            r#"{"kind":"BGPPeer","apiVersion":"projectcalico.org/v3","metadata":{"name":"as-zero"},"spec":{"peerIP":"10.0.0.9","asNumber":0}}"#,
+        ),
+        (
+            "/calico/ipam/v2/assignment/ipv4/block/10.99.0.0-26".to_string(),
+            r#"{"cidr":"10.99.0.0/26","affinity":"host:node1","allocations":[0],"unallocated":[5000],"attributes":[]}"#,
+        ),
+    ];
+    for (key, value) in &junk {
+        c.etcdctl(&["put", key, value]).expect("etcdctl put");
+    }
+    for (key, _) in &junk {
+        assert!(
+            wait_until(WAIT, || c.nodes[0]
+                .agent_log(usize::MAX)
+                .contains(key.as_str())),
+            "no log line names {key}\n{}",
+            c.nodes[0].agent_log(20)
+        );
+    }
+    for i in 0..2 {
+        assert!(c.nodes[i].agent_running(), "node{} stopped", i + 1);
+        assert!(
+            health(&c, i, "/liveness").is_some_and(|(code, _)| code == 200),
+            "node{} is not live",
+            i + 1
+        );
+    }
+    assert!(c.pods_ping(a, b), "pods keep talking\n{}", c.logs(20));
+    let out = c.calicoctl(0, &["ipam", "check"]).expect("calicoctl");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("10.99.0.0-26"),
+        "calicoctl names the corrupt block: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

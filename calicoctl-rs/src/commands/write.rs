@@ -73,8 +73,24 @@ async fn sync_ipam_config(
         .map_err(|e| datastore::Error::Backend(e.to_string()))
 }
 
-/// Checks and writes `docs` for `op`.
-pub async fn execute(client: &Client, mut docs: Vec<AnyResource>, op: BatchOp) -> CliResult {
+/// Checks and writes `docs` for `op`, printing what calicoctl prints on stdout.
+pub async fn execute(client: &Client, docs: Vec<AnyResource>, op: BatchOp) -> CliResult {
+    let mut out = String::new();
+    let result = write_batch(client, docs, op, &mut out).await;
+    print!("{out}");
+    result
+}
+
+/// The batch itself: stdout text into `out`, the failure (for stderr) as the error. On a
+/// failure after some documents were written (the store failed mid-way), `out` names each
+/// written one, and nothing after the failing one is written.
+pub async fn write_batch(
+    client: &Client,
+    mut docs: Vec<AnyResource>,
+    op: BatchOp,
+    out: &mut String,
+) -> CliResult {
+    use std::fmt::Write;
     if docs.is_empty() {
         return Err(CliError::new("No resources specified"));
     }
@@ -83,24 +99,29 @@ pub async fn execute(client: &Client, mut docs: Vec<AnyResource>, op: BatchOp) -
         .await
         .map_err(|e| failed(op, &docs, e.index, &e.message))?;
     let label = kind_label(&docs);
+    let mut written = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         if plan.skip.get(i).copied().unwrap_or(false) {
             continue;
         }
-        let written = match client.write_any(doc, op).await {
+        let result = match client.write_any(doc, op).await {
             Ok(stored) => sync_ipam_config(client, &stored, op).await,
             Err(e) => Err(e),
         };
-        if let Err(e) = written {
+        if let Err(e) = result {
             let message = calico_text(&e);
             if i == 0 {
                 return Err(failed(op, &docs, i, &message));
             }
-            println!(
+            let _ = writeln!(
+                out,
                 "Partial success: {} the first {i} out of {} {label}resources:",
                 past(op),
                 docs.len()
             );
+            for d in &written {
+                let _ = writeln!(out, "  {d}");
+            }
             let hit = if op == BatchOp::Apply {
                 "Hit error(s)"
             } else {
@@ -108,11 +129,137 @@ pub async fn execute(client: &Client, mut docs: Vec<AnyResource>, op: BatchOp) -
             };
             return Err(CliError::new(format!("{hit}: [{message}]")));
         }
+        written.push(doc.ident());
     }
-    println!(
+    let _ = writeln!(
+        out,
         "Successfully {} {} {label}resource(s)",
         past(op),
         docs.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datastore::model::parse_documents;
+    use datastore::{Datastore, KeyValue, Lease, LeaseId, Listing, MemoryStore, Revision, Watch};
+
+    use super::*;
+
+    /// A store whose writes of keys containing `fail_on` fail as etcd going away would.
+    struct FailingStore {
+        inner: MemoryStore,
+        fail_on: &'static str,
+    }
+
+    impl FailingStore {
+        fn check(&self, key: &str) -> datastore::Result<()> {
+            if key.contains(self.fail_on) {
+                return Err(datastore::Error::Backend(
+                    "etcdserver: request timed out".into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Datastore for FailingStore {
+        async fn get(&self, key: &str) -> datastore::Result<Option<KeyValue>> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> datastore::Result<Listing> {
+            self.inner.list(prefix).await
+        }
+        async fn create(
+            &self,
+            k: &str,
+            v: Vec<u8>,
+            l: Option<LeaseId>,
+        ) -> datastore::Result<Revision> {
+            self.check(k)?;
+            self.inner.create(k, v, l).await
+        }
+        async fn update(
+            &self,
+            k: &str,
+            v: Vec<u8>,
+            e: Revision,
+            l: Option<LeaseId>,
+        ) -> datastore::Result<Revision> {
+            self.check(k)?;
+            self.inner.update(k, v, e, l).await
+        }
+        async fn delete(&self, k: &str, e: Option<Revision>) -> datastore::Result<KeyValue> {
+            self.check(k)?;
+            self.inner.delete(k, e).await
+        }
+        async fn watch(&self, p: &str, from: Revision) -> datastore::Result<Watch> {
+            self.inner.watch(p, from).await
+        }
+        async fn grant_lease(&self, ttl: std::time::Duration) -> datastore::Result<Lease> {
+            self.inner.grant_lease(ttl).await
+        }
+        async fn keep_alive(&self, l: LeaseId) -> datastore::Result<()> {
+            self.inner.keep_alive(l).await
+        }
+        async fn revoke_lease(&self, l: LeaseId) -> datastore::Result<()> {
+            self.inner.revoke_lease(l).await
+        }
+        async fn revision(&self) -> datastore::Result<Revision> {
+            self.inner.revision().await
+        }
+    }
+
+    fn pools(names: &[(&str, &str)]) -> Vec<AnyResource> {
+        let yaml: Vec<String> = names
+            .iter()
+            .map(|(n, cidr)| {
+                format!("apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {{name: {n}}}\nspec: {{cidr: {cidr}}}\n")
+            })
+            .collect();
+        parse_documents(&yaml.join("---\n")).expect("documents")
+    }
+
+    #[tokio::test]
+    async fn a_store_failing_mid_batch_names_what_was_written_and_writes_nothing_after() {
+        let inner = MemoryStore::new();
+        let store = FailingStore {
+            inner: inner.clone(),
+            fail_on: "/ippools/b",
+        };
+        let client = Client::new(Arc::new(store));
+        let docs = pools(&[
+            ("a", "10.1.0.0/16"),
+            ("b", "10.2.0.0/16"),
+            ("c", "10.3.0.0/16"),
+        ]);
+        let mut out = String::new();
+        let err = write_batch(&client, docs, BatchOp::Apply, &mut out)
+            .await
+            .expect_err("the second write fails");
+        assert_eq!(
+            out,
+            "Partial success: applied the first 1 out of 3 'IPPool' resources:\n  IPPool(a)\n"
+        );
+        assert_eq!(
+            err.message,
+            "Hit error(s): [datastore error: etcdserver: request timed out]"
+        );
+        let stored: Vec<String> = inner
+            .list("/calico/resources/v3/projectcalico.org/ippools/")
+            .await
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        assert_eq!(
+            stored,
+            vec!["/calico/resources/v3/projectcalico.org/ippools/a"]
+        );
+    }
 }
