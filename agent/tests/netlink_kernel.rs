@@ -11,7 +11,7 @@ use agent::dataplane::netlink::NetlinkKernel;
 use agent::dataplane::ownership::OwnershipPolicy;
 use agent::dataplane::route_table::RouteTable;
 use agent::dataplane::types::{
-    FdbEntry, Neighbour, PROTO_BIRD, PROTO_CALICO, Route, RouteTarget, VxlanDevice,
+    FdbEntry, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route, RouteTarget, VxlanDevice,
 };
 use lab::Netns;
 use nix::sched::{CloneFlags, setns};
@@ -193,4 +193,67 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
         "{routes}"
     );
     assert!(!routes.contains("blackhole"), "{routes}");
+}
+
+/// A pod route the agent no longer wants (its endpoint moved to another address on the
+/// same veth, as when a pod's sandbox is recreated) really leaves the kernel: a delete
+/// that does not match the route's link scope fails with "no such process", which must
+/// not pass for "already gone".
+#[test]
+#[ignore = "needs root netns: cargo test -p agent --test netlink_kernel -- --ignored"]
+fn an_unwanted_pod_route_on_a_live_veth_is_removed_from_the_kernel() {
+    lab::remove_leftovers();
+    let ns = Netns::create("nlkwl").expect("netns");
+    ns.ip(&[
+        "link",
+        "add",
+        "cali0123456789a",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "podside",
+    ])
+    .expect("veth");
+    ns.ip(&["link", "set", "cali0123456789a", "up"])
+        .expect("up");
+    ns.ip(&["link", "set", "podside", "up"]).expect("up");
+    // What the CNI plugin adds for the old and for the new address of the pod.
+    for ip in ["10.244.0.37", "10.244.0.38"] {
+        ns.ip(&[
+            "route",
+            "add",
+            ip,
+            "dev",
+            "cali0123456789a",
+            "scope",
+            "link",
+            "proto",
+            "boot",
+        ])
+        .expect("pod route");
+    }
+    in_netns(&ns, || async {
+        let kernel = NetlinkKernel::connect().expect("netlink");
+        let mut table = RouteTable::new(OwnershipPolicy::default()).with_grace(Default::default());
+        let keep = Route {
+            dst: "10.244.0.37/32".parse().expect("cidr"),
+            target: RouteTarget::Device {
+                dev: "cali0123456789a".into(),
+            },
+            protocol: PROTO_BOOT,
+        };
+        table.set_desired(BTreeMap::from([(keep.dst, keep)]));
+        let report = table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        assert_eq!((report.added, report.removed), (0, 1), "{report:?}");
+    });
+    let routes = ns.ip(&["route", "show"]).expect("routes");
+    assert!(
+        routes.contains("10.244.0.37 dev cali0123456789a scope link"),
+        "{routes}"
+    );
+    assert!(!routes.contains("10.244.0.38"), "{routes}");
 }

@@ -244,9 +244,13 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn delete_route(&self, route: &Route) -> Result<(), KernelError> {
+        // Scope "nowhere" matches a route of any scope (as `ip route del` does): the
+        // builder's default, universe, does not match a pod's scope-link route, and the
+        // kernel's "no such process" for that mismatch reads like "already gone".
         let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(route.dst.addr(), route.dst.prefix_len())
             .protocol(RouteProtocol::from(route.protocol))
+            .scope(RouteScope::NoWhere)
             .build();
         if route.target == RouteTarget::Blackhole {
             msg.header.kind = RouteType::BlackHole;
