@@ -52,6 +52,11 @@ impl LabNode {
         self.agent.as_mut().is_some_and(Daemon::is_running)
     }
 
+    /// The process id of calico-node, while it was started by the lab.
+    pub fn agent_pid(&self) -> Option<u32> {
+        self.agent.as_ref().and_then(Daemon::pid)
+    }
+
     /// How calico-node ended, once it has (None while it runs or when never started).
     pub fn agent_exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.agent.as_mut().and_then(Daemon::exit_status)
@@ -96,6 +101,8 @@ pub struct LabSpec {
     pub agent_env: BTreeMap<String, String>,
     /// Start the agents right away.
     pub start_agents: bool,
+    /// etcd members (1, or 3 for a cluster that survives losing its leader).
+    pub etcd_members: usize,
 }
 
 impl LabSpec {
@@ -105,6 +112,7 @@ impl LabSpec {
             node_subnets: vec![0; n],
             agent_env: BTreeMap::new(),
             start_agents: true,
+            etcd_members: 1,
         }
     }
 
@@ -121,6 +129,8 @@ pub struct Cluster {
     pub nodes: Vec<LabNode>,
     extra: Vec<Netns>,
     pub etcd: EtcdServer,
+    /// The other members when the lab runs an etcd cluster (`etcd` is member 0).
+    pub etcd_peers: Vec<EtcdServer>,
     pub ctl: Netns,
     pub fabric: Netns,
     cni: CniBin,
@@ -170,13 +180,20 @@ impl Cluster {
                 &format!("eth{s}"),
             ])?;
         }
-        let etcd = EtcdServer::start_in(&ctl, CTL_IP.parse()?)?;
+        let mut members = if spec.etcd_members > 1 {
+            EtcdServer::start_cluster_in(&ctl, CTL_IP.parse()?, spec.etcd_members)?
+        } else {
+            vec![EtcdServer::start_in(&ctl, CTL_IP.parse()?)?]
+        };
+        let etcd = members.remove(0);
+        let etcd_peers = members;
         let cni = CniBin::calico(&bin("calico")?, &bin("calico-ipam")?)?;
         let mut cluster = Cluster {
             pods: Vec::new(),
             nodes: Vec::new(),
             extra: Vec::new(),
             etcd,
+            etcd_peers,
             ctl,
             fabric,
             cni,
@@ -197,9 +214,13 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// The etcd endpoint every component uses.
+    /// The etcd endpoints every component uses (comma-separated, as `ETCD_ENDPOINTS`).
     pub fn etcd_endpoint(&self) -> String {
-        format!("http://{CTL_IP}:2379")
+        std::iter::once(&self.etcd)
+            .chain(&self.etcd_peers)
+            .map(EtcdServer::endpoint)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Attaches namespace `ns` to subnet `subnet`'s bridge as `dev` with `address`
@@ -328,6 +349,11 @@ impl Cluster {
         if let Some(mut d) = self.nodes[i].agent.take() {
             d.kill();
         }
+    }
+
+    /// The CNI_PATH directory with the plugins.
+    pub fn cni_path(&self) -> &Path {
+        self.cni.path()
     }
 
     /// The CNI configuration of node `i`.

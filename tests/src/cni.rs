@@ -177,11 +177,50 @@ pub fn run_in(
     conf: &str,
     call: &Call<'_>,
 ) -> Result<CniOutput> {
+    let child = spawn_plugin(node.map(Netns::name), cni_path, conf, call)?;
+    collect(child)
+}
+
+/// Runs a plugin inside the namespace called `node` as [`run_in`] does, but kills it
+/// (SIGKILL, as a runtime timing out or a node losing power would) if it is still running
+/// after `kill_after`: `None` then.
+pub fn run_killable(
+    node: &str,
+    cni_path: &Path,
+    conf: &str,
+    call: &Call<'_>,
+    kill_after: Option<std::time::Duration>,
+) -> Result<Option<CniOutput>> {
+    let mut child = spawn_plugin(Some(node), cni_path, conf, call)?;
+    if let Some(limit) = kill_after {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if child.try_wait()?.is_some() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+    collect(child).map(Some)
+}
+
+/// Starts the plugin of `call` (`ip netns exec <node>` when given), config on stdin.
+fn spawn_plugin(
+    node: Option<&str>,
+    cni_path: &Path,
+    conf: &str,
+    call: &Call<'_>,
+) -> Result<std::process::Child> {
     let binary = cni_path.join(call.plugin);
     let mut cmd = match node {
         Some(ns) => {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns.name()]).arg(&binary);
+            c.args(["netns", "exec", ns]).arg(&binary);
             c
         }
         None => Command::new(&binary),
@@ -204,6 +243,11 @@ pub fn run_in(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(conf.as_bytes())?;
     }
+    Ok(child)
+}
+
+/// Waits for a plugin and reads what it printed.
+fn collect(child: std::process::Child) -> Result<CniOutput> {
     let out = child.wait_with_output()?;
     Ok(CniOutput {
         code: out.status.code(),

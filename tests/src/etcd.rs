@@ -171,12 +171,60 @@ impl EtcdServer {
         Self::launch(Some(ns), addr, 2379, 2380, None)
     }
 
+    /// Starts a cluster of `members` etcd servers inside `ns` on `addr`, member `i` on
+    /// client port 2379 + 10000 i and peer port 2380 + 10000 i; returns once all serve
+    /// (a member serves only once the cluster has a quorum, so all start together).
+    pub fn start_cluster_in(ns: &Netns, addr: IpAddr, members: usize) -> Result<Vec<EtcdServer>> {
+        let host = addr.to_string();
+        let port = |i: usize, base: u16| base + 10_000 * u16::try_from(i).unwrap_or(0);
+        let initial: Vec<String> = (0..members)
+            .map(|i| format!("m{i}=http://{host}:{}", port(i, 2380)))
+            .collect();
+        let mut servers = Vec::new();
+        for i in 0..members {
+            servers.push(Self::spawn_server(
+                Some(ns),
+                addr,
+                port(i, 2379),
+                port(i, 2380),
+                None,
+                &format!("m{i}"),
+                &initial.join(","),
+            )?);
+        }
+        for s in &mut servers {
+            s.wait_ready(0)?;
+        }
+        Ok(servers)
+    }
+
     fn launch(
         ns: Option<&Netns>,
         ip: IpAddr,
         client_port: u16,
         peer_port: u16,
         tls: Option<&ServerTls>,
+    ) -> Result<EtcdServer> {
+        let host = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        };
+        let initial = format!("test=http://{host}:{peer_port}");
+        let mut server = Self::spawn_server(ns, ip, client_port, peer_port, tls, "test", &initial)?;
+        server.wait_ready(0)?;
+        tracing::info!(endpoint = %server.endpoint, "etcd started");
+        Ok(server)
+    }
+
+    /// Starts one etcd process (member `name` of `initial_cluster`) without waiting for it.
+    fn spawn_server(
+        ns: Option<&Netns>,
+        ip: IpAddr,
+        client_port: u16,
+        peer_port: u16,
+        tls: Option<&ServerTls>,
+        name: &str,
+        initial_cluster: &str,
     ) -> Result<EtcdServer> {
         remove_leftover_servers();
         let dir = tempfile::Builder::new().prefix(DIR_PREFIX).tempdir()?;
@@ -192,7 +240,7 @@ impl EtcdServer {
         let data_dir = dir.path().join("data");
         let mut args: Vec<String> = [
             "--name",
-            "test",
+            name,
             "--data-dir",
             &data_dir.to_string_lossy(),
             "--listen-client-urls",
@@ -204,7 +252,7 @@ impl EtcdServer {
             "--initial-advertise-peer-urls",
             &peer_url,
             "--initial-cluster",
-            &format!("test={peer_url}"),
+            initial_cluster,
             // Shorter raft timers: quicker start and a 1 s minimum lease TTL.
             "--heartbeat-interval",
             "50",
@@ -243,17 +291,14 @@ impl EtcdServer {
         if let Some(pid) = pid {
             fs::write(dir.path().join(PID_FILE), pid.to_string())?;
         }
-        let mut server = EtcdServer {
+        Ok(EtcdServer {
             process: Some(process),
             endpoint: client_url,
             log,
             local_args: ns.is_none().then(|| args.clone()),
             netns_args: ns.is_some().then_some(args),
             dir,
-        };
-        server.wait_ready(0)?;
-        tracing::info!(endpoint = %server.endpoint, "etcd started");
-        Ok(server)
+        })
     }
 
     /// Waits for the ready line to appear in the log after byte `from`.
