@@ -40,8 +40,9 @@ pub struct SpeakerConfig {
     /// long is dropped (it would otherwise hold the session, and our memory, for ever).
     /// The RFC recommends max(8 minutes, 2 x HoldTime); 0 disables it.
     pub send_hold_time: u32,
-    /// Most bytes queued for one connection before the session is reset: a bound on the
-    /// memory a peer that does not read can make us hold.
+    /// Bytes waiting for one connection at which the session is reset (the next write
+    /// finds the peer has not read what it was sent): a bound, plus one pass's writes, on
+    /// the memory a peer that does not read can make us hold.
     pub max_send_queue: usize,
     /// Least time between two full re-advertisements for one ROUTE-REFRESH (per peer and
     /// family, milliseconds): refreshes arriving faster are coalesced into the next one.

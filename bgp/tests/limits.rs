@@ -234,7 +234,11 @@ async fn a_send_queue_past_its_bound_resets_the_session() {
     spk.add_peer(peer(84, port, 83)).await.expect("add peer");
     let mut raw = raw.await.expect("raw peer");
     wait_status(&spk, lo(84), |p| p.state == State::Established).await;
+    // A table past the bound is taken whole (nothing waits yet); the peer reads none of
+    // it, so the next change finds the queue still full.
     spk.originate(distinct_routes(200_000)).expect("originate");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    spk.originate(distinct_routes(200_100)).expect("originate more");
     let keepalives = raw.keep_alive_without_reading(Duration::from_secs(15));
     let down = wait_status(&spk, lo(84), |p| {
         p.last_error
@@ -245,6 +249,29 @@ async fn a_send_queue_past_its_bound_resets_the_session() {
         s = down => println!("reset: {:?}", s.last_error),
         () = keepalives => panic!("the queue grew without bound"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_larger_than_the_send_queue_bound_reaches_a_peer_that_reads() {
+    let port = port();
+    let spk = speaker(SpeakerConfig {
+        send_hold_time: 0,
+        max_send_queue: 1 << 20,
+        ..base_config(87, port)
+    });
+    // 200,000 UPDATEs (one per route: distinct MEDs), about ten times the bound.
+    spk.originate(distinct_routes(200_000)).expect("originate");
+    let raw = tokio::spawn(RawPeer::accept(88, port));
+    spk.add_peer(peer(88, port, 87)).await.expect("add peer");
+    let mut raw = raw.await.expect("raw peer");
+    wait_status(&spk, lo(88), |p| p.state == State::Established).await;
+    let (updates, bytes) = raw
+        .read_until_quiet(Duration::from_millis(1_500), Duration::from_secs(60))
+        .await;
+    println!("a reading peer got {updates} UPDATEs ({bytes} bytes) past a 1 MiB bound");
+    assert!(updates >= 200_000, "only {updates} UPDATEs arrived");
+    let s = status(&spk, lo(88)).await.expect("status");
+    assert_eq!(s.state, State::Established, "{s:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

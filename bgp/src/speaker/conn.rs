@@ -109,15 +109,18 @@ impl Conn {
         })
     }
 
-    /// Queues bytes to send. Refuses (false, nothing queued) when the queue would grow
-    /// past its bound: the peer is not reading, and the caller resets the session.
+    /// Queues bytes to send. Refuses (false, nothing queued) when what already waits has
+    /// reached the bound: the peer is not reading what it was sent, and the caller resets
+    /// the session. A chunk is taken whole below the bound, however large (a whole table
+    /// for a peer that reads), so the queue holds at most the bound plus one chunk.
     #[must_use]
     pub fn send(&self, bytes: Vec<u8>) -> bool {
         if bytes.is_empty() {
             return true;
         }
         let len = bytes.len();
-        if self.queued.load(Ordering::Relaxed) + len > self.max_queue {
+        let waiting = self.queued.load(Ordering::Relaxed);
+        if waiting >= self.max_queue {
             return false;
         }
         self.queued.fetch_add(len, Ordering::Relaxed);
