@@ -337,10 +337,13 @@ async fn an_import_limit_that_blocks_keeps_the_session_and_refuses_further_route
         max: 10,
         action: LimitAction::Block,
     };
-    let (a, _b, b_addr, _, _) = limited_pair(limit, 50).await;
-    let s = wait_status(&a, b_addr, |p| p.prefixes_received == 50).await;
+    let (a, _b, b_addr, port, _) = limited_pair(limit, 50).await;
+    wait_status(&a, b_addr, |p| p.note.is_some()).await;
+    // Whatever of the 50 was still on its way has arrived.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = status(&a, b_addr).await.expect("status");
     assert_eq!(s.state, State::Established);
-    assert_eq!(s.prefixes_accepted, 10);
+    assert_eq!((s.prefixes_received, s.prefixes_accepted), (10, 10));
     assert!(
         s.bird_info()
             .contains("import limit 10 reached: further routes refused"),
@@ -348,6 +351,25 @@ async fn an_import_limit_that_blocks_keeps_the_session_and_refuses_further_route
         s.bird_info()
     );
     assert_eq!(a.learned_routes().await.expect("learned").len(), 10);
+    // The 40 refused routes are not held either: the limit bounds a peer's memory.
+    let mut held = 0;
+    for (prefix, _) in distinct_routes(50) {
+        held += a.explain(prefix).await.expect("explain").len();
+    }
+    assert_eq!(held, 10, "paths held for b's 50 routes");
+    // Raised, the limit lets the rest in: they are asked for again (ROUTE-REFRESH).
+    let a_last = match b_addr {
+        IpAddr::V4(v4) => v4.octets()[3] - 1,
+        IpAddr::V6(_) => unreachable!("loopback v4"),
+    };
+    let mut raised = peer(a_last + 1, port, a_last);
+    raised.import_limit = Some(ImportLimit {
+        max: 100,
+        action: LimitAction::Block,
+    });
+    a.update_peer(raised).await.expect("reconfigure");
+    let s = wait_status(&a, b_addr, |p| p.prefixes_accepted == 50).await;
+    assert_eq!(s.state, State::Established);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,8 @@ pub struct RibConfig {
 /// Per-peer prefix counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Paths held from the peer (accepted or refused).
+    /// Paths held from the peer (accepted, or refused by policy; routes refused by an
+    /// import limit are not held).
     pub received: u64,
     /// Paths accepted by import.
     pub accepted: u64,
@@ -143,8 +144,11 @@ impl RibPeer {
 
     /// Applies (new) configuration; returns (import changed, export changed).
     pub fn configure(&mut self, cfg: &PeerConfig, speaker_as: u32) -> (bool, bool) {
-        let import_changed =
-            self.import != cfg.import || self.num_allowed_local_as != cfg.num_allowed_local_as;
+        // A new import limit counts as an import change: routes refused under the old one
+        // were not kept, so they are asked for again.
+        let import_changed = self.import != cfg.import
+            || self.num_allowed_local_as != cfg.num_allowed_local_as
+            || self.import_limit != cfg.import_limit;
         let export_changed = self.export != cfg.export
             || self.next_hop != cfg.next_hop
             || self.next_hop_v6 != cfg.next_hop_v6
@@ -524,18 +528,18 @@ impl Rib {
                 }
             };
             // Block: once the limit is reached, routes the peer did not have accepted
-            // already are refused (an update of an accepted one is not a new route).
-            let (attr, flags, reason) = match block_at {
-                Some(max)
-                    if flags == 0
-                        && accepted_count(parts.peers, idx) >= max
-                        && !holds_accepted(fam, &prefix, idx) =>
-                {
-                    refused_by_limit = true;
-                    (base, PF_REJECTED, RejectReason::ImportLimit)
-                }
-                _ => (attr, flags, reason),
-            };
+            // already are refused (an update of an accepted one is not a new route), and
+            // not kept either: the limit bounds what a peer makes us hold. Its earlier
+            // path for the prefix, replaced by this announcement, goes too.
+            if let Some(max) = block_at
+                && flags == 0
+                && accepted_count(parts.peers, idx) >= max
+                && !holds_accepted(fam, &prefix, idx)
+            {
+                refused_by_limit = true;
+                remove(fam, &mut parts, &prefix, idx);
+                continue;
+            }
             if attr == base {
                 base_refs += 1;
             } else {
