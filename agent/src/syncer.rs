@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use datastore::{Datastore, WatchEvent};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
@@ -60,8 +61,14 @@ pub async fn run(
     }
 }
 
-/// One listing and the watch after it, until the watch fails. Once in sync the back-off
-/// starts again from the beginning: an outage long ago does not slow the next relist.
+/// How long a watch must stay up (or deliver an event) before the back-off starts over: a
+/// watch that fails right after each relist must not make every node relist at once
+/// against a struggling datastore.
+const WATCH_HEALTHY_AFTER: Duration = Duration::from_secs(10);
+
+/// One listing and the watch after it, until the watch fails. Once the watch has proved
+/// healthy the back-off starts again from the beginning: an outage long ago does not slow
+/// the next relist.
 async fn follow(
     store: &dyn Datastore,
     tx: &watch::Sender<Arc<ClusterState>>,
@@ -79,16 +86,28 @@ async fn follow(
     );
     publish(tx, state);
     let _ = status.send(SyncStatus::InSync);
-    backoff.reset();
+    let watching_since = Instant::now();
+    let mut proved = false;
     loop {
         let first = tokio::select! {
             next = watch.next() => next,
-            () = heartbeat.tick() => continue,
+            () = heartbeat.tick() => {
+                if !proved && watching_since.elapsed() >= WATCH_HEALTHY_AFTER {
+                    proved = true;
+                    backoff.reset();
+                }
+                continue;
+            }
         };
         let Some(first) = first else {
             return Err(datastore::Error::Backend("watch closed".into()));
         };
-        let mut burst = vec![first?];
+        let first = first?;
+        if !proved {
+            proved = true;
+            backoff.reset();
+        }
+        let mut burst = vec![first];
         while let Some(more) = watch.try_next() {
             burst.push(more?);
         }
@@ -249,6 +268,32 @@ mod tests {
         assert!(
             waited <= FIRST_BACKOFF + Duration::from_millis(20),
             "relisted {waited:?} after the cut"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_that_fails_right_after_each_relist_keeps_backing_off() {
+        let store = Arc::new(FlakyStore::default());
+        let (tx, _rx) = watch::channel(Arc::new(ClusterState::default()));
+        let (status_tx, _status) = watch::channel(SyncStatus::WaitingForDatastore);
+        let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
+        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, heartbeat));
+        // Every watch is cut a moment after its listing.
+        let mut seen = 0;
+        while seen < 6 {
+            let n = store.lists.lock().expect("lock").len();
+            if n > seen {
+                seen = n;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                store.cut.notify_waiters();
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let lists: Vec<Instant> = store.lists.lock().expect("lock").clone();
+        let waits: Vec<Duration> = lists.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            waits.windows(2).all(|w| w[1] >= w[0]) && waits[4] >= FIRST_BACKOFF * 8,
+            "relists {waits:?} apart: the back-off started over after each one"
         );
     }
 }
