@@ -199,3 +199,53 @@ fn a_report_of_another_cluster_is_refused_even_with_force() {
         "{out:?}"
     );
 }
+
+#[test]
+fn an_endpoint_that_does_not_decode_is_named_and_stops_every_release() {
+    let env = Env::new();
+    env.apply_ok(POOL);
+    let leaked = allocate(&env, "net.gone-pod");
+    // Garbage where a WorkloadEndpoint lives: the addresses it uses cannot be known, so
+    // the leaked-looking address may be its own.
+    let key = format!(
+        "{}default/node1-k8s-garbled-eth0",
+        datastore::keys::resource_prefix("workloadendpoints")
+    );
+    runtime().block_on(async {
+        store(&env)
+            .create(&key, b"{not json".to_vec(), None)
+            .await
+            .unwrap();
+    });
+    assert_eq!(env.run(&["datastore", "migrate", "lock"]).code, 0);
+    let report = env.dir.path().join("report.json");
+    let out = env.run(&["ipam", "check", "-o", report.to_str().unwrap()]);
+    assert!(
+        out.stdout.contains(&format!("{key} does not decode")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("Check complete; found 2 problems."),
+        "{}",
+        out.stdout
+    );
+    let out = env.run(&[
+        "ipam",
+        "release",
+        &format!("--from-report={}", report.display()),
+    ]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "cannot tell which addresses are in use: {key} does not decode"
+        )),
+        "{out:?}"
+    );
+    assert!(
+        out.stderr.contains("Released 0 IPs successfully"),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("1 releases failed"), "{out:?}");
+    assert!(allocated(&env, leaked), "nothing is released on a guess");
+}

@@ -65,3 +65,27 @@ pub async fn connect(conf: &NetConf) -> Result<Arc<dyn Datastore>> {
         }
     }
 }
+
+/// Refuses to work while the datastore is locked (`calicoctl datastore migrate lock`,
+/// for an upgrade or an `ipam release --from-report`), as Calico's plugins do: code 11,
+/// so the runtime retries once it is unlocked.
+pub async fn ensure_unlocked(ds: &Arc<dyn Datastore>) -> Result<()> {
+    let locked = datastore::Client::new(ds.clone())
+        .datastore_locked()
+        .await
+        .map_err(|e| {
+            CniError::new(
+                code::TRY_AGAIN_LATER,
+                "error getting ClusterInformation",
+                e.to_string(),
+            )
+        })?;
+    if locked {
+        return Err(CniError::new(
+            code::TRY_AGAIN_LATER,
+            "Calico is currently not ready to process requests",
+            "the datastore is locked (ClusterInformation default has datastoreReady: false); `calicoctl datastore migrate unlock` unlocks it",
+        ));
+    }
+    Ok(())
+}

@@ -174,3 +174,60 @@ fn a_failed_wiring_rolls_the_allocation_back() -> Result<()> {
     assert!(allocs.is_empty(), "allocation not rolled back: {allocs:?}");
     Ok(())
 }
+
+/// Sets `ClusterInformation default`'s `datastoreReady` (what `calicoctl datastore
+/// migrate lock` / `unlock` do).
+fn set_datastore_ready(lab: &CniLab, ready: bool) -> Result<()> {
+    lab.with_store(move |ds| async move {
+        use datastore::model::{ClusterInformation, ClusterInformationSpec};
+        let client = datastore::Client::new(ds);
+        let spec = ClusterInformationSpec {
+            datastore_ready: Some(ready),
+            ..ClusterInformationSpec::default()
+        };
+        let info = ClusterInformation::new("default", spec);
+        client
+            .apply(info)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    })
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn a_locked_datastore_is_try_again_later_and_nothing_is_allocated() -> Result<()> {
+    let lab = CniLab::new("lock")?;
+    lab.add_pool("default-ipv4-ippool", "10.244.0.0/16", 26)?;
+    let pod = Netns::create("lockp")?;
+    let path = pod.path();
+    let conf = lab.conf("node-1").json();
+    set_datastore_ready(&lab, false)?;
+    for plugin in ["calico", "calico-ipam"] {
+        let call = Call {
+            plugin,
+            ..add(Some(&path), "c1")
+        };
+        let out = lab.call(&conf, &call)?;
+        assert_error(
+            &out,
+            11,
+            "Calico is currently not ready to process requests",
+        )?;
+        assert_error(&out, 11, "calicoctl datastore migrate unlock")?;
+    }
+    assert_nothing_left(&lab, &pod)?;
+    // A DEL waits for the unlock too (the runtime retries it).
+    let out = lab.call(
+        &conf,
+        &Call {
+            command: "DEL",
+            ..add(Some(&path), "c1")
+        },
+    )?;
+    assert_error(&out, 11, "not ready")?;
+    set_datastore_ready(&lab, true)?;
+    let out = lab.call(&conf, &add(Some(&path), "c1"))?;
+    assert!(out.success(), "{}{}", out.stdout, out.stderr);
+    Ok(())
+}

@@ -6,12 +6,13 @@ use std::net::IpAddr;
 
 use datastore::keys;
 use datastore::model::ipam::AffinityState;
+use datastore::model::{Node, WorkloadEndpoint};
 use ipnet::IpNet;
-use serde_json::Value;
 
 use crate::client::Ipam;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::query::Allocation;
+use crate::usage;
 
 /// Who uses an address outside IPAM: a workload endpoint or a node's tunnel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,30 @@ pub struct InUse {
     pub ip: IpAddr,
     /// `Workload <namespace>/<name>` or `Node <name> (ipip tunnel)`.
     pub owner: String,
+}
+
+/// What uses addresses outside IPAM now ([`Ipam::usage`]).
+#[derive(Debug, Clone, Default)]
+pub struct Usage {
+    pub workloads: Vec<InUse>,
+    pub tunnels: Vec<InUse>,
+    /// WorkloadEndpoints and Nodes that do not decode: what they use is unknown.
+    pub unreadable: Vec<String>,
+}
+
+impl Usage {
+    /// Whether anything uses `ip`; an error when that cannot be known (something that
+    /// records addresses does not decode), so that nothing is released on a guess.
+    pub fn uses(&self, ip: IpAddr) -> Result<bool> {
+        if let Some(key) = self.unreadable.first() {
+            return Err(Error::UsageUnknown(key.clone()));
+        }
+        Ok(self
+            .workloads
+            .iter()
+            .chain(&self.tunnels)
+            .any(|u| u.ip == ip))
+    }
 }
 
 /// What `check` found. [`CheckReport::problems`] counts the inconsistencies.
@@ -48,6 +73,8 @@ pub struct CheckReport {
     pub handles_with_ips: usize,
     /// Handles named by allocations but with no handle resource (leaked addresses).
     pub missing_handles: BTreeMap<String, Vec<IpAddr>>,
+    /// WorkloadEndpoints and Nodes that do not decode (their addresses may look leaked).
+    pub unreadable: Vec<String>,
     /// Blocks and affinities out of step: a block affine to a host without that host's
     /// affinity key, or a confirmed affinity whose block is missing or is another host's.
     pub affinity_problems: Vec<String>,
@@ -62,80 +89,53 @@ impl CheckReport {
             + self.handles_without_ips.len()
             + self.missing_handles.len()
             + self.affinity_problems.len()
+            + self.unreadable.len()
     }
-}
-
-fn ip_of(text: &str) -> Option<IpAddr> {
-    text.split('/').next()?.parse().ok()
-}
-
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
 }
 
 // ===== impl Ipam =====
 
 impl Ipam {
-    /// Addresses WorkloadEndpoints record (`spec.ipNetworks`).
-    pub async fn workload_ips(&self) -> Result<Vec<InUse>> {
-        let weps = self
-            .ds
-            .list(&keys::resource_prefix("workloadendpoints"))
-            .await?;
-        let mut out = Vec::new();
+    /// Every address a workload or node records now, and the keys of those that do not
+    /// decode (whose addresses cannot be known).
+    pub async fn usage(&self) -> Result<Usage> {
+        let (wep_prefix, node_prefix) = (
+            keys::resource_prefix("workloadendpoints"),
+            keys::resource_prefix("nodes"),
+        );
+        let (weps, nodes) =
+            tokio::try_join!(self.ds.list(&wep_prefix), self.ds.list(&node_prefix))?;
+        let mut usage = Usage::default();
         for kv in &weps.items {
-            let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
+            let Ok(w) = serde_json::from_slice::<WorkloadEndpoint>(&kv.value) else {
+                usage.unreadable.push(kv.key.clone());
                 continue;
             };
             let owner = format!(
                 "Workload {}/{}",
-                str_at(&v, &["metadata", "namespace"]).unwrap_or(""),
-                str_at(&v, &["metadata", "name"]).unwrap_or("")
+                w.metadata.namespace.as_deref().unwrap_or(""),
+                w.metadata.name
             );
-            let nets = v
-                .pointer("/spec/ipNetworks")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for ip in nets.iter().filter_map(Value::as_str).filter_map(ip_of) {
-                out.push(InUse {
+            for ip in usage::workload_addresses(&w) {
+                usage.workloads.push(InUse {
                     ip,
                     owner: owner.clone(),
                 });
             }
         }
-        Ok(out)
-    }
-
-    /// Tunnel addresses Nodes record (IPIP and VXLAN).
-    pub async fn tunnel_ips(&self) -> Result<Vec<InUse>> {
-        let nodes = self.ds.list(&keys::resource_prefix("nodes")).await?;
-        let mut out = Vec::new();
         for kv in &nodes.items {
-            let Ok(v) = serde_json::from_slice::<Value>(&kv.value) else {
+            let Ok(n) = serde_json::from_slice::<Node>(&kv.value) else {
+                usage.unreadable.push(kv.key.clone());
                 continue;
             };
-            let name = str_at(&v, &["metadata", "name"]).unwrap_or("").to_string();
-            for (path, what) in [
-                (&["spec", "bgp", "ipv4IPIPTunnelAddr"][..], "ipip tunnel"),
-                (&["spec", "ipv4VXLANTunnelAddr"][..], "vxlan tunnel"),
-            ] {
-                if let Some(ip) = str_at(&v, path).and_then(ip_of) {
-                    out.push(InUse {
-                        ip,
-                        owner: format!("Node {name} ({what})"),
-                    });
-                }
+            for (ip, what) in usage::tunnel_addresses(&n) {
+                usage.tunnels.push(InUse {
+                    ip,
+                    owner: format!("Node {} ({what} tunnel)", n.metadata.name),
+                });
             }
         }
-        Ok(out)
-    }
-
-    /// Every address a workload or node uses now.
-    pub async fn usage(&self) -> Result<Vec<InUse>> {
-        let (mut w, t) = tokio::try_join!(self.workload_ips(), self.tunnel_ips())?;
-        w.extend(t);
-        Ok(w)
+        Ok(usage)
     }
 
     /// Cross-checks IPAM (see [`CheckReport`]).
@@ -153,8 +153,10 @@ impl Ipam {
             .collect();
 
         // What uses addresses outside IPAM.
-        report.workload_ips = self.workload_ips().await?;
-        report.tunnel_ips = self.tunnel_ips().await?;
+        let usage = self.usage().await?;
+        report.workload_ips = usage.workloads;
+        report.tunnel_ips = usage.tunnels;
+        report.unreadable = usage.unreadable;
 
         // Allocated but not in use; in use but not allocated.
         let in_use: BTreeSet<IpAddr> = report

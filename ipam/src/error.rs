@@ -46,6 +46,9 @@ pub enum Error {
     /// A node name that cannot be a datastore key.
     #[error("invalid node name {0:?}: must be non-empty, without '/' or whitespace")]
     InvalidNode(String),
+    /// What uses addresses cannot be known: a record of it does not decode.
+    #[error("cannot tell which addresses are in use: {0} does not decode; fix or delete it")]
+    UsageUnknown(String),
     /// An address outside every IP pool.
     #[error("{0} is not in any configured IP pool")]
     NotInPool(IpAddr),

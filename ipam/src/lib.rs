@@ -20,12 +20,13 @@ pub mod query;
 pub mod release;
 pub mod store;
 pub mod tunnel;
+pub mod usage;
 
 #[cfg(test)]
 mod tests;
 
 pub use assign::{AssignIpArgs, Assigned, AutoAssignArgs};
-pub use check::{CheckReport, InUse};
+pub use check::{CheckReport, InUse, Usage};
 pub use claim::StuckClaim;
 pub use client::Ipam;
 pub use datastore::model::ipam::{AffinityState, IpamConfig};

@@ -133,10 +133,10 @@ impl Ipam {
         }
     }
 
-    /// Whether a WorkloadEndpoint or a Node (tunnel address) uses `ip` now.
+    /// Whether a WorkloadEndpoint or a Node (tunnel address) uses `ip` now (an error when
+    /// one of them cannot be read).
     async fn in_use_now(&self, ip: IpAddr) -> Result<bool> {
-        let report = self.usage().await?;
-        Ok(report.iter().any(|u| u.ip == ip))
+        self.usage().await?.uses(ip)
     }
 
     /// Deletes handle `id` only if it is still at `revision` (unchanged since the report)

@@ -41,6 +41,13 @@ impl TunnelKind {
     }
 }
 
+/// Whether `handle` is a tunnel address's handle (of any node).
+pub fn is_tunnel_handle(handle: &str) -> bool {
+    [TunnelKind::Ipip, TunnelKind::Vxlan]
+        .iter()
+        .any(|k| handle.starts_with(&k.handle("")))
+}
+
 // ===== impl Ipam =====
 
 impl Ipam {

@@ -63,6 +63,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     delegate::find(ipam, &inv.env)?;
     let node = inv.conf.node_name()?;
     let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+    bounded("reading ClusterInformation", store::ensure_unlocked(&ds)).await?;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
 
     let ipam_result = delegate::exec(ipam, "ADD", &inv.stdin, &inv.env)
@@ -147,6 +148,7 @@ async fn del(inv: &Invocation) -> Result<()> {
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
     let node = inv.conf.node_name()?;
     let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+    bounded("reading ClusterInformation", store::ensure_unlocked(&ds)).await?;
     let wep = bounded("reading the endpoint", endpoint::get(&ds, &node, &inv.env)).await?;
     let other = endpoint::other_container(wep.as_ref(), cid);
     let veth = wiring::teardown(

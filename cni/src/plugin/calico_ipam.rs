@@ -41,13 +41,20 @@ async fn ipam_for(inv: &Invocation) -> Result<Ipam> {
     Ok(Ipam::new(store::connect(&inv.conf).await?))
 }
 
+/// IPAM for a change (ADD, DEL): refused while the datastore is locked.
+async fn ipam_for_change(inv: &Invocation) -> Result<Ipam> {
+    let ipam = ipam_for(inv).await?;
+    store::ensure_unlocked(ipam.datastore()).await?;
+    Ok(ipam)
+}
+
 fn handle(inv: &Invocation) -> String {
     names::handle_id(&inv.conf.name, &inv.env.container_id)
 }
 
 async fn add(inv: &Invocation) -> Result<CniResult> {
     let node = inv.conf.node_name()?;
-    let ipam = ipam_for(inv).await?;
+    let ipam = ipam_for_change(inv).await?;
     // Connected first, so the lock is only held for the IPAM work itself.
     let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
     let handle = handle(inv);
@@ -110,7 +117,7 @@ impl Plugin for CalicoIpamPlugin {
             return done;
         }
         bounded("releasing the address", async {
-            let ipam = ipam_for(inv).await?;
+            let ipam = ipam_for_change(inv).await?;
             let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
             let released = ipam.release_by_handle(&handle(inv)).await?;
             tracing::info!(handle = handle(inv), ?released, "released");

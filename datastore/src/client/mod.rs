@@ -159,6 +159,16 @@ impl Client {
         }
     }
 
+    /// True while the datastore is locked: `ClusterInformation default` says
+    /// `datastoreReady: false` (`calicoctl datastore migrate lock`). Without a
+    /// ClusterInformation (no calico-node has started yet) it is not locked.
+    pub async fn datastore_locked(&self) -> Result<bool> {
+        let info = self
+            .try_get::<crate::model::ClusterInformation>("default")
+            .await?;
+        Ok(info.is_some_and(|i| i.spec.datastore_ready == Some(false)))
+    }
+
     /// Reads a cluster-scoped resource, `None` if absent.
     pub async fn try_get<R: Resource>(&self, name: &str) -> Result<Option<R>> {
         self.try_get_in::<R>("", name).await

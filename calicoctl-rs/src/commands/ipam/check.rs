@@ -12,9 +12,15 @@ use crate::error::CliResult;
 /// Runs the check and renders the report; with `output`, also writes the JSON report
 /// there (Calico's format, for `ipam release --from-report`).
 pub async fn check(ipam: &Ipam, output: Option<&str>) -> CliResult<String> {
+    // The cluster's identity is read before the data: a report whose data predates a
+    // lock must not be stamped as taken under it.
+    let info = match output {
+        Some(_) => Some(super::report::cluster_info(ipam).await?),
+        None => None,
+    };
     let r = ipam.check().await.map_err(ipam_err)?;
-    if let Some(path) = output {
-        super::report::write(&super::report::build(ipam, &r).await?, path)?;
+    if let (Some(path), Some(info)) = (output, info) {
+        super::report::write(&super::report::build(&info, &r), path)?;
     }
     let blocks = ipam.all_blocks().await.map_err(ipam_err)?;
     let mut out = String::new();
@@ -155,6 +161,20 @@ pub async fn check(ipam: &Ipam, output: Option<&str>) -> CliResult<String> {
             o,
             "Found {} blocks and affinities out of step.",
             r.affinity_problems.len()
+        );
+    }
+    if !r.unreadable.is_empty() {
+        let _ = writeln!(o, "\nScanning for records that do not decode...");
+        for key in &r.unreadable {
+            let _ = writeln!(
+                o,
+                "  {key} does not decode: the addresses it uses are unknown (and are not released)"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "Found {} WorkloadEndpoints or Nodes that do not decode.",
+            r.unreadable.len()
         );
     }
     let _ = writeln!(o, "Check complete; found {} problems.", r.problems());

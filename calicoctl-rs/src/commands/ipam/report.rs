@@ -89,7 +89,7 @@ pub struct HandleInfo {
 }
 
 /// ClusterInformation `default`, or an empty one where no calico-node wrote it yet.
-async fn cluster_info(ipam: &Ipam) -> CliResult<ClusterInformation> {
+pub async fn cluster_info(ipam: &Ipam) -> CliResult<ClusterInformation> {
     let client = Client::new(ipam.datastore().clone());
     let info = client
         .try_get::<ClusterInformation>("default")
@@ -98,9 +98,8 @@ async fn cluster_info(ipam: &Ipam) -> CliResult<ClusterInformation> {
     Ok(info.unwrap_or_else(|| ClusterInformation::new("default", Default::default())))
 }
 
-/// The report of `r`, stamped with the cluster's identity as it is now.
-pub async fn build(ipam: &Ipam, r: &CheckReport) -> CliResult<Report> {
-    let info = cluster_info(ipam).await?;
+/// The report of `r`, stamped with the cluster's identity `info` (read before `r`).
+pub fn build(info: &ClusterInformation, r: &CheckReport) -> Report {
     let mut owners: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
     for u in r.workload_ips.iter().chain(&r.tunnel_ips) {
         owners.entry(u.ip).or_default().push(u.owner.clone());
@@ -143,7 +142,7 @@ pub async fn build(ipam: &Ipam, r: &CheckReport) -> CliResult<Report> {
                 .unwrap_or_default(),
         })
         .collect();
-    Ok(Report {
+    Report {
         version: version(),
         cluster_guid: info.spec.cluster_guid.clone(),
         datastore_locked: info.spec.datastore_ready == Some(false),
@@ -151,7 +150,7 @@ pub async fn build(ipam: &Ipam, r: &CheckReport) -> CliResult<Report> {
         cluster_type: info.spec.cluster_type.clone(),
         allocations,
         leaked_handles,
-    })
+    }
 }
 
 /// Writes the report to `path`, refusing to leave half a file behind.
@@ -167,7 +166,7 @@ pub fn write(report: &Report, path: &str) -> CliResult<()> {
         })
 }
 
-/// An address leaked in every report, with what the last report knew of it.
+/// An allocation leaked in every report.
 #[derive(Debug, Clone, PartialEq)]
 struct Leak {
     ip: IpAddr,
@@ -175,8 +174,10 @@ struct Leak {
     sequence: Option<u64>,
 }
 
-/// Calico's `mergeReports`: the addresses not in use in every report (as the last one
-/// saw them), and the leaked handles with the same revision in every report.
+/// Calico's `mergeReports`: the allocations not in use in every report, and the leaked
+/// handles with the same revision in every report. An address counts only when every
+/// report saw the same allocation of it (same handle, same sequence number): one freed
+/// and allocated again between two reports is a new allocation, leaked in one of them.
 fn merge(reports: &[Report]) -> (Vec<Leak>, Vec<HandleInfo>) {
     let mut ips: Option<BTreeMap<IpAddr, Leak>> = None;
     let mut handles: Option<BTreeMap<String, HandleInfo>> = None;
@@ -186,17 +187,18 @@ fn merge(reports: &[Report]) -> (Vec<Leak>, Vec<HandleInfo>) {
             let Ok(ip) = a.ip.parse::<IpAddr>() else {
                 continue;
             };
-            if ips.as_ref().is_some_and(|before| !before.contains_key(&ip)) {
+            let leak = Leak {
+                ip,
+                handle: (!a.handle.is_empty()).then(|| a.handle.clone()),
+                sequence: a.sequence_number,
+            };
+            if ips
+                .as_ref()
+                .is_some_and(|before| before.get(&ip) != Some(&leak))
+            {
                 continue;
             }
-            now.insert(
-                ip,
-                Leak {
-                    ip,
-                    handle: (!a.handle.is_empty()).then(|| a.handle.clone()),
-                    sequence: a.sequence_number,
-                },
-            );
+            now.insert(ip, leak);
         }
         ips = Some(now);
         let mut merged = BTreeMap::new();
@@ -266,24 +268,31 @@ pub async fn release_from_reports(ipam: &Ipam, files: &[String], force: bool) ->
         );
     }
     let (leaks, handles) = merge(&reports);
+    let mut failures = 0;
     if leaks.is_empty() {
         let _ = writeln!(out, "Report didn't contain any leaked IPs to clean up.");
     } else {
         let _ = writeln!(out, "Releasing {} old IPs...", leaks.len());
         let (mut released, mut gone, mut reused, mut in_use) = (0, 0, 0, 0);
+        let mut failed = Vec::new();
         for l in &leaks {
+            // One failure does not stop the rest: the tally says what was done.
             match ipam
                 .release_if_still_leaked(l.ip, l.handle.as_deref(), l.sequence)
                 .await
-                .map_err(ipam_err)?
             {
-                LeakRelease::Released => released += 1,
-                LeakRelease::AlreadyFree => gone += 1,
-                LeakRelease::Reallocated => reused += 1,
-                LeakRelease::InUse => in_use += 1,
+                Ok(LeakRelease::Released) => released += 1,
+                Ok(LeakRelease::AlreadyFree) => gone += 1,
+                Ok(LeakRelease::Reallocated) => reused += 1,
+                Ok(LeakRelease::InUse) => in_use += 1,
+                Err(e) => failed.push(format!("{}: {}", l.ip, ipam_err(e).message)),
             }
         }
         let _ = writeln!(out, "Released {released} IPs successfully");
+        for f in &failed {
+            let _ = writeln!(out, "Releasing {f}");
+        }
+        failures += failed.len();
         if gone > 0 {
             let _ = writeln!(
                 out,
@@ -334,6 +343,13 @@ pub async fn release_from_reports(ipam: &Ipam, files: &[String], force: bool) ->
             out,
             "Released {deleted} handles; {skipped} skipped; {errors} errors."
         );
+        failures += errors;
+    }
+    if failures > 0 {
+        // Everything else was done and is listed; a second run retries only what failed.
+        return Err(CliError::new(format!(
+            "{out}{failures} releases failed (listed above); run the release again"
+        )));
     }
     let _ = writeln!(out, "You may now unlock the data store.");
     Ok(out)
@@ -387,14 +403,18 @@ mod tests {
             ],
             &[("h1", "7"), ("h2", "9")],
         );
-        let (ips, handles) = merge(&[first, second]);
+        let (ips, handles) = merge(&[first.clone(), second]);
+        // 10.0.0.1 was freed and allocated again between the reports (sequence 1, then
+        // 2): not the same allocation, so not leaked in both.
+        assert_eq!(ips, vec![]);
+        let third = report(
+            vec![alloc("10.0.0.1", false, 1), alloc("10.0.0.2", false, 1)],
+            &[],
+        );
+        let (ips, _) = merge(&[first, third]);
         assert_eq!(
-            ips,
-            vec![Leak {
-                ip: "10.0.0.1".parse().expect("ip"),
-                handle: Some("net.10.0.0.1".into()),
-                sequence: Some(2),
-            }]
+            ips.iter().map(|l| l.ip.to_string()).collect::<Vec<_>>(),
+            vec!["10.0.0.1", "10.0.0.2"]
         );
         assert_eq!(
             handles.iter().map(|h| h.id.as_str()).collect::<Vec<_>>(),
