@@ -381,41 +381,71 @@ fn an_address_nothing_uses_is_collected_after_the_grace_period_and_a_pods_never(
     let mut c =
         Cluster::start(LabSpec::nodes(2).env("CALICO_IPAM_LEAK_GRACE", "3")).expect("lab starts");
     let pod = c.add_pod(0, "web").expect("pod");
-    // A runtime whose ADD died after IPAM: an address allocated, no endpoint, no DEL.
-    let out = c
-        .cni_call(
-            0,
-            &lab::cni::Call {
-                plugin: "calico-ipam",
-                command: "ADD",
-                container_id: "killed-mid-add",
-                netns: Some("/run/netns/gone"),
-                ifname: "eth0",
-                args: "",
-            },
-        )
-        .expect("ipam add");
-    assert!(out.success(), "{}{}", out.stdout, out.stderr);
-    let leaked = out.ip().expect("an address");
+    let ipam_add = |c: &Cluster, container: &str, args: &str| {
+        let out = c
+            .cni_call(
+                0,
+                &lab::cni::Call {
+                    plugin: "calico-ipam",
+                    command: "ADD",
+                    container_id: container,
+                    netns: Some("/run/netns/gone"),
+                    ifname: "eth0",
+                    args,
+                },
+            )
+            .expect("ipam add");
+        assert!(out.success(), "{}{}", out.stdout, out.stderr);
+        out.ip().expect("an address")
+    };
     let check = |c: &Cluster| {
         let out = c.calicoctl(1, &["ipam", "check"]).expect("calicoctl");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
+    // An address taken without a pod (no K8S_POD_* args: a reservation, not a pod's):
+    // never collected by itself.
+    let reserved = ipam_add(&c, "not-a-pod", "");
+    // A runtime whose ADD died after IPAM: a pod's address allocated, no endpoint, no DEL.
+    let leaked = ipam_add(
+        &c,
+        "killed-mid-add",
+        "K8S_POD_NAMESPACE=default;K8S_POD_NAME=killed",
+    );
+    // While the datastore is locked (well within the 3 s grace), nothing is collected.
+    let locked = c
+        .calicoctl(1, &["datastore", "migrate", "lock"])
+        .expect("calicoctl");
+    assert!(locked.status.success(), "{locked:?}");
     assert!(
         check(&c).contains(&format!("{leaked} leaked")),
         "{}",
         check(&c)
     );
+    // Twice the grace period, locked: still there.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(
+        check(&c).contains(&format!("{leaked} leaked")),
+        "collected while the datastore was locked:\n{}",
+        check(&c)
+    );
+    let unlocked = c
+        .calicoctl(1, &["datastore", "migrate", "unlock"])
+        .expect("calicoctl");
+    assert!(unlocked.status.success(), "{unlocked:?}");
     let started = std::time::Instant::now();
     assert!(
-        wait_until(WAIT, || check(&c)
-            .contains("Check complete; found 0 problems.")),
+        wait_until(WAIT, || !check(&c).contains(&format!("{leaked} leaked"))),
         "the leak was not collected:\n{}\n{}",
         check(&c),
         c.logs(20)
     );
+    assert!(
+        check(&c).contains(&format!("{reserved} leaked")),
+        "the reservation without a pod was collected:\n{}",
+        check(&c)
+    );
     println!(
-        "a leaked address (grace 3 s) collected {:.1} s after it was seen",
+        "a leaked address (grace 3 s, over while locked) collected {:.1} s after the unlock",
         started.elapsed().as_secs_f64()
     );
     assert!(

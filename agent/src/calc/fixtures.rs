@@ -100,7 +100,11 @@ pub fn allocate(s: &mut ClusterState, block: &str, ord: usize, host: &str) {
     let b = s.blocks.get_mut(&cidr(block)).expect("block exists");
     b.attributes.push(AllocationAttribute {
         handle_id: Some(format!("k8s-pod-network.{host}-{ord}")),
-        secondary: BTreeMap::from([("node".to_string(), host.to_string())]),
+        secondary: BTreeMap::from([
+            ("node".to_string(), host.to_string()),
+            ("namespace".to_string(), "default".to_string()),
+            ("pod".to_string(), format!("{host}-{ord}")),
+        ]),
     });
     b.allocations[ord] = Some(b.attributes.len() - 1);
     b.unallocated.retain(|o| *o != ord);

@@ -6,6 +6,9 @@
 //! It also repairs this node's claims left `pendingDeletion` by a release cut short (a
 //! crash, a failed write): such a block is neither routed nor announced, so one still in
 //! use gets its affinity back once it has been stuck for [`STUCK_GRACE`].
+//!
+//! Nothing is changed while the datastore is locked (`calicoctl datastore migrate lock`);
+//! failed writes are retried with a back-off.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use ipnet::IpNet;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::state::ClusterState;
 use crate::tasks::liveness::Heartbeat;
 
@@ -55,9 +59,11 @@ pub async fn run(
 ) {
     let mut empty_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
     let mut stuck_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         heartbeat.beat();
         let now = Instant::now();
+        let mut failed = false;
         let ((empty, total), pending) = {
             let s = state.borrow_and_update();
             (empty_blocks(&s, &node), pending_deletions(&s, &node))
@@ -71,7 +77,39 @@ pub async fn run(
             .filter(|(_, since)| now.duration_since(**since) >= STUCK_GRACE)
             .map(|(cidr, _)| *cidr)
             .collect();
+        empty_since.retain(|cidr, _| empty.contains(cidr));
+        for cidr in &empty {
+            empty_since.entry(*cidr).or_insert(now);
+        }
+        let due: Vec<IpNet> = empty_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= grace)
+            .map(|(cidr, _)| *cidr)
+            .collect();
+        let work = !stuck.is_empty() || (!due.is_empty() && total > 1);
+        let allowed = if work {
+            match datastore::Client::new(ipam.datastore().clone())
+                .datastore_locked()
+                .await
+            {
+                Ok(locked) => !locked,
+                Err(e) => {
+                    warn!(error = %e, "cannot read ClusterInformation; block GC waits");
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        // Locked or unreadable: nothing is touched, the work waits for the back-off.
+        failed |= work && !allowed;
+        let (stuck, due) = if allowed {
+            (stuck, due)
+        } else {
+            (Vec::new(), Vec::new())
+        };
         for cidr in stuck {
+            heartbeat.beat();
             match ipam.repair_stuck_claim(&node, &cidr).await {
                 Ok(StuckClaim::NotStuck) => {}
                 Ok(done) => {
@@ -79,21 +117,14 @@ pub async fn run(
                     stuck_since.remove(&cidr);
                 }
                 Err(e) => {
-                    warn!(block = %cidr, error = %e, "claim stuck in pendingDeletion; will retry")
+                    warn!(block = %cidr, error = %e, "claim stuck in pendingDeletion; will retry");
+                    failed = true;
                 }
             }
         }
-        empty_since.retain(|cidr, _| empty.contains(cidr));
-        for cidr in &empty {
-            empty_since.entry(*cidr).or_insert(now);
-        }
         let mut remaining = total;
-        let due: Vec<IpNet> = empty_since
-            .iter()
-            .filter(|(_, since)| now.duration_since(**since) >= grace)
-            .map(|(cidr, _)| *cidr)
-            .collect();
         for cidr in due {
+            heartbeat.beat();
             if remaining <= 1 {
                 break;
             }
@@ -103,15 +134,24 @@ pub async fn run(
                     empty_since.remove(&cidr);
                     remaining -= 1;
                 }
-                Err(e) => debug!(block = %cidr, error = %e, "empty block not released"),
+                Err(e) => {
+                    debug!(block = %cidr, error = %e, "empty block not released");
+                    failed = true;
+                }
             }
         }
+        let retry_at = if failed {
+            Some(Instant::now() + backoff.next_wait())
+        } else {
+            backoff.reset();
+            None
+        };
         let next = empty_since
             .values()
             .map(|since| *since + grace)
             .chain(stuck_since.values().map(|since| *since + STUCK_GRACE))
             .min()
-            .map(|t| t.max(Instant::now() + Duration::from_millis(100)));
+            .map(|t| retry_at.map_or(t, |r| t.max(r)));
         let mut wake = std::pin::pin!(sleep_until(next));
         loop {
             tokio::select! {

@@ -1,22 +1,24 @@
 //! Leaked-address collection for this node's blocks (what Calico's kube-controllers do
-//! cluster-wide, with a grace period): an allocation in a block affine to this node that
-//! no WorkloadEndpoint records, that is no node's tunnel address and whose handle is no
-//! tunnel handle, and that stays so (same handle, same sequence number) for the grace
-//! period, is released. A CNI ADD that was killed after allocating, a DEL that never came:
-//! the address comes back without a person. The release is guarded again against the
-//! datastore ([`ipam::Ipam::release_if_still_leaked`]): never an address a live endpoint
-//! uses, never one handed out again meanwhile.
+//! cluster-wide, with a grace period): a pod's allocation in a block affine to this node
+//! that no WorkloadEndpoint records and that stays so (same handle, same sequence number)
+//! for the grace period is released. A CNI ADD that was killed after allocating, a DEL
+//! that never came: the address comes back without a person. Only pod allocations are
+//! collected ([`ipam::usage::collectable`]: never a tunnel address, never a reservation
+//! made by something else). The release is guarded again against the datastore
+//! ([`ipam::Ipam::release_if_still_leaked`]): never an address a live endpoint uses, never
+//! one handed out again meanwhile, nothing while an endpoint or node does not decode, and
+//! nothing while the datastore is locked (`calicoctl datastore migrate lock`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datastore::model::ipam::attr;
-use ipam::{Ipam, LeakRelease};
+use ipam::{Ipam, LeakRelease, usage};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::backoff::Backoff;
 use crate::state::ClusterState;
 use crate::tasks::liveness::Heartbeat;
 
@@ -29,50 +31,27 @@ pub struct Candidate {
     pub sequence: u64,
 }
 
-/// Handles of tunnel addresses (allocated by calico-node, recorded on the Node).
-fn is_tunnel(handle: Option<&str>, kind: Option<&str>) -> bool {
-    matches!(kind, Some(attr::TYPE_IPIP | attr::TYPE_VXLAN))
-        || handle.is_some_and(|h| {
-            h.starts_with("ipip-tunnel-addr-") || h.starts_with("vxlan-tunnel-addr-")
-        })
-}
-
 /// Every address a workload or node records (pure).
 fn in_use(state: &ClusterState) -> BTreeSet<IpAddr> {
-    let ip_of = |s: &str| s.split('/').next().and_then(|a| a.parse::<IpAddr>().ok());
-    let workloads = state
-        .workloads
+    let workloads = state.workloads.values().flat_map(usage::workload_addresses);
+    let tunnels = state
+        .nodes
         .values()
-        .flat_map(|w| w.spec.ip_networks.iter())
-        .filter_map(|n| ip_of(n));
-    let tunnels = state.nodes.values().flat_map(|n| {
-        [
-            n.spec
-                .bgp
-                .as_ref()
-                .and_then(|b| b.ipv4_ipip_tunnel_addr.as_deref()),
-            n.spec.ipv4_vxlan_tunnel_addr.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(ip_of)
-    });
+        .flat_map(|n| usage::tunnel_addresses(n).into_iter().map(|(ip, _)| ip));
     workloads.chain(tunnels).collect()
 }
 
-/// The allocations of blocks affine to `node` that nothing uses right now (pure).
+/// The collectable allocations of blocks affine to `node` that nothing uses right now
+/// (pure).
 pub fn leak_candidates(state: &ClusterState, node: &str) -> BTreeSet<Candidate> {
     let used = in_use(state);
     let mut out = BTreeSet::new();
     for (cidr, block) in state.blocks.iter().filter(|(_, b)| b.host() == Some(node)) {
         for (ordinal, slot) in block.allocations.iter().enumerate() {
-            let Some(index) = slot else { continue };
-            let a = block.attributes.get(*index);
-            let handle = a.and_then(|a| a.handle_id.clone());
-            let kind = a
-                .and_then(|a| a.secondary.get(attr::TYPE))
-                .map(String::as_str);
-            if is_tunnel(handle.as_deref(), kind) {
+            let Some(a) = slot.and_then(|index| block.attributes.get(index)) else {
+                continue;
+            };
+            if !usage::collectable(a.handle_id.as_deref(), &a.secondary) {
                 continue;
             }
             let ip = ipam::block::ip_at(cidr, ordinal);
@@ -86,12 +65,71 @@ pub fn leak_candidates(state: &ClusterState, node: &str) -> BTreeSet<Candidate> 
                 .unwrap_or(0);
             out.insert(Candidate {
                 ip,
-                handle,
+                handle: a.handle_id.clone(),
                 sequence,
             });
         }
     }
     out
+}
+
+/// Releases the candidates whose grace period is over; false when a datastore error
+/// left some for a retry.
+async fn release_due(
+    ipam: &Ipam,
+    grace: Duration,
+    leaked_since: &mut BTreeMap<Candidate, Instant>,
+    heartbeat: &mut Heartbeat,
+) -> bool {
+    let now = Instant::now();
+    let due: Vec<Candidate> = leaked_since
+        .iter()
+        .filter(|(_, since)| now.duration_since(**since) >= grace)
+        .map(|(c, _)| c.clone())
+        .collect();
+    if due.is_empty() {
+        return true;
+    }
+    match datastore::Client::new(ipam.datastore().clone())
+        .datastore_locked()
+        .await
+    {
+        Ok(false) => {}
+        Ok(true) => {
+            debug!(
+                due = due.len(),
+                "datastore locked; leaked addresses kept for now"
+            );
+            return false;
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read ClusterInformation; leaked addresses kept for now");
+            return false;
+        }
+    }
+    let mut all_done = true;
+    for c in due {
+        // A pass over many candidates is progress, not a stuck task.
+        heartbeat.beat();
+        match ipam
+            .release_if_still_leaked(c.ip, c.handle.as_deref(), Some(c.sequence))
+            .await
+        {
+            Ok(LeakRelease::Released) => {
+                info!(ip = %c.ip, handle = ?c.handle, after = ?grace, "released a leaked address (no endpoint used it)");
+                leaked_since.remove(&c);
+            }
+            Ok(outcome) => {
+                debug!(ip = %c.ip, ?outcome, "leak candidate not released");
+                leaked_since.remove(&c);
+            }
+            Err(e) => {
+                warn!(ip = %c.ip, error = %e, "leaked address not released; will retry");
+                all_done = false;
+            }
+        }
+    }
+    all_done
 }
 
 /// Runs until the cluster-state channel closes. `grace` zero disables collection.
@@ -103,10 +141,12 @@ pub async fn run(
     mut heartbeat: Heartbeat,
 ) {
     let mut leaked_since: BTreeMap<Candidate, Instant> = BTreeMap::new();
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         heartbeat.beat();
-        let now = Instant::now();
+        let mut retry_at = None;
         if !grace.is_zero() {
+            let now = Instant::now();
             let candidates = {
                 let s = state.borrow_and_update();
                 leak_candidates(&s, &node)
@@ -115,35 +155,18 @@ pub async fn run(
             for c in candidates {
                 leaked_since.entry(c).or_insert(now);
             }
-            let due: Vec<Candidate> = leaked_since
-                .iter()
-                .filter(|(_, since)| now.duration_since(**since) >= grace)
-                .map(|(c, _)| c.clone())
-                .collect();
-            for c in due {
-                match ipam
-                    .release_if_still_leaked(c.ip, c.handle.as_deref(), Some(c.sequence))
-                    .await
-                {
-                    Ok(LeakRelease::Released) => {
-                        info!(ip = %c.ip, handle = ?c.handle, after = ?grace, "released a leaked address (no endpoint used it)");
-                        leaked_since.remove(&c);
-                    }
-                    Ok(outcome) => {
-                        debug!(ip = %c.ip, ?outcome, "leak candidate not released");
-                        leaked_since.remove(&c);
-                    }
-                    Err(e) => {
-                        warn!(ip = %c.ip, error = %e, "leaked address not released; will retry")
-                    }
-                }
+            if release_due(&ipam, grace, &mut leaked_since, &mut heartbeat).await {
+                backoff.reset();
+            } else {
+                retry_at = Some(Instant::now() + backoff.next_wait());
             }
         }
+        // Next: the earliest grace period to end, but not before a failed pass's retry.
         let next = leaked_since
             .values()
             .map(|since| *since + grace)
             .min()
-            .map(|t| t.max(Instant::now() + Duration::from_millis(100)));
+            .map(|t| retry_at.map_or(t, |r| t.max(r)));
         let mut wake = std::pin::pin!(async move {
             match next {
                 Some(t) => tokio::time::sleep_until(t.into()).await,
@@ -202,5 +225,19 @@ mod tests {
         let block = s.blocks.get_mut(&cidr("10.244.1.0/26")).expect("block");
         block.attributes[0].handle_id = Some("vxlan-tunnel-addr-n1".into());
         assert!(leak_candidates(&s, "n1").is_empty());
+    }
+
+    #[test]
+    fn reservations_without_a_pod_are_never_candidates() {
+        let mut s = cluster(
+            vec![node("n1", "10.0.0.1/24")],
+            vec![pool("p", "10.244.0.0/16", Never, Never)],
+        );
+        claim(&mut s, "n1", "10.244.1.0/26", AffinityState::Confirmed);
+        allocate(&mut s, "10.244.1.0/26", 5, "n1");
+        allocate(&mut s, "10.244.1.0/26", 6, "n1");
+        let block = s.blocks.get_mut(&cidr("10.244.1.0/26")).expect("block");
+        block.attributes[1].secondary.remove("pod");
+        assert_eq!(ips(&leak_candidates(&s, "n1")), vec!["10.244.1.5"]);
     }
 }
