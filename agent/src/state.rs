@@ -67,7 +67,7 @@ fn decode<T: serde::de::DeserializeOwned>(key: &str, value: &[u8]) -> Option<T> 
 }
 
 /// A block that decodes and is consistent ([`AllocationBlock::validate`]); a corrupt one
-/// is skipped (its routes go) with a line naming it, rather than panicking later.
+/// is skipped with a line naming it, rather than panicking later.
 fn decode_block(key: &str, value: &[u8]) -> Option<AllocationBlock> {
     let block = decode::<AllocationBlock>(key, value)?;
     match block.validate() {
@@ -96,24 +96,25 @@ fn decode_checked<R: Resource>(key: &str, value: &[u8]) -> Option<R> {
 }
 
 fn put_checked<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
-    match decode_checked::<R>(key, value) {
-        Some(r) => {
-            map.insert(name.to_string(), r);
-        }
-        None => {
-            map.remove(name);
-        }
-    }
+    put_or_keep(map, name.to_string(), decode_checked::<R>(key, value), key);
 }
 
 fn put_resource<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
-    match decode::<R>(key, value) {
-        Some(r) => {
-            map.insert(name.to_string(), r);
+    put_or_keep(map, name.to_string(), decode::<R>(key, value), key);
+}
+
+/// Stores a value that decoded (and passed its checks). One that did not leaves the last
+/// good version in place: a bad write must not take a pool, a peering or a pod's route
+/// away (only a delete does); at a relist, with no earlier version, it is simply absent.
+fn put_or_keep<K: Ord, V>(map: &mut BTreeMap<K, V>, k: K, value: Option<V>, key: &str) {
+    match value {
+        Some(v) => {
+            map.insert(k, v);
         }
-        None => {
-            map.remove(name);
+        None if map.contains_key(&k) => {
+            warn!(key, "keeping the last valid version of this key");
         }
+        None => {}
     }
 }
 
@@ -146,22 +147,13 @@ impl ClusterState {
                 }
                 _ => {}
             },
-            KeyKind::Block(cidr) => match decode_block(key, value) {
-                Some(b) => {
-                    self.blocks.insert(cidr, b);
-                }
-                None => {
-                    self.blocks.remove(&cidr);
-                }
-            },
-            KeyKind::Affinity(node, cidr) => match decode::<BlockAffinity>(key, value) {
-                Some(a) => {
-                    self.affinities.insert((node, cidr), a);
-                }
-                None => {
-                    self.affinities.remove(&(node, cidr));
-                }
-            },
+            KeyKind::Block(cidr) => {
+                put_or_keep(&mut self.blocks, cidr, decode_block(key, value), key);
+            }
+            KeyKind::Affinity(node, cidr) => {
+                let a = decode::<BlockAffinity>(key, value);
+                put_or_keep(&mut self.affinities, (node, cidr), a, key);
+            }
             KeyKind::Other => {}
         }
     }
@@ -330,20 +322,44 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_block_is_skipped_not_kept() {
+    fn a_corrupt_block_is_skipped_and_a_corrupt_update_keeps_the_last_valid_one() {
         let mut state = ClusterState::default();
         let cidr: IpNet = "10.0.1.0/26".parse().expect("cidr");
         let key = keys::block(&cidr);
         let good =
             serde_json::to_string(&AllocationBlock::new(cidr, Some("n1"), None)).expect("json");
-        state.put(&key, good.as_bytes());
-        assert!(state.blocks.contains_key(&cidr));
         let mut bad: serde_json::Value = serde_json::from_str(&good).expect("json");
         bad["allocations"][3] = serde_json::json!(7);
+        // Seen first corrupt (a relist): absent.
         state.put(&key, bad.to_string().as_bytes());
-        assert!(
-            !state.blocks.contains_key(&cidr),
-            "a block whose allocation points at a missing attribute is dropped"
+        assert!(!state.blocks.contains_key(&cidr));
+        // A corrupt write over a good block: the good one stays (its routes too).
+        state.put(&key, good.as_bytes());
+        state.put(&key, bad.to_string().as_bytes());
+        assert_eq!(
+            state.blocks.get(&cidr).and_then(|b| b.host()),
+            Some("n1"),
+            "the last valid block is kept"
+        );
+        state.delete(&key);
+        assert!(!state.blocks.contains_key(&cidr));
+    }
+
+    #[test]
+    fn an_invalid_update_of_a_pool_keeps_the_pool_as_it_was() {
+        let mut state = ClusterState::default();
+        let key = keys::resource("ippools", "p1");
+        let pool = |spec: &str| {
+            format!(
+                r#"{{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{{"name":"p1"}},"spec":{spec}}}"#
+            )
+        };
+        state.put(&key, pool(r#"{"cidr":"10.0.0.0/16"}"#).as_bytes());
+        state.put(&key, pool(r#"{"cidr":"banana"}"#).as_bytes());
+        state.put(&key, b"not json");
+        assert_eq!(
+            state.pools.get("p1").map(|p| p.spec.cidr.as_str()),
+            Some("10.0.0.0/16")
         );
     }
 }

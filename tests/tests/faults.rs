@@ -485,6 +485,27 @@ fn garbage_in_the_datastore_is_skipped_with_its_key_and_nothing_stops() {
             r#"{"cidr":"10.99.0.0/26","affinity":"host:node1","allocations":[0],"unallocated":[5000],"attributes":[]}"#,
         ),
     ];
+    // Garbage over records in use: pod a's WorkloadEndpoint and the pool. The last valid
+    // versions stay in force (pod a keeps its route, the pool its blocks).
+    let wep_prefix = datastore::keys::resource_prefix("workloadendpoints");
+    let weps = c
+        .etcdctl(&["get", "--prefix", "--keys-only", &wep_prefix])
+        .expect("etcdctl get");
+    let pod_a_wep = weps
+        .lines()
+        .find(|k| k.contains("node1"))
+        .expect("pod a's endpoint")
+        .to_string();
+    let junk: Vec<(String, &str)> = junk
+        .into_iter()
+        .chain([
+            (pod_a_wep, "{not json"),
+            (
+                datastore::keys::resource("ippools", "default-ipv4-ippool"),
+                r#"{"kind":"IPPool","apiVersion":"projectcalico.org/v3","metadata":{"name":"default-ipv4-ippool"},"spec":{"cidr":"banana"}}"#,
+            ),
+        ])
+        .collect();
     for (key, value) in &junk {
         c.etcdctl(&["put", key, value]).expect("etcdctl put");
     }
@@ -505,6 +526,27 @@ fn garbage_in_the_datastore_is_skipped_with_its_key_and_nothing_stops() {
             i + 1
         );
     }
+    assert!(
+        c.nodes[0]
+            .agent_log(usize::MAX)
+            .contains("keeping the last valid version"),
+        "{}",
+        c.nodes[0].agent_log(20)
+    );
+    // Past the grace an unknown pod route gets: pod a's route would be gone by now had
+    // its endpoint been dropped.
+    std::thread::sleep(
+        agent::dataplane::route_table::WORKLOAD_ROUTE_GRACE + Duration::from_secs(2),
+    );
+    let a_ip = c.pods[a].ip.to_string();
+    assert!(
+        c.nodes[0]
+            .routes()
+            .iter()
+            .any(|r| r.starts_with(&format!("{a_ip} dev cali"))),
+        "pod a lost its route: {:?}",
+        c.nodes[0].routes()
+    );
     assert!(c.pods_ping(a, b), "pods keep talking\n{}", c.logs(20));
     let out = c.calicoctl(0, &["ipam", "check"]).expect("calicoctl");
     assert!(
