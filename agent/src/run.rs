@@ -172,7 +172,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         crate::flannel::start(&cfg, &local, &links, backend, store.clone(), &mut tasks).await?;
     let flannel_ready = crate::flannel::first_state(extra.clone());
     let resync_interval = Duration::from_secs(cfg.route_refresh_interval.max(1));
-    let dataplane = DataplaneTask {
+    let mut dataplane = DataplaneTask {
         dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()))
             .with_nat(NatTable::new(Box::new(NetfilterTools), resync_interval)),
         local: local.clone(),
@@ -190,7 +190,14 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         heartbeat: liveness.heartbeat("dataplane"),
     };
     tasks.spawn("dataplane", async move {
-        flannel_ready.await;
+        // Waiting for the flannel lease is not being stuck: the heartbeat goes on.
+        let mut ready = std::pin::pin!(flannel_ready);
+        loop {
+            tokio::select! {
+                () = &mut ready => break,
+                () = dataplane.heartbeat.tick() => {}
+            }
+        }
         dataplane.run().await
     });
 

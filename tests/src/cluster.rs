@@ -69,6 +69,18 @@ impl LabNode {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// `GET <path>` on calico-node's health port (9099) inside the node: (status code,
+    /// whole response).
+    pub fn health(&self, path: &str) -> Option<(u16, String)> {
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/9099 && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+        );
+        let out = self.ns.exec("bash", &["-c", &script]).ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let code = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, text))
+    }
+
     /// `ip route` in the node, one line per route.
     pub fn routes(&self) -> Vec<String> {
         self.ns

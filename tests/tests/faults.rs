@@ -27,15 +27,9 @@ fn logged_list(log: &str, marker: &str, key: &str) -> Vec<String> {
     value.split(',').map(str::to_string).collect()
 }
 
-/// `GET <path>` on calico-node's health port inside node `i`: (status code, body).
+/// `GET <path>` on node `i`'s health port.
 fn health(c: &Cluster, i: usize, path: &str) -> Option<(u16, String)> {
-    let script = format!(
-        "exec 3<>/dev/tcp/127.0.0.1/9099 && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
-    );
-    let out = c.nodes[i].ns.exec("bash", &["-c", &script]).ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text))
+    c.nodes[i].health(path)
 }
 
 /// A 2-node mesh (so the BGP task has a session), agents running.

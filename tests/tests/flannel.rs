@@ -456,11 +456,19 @@ fn a_network_with_room_for_two_makes_the_third_node_wait_and_retry() {
         c.start_flannel_agent(i, &BTreeMap::new()).expect("start");
     }
     let subnets: Vec<String> = (0..2).map(|i| subnet_of(&c, i)).collect();
-    c.start_flannel_agent(2, &BTreeMap::new())
+    // Waiting for a lease for longer than a task may go without progress is not being
+    // stuck: node3 stays live.
+    c.start_flannel_agent(2, &env(&[("CALICO_RS_TASK_STUCK_TIMEOUT", "2")]))
         .expect("start node3");
     if !wait_until(WAIT, || c.nodes[2].agent_log(200).contains("is exhausted")) {
         fail(&c, "node3 did not say the network is exhausted");
     }
+    std::thread::sleep(Duration::from_secs(5));
+    let live = c.nodes[2].health("/liveness");
+    assert!(
+        live.as_ref().is_some_and(|(code, _)| *code == 200),
+        "node3 waiting for a lease fails liveness: {live:?}"
+    );
     println!(
         "{}",
         c.nodes[2]
