@@ -238,7 +238,8 @@ async fn a_send_queue_past_its_bound_resets_the_session() {
     // it, so the next change finds the queue still full.
     spk.originate(distinct_routes(200_000)).expect("originate");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    spk.originate(distinct_routes(200_100)).expect("originate more");
+    spk.originate(distinct_routes(200_100))
+        .expect("originate more");
     let keepalives = raw.keep_alive_without_reading(Duration::from_secs(15));
     let down = wait_status(&spk, lo(84), |p| {
         p.last_error
