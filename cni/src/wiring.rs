@@ -129,30 +129,26 @@ pub enum Teardown {
     OtherContainer(String),
 }
 
-/// Removes the pod's veth if it is `container_id`'s: by its host end, when that carries
-/// the container in its alias (every veth ADD makes does) or, without an alias (made
-/// before aliases), when `endpoint_is_ours` says the WorkloadEndpoint is this
-/// container's; else by the container end if the namespace is still there.
+/// Removes the pod's veth if it is `container_id`'s: by its host end when that carries
+/// the container in its alias; else by the container end, inside the namespace this DEL
+/// names, if it is still there. A host end without an alias is never removed by name: it
+/// may be another container's whose ADD has not set the alias yet (the kernel takes no
+/// alias at creation), and this container's own pair goes with its namespace anyway.
 pub async fn teardown(
     host_if: &str,
     netns: Option<&str>,
     pod_if: &str,
     container_id: &str,
-    endpoint_is_ours: bool,
 ) -> Result<Teardown> {
     let host = Netlink::connect()?;
     if let Some(link) = host.link(host_if).await? {
         match link.alias.as_deref() {
-            Some(owner) if owner != container_id => {
-                return Ok(Teardown::OtherContainer(owner.to_string()));
-            }
-            None if !endpoint_is_ours => {
-                return Ok(Teardown::OtherContainer("the endpoint's container".into()));
-            }
-            _ => {
+            Some(owner) if owner == container_id => {
                 host.delete_link(link.index).await?;
                 return Ok(Teardown::Removed);
             }
+            Some(owner) => return Ok(Teardown::OtherContainer(owner.to_string())),
+            None => {}
         }
     }
     let Some(path) = netns else {

@@ -128,3 +128,53 @@ fn a_late_del_for_the_old_sandbox_leaves_the_new_container_wired() -> Result<()>
     assert_eq!(report.problems(), 0, "{report:?}");
     Ok(())
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni --test recreated_sandbox -- --ignored"]
+fn a_late_del_during_the_new_containers_add_leaves_its_veth() -> Result<()> {
+    let lab = CniLab::new("sbxr")?;
+    lab.add_pool("default-ipv4-ippool", "10.244.0.0/16", 26)?;
+    let old_sandbox = Netns::create("sbxrold")?;
+    let new_sandbox = Netns::create("sbxrnew")?;
+    let host_if = cni::names::host_veth_name("shop.web");
+    must(call(&lab, "ADD", "ctr-old", &old_sandbox)?, "ADD old")?;
+    let old_path = old_sandbox.path();
+    drop(old_sandbox);
+    // The kernel removes a namespace's devices a moment after the namespace goes.
+    assert!(lab::wait_until(std::time::Duration::from_secs(10), || {
+        lab.cali_links().is_ok_and(|l| !l.contains(&host_if))
+    }));
+    // The new container's ADD is part-way: its veth exists, without its alias yet (the
+    // kernel takes none at creation), and the endpoint is still the old container's.
+    lab.node.ip(&[
+        "link",
+        "add",
+        &host_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        new_sandbox.name(),
+    ])?;
+    assert_eq!(endpoint_container(&lab)?.as_deref(), Some("ctr-old"));
+    let del = lab.call(
+        &lab.conf("node-1").json(),
+        &Call {
+            plugin: "calico",
+            command: "DEL",
+            container_id: "ctr-old",
+            netns: Some(&old_path),
+            ifname: "eth0",
+            args: POD_ARGS,
+        },
+    )?;
+    must(del, "late DEL of the old container")?;
+    assert!(
+        lab.cali_links()?.contains(&host_if),
+        "the late DEL removed the new container's veth"
+    );
+    assert_eq!(endpoint_container(&lab)?, None, "the old endpoint is gone");
+    Ok(())
+}

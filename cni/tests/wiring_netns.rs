@@ -99,14 +99,14 @@ fn wired_pods_reach_the_host_gateway_and_each_other() -> anyhow::Result<()> {
     for w in [&w1, &w2] {
         let w = w.clone();
         let removed = in_node(&node, async move {
-            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id, true).await
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id).await
         })?;
         assert_eq!(removed, wiring::Teardown::Removed);
     }
     let again = {
         let w = w1.clone();
         in_node(&node, async move {
-            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id, true).await
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id).await
         })?
     };
     assert_eq!(

@@ -102,9 +102,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     };
     if let Err(e) = bounded("recording the endpoint", endpoint::record(&ds, &info)).await {
         let cid = &inv.env.container_id;
-        if let Err(te) =
-            wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname, cid, true).await
-        {
+        if let Err(te) = wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname, cid).await {
             warn!(error = %te, "rollback: cannot remove the veth");
         }
         release_address(inv, ipam).await;
@@ -140,25 +138,20 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
 /// Undoes this container's ADD. The veth and the WorkloadEndpoint are named after the
 /// pod, not the container: when the pod's sandbox was recreated, a late DEL for the old
 /// container finds the new container's, and leaves them (Calico checks the endpoint's
-/// containerID the same way). The IPAM handle is per container: releasing it never frees
+/// containerID the same way; the veth's alias names its container). The IPAM handle is per container: releasing it never frees
 /// the new container's address.
 async fn del(inv: &Invocation) -> Result<()> {
     let ipam = ipam_type(inv)?;
     let cid = &inv.env.container_id;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
     let node = inv.conf.node_name()?;
+    // The veth first: it needs no datastore, so a pod's wiring goes even while the
+    // datastore is away (the runtime retries the DEL for the rest).
+    let veth = wiring::teardown(&host_if, inv.env.netns.as_deref(), &inv.env.ifname, cid).await?;
     let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
     bounded("reading ClusterInformation", store::ensure_unlocked(&ds)).await?;
     let wep = bounded("reading the endpoint", endpoint::get(&ds, &node, &inv.env)).await?;
     let other = endpoint::other_container(wep.as_ref(), cid);
-    let veth = wiring::teardown(
-        &host_if,
-        inv.env.netns.as_deref(),
-        &inv.env.ifname,
-        cid,
-        other.is_none(),
-    )
-    .await?;
     if let Teardown::OtherContainer(owner) = &veth {
         info!(
             container = cid,
