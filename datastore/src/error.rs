@@ -47,9 +47,26 @@ pub enum Error {
     /// Bad datastore configuration (unknown DATASTORE_TYPE, unreadable certificate, ...).
     #[error("datastore configuration: {0}")]
     Config(String),
+    /// A write failed without a definite answer and reading the key back failed too: it
+    /// may or may not have been applied.
+    #[error(
+        "the write of {key} may or may not have been applied (the datastore failed: {cause}; reading it back failed: {read_back})"
+    )]
+    OutcomeUnknown {
+        key: String,
+        cause: String,
+        read_back: String,
+    },
 }
 
 impl Error {
+    /// Whether a write that failed with this error may still have been applied: a timeout
+    /// or a lost connection after the request left says nothing about the outcome; only a
+    /// definite answer (a lost race, an invalid value) says it was not.
+    pub fn may_have_applied(&self) -> bool {
+        matches!(self, Error::Backend(_))
+    }
+
     /// Convenience constructor for validation failures.
     pub fn invalid(
         field: impl Into<String>,

@@ -134,12 +134,10 @@ pub fn is_race(e: &datastore::Error) -> bool {
     )
 }
 
-/// Whether a failed write may still have been applied: a timeout or a lost connection
-/// after the request left says nothing about the outcome. Only a definite answer from the
-/// store (a lost race, an invalid value) says it was not. Such an outcome is resolved by
-/// reading back, never by guessing.
+/// Whether a failed write may still have been applied ([`datastore::Error::may_have_applied`]):
+/// such an outcome is resolved by reading back, never by guessing.
 pub fn may_have_applied(e: &datastore::Error) -> bool {
-    matches!(e, datastore::Error::Backend(_))
+    e.may_have_applied()
 }
 
 /// What a read-back after an ambiguous write found.

@@ -156,7 +156,6 @@ impl ChaosReport {
 
     fn rows(&self) -> Vec<(&'static str, String)> {
         let mut rows = vec![
-            ("etcd members", self.etcd_members.to_string()),
             (
                 "pod operations (add, delete, recreate)",
                 self.operations.to_string(),
@@ -171,21 +170,19 @@ impl ChaosReport {
             ),
             ("DEL ok", self.dels_ok.to_string()),
         ];
-        let labels: BTreeSet<&'static str> = [
+        // One row per kind (both etcd kills share theirs), in this order.
+        let kinds = [
             Fault::EtcdKilled,
-            Fault::CniKilledMidAdd,
-            Fault::CniKilledMidDel,
             Fault::CalicoNodeKilled,
             Fault::EtcdLinkCut,
+            Fault::CniKilledMidAdd,
+            Fault::CniKilledMidDel,
             Fault::LateDel,
-        ]
-        .into_iter()
-        .map(Fault::label)
-        .collect();
+        ];
         rows.extend(
-            labels
+            kinds
                 .into_iter()
-                .map(|l| (l, self.fault_count(l).to_string())),
+                .map(|f| (f.label(), self.fault_count(f.label()).to_string())),
         );
         rows.extend([
             ("duplicate addresses seen", self.duplicates.to_string()),

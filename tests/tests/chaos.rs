@@ -6,12 +6,12 @@
 
 use lab::chaos::{ChaosReport, ChaosSpec, Fault, run};
 
-/// What every run must show, whatever the timing: the invariants `run` checks while it
-/// runs and after it (it fails on the first broken one), and that faults did happen.
+/// What every run must show, whatever the timing, beyond the invariants `run` itself
+/// fails on (no address twice, none a tunnel's, IPAM clean, nothing left over, all pods
+/// reachable): that faults did happen, that no calico-node ended by itself and that the
+/// canaries never lost a ping.
 fn assert_survived(report: &ChaosReport, etcd_fault: Fault) {
     println!("{}", report.table());
-    assert_eq!(report.duplicates, 0, "an address was handed out twice");
-    assert_eq!(report.tunnel_collisions, 0, "a pod got a tunnel address");
     assert_eq!(report.agent_self_exits, 0, "calico-node ended by itself");
     assert!(
         report.faults.get(&etcd_fault).copied().unwrap_or(0) > 0,
@@ -31,7 +31,7 @@ fn assert_survived(report: &ChaosReport, etcd_fault: Fault) {
         report.adds_ok > 0 && report.dels_ok > 0,
         "no churn: {report:?}"
     );
-    // Everything the churn left is collected: the canaries' ping survived every fault.
+    // The canaries pinged across every fault.
     assert_eq!(report.pings_lost, 0, "the canaries lost pings: {report:?}");
 }
 

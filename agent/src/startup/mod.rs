@@ -197,5 +197,7 @@ pub async fn ensure_cluster_information(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Err(StartupError::Config(
+        "ClusterInformation default changed under every one of 10 attempts to write it; giving up for now".into(),
+    ))
 }

@@ -122,6 +122,9 @@ pub async fn write_batch(
             for d in &written {
                 let _ = writeln!(out, "  {d}");
             }
+            if matches!(e, datastore::Error::OutcomeUnknown { .. }) {
+                let _ = writeln!(out, "  {} may or may not have been written", doc.ident());
+            }
             let hit = if op == BatchOp::Apply {
                 "Hit error(s)"
             } else {
@@ -149,26 +152,57 @@ mod tests {
 
     use super::*;
 
-    /// A store whose writes of keys containing `fail_on` fail as etcd going away would.
+    /// How a write of the failing key fails.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Failure {
+        /// Before it reaches the store.
+        Before,
+        /// After the store applied it (the reply is lost).
+        After,
+        /// After, and reading the key back fails too.
+        AfterAndReads,
+    }
+
+    /// A store whose writes of keys containing `fail_on` time out as etcd going away would.
     struct FailingStore {
         inner: MemoryStore,
         fail_on: &'static str,
+        failure: Failure,
+        /// Set once the failing key was written (reads fail from then on, if asked).
+        written: std::sync::atomic::AtomicBool,
+    }
+
+    fn timed_out() -> datastore::Error {
+        datastore::Error::Backend("etcdserver: request timed out".into())
     }
 
     impl FailingStore {
-        fn check(&self, key: &str) -> datastore::Result<()> {
-            if key.contains(self.fail_on) {
-                return Err(datastore::Error::Backend(
-                    "etcdserver: request timed out".into(),
-                ));
+        fn before(&self, key: &str) -> datastore::Result<()> {
+            if key.contains(self.fail_on) && self.failure == Failure::Before {
+                return Err(timed_out());
             }
             Ok(())
+        }
+
+        fn after<T>(&self, key: &str, r: datastore::Result<T>) -> datastore::Result<T> {
+            if key.contains(self.fail_on) && self.failure != Failure::Before {
+                self.written
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                return r.and(Err(timed_out()));
+            }
+            r
         }
     }
 
     #[async_trait::async_trait]
     impl Datastore for FailingStore {
         async fn get(&self, key: &str) -> datastore::Result<Option<KeyValue>> {
+            if key.contains(self.fail_on)
+                && self.failure == Failure::AfterAndReads
+                && self.written.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return Err(timed_out());
+            }
             self.inner.get(key).await
         }
         async fn list(&self, prefix: &str) -> datastore::Result<Listing> {
@@ -180,8 +214,9 @@ mod tests {
             v: Vec<u8>,
             l: Option<LeaseId>,
         ) -> datastore::Result<Revision> {
-            self.check(k)?;
-            self.inner.create(k, v, l).await
+            self.before(k)?;
+            let r = self.inner.create(k, v, l).await;
+            self.after(k, r)
         }
         async fn update(
             &self,
@@ -190,12 +225,14 @@ mod tests {
             e: Revision,
             l: Option<LeaseId>,
         ) -> datastore::Result<Revision> {
-            self.check(k)?;
-            self.inner.update(k, v, e, l).await
+            self.before(k)?;
+            let r = self.inner.update(k, v, e, l).await;
+            self.after(k, r)
         }
         async fn delete(&self, k: &str, e: Option<Revision>) -> datastore::Result<KeyValue> {
-            self.check(k)?;
-            self.inner.delete(k, e).await
+            self.before(k)?;
+            let r = self.inner.delete(k, e).await;
+            self.after(k, r)
         }
         async fn watch(&self, p: &str, from: Revision) -> datastore::Result<Watch> {
             self.inner.watch(p, from).await
@@ -230,6 +267,8 @@ mod tests {
         let store = FailingStore {
             inner: inner.clone(),
             fail_on: "/ippools/b",
+            failure: Failure::Before,
+            written: Default::default(),
         };
         let client = Client::new(Arc::new(store));
         let docs = pools(&[
@@ -260,6 +299,51 @@ mod tests {
         assert_eq!(
             stored,
             vec!["/calico/resources/v3/projectcalico.org/ippools/a"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_reply_was_lost_is_read_back_and_counts_as_written() {
+        let inner = MemoryStore::new();
+        let client = Client::new(Arc::new(FailingStore {
+            inner: inner.clone(),
+            fail_on: "/ippools/b",
+            failure: Failure::After,
+            written: Default::default(),
+        }));
+        let docs = pools(&[("a", "10.1.0.0/16"), ("b", "10.2.0.0/16")]);
+        let mut out = String::new();
+        write_batch(&client, docs, BatchOp::Apply, &mut out)
+            .await
+            .expect("the read-back shows b written");
+        assert_eq!(out, "Successfully applied 2 'IPPool' resource(s)\n");
+    }
+
+    #[tokio::test]
+    async fn a_write_that_cannot_be_read_back_is_reported_as_maybe_written() {
+        let client = Client::new(Arc::new(FailingStore {
+            inner: MemoryStore::new(),
+            fail_on: "/ippools/b",
+            failure: Failure::AfterAndReads,
+            written: Default::default(),
+        }));
+        let docs = pools(&[
+            ("a", "10.1.0.0/16"),
+            ("b", "10.2.0.0/16"),
+            ("c", "10.3.0.0/16"),
+        ]);
+        let mut out = String::new();
+        let err = write_batch(&client, docs, BatchOp::Apply, &mut out)
+            .await
+            .expect_err("the outcome of b is unknown");
+        assert_eq!(
+            out,
+            "Partial success: applied the first 1 out of 3 'IPPool' resources:\n  IPPool(a)\n  IPPool(b) may or may not have been written\n"
+        );
+        assert!(
+            err.message.contains("may or may not have been applied"),
+            "{}",
+            err.message
         );
     }
 }

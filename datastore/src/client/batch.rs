@@ -197,6 +197,39 @@ impl Client {
     }
 
     async fn write_one<R: Resource>(&self, r: &R, op: BatchOp) -> Result<R> {
+        match self.write_once(r, op).await {
+            Err(e) if e.may_have_applied() => self.settle(r, op, e).await,
+            other => other,
+        }
+    }
+
+    /// After a write that failed without a definite answer, the stored resource says what
+    /// happened: written as asked (or deleted) is success, anything else the write's own
+    /// error, and a store that cannot be read says the outcome is unknown.
+    async fn settle<R: Resource>(&self, r: &R, op: BatchOp, err: Error) -> Result<R> {
+        let m = r.meta();
+        let stored = match self
+            .try_get_in::<R>(m.namespace.as_deref().unwrap_or(""), &m.name)
+            .await
+        {
+            Ok(stored) => stored,
+            Err(read) => {
+                return Err(Error::OutcomeUnknown {
+                    key: r.key(),
+                    cause: err.to_string(),
+                    read_back: read.to_string(),
+                });
+            }
+        };
+        match (op, stored) {
+            (BatchOp::Delete { .. }, None) => Ok(r.clone()),
+            (BatchOp::Delete { .. }, Some(_)) => Err(err),
+            (_, Some(s)) if written_as(r, &s) => Ok(s),
+            (_, _) => Err(err),
+        }
+    }
+
+    async fn write_once<R: Resource>(&self, r: &R, op: BatchOp) -> Result<R> {
         match op {
             BatchOp::Create { .. } => self.create(r.clone()).await,
             BatchOp::Apply => self.apply(r.clone()).await,
@@ -212,4 +245,16 @@ impl Client {
             }
         }
     }
+}
+
+/// Whether `stored` is `wanted` as a write leaves it: the same content once the fields
+/// the store stamps (uid, creation time, revision) are taken from `stored`.
+fn written_as<R: Resource>(wanted: &R, stored: &R) -> bool {
+    let mut w = wanted.clone();
+    w.set_defaults();
+    let (wm, sm) = (w.meta_mut(), stored.meta());
+    wm.uid.clone_from(&sm.uid);
+    wm.creation_timestamp.clone_from(&sm.creation_timestamp);
+    wm.resource_version.clone_from(&sm.resource_version);
+    w == *stored
 }
