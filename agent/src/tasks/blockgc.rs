@@ -60,6 +60,9 @@ pub async fn run(
     let mut empty_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
     let mut stuck_since: BTreeMap<IpNet, Instant> = BTreeMap::new();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    // After a failed pass, nothing is tried before this (state changes wake the task far
+    // more often than that).
+    let mut retry_at: Option<Instant> = None;
     loop {
         heartbeat.beat();
         let now = Instant::now();
@@ -86,7 +89,8 @@ pub async fn run(
             .filter(|(_, since)| now.duration_since(**since) >= grace)
             .map(|(cidr, _)| *cidr)
             .collect();
-        let work = !stuck.is_empty() || (!due.is_empty() && total > 1);
+        let work = (!stuck.is_empty() || (!due.is_empty() && total > 1))
+            && retry_at.is_none_or(|r| now >= r);
         let allowed = if work {
             match datastore::Client::new(ipam.datastore().clone())
                 .datastore_locked()
@@ -103,6 +107,7 @@ pub async fn run(
         };
         // Locked or unreadable: nothing is touched, the work waits for the back-off.
         failed |= work && !allowed;
+        let held = !work && retry_at.is_some_and(|r| now < r);
         let (stuck, due) = if allowed {
             (stuck, due)
         } else {
@@ -140,12 +145,12 @@ pub async fn run(
                 }
             }
         }
-        let retry_at = if failed {
-            Some(Instant::now() + backoff.next_wait())
-        } else {
+        if failed {
+            retry_at = Some(Instant::now() + backoff.next_wait());
+        } else if !held {
             backoff.reset();
-            None
-        };
+            retry_at = None;
+        }
         let next = empty_since
             .values()
             .map(|since| *since + grace)

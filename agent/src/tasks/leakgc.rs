@@ -142,9 +142,11 @@ pub async fn run(
 ) {
     let mut leaked_since: BTreeMap<Candidate, Instant> = BTreeMap::new();
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    // After a failed pass, no release is tried before this (state changes wake the task
+    // far more often than that).
+    let mut retry_at: Option<Instant> = None;
     loop {
         heartbeat.beat();
-        let mut retry_at = None;
         if !grace.is_zero() {
             let now = Instant::now();
             let candidates = {
@@ -155,10 +157,13 @@ pub async fn run(
             for c in candidates {
                 leaked_since.entry(c).or_insert(now);
             }
-            if release_due(&ipam, grace, &mut leaked_since, &mut heartbeat).await {
-                backoff.reset();
-            } else {
-                retry_at = Some(Instant::now() + backoff.next_wait());
+            if retry_at.is_none_or(|r| now >= r) {
+                if release_due(&ipam, grace, &mut leaked_since, &mut heartbeat).await {
+                    backoff.reset();
+                    retry_at = None;
+                } else {
+                    retry_at = Some(Instant::now() + backoff.next_wait());
+                }
             }
         }
         // Next: the earliest grace period to end, but not before a failed pass's retry.
