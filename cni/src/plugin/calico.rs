@@ -138,8 +138,8 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
 /// Undoes this container's ADD. The veth and the WorkloadEndpoint are named after the
 /// pod, not the container: when the pod's sandbox was recreated, a late DEL for the old
 /// container finds the new container's, and leaves them (Calico checks the endpoint's
-/// containerID the same way; the veth's alias names its container). The IPAM handle is per container: releasing it never frees
-/// the new container's address.
+/// containerID the same way; the veth's alias names its container). The IPAM handle is
+/// per container: releasing it never frees the new container's address.
 async fn del(inv: &Invocation) -> Result<()> {
     let ipam = ipam_type(inv)?;
     let cid = &inv.env.container_id;
