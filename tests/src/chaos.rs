@@ -295,6 +295,8 @@ struct World {
 /// What a worker needs of the lab (owned, so the main thread keeps the lab to itself).
 struct NodeAccess {
     ns_names: Vec<String>,
+    /// Prefix of the pod namespaces (the lab's tag).
+    pod_ns_prefix: String,
     confs: Vec<String>,
     cni_path: PathBuf,
     calls: AtomicUsize,
@@ -423,7 +425,7 @@ fn add(
     let n = counter.fetch_add(1, Ordering::SeqCst);
     let pod = format!("p{n}");
     let container = format!("{pod}-c0");
-    let Ok(ns) = Netns::create(&format!("x{n}")) else {
+    let Ok(ns) = Netns::create(&format!("{}x{n}", access.pod_ns_prefix)) else {
         return;
     };
     let path = ns.path();
@@ -517,7 +519,7 @@ fn recreate(
     let n = counter.fetch_add(1, Ordering::SeqCst);
     drop(old.ns);
     let container = format!("{pod}-c{n}");
-    let Ok(ns) = Netns::create(&format!("x{n}")) else {
+    let Ok(ns) = Netns::create(&format!("{}x{n}", access.pod_ns_prefix)) else {
         lock()
             .late_dels
             .push((node, old.container, pod.to_string()));
@@ -787,6 +789,7 @@ pub fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
     );
     let access = NodeAccess {
         ns_names: c.nodes.iter().map(|n| n.ns.name().to_string()).collect(),
+        pod_ns_prefix: c.tag().to_string(),
         confs: (0..c.nodes.len())
             .map(|i| {
                 let mut conf = c.cni_conf(i);
@@ -931,7 +934,11 @@ pub fn run(spec: &ChaosSpec) -> Result<ChaosReport> {
 /// Copies the lab's files (agent logs, the CNI journal) and every node's links and routes
 /// to a directory that outlives the lab; returns where.
 fn keep_evidence(c: &Cluster) -> String {
-    let dest = std::env::temp_dir().join(format!("calico-rs-chaos-{}", std::process::id()));
+    let dest = std::env::temp_dir().join(format!(
+        "calico-rs-chaos-{}-{}",
+        std::process::id(),
+        c.tag()
+    ));
     let _ = std::fs::create_dir_all(&dest);
     let _ = std::process::Command::new("cp")
         .arg("-r")

@@ -164,6 +164,13 @@ fn subnet_ip(subnet: usize, host: usize) -> String {
 impl Cluster {
     /// Builds the fabric, the control namespace with etcd, the nodes, and (when asked)
     /// starts calico-node on each.
+    /// This lab's tag (`L<n>`), unique within the process: a prefix for the names of
+    /// namespaces a test makes beside the lab's own, so two labs in one test binary
+    /// never share a name.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     pub fn start(spec: LabSpec) -> Result<Cluster> {
         remove_leftovers();
         let dir = tempfile::Builder::new()

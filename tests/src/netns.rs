@@ -4,10 +4,11 @@
 //! creating process id (`crs<pid>-`), so a later run can tell leftovers of dead runs
 //! (removed by [`remove_leftovers`]) from namespaces of runs still going.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -79,19 +80,38 @@ pub struct Netns {
     name: String,
 }
 
+/// Names of the namespaces this process holds: one already held is refused, never
+/// replaced (two labs in one test binary must not delete each other's namespaces).
+static HELD: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+
+fn held() -> std::sync::MutexGuard<'static, BTreeSet<String>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Netns {
     /// Creates `<run prefix><short>` with `lo` up. `short` should stay short: it shows up
-    /// in `ip netns list` and in log lines.
+    /// in `ip netns list` and in log lines. Fails when this process already holds a
+    /// namespace of that name.
     pub fn create(short: &str) -> Result<Netns> {
         let name = format!("{}{short}", run_prefix());
-        if Path::new(&format!("/run/netns/{name}")).exists() {
-            kill_processes_in(&name);
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        if !held().insert(name.clone()) {
+            bail!("namespace {name} is already in use by this run");
         }
-        ip(&["netns", "add", &name])?;
         let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"])?;
+        ns.set_up()?;
         Ok(ns)
+    }
+
+    fn set_up(&self) -> Result<()> {
+        let name = &self.name;
+        // Not held by this process, so a leftover of a dead run whose pid was reused.
+        if Path::new(&format!("/run/netns/{name}")).exists() {
+            kill_processes_in(name);
+            let _ = Command::new("ip").args(["netns", "del", name]).status();
+        }
+        ip(&["netns", "add", name])?;
+        self.ip(&["link", "set", "lo", "up"])?;
+        Ok(())
     }
 
     /// The full namespace name, as `ip netns exec` wants it.
@@ -180,6 +200,7 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        held().remove(&self.name);
     }
 }
 
@@ -315,4 +336,30 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(1) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[ignore = "needs root netns"]
+    fn a_name_this_run_holds_is_refused_and_the_holder_keeps_its_namespace() {
+        let first = Netns::create("held").expect("first namespace");
+        first
+            .ip(&[
+                "link", "add", "marker", "type", "veth", "peer", "name", "marker1",
+            ])
+            .expect("marker link");
+        let second = Netns::create("held");
+        assert!(
+            second.is_err(),
+            "a second namespace of the same name was made"
+        );
+        let links = first.ip(&["link", "show", "marker"]);
+        assert!(links.is_ok(), "the holder's namespace was replaced");
+        drop(first);
+        let again = Netns::create("held").expect("the name is free once dropped");
+        assert!(again.ip(&["link", "show", "marker"]).is_err());
+    }
 }
