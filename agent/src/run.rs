@@ -117,12 +117,12 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     );
 
     let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
-    let (peers_tx, peers_rx) = watch::channel(Vec::new());
+    let (peers_tx, peers_rx) = watch::channel(bgp::BgpStatus::default());
     let (converged_tx, converged_rx) = watch::channel(backend != Backend::Bgp);
     if backend == Backend::Bgp {
         let outputs = bgp::Outputs {
             learned: learned_tx,
-            peers: peers_tx,
+            status: peers_tx,
             converged: converged_tx,
         };
         let wiring = bgp::start(&cfg, &local, state_rx.clone(), outputs).await?;
@@ -273,17 +273,20 @@ async fn assemble_report(
     backend: String,
     mut sync: watch::Receiver<SyncStatus>,
     mut dataplane: watch::Receiver<DataplaneStatus>,
-    mut peers: watch::Receiver<Vec<datastore::model::BgpPeerStatus>>,
+    mut peers: watch::Receiver<bgp::BgpStatus>,
     tx: watch::Sender<NodeStatusReport>,
     mut heartbeat: Heartbeat,
 ) {
     loop {
         let dp = dataplane.borrow_and_update().clone();
+        let speaker = peers.borrow_and_update().clone();
         let report = NodeStatusReport {
             node: local.name.clone(),
             backend: backend.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            peers_v4: peers.borrow_and_update().clone(),
+            router_id: speaker.router_id.map(|r| r.to_string()).unwrap_or_default(),
+            as_number: speaker.as_number,
+            peers_v4: speaker.peers,
             warnings: dp
                 .health
                 .ipip_unsupported

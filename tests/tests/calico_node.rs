@@ -82,6 +82,25 @@ fn node_status(c: &Cluster, node: usize) -> String {
     text(&c.calicoctl(node, &["node", "status"]).expect("calicoctl"))
 }
 
+/// `calicoctl node status -o json` on `node`.
+fn node_status_json(c: &Cluster, node: usize) -> serde_json::Value {
+    let out = c
+        .calicoctl(node, &["node", "status", "-o", "json"])
+        .expect("calicoctl");
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("node status -o json is not JSON ({e}): {}", text(&out)))
+}
+
+/// The session with `peer` in a `node status -o json` document.
+fn session(status: &serde_json::Value, peer: &str) -> serde_json::Value {
+    status["peers"]
+        .as_array()
+        .and_then(|peers| peers.iter().find(|p| p["peerAddress"] == peer))
+        .cloned()
+        .unwrap_or_else(|| panic!("no session with {peer}: {status:#}"))
+}
+
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
 fn three_node_mesh_exchanges_blocks_and_pods_ping() {
@@ -118,6 +137,31 @@ fn three_node_mesh_exchanges_blocks_and_pods_ping() {
             .expect("calicoctl"),
     );
     assert!(wide.contains("node1   (64512)   10.0.0.1/24"), "{wide}");
+    // The JSON view: node1 waits for the higher addresses (BIRD's one-way mesh) and has
+    // learned each peer's block; node3 connects to both.
+    let json = node_status_json(&c, 0);
+    assert_eq!(json["running"], true, "{json:#}");
+    assert_eq!(json["nodeName"], "node1", "{json:#}");
+    assert_eq!(json["routerID"], "10.0.0.1", "{json:#}");
+    assert_eq!(json["asNumber"], 64512, "{json:#}");
+    for (n, peer) in [(2, "10.0.0.2"), (3, "10.0.0.3")] {
+        let s = session(&json, peer);
+        let expect = serde_json::json!({
+            "name": format!("Mesh_10_0_0_{n}"), "family": "ipv4", "port": 179,
+            "peerType": "node-to-node mesh", "asNumber": 64512, "localASNumber": 64512,
+            "sourceAddress": "10.0.0.1", "passive": true, "routeReflectorClient": false,
+            "routeReflectorClusterID": "", "ttlSecurityHops": 0, "nextHopMode": "Auto",
+            "gracefulRestartTime": 120, "passwordSet": false, "state": "up",
+            "info": "Established", "importFilters": [], "exportFilters": [],
+        });
+        for (field, want) in expect.as_object().expect("object") {
+            assert_eq!(&s[field], want, "{field} of {peer}: {s:#}");
+        }
+        assert_eq!(s["acceptedPrefixes"], 1, "{s:#}");
+        assert!(s["exportedPrefixes"].as_u64() >= Some(1), "{s:#}");
+    }
+    let from_node3 = node_status_json(&c, 2);
+    assert_eq!(session(&from_node3, "10.0.0.1")["passive"], false);
 }
 
 /// Mesh off, every node peering with a ToR over eBGP (nodes AS 64512, ToR AS 65001); the
@@ -205,6 +249,14 @@ spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
         }),
         "{status}"
     );
+    let tor = session(&node_status_json(&c, 1), "10.0.0.253");
+    assert_eq!(tor["name"], "Global_10_0_0_253", "{tor:#}");
+    assert_eq!(tor["asNumber"], 65001, "{tor:#}");
+    assert_eq!(tor["localASNumber"], 64512, "{tor:#}");
+    assert_eq!(tor["passive"], false, "{tor:#}");
+    // The ToR passes on (at least) the other two nodes' blocks; we announce our own.
+    assert!(tor["acceptedPrefixes"].as_u64() >= Some(2), "{tor:#}");
+    assert!(tor["exportedPrefixes"].as_u64() >= Some(1), "{tor:#}");
 }
 
 #[test]
@@ -281,6 +333,16 @@ spec: {nodeToNodeMeshEnabled: false}
             .count()
     };
     assert!(wait_until(WAIT, || rr_up() == 4), "{}", node_status(&c, 0));
+    let reflector = node_status_json(&c, 0);
+    for client in ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"] {
+        let s = session(&reflector, client);
+        assert_eq!(s["routeReflectorClient"], true, "{s:#}");
+        assert_eq!(s["routeReflectorClusterID"], "244.0.0.1", "{s:#}");
+        assert_eq!(s["peerType"], "node specific", "{s:#}");
+    }
+    let client = session(&node_status_json(&c, 2), "10.0.0.1");
+    assert_eq!(client["routeReflectorClient"], false, "{client:#}");
+    assert_eq!(client["routeReflectorClusterID"], "", "{client:#}");
 }
 
 #[test]
@@ -544,5 +606,10 @@ spec:
     std::thread::sleep(Duration::from_secs(3));
     assert!(!up(0, "10.0.0.3"), "{}", node_status(&c, 0));
     assert!(!up(2, "10.0.0.1"), "{}", node_status(&c, 2));
+    let signed = session(&node_status_json(&c, 0), "10.0.0.2");
+    assert_eq!(signed["passwordSet"], true, "{signed:#}");
+    assert!(!signed.to_string().contains("s3cret"), "{signed:#}");
+    let refused = session(&node_status_json(&c, 0), "10.0.0.3");
+    assert_ne!(refused["state"], "up", "{refused:#}");
     assert!(wait_until(WAIT, || c.pods_ping(0, 1)), "{}", c.logs(30));
 }

@@ -273,6 +273,19 @@ spec:
         );
         println!("{text}");
     }
+    let out = c
+        .calicoctl(0, &["node", "status", "-o", "json"])
+        .expect("calicoctl");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("node status JSON");
+    let held = &json["peers"][0];
+    assert_eq!(held["state"], "down", "{json:#}");
+    assert_eq!(held["passwordSet"], true, "{json:#}");
+    assert!(
+        held["info"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("password unavailable:")),
+        "{json:#}"
+    );
     // The secret appears: the sessions come up, signed, without a datastore change.
     for i in 0..2 {
         let dir = c.path().join(format!("secrets{i}/bgp"));

@@ -183,12 +183,21 @@ const CONVERGENCE_DEADLINE: Duration = Duration::from_secs(30);
 /// Quiet time (no learned-route change, every peer up) that counts as converged.
 const CONVERGENCE_QUIET: Duration = Duration::from_secs(1);
 
+/// The BGP part of `node status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BgpStatus {
+    pub router_id: Option<Ipv4Addr>,
+    pub as_number: u32,
+    /// One row per session, in peer-address order.
+    pub peers: Vec<BgpPeerStatus>,
+}
+
 /// What the wiring task publishes.
 pub struct Outputs {
     /// Best learned routes, for the dataplane.
     pub learned: watch::Sender<Arc<LearnedRoutes>>,
-    /// `node status` rows.
-    pub peers: watch::Sender<Vec<BgpPeerStatus>>,
+    /// `node status`: identity and sessions.
+    pub status: watch::Sender<BgpStatus>,
     /// Becomes true once BGP has re-learned what it will after a start.
     pub converged: watch::Sender<bool>,
 }
@@ -329,7 +338,7 @@ impl Wiring {
     ) -> Result<()> {
         let Outputs {
             learned: learned_tx,
-            peers: peers_out,
+            status: peers_out,
             converged,
         } = outputs;
         let started = std::time::Instant::now();
@@ -390,7 +399,7 @@ impl Wiring {
                     self.publish_status(&peers_out).await;
                     if !*converged.borrow() {
                         let rows = peers_out.borrow();
-                        let all_up = rows.iter().all(|r| r.state == "up");
+                        let all_up = rows.peers.iter().all(|r| r.state == "up");
                         let quiet = last_change.elapsed() >= CONVERGENCE_QUIET;
                         if (all_up && quiet) || started.elapsed() >= CONVERGENCE_DEADLINE {
                             info!(after = ?started.elapsed(), "BGP routes converged; stale kernel routes may now be removed");
@@ -404,12 +413,16 @@ impl Wiring {
     }
 
     /// Refreshes the `node status` rows from the speaker.
-    async fn publish_status(&self, out: &watch::Sender<Vec<BgpPeerStatus>>) {
+    async fn publish_status(&self, out: &watch::Sender<BgpStatus>) {
         if let Ok(status) = self.speaker.peer_status().await {
-            let rows = status_rows(&self.peers, &self.held, &status);
+            let now = BgpStatus {
+                router_id: Some(self.router_id),
+                as_number: self.identity.local_as,
+                peers: status_rows(&self.peers, &self.held, &status, self.identity.cluster_id),
+            };
             out.send_if_modified(|cur| {
-                let changed = *cur != rows;
-                *cur = rows;
+                let changed = *cur != now;
+                *cur = now;
                 changed
             });
         }
@@ -588,33 +601,41 @@ fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> Change {
     }
 }
 
-/// `node status` rows in Calico's terms, in peer-address order.
 /// `node status` rows: the speaker's sessions, and the sessions held down (BIRD's `down`
-/// state with the reason as info).
+/// state with the reason as info), in peer-address order.
 fn status_rows(
     peers: &BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
     held: &BTreeMap<IpAddr, (DesiredPeer, SystemTime)>,
     status: &[PeerStatus],
+    cluster_id: Option<Ipv4Addr>,
 ) -> Vec<BgpPeerStatus> {
     let mut rows: Vec<BgpPeerStatus> = status
         .iter()
         .filter_map(|s| {
-            let (desired, _) = peers.get(&s.address)?;
+            let (desired, config) = peers.get(&s.address)?;
             Some(BgpPeerStatus {
-                peer_address: s.address.to_string(),
-                peer_type: desired.kind.label().to_string(),
                 state: s.bird_state().to_string(),
                 since: since_text(s.since),
+                since_time: rfc3339(s.since),
                 info: s.bird_info(),
+                received_prefixes: s.prefixes_received,
+                accepted_prefixes: s.prefixes_accepted,
+                exported_prefixes: s.prefixes_advertised,
+                ..describe(desired, config, cluster_id)
             })
         })
         .collect();
-    rows.extend(held.iter().map(|(addr, (desired, since))| BgpPeerStatus {
-        peer_address: addr.to_string(),
-        peer_type: desired.kind.label().to_string(),
-        state: "down".to_string(),
-        since: since_text(*since),
-        info: desired.held_down.clone().unwrap_or_default(),
+    rows.extend(held.iter().map(|(addr, (desired, since))| {
+        // Never handed to the speaker: the settings it would have had.
+        let config = peer_config(desired, &Policy::accept_all(), None);
+        BgpPeerStatus {
+            peer_address: addr.to_string(),
+            state: "down".to_string(),
+            since: since_text(*since),
+            since_time: rfc3339(*since),
+            info: desired.held_down.clone().unwrap_or_default(),
+            ..describe(desired, &config, cluster_id)
+        }
     }));
     rows.sort_by(|a, b| {
         let key = |r: &BgpPeerStatus| r.peer_address.parse::<IpAddr>().ok();
@@ -623,9 +644,58 @@ fn status_rows(
     rows
 }
 
+/// What a session is configured with, as `node status -o json` shows it; the state
+/// fields are left empty.
+fn describe(
+    desired: &DesiredPeer,
+    config: &PeerConfig,
+    cluster_id: Option<Ipv4Addr>,
+) -> BgpPeerStatus {
+    let family = match desired.address.ip() {
+        IpAddr::V4(_) => "ipv4",
+        IpAddr::V6(_) => "ipv6",
+    };
+    BgpPeerStatus {
+        peer_address: desired.address.ip().to_string(),
+        peer_type: desired.kind.label().to_string(),
+        name: desired.name.clone(),
+        family: family.to_string(),
+        port: desired.address.port(),
+        as_number: desired.remote_as,
+        local_as_number: desired.local_as,
+        source_address: desired.source.map(|a| a.to_string()).unwrap_or_default(),
+        passive: desired.passive,
+        route_reflector_client: desired.rr_client,
+        route_reflector_cluster_id: cluster_id
+            .filter(|_| desired.rr_client)
+            .map(|c| c.to_string())
+            .unwrap_or_default(),
+        ttl_security_hops: desired.ttl_security.unwrap_or(0),
+        next_hop_mode: match config.next_hop {
+            NextHopMode::Auto => "Auto",
+            NextHopMode::SelfAddress => "Self",
+            NextHopMode::Keep => "Keep",
+        }
+        .to_string(),
+        graceful_restart_time: config.graceful_restart_time.map_or(0, u32::from),
+        keepalive_time: u32::from(config.keepalive_time),
+        hold_time: u32::from(config.hold_time),
+        // A held-down session's password is configured, only unreadable.
+        password_set: desired.password.is_some() || desired.held_down.is_some(),
+        // BGPFilter is not applied yet: every session imports and exports unfiltered.
+        import_filters: Vec::new(),
+        export_filters: Vec::new(),
+        ..BgpPeerStatus::default()
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
 /// BIRD's "since": `HH:MM:SS` (UTC) within the last day, else the date.
 fn since_text(t: SystemTime) -> String {
-    let stamp = humantime::format_rfc3339_seconds(t).to_string(); // 2024-05-01T10:00:00Z
+    let stamp = rfc3339(t); // 2024-05-01T10:00:00Z
     let recent = SystemTime::now()
         .duration_since(t)
         .is_ok_and(|age| age.as_secs() < 86_400);

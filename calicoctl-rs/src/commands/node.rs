@@ -1,16 +1,19 @@
 //! `calicoctl node status`: asks the calico-node on this host (its status socket under
 //! `CALICO_RUN_DIR`) and prints Calico's text and tables. Calico parses BIRD's
-//! `show protocols`; calico-rs's agent reports the same columns directly.
+//! `show protocols`; calico-rs's agent reports the same columns directly. `-o json` /
+//! `-o yaml` print every session with its settings, counts and why it is down.
 
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use datastore::model::{BgpPeerStatus, NodeStatusReport, STATUS_SOCKET};
+use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
 use super::ipam::table::{render, wrap};
 use crate::error::{CliError, CliResult};
+use crate::output::document::{to_json, to_yaml};
 
 /// `calicoctl node <command>`.
 #[derive(Debug, Args)]
@@ -36,6 +39,9 @@ pub struct StatusArgs {
         default_value = "/var/run/calico"
     )]
     pub run_dir: PathBuf,
+    /// `json` or `yaml` for every session's settings and counts; the table otherwise.
+    #[arg(short = 'o', long = "output", value_parser = ["json", "yaml"])]
+    pub output: Option<String>,
 }
 
 /// Dispatches `node` subcommands.
@@ -52,16 +58,74 @@ async fn status(args: StatusArgs) -> CliResult {
         ));
     }
     let path = args.run_dir.join(STATUS_SOCKET);
-    let report = match query(&path).await {
-        Ok(r) => r,
-        Err(_) => {
-            // Calico prints this on stdout and exits 1.
-            println!("Calico process is not running.");
-            std::process::exit(1);
+    let report = query(&path).await.ok();
+    match (args.output.as_deref(), &report) {
+        (None, Some(report)) => print!("{}", format_status(report)),
+        // Calico prints this on stdout and exits 1.
+        (None, None) => println!("Calico process is not running."),
+        (Some(format), report) => {
+            let view = serde_json::to_value(StatusView::of(report.as_ref()))
+                .map_err(|e| CliError::new(format!("Failed to execute command: {e}")))?;
+            let text = if format == "yaml" {
+                to_yaml(view)?
+            } else {
+                to_json(&view)?
+            };
+            print!("{text}");
         }
-    };
-    print!("{}", format_status(&report));
+    }
+    if report.is_none() {
+        std::process::exit(1);
+    }
     Ok(())
+}
+
+/// `node status -o json|yaml`: the node, then one object per session.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusView {
+    /// False when no calico-node answers on this host (the rest is then empty).
+    running: bool,
+    node_name: String,
+    version: String,
+    #[serde(rename = "routerID")]
+    router_id: String,
+    as_number: u32,
+    /// `bird` (BGP), `vxlan`, `none` or `flannel`.
+    backend: String,
+    datastore: String,
+    dataplane_ready: bool,
+    warnings: Vec<String>,
+    peers: Vec<BgpPeerStatus>,
+}
+
+impl StatusView {
+    fn of(report: Option<&NodeStatusReport>) -> StatusView {
+        let Some(r) = report else {
+            return StatusView::default();
+        };
+        let peers = r
+            .peers_v4
+            .iter()
+            .map(|p| BgpPeerStatus {
+                // BIRD pads the state to a column; one space is enough here.
+                info: p.info.split_whitespace().collect::<Vec<_>>().join(" "),
+                ..p.clone()
+            })
+            .collect();
+        StatusView {
+            running: true,
+            node_name: r.node.clone(),
+            version: r.version.clone(),
+            router_id: r.router_id.clone(),
+            as_number: r.as_number,
+            backend: r.backend.clone(),
+            datastore: r.datastore.clone(),
+            dataplane_ready: r.dataplane_ready,
+            warnings: r.warnings.clone(),
+            peers,
+        }
+    }
 }
 
 async fn query(path: &std::path::Path) -> std::io::Result<NodeStatusReport> {
@@ -138,7 +202,50 @@ mod tests {
             state: state.into(),
             since: since.into(),
             info: info.into(),
+            ..BgpPeerStatus::default()
         }
+    }
+
+    #[test]
+    fn json_lists_every_session_with_one_space_info_and_no_password() {
+        let report = NodeStatusReport {
+            node: "kube-master".into(),
+            backend: "bird".into(),
+            router_id: "10.192.0.2".into(),
+            as_number: 64512,
+            datastore: "in-sync".into(),
+            peers_v4: vec![BgpPeerStatus {
+                name: "Global_10_192_0_9".into(),
+                password_set: true,
+                ..peer(
+                    "10.192.0.9",
+                    "Active        Socket: Connection refused",
+                    "start",
+                    "17:19:38",
+                )
+            }],
+            ..NodeStatusReport::default()
+        };
+        let v = serde_json::to_value(StatusView::of(Some(&report))).expect("json");
+        assert_eq!(v["running"], true);
+        assert_eq!(v["nodeName"], "kube-master");
+        assert_eq!(v["routerID"], "10.192.0.2");
+        assert_eq!(v["asNumber"], 64512);
+        let peer = &v["peers"][0];
+        assert_eq!(peer["name"], "Global_10_192_0_9");
+        assert_eq!(peer["info"], "Active Socket: Connection refused");
+        assert_eq!(peer["passwordSet"], true);
+        for field in [
+            "localASNumber",
+            "routeReflectorClusterID",
+            "ttlSecurityHops",
+        ] {
+            assert!(peer.get(field).is_some(), "no {field} in {peer}");
+        }
+        assert!(peer.get("password").is_none());
+        let down = serde_json::to_value(StatusView::of(None)).expect("json");
+        assert_eq!(down["running"], false);
+        assert_eq!(down["peers"], serde_json::json!([]));
     }
 
     #[test]

@@ -15,6 +15,12 @@ pub struct NodeStatusReport {
     /// `bird` (BGP), `vxlan`, `none` or `flannel`.
     pub backend: String,
     pub version: String,
+    /// The BGP router ID (the node's IPv4 address); empty without BGP.
+    #[serde(default, rename = "routerID")]
+    pub router_id: String,
+    /// The node's AS number; 0 without BGP.
+    #[serde(default)]
+    pub as_number: u32,
     /// IPv4 BGP sessions, one row each.
     #[serde(default)]
     pub peers_v4: Vec<BgpPeerStatus>,
@@ -27,9 +33,11 @@ pub struct NodeStatusReport {
     pub dataplane_ready: bool,
 }
 
-/// One BGP session, in BIRD's `show protocols` terms as calicoctl prints them.
+/// One BGP session: BIRD's `show protocols` columns as calicoctl prints them, then what
+/// the session is configured with (the settings of Calico's BIRD protocol for it) and how
+/// many prefixes it carries.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct BgpPeerStatus {
     /// The peer's address (BIRD's protocol name with `_` turned back into `.`).
     pub peer_address: String,
@@ -41,4 +49,47 @@ pub struct BgpPeerStatus {
     pub since: String,
     /// BGP state plus detail: `Established`, `Active Socket: Connection refused`, ...
     pub info: String,
+    /// BIRD's protocol name: `Mesh_10_0_0_2`, `Global_10_0_0_253`, `Node_10_0_0_1`.
+    pub name: String,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    pub port: u16,
+    /// The peer's AS.
+    pub as_number: u32,
+    /// Our AS on this session.
+    #[serde(rename = "localASNumber")]
+    pub local_as_number: u32,
+    /// Where our connections come from; empty when the kernel chooses.
+    pub source_address: String,
+    /// We wait for the peer to connect.
+    pub passive: bool,
+    /// The peer is our route-reflector client.
+    pub route_reflector_client: bool,
+    /// Our cluster ID towards a client; empty otherwise.
+    #[serde(rename = "routeReflectorClusterID")]
+    pub route_reflector_cluster_id: String,
+    /// GTSM: the peer is at most this many hops away; 0 = off.
+    pub ttl_security_hops: u8,
+    /// `Auto`, `Self` or `Keep`.
+    pub next_hop_mode: String,
+    /// Seconds, as we advertise them (graceful restart).
+    pub graceful_restart_time: u32,
+    /// Seconds, as configured.
+    pub keepalive_time: u32,
+    /// Seconds, as configured.
+    pub hold_time: u32,
+    /// A password signs the session (the password itself is never reported).
+    pub password_set: bool,
+    /// BGPFilter names applied on import, in order.
+    pub import_filters: Vec<String>,
+    /// BGPFilter names applied on export, in order.
+    pub export_filters: Vec<String>,
+    /// When the session entered its state, RFC 3339.
+    pub since_time: String,
+    /// Prefixes the peer sent (including refused ones).
+    pub received_prefixes: u64,
+    /// Prefixes import accepted.
+    pub accepted_prefixes: u64,
+    /// Prefixes we advertise to the peer.
+    pub exported_prefixes: u64,
 }
