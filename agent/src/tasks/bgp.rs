@@ -625,11 +625,10 @@ fn status_rows(
             })
         })
         .collect();
-    rows.extend(held.iter().map(|(addr, (desired, since))| {
+    rows.extend(held.values().map(|(desired, since)| {
         // Never handed to the speaker: the settings it would have had.
         let config = peer_config(desired, &Policy::accept_all(), None);
         BgpPeerStatus {
-            peer_address: addr.to_string(),
             state: "down".to_string(),
             since: since_text(*since),
             since_time: rfc3339(*since),

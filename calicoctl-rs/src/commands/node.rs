@@ -108,8 +108,7 @@ impl StatusView {
             .peers_v4
             .iter()
             .map(|p| BgpPeerStatus {
-                // BIRD pads the state to a column; one space is enough here.
-                info: p.info.split_whitespace().collect::<Vec<_>>().join(" "),
+                info: one_spaced(&p.info),
                 ..p.clone()
             })
             .collect();
@@ -141,6 +140,12 @@ async fn query(path: &std::path::Path) -> std::io::Result<NodeStatusReport> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
+/// BIRD's info with its column padding (`Active        Socket: ...`) down to single
+/// spaces, as calicoctl shows it.
+fn one_spaced(info: &str) -> String {
+    info.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn peer_table(peers: &[BgpPeerStatus]) -> String {
     let rows: Vec<Vec<String>> = peers
         .iter()
@@ -151,7 +156,7 @@ fn peer_table(peers: &[BgpPeerStatus]) -> String {
                 p.state.clone(),
                 p.since.clone(),
                 // calicoctl joins BIRD's info fields with single spaces, then wraps.
-                wrap(&p.info.split_whitespace().collect::<Vec<_>>().join(" ")),
+                wrap(&one_spaced(&p.info)),
             ]
         })
         .collect();
