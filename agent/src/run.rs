@@ -84,6 +84,9 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let name = node_name(&cfg)?;
     let as_number = parse_as(cfg.as_number.as_deref())?;
     let (kernel, kernel_connection) = NetlinkKernel::open().context("opening netlink")?;
+    // The connection ends when its last handle drops: this one keeps it open for the life
+    // of the process, so the netlink task ends only on a fault of its own.
+    let _netlink_open = kernel.clone();
     let failpoints =
         crate::tasks::supervisor::Failpoints::parse(cfg.failpoints.as_deref().unwrap_or_default())
             .map_err(|e| anyhow::anyhow!("CALICO_RS_FAILPOINTS: {e}"))?;
@@ -257,10 +260,16 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             let _ = std::fs::remove_file(&socket_path);
             std::process::exit(0)
         }
-        exit = tasks.next_exit() => {
+        exits = tasks.next_exits() => {
             // Half alive is worse than a restart: the supervisor (systemd, the kubelet)
             // starts us again, and peers and the kernel keep our routes meanwhile.
-            error!(task = %exit.task, reason = %exit.reason, "a calico-node task ended; exiting so that calico-node is restarted");
+            let exit = exits.cause;
+            let then: Vec<String> = exits
+                .consequences
+                .iter()
+                .map(|c| format!("{} ({})", c.task, c.reason))
+                .collect();
+            error!(task = %exit.task, reason = %exit.reason, then_ended = %then.join(", "), "a calico-node task ended; exiting so that calico-node is restarted");
             let _ = std::fs::remove_file(&socket_path);
             std::process::exit(1)
         }

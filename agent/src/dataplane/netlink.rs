@@ -25,6 +25,7 @@ use super::kernel::{Kernel, KernelError, LinkInfo};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDevice};
 
 /// The kernel of the network namespace this process runs in, through rtnetlink.
+#[derive(Clone)]
 pub struct NetlinkKernel {
     handle: Handle,
 }

@@ -12,7 +12,10 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use tokio::task::JoinSet;
@@ -25,6 +28,18 @@ pub struct TaskExit {
     pub task: &'static str,
     pub reason: String,
 }
+
+/// The tasks that ended together: the first is the cause, the others ended because of it
+/// (a task whose input channel or netlink handle went with the first one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exits {
+    pub cause: TaskExit,
+    pub consequences: Vec<TaskExit>,
+}
+
+/// How long after the first end the supervisor waits for the ends it caused, so that the
+/// cause is named even when a consequence is joined first (the two run on other threads).
+const SETTLE: Duration = Duration::from_millis(200);
 
 /// What a task's future returns, said as the reason it ended.
 pub trait TaskOutcome {
@@ -117,6 +132,25 @@ async fn with_failpoint<F: Future>(
     }
 }
 
+/// Records when each poll of `inner` starts. The poll that ends a task starts before the
+/// task drops what it holds (its channels, its netlink handle), so its start orders a
+/// cause before the ends it causes, however long the drop takes.
+struct PollStarts<F> {
+    inner: Pin<Box<F>>,
+    last: Arc<Mutex<Instant>>,
+}
+
+impl<F: Future> Future for PollStarts<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Instant::now();
+        }
+        self.inner.as_mut().poll(cx)
+    }
+}
+
 /// A panic's message, as far as it has one.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
@@ -128,7 +162,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Owns the long-running tasks (aborted when it drops) and reports the first to end.
 pub struct Supervisor {
-    running: JoinSet<TaskExit>,
+    running: JoinSet<(Instant, TaskExit)>,
     liveness: Liveness,
     failpoints: Failpoints,
 }
@@ -158,30 +192,62 @@ impl Supervisor {
         let point = self.failpoints.get(name);
         let liveness = self.liveness.clone();
         self.running.spawn(async move {
-            let ended = AssertUnwindSafe(with_failpoint(name, point, fut))
-                .catch_unwind()
-                .await;
+            let last_poll = Arc::new(Mutex::new(Instant::now()));
+            let timed = PollStarts {
+                inner: Box::pin(with_failpoint(name, point, fut)),
+                last: last_poll.clone(),
+            };
+            let ended = AssertUnwindSafe(timed).catch_unwind().await;
+            let at = last_poll
+                .lock()
+                .map(|t| *t)
+                .unwrap_or_else(|_| Instant::now());
             let reason = match ended {
                 Ok(Some(out)) => out.reason(),
                 Ok(None) => "ended by a failpoint".to_string(),
                 Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
             };
             liveness.ended(name, &reason);
-            TaskExit { task: name, reason }
+            (at, TaskExit { task: name, reason })
         });
     }
 
-    /// Waits for the first task to end (forever, while all run).
-    pub async fn next_exit(&mut self) -> TaskExit {
+    /// Waits for the first task to end, then for the ends it causes within [`SETTLE`]; the
+    /// one that ended first is the cause.
+    pub async fn next_exits(&mut self) -> Exits {
+        let mut ended = vec![self.next_one().await];
+        let deadline = tokio::time::Instant::now() + SETTLE;
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, self.next_one()).await {
+                Ok(exit) => ended.push(exit),
+                Err(_) => break,
+            }
+        }
+        ended.sort_by_key(|(at, _)| *at);
+        let mut exits = ended.into_iter().map(|(_, exit)| exit);
+        let cause = exits.next().unwrap_or(TaskExit {
+            task: "unknown",
+            reason: "no task ended".to_string(),
+        });
+        Exits {
+            cause,
+            consequences: exits.collect(),
+        }
+    }
+
+    async fn next_one(&mut self) -> (Instant, TaskExit) {
         loop {
             match self.running.join_next().await {
                 Some(Ok(exit)) => return exit,
                 // Cancelled (the set is being dropped) or a panic outside the catch.
                 Some(Err(e)) => {
-                    return TaskExit {
-                        task: "unknown",
-                        reason: e.to_string(),
-                    };
+                    return (
+                        Instant::now(),
+                        TaskExit {
+                            task: "unknown",
+                            reason: e.to_string(),
+                        },
+                    );
                 }
                 None => std::future::pending::<()>().await,
             }
@@ -223,7 +289,7 @@ mod tests {
                 panic!("kernel said no");
             }
         });
-        let exit = sup.next_exit().await;
+        let exit = sup.next_exits().await.cause;
         assert_eq!(exit.task, "boom");
         assert_eq!(exit.reason, "panicked: kernel said no");
         assert_eq!(
@@ -240,12 +306,57 @@ mod tests {
         );
         sup.spawn("syncer", async { Err(anyhow::anyhow!("watch closed")) });
         assert_eq!(
-            sup.next_exit().await,
+            sup.next_exits().await.cause,
             TaskExit {
                 task: "syncer",
                 reason: "watch closed".into()
             }
         );
+    }
+
+    /// Closes its channel first, then takes a while over the rest, as a task with a big
+    /// state: the channel's reader ends, and is joined, before the holder is. The close is
+    /// made from another thread so that the reader wakes on the other worker (a wake from
+    /// the worker itself would wait in its slot until the holder is done).
+    struct SlowToDrop(Option<tokio::sync::watch::Sender<u32>>);
+
+    impl Drop for SlowToDrop {
+        fn drop(&mut self) {
+            let tx = self.0.take();
+            let _ = std::thread::spawn(move || drop(tx)).join();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_task_that_ended_first_is_the_cause_even_when_its_consequence_is_joined_first() {
+        for _ in 0..5 {
+            let mut sup = Supervisor::new(
+                Liveness::new(Duration::from_secs(30)),
+                Failpoints::parse("producer=exit@10ms").unwrap_or_default(),
+            );
+            let (tx, mut rx) = tokio::sync::watch::channel(0);
+            sup.spawn(
+                "consumer",
+                async move { while rx.changed().await.is_ok() {} },
+            );
+            let holder = SlowToDrop(Some(tx));
+            sup.spawn("producer", async move {
+                let _holder = holder;
+                std::future::pending::<()>().await
+            });
+            sup.spawn("forever", std::future::pending::<()>());
+            let exits = sup.next_exits().await;
+            assert_eq!(exits.cause.task, "producer");
+            assert_eq!(exits.cause.reason, "ended by a failpoint");
+            assert_eq!(
+                exits.consequences,
+                vec![TaskExit {
+                    task: "consumer",
+                    reason: "it returned".into()
+                }]
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -261,8 +372,11 @@ mod tests {
                 }
             });
         }
-        assert_eq!(sup.next_exit().await.reason, "panicked: failpoint a=panic");
-        assert_eq!(sup.next_exit().await.reason, "ended by a failpoint");
+        assert_eq!(
+            sup.next_exits().await.cause.reason,
+            "panicked: failpoint a=panic"
+        );
+        assert_eq!(sup.next_exits().await.cause.reason, "ended by a failpoint");
         // c is still there but no longer beats.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let problems = live.problems();
