@@ -65,3 +65,32 @@ pub struct Lease {
     pub id: LeaseId,
     pub ttl: Duration,
 }
+
+/// What a guarded write needs of another key: that it still exists as created at
+/// `create_revision` (not deleted, not deleted and created again). A write that reaches
+/// the store late, after what it depends on was undone, then writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Guard {
+    pub key: String,
+    pub create_revision: Revision,
+}
+
+impl Guard {
+    /// The guard on `kv` as it is now.
+    pub fn on(kv: &KeyValue) -> Guard {
+        Guard {
+            key: kv.key.clone(),
+            create_revision: kv.create_revision,
+        }
+    }
+
+    /// The error a failed guard gives: a conflict on the guard's key (`actual` is its
+    /// create revision now, 0 when it is gone).
+    pub fn failed(&self, actual: Revision) -> crate::Error {
+        crate::Error::Conflict {
+            key: self.key.clone(),
+            expected: self.create_revision,
+            actual,
+        }
+    }
+}

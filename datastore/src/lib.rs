@@ -17,7 +17,7 @@ pub mod validation;
 
 pub use client::{Client, ResourceEvent, ResourceList, ResourceWatch};
 pub use error::{Error, Result};
-pub use kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+pub use kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
 pub use memory::MemoryStore;
 pub use model::{AnyResource, Kind, Resource};
 pub use selector::{Selector, SelectorError};

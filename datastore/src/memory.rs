@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
 use crate::store::{Datastore, Watch};
 
 /// Capacity of a watcher's channel; a watcher that falls this far behind is ended (its
@@ -170,6 +170,20 @@ impl Datastore for MemoryStore {
         state.put(key, value, lease)
     }
 
+    async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {
+        let mut state = self.state();
+        let now = state.kvs.get(&guard.key).map_or(0, |g| g.create_revision);
+        if now != guard.create_revision {
+            return Err(guard.failed(now));
+        }
+        if state.kvs.contains_key(key) {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        state.put(key, value, None)
+    }
+
     async fn update(
         &self,
         key: &str,
@@ -314,6 +328,26 @@ mod tests {
         ));
         store.delete("/a", Some(r2)).await?;
         assert!(store.get("/a").await?.is_none());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_guarded_create_needs_its_guard_as_read() -> Result<()> {
+        let store = MemoryStore::new();
+        store.create("/h", b"h".to_vec(), None).await?;
+        let guard = Guard::on(
+            &store
+                .get("/h")
+                .await?
+                .ok_or(Error::Backend("no /h".into()))?,
+        );
+        store.create_guarded("/a", b"1".to_vec(), &guard).await?;
+        store.delete("/h", None).await?;
+        assert!(matches!(
+            store.create_guarded("/b", b"1".to_vec(), &guard).await,
+            Err(Error::Conflict { key, actual: 0, .. }) if key == "/h"
+        ));
+        assert!(store.get("/b").await?.is_none());
         Ok(())
     }
 

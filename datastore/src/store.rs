@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::Result;
-use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
 
 /// A stream of watch events. Events arrive in revision order, each exactly once; an `Err`
 /// ends the stream (the watcher should relist and watch again, e.g. after
@@ -50,6 +50,17 @@ pub trait Datastore: Send + Sync + 'static {
     /// Creates `key` only if it does not exist (`Error::AlreadyExists` otherwise),
     /// optionally attached to a lease. Returns the new revision.
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision>;
+
+    /// [`create`](Self::create), made only while `guard` holds, atomically with the check;
+    /// otherwise nothing is written and the error is [`Guard::failed`]. The default, for
+    /// stores that cannot do it atomically, refuses.
+    async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {
+        let _ = (key, value);
+        Err(crate::Error::Backend(format!(
+            "this store cannot make a write guarded by {}",
+            guard.key
+        )))
+    }
 
     /// Replaces `key` only if its current revision is `expected` (`Error::Conflict` if it
     /// moved, `Error::NotFound` if it is gone). The lease is replaced by `lease`.

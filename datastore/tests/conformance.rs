@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datastore::backend::{EtcdOptions, EtcdStore, LocalOptions, LocalStore};
-use datastore::{Datastore, Error, KeyValue, Revision, Watch, WatchEvent};
+use datastore::{Datastore, Error, Guard, KeyValue, Revision, Watch, WatchEvent};
 use lab::etcd::TestEtcd;
 use tempfile::TempDir;
 
@@ -162,6 +162,7 @@ conformance!(
         get_create_update_delete_follow_revisions,
         list_is_sorted_and_bounded_by_prefix,
         cas_conflict_names_both_revisions,
+        a_guarded_create_writes_only_while_its_guard_is_as_read,
         lease_of_unknown_id_is_refused,
         create_race_has_exactly_one_winner,
         concurrent_cas_increments_reach_the_exact_count,
@@ -349,6 +350,53 @@ async fn cas_conflict_names_both_revisions(f: Fixture) {
     }
     let kv = f.store.get(&k).await.expect("get").expect("key");
     assert_eq!(text(&kv), "other");
+}
+
+/// A write that arrives after what it depends on was undone (deleted, or deleted and
+/// created again) writes nothing, and says which key moved.
+async fn a_guarded_create_writes_only_while_its_guard_is_as_read(f: Fixture) {
+    let (handle, wep) = (f.key("handle"), f.key("wep"));
+    f.store
+        .create(&handle, b"h".to_vec(), None)
+        .await
+        .expect("create the guard");
+    let read = f.store.get(&handle).await.expect("get").expect("guard");
+    let guard = Guard::on(&read);
+    f.store
+        .create_guarded(&wep, b"1".to_vec(), &guard)
+        .await
+        .expect("guard holds: created");
+    assert!(matches!(
+        f.store.create_guarded(&wep, b"2".to_vec(), &guard).await,
+        Err(Error::AlreadyExists { key }) if key == wep
+    ));
+    f.store
+        .delete(&wep, None)
+        .await
+        .expect("delete the endpoint");
+
+    f.store
+        .delete(&handle, None)
+        .await
+        .expect("delete the guard");
+    match f.store.create_guarded(&wep, b"late".to_vec(), &guard).await {
+        Err(Error::Conflict {
+            key,
+            expected,
+            actual: 0,
+        }) => assert_eq!((key, expected), (handle.clone(), read.create_revision)),
+        other => panic!("guard gone: {other:?}"),
+    }
+    let again = f
+        .store
+        .create(&handle, b"h".to_vec(), None)
+        .await
+        .expect("create the guard again");
+    match f.store.create_guarded(&wep, b"late".to_vec(), &guard).await {
+        Err(Error::Conflict { key, actual, .. }) => assert_eq!((key, actual), (handle, again)),
+        other => panic!("guard created again: {other:?}"),
+    }
+    assert!(f.store.get(&wep).await.expect("get").is_none());
 }
 
 async fn lease_of_unknown_id_is_refused(f: Fixture) {

@@ -20,7 +20,7 @@ use etcd_client::{
 
 pub use self::options::EtcdOptions;
 use crate::error::{Error, Result};
-use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision};
 use crate::store::{Datastore, Watch};
 
 /// Largest listing or watch response accepted (gRPC's default is 4 MiB, which a cluster's
@@ -83,6 +83,17 @@ fn txn_get(resp: &TxnResponse) -> Result<Option<KeyValue>> {
         }
     }
     Ok(None)
+}
+
+/// Every get of a failed transaction's `or_else`, in order.
+fn txn_gets(resp: &TxnResponse) -> Result<Vec<Option<KeyValue>>> {
+    resp.op_responses()
+        .iter()
+        .filter_map(|op| match op {
+            TxnOpResponse::Get(get) => Some(get.kvs().first().map(kv_from).transpose()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn txn_revision(resp: &TxnResponse) -> Revision {
@@ -231,6 +242,33 @@ impl Datastore for EtcdStore {
             Err(Error::AlreadyExists {
                 key: key.to_string(),
             })
+        }
+    }
+
+    async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {
+        let txn = Txn::new()
+            .when([
+                Compare::create_revision(key, CompareOp::Equal, 0),
+                Compare::create_revision(
+                    guard.key.as_str(),
+                    CompareOp::Equal,
+                    guard.create_revision,
+                ),
+            ])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None), TxnOp::get(guard.key.as_str(), None)]);
+        let mut client = self.client.clone();
+        let resp = self.call("create", client.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(txn_revision(&resp));
+        }
+        let gets = txn_gets(&resp)?;
+        let guard_now = gets.get(1).cloned().flatten();
+        match guard_now {
+            Some(g) if g.create_revision == guard.create_revision => Err(Error::AlreadyExists {
+                key: key.to_string(),
+            }),
+            other => Err(guard.failed(other.map_or(0, |g| g.create_revision))),
         }
     }
 

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use self::ops::KeyRange;
 use crate::error::{Error, Result};
-use crate::kv::{KeyValue, Lease, LeaseId, Listing, Revision};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision};
 use crate::store::{Datastore, Watch};
 
 /// Where the `local` datastore lives unless `CALICO_DATASTORE_PATH` says otherwise.
@@ -293,6 +293,12 @@ impl Datastore for LocalStore {
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
         let key = key.to_string();
         self.write(move |c| ops::create(c, &key, &value, lease))
+            .await
+    }
+
+    async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {
+        let (key, guard) = (key.to_string(), guard.clone());
+        self.write(move |c| ops::create_guarded(c, &key, &value, &guard))
             .await
     }
 

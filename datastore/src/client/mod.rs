@@ -12,7 +12,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::kv::{KeyValue, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, Revision, WatchEvent};
 use crate::model::resource::{Resource, ident_for, key_for};
 use crate::store::{Datastore, Watch};
 
@@ -210,7 +210,19 @@ impl Client {
     /// Creates a resource: defaults, validation (and, for pools, overlap with the other
     /// pools), a fresh uid and creationTimestamp. `Error::AlreadyExists` if the name is
     /// taken. Returns the stored resource with its resourceVersion.
-    pub async fn create<R: Resource>(&self, mut r: R) -> Result<R> {
+    pub async fn create<R: Resource>(&self, r: R) -> Result<R> {
+        self.create_with(r, None).await
+    }
+
+    /// [`create`](Self::create) made only while `guard` holds ([`Datastore::create_guarded`]):
+    /// a resource that only makes sense while another key lives (a pod's endpoint while its
+    /// address's IPAM handle does) is never written after that key went, however late the
+    /// write reaches the store.
+    pub async fn create_guarded<R: Resource>(&self, r: R, guard: &Guard) -> Result<R> {
+        self.create_with(r, Some(guard)).await
+    }
+
+    async fn create_with<R: Resource>(&self, mut r: R, guard: Option<&Guard>) -> Result<R> {
         r.set_defaults();
         r.validate()?;
         if R::CHECKS_OTHERS_ON_CREATE {
@@ -222,7 +234,11 @@ impl Client {
         meta.uid = Some(stamp::new_uid());
         meta.creation_timestamp = Some(stamp::now_rfc3339());
         let key = r.key();
-        match self.store.create(&key, encode(&r)?, None).await {
+        let created = match guard {
+            Some(guard) => self.store.create_guarded(&key, encode(&r)?, guard).await,
+            None => self.store.create(&key, encode(&r)?, None).await,
+        };
+        match created {
             Ok(rev) => {
                 r.meta_mut().resource_version = Some(rev.to_string());
                 Ok(r)

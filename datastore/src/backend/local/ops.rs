@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::sql_err;
 use crate::error::{Error, Result};
-use crate::kv::{KeyValue, LeaseId, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, LeaseId, Revision, WatchEvent};
 
 /// `events.kind` of a put.
 const PUT: i64 = 0;
@@ -295,6 +295,21 @@ pub(super) fn create(
     let rev = next_revision(c)?;
     write_put(c, rev, rev, key, value, lease)?;
     Ok(rev)
+}
+
+/// [`create`] while `guard` holds (checked first: a failed guard is the answer even when
+/// the key exists).
+pub(super) fn create_guarded(
+    c: &Connection,
+    key: &str,
+    value: &[u8],
+    guard: &Guard,
+) -> Result<Revision> {
+    let now = get(c, &guard.key)?.map_or(0, |g| g.create_revision);
+    if now != guard.create_revision {
+        return Err(guard.failed(now));
+    }
+    create(c, key, value, None)
 }
 
 /// Compare-and-swap on the key's mod revision.
