@@ -5,10 +5,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use datastore::model::{WorkloadEndpoint, WorkloadEndpointSpec};
-use datastore::{Client, Datastore};
+use datastore::{Client, Datastore, Guard};
 
 use crate::env::CniEnv;
-use crate::error::Result;
+use crate::error::{CniError, Result, code};
 use crate::names;
 
 /// What the endpoint records about one wired interface.
@@ -63,18 +63,98 @@ pub fn build(info: &EndpointInfo<'_>) -> WorkloadEndpoint {
     wep
 }
 
-/// Writes the endpoint: created (one round trip in the usual case), or replaced when a
-/// record of the same interface is left from an earlier ADD.
-pub async fn record(ds: &Arc<dyn Datastore>, info: &EndpointInfo<'_>) -> Result<()> {
+/// How many writes [`record`] tries before it gives up on an unreachable datastore (each
+/// bounded by the store's request timeout; the caller bounds the whole).
+const RECORD_ATTEMPTS: usize = 5;
+
+/// The IPAM handle the endpoint's address is held by, as it is now: the guard of the
+/// endpoint's write. None when no handle exists (an IPAM plugin other than calico-ipam).
+pub async fn address_handle(
+    ds: &Arc<dyn Datastore>,
+    network: &str,
+    container_id: &str,
+) -> Result<Option<Guard>> {
+    let key = datastore::keys::handle(&names::handle_id(network, container_id));
+    Ok(ds.get(&key).await?.as_ref().map(Guard::on))
+}
+
+/// Writes the endpoint, guarded by its address's IPAM handle when there is one: a write
+/// that reaches etcd after this ADD gave up (its TCP segments retransmitted by the kernel
+/// after the process ended, a proposal committed by a new leader) finds the handle
+/// released and writes nothing, so no endpoint outlives its address. An unanswered write
+/// is tried again, which settles it: the retry creates the endpoint or finds the one the
+/// first attempt made. A record of the same interface left by another container is
+/// replaced.
+pub async fn record(
+    ds: &Arc<dyn Datastore>,
+    info: &EndpointInfo<'_>,
+    guard: Option<&Guard>,
+) -> Result<()> {
     let client = Client::new(ds.clone());
-    match client.create(build(info)).await {
-        Ok(_) => Ok(()),
-        Err(datastore::Error::AlreadyExists { .. }) => {
-            client.update(build(info)).await?;
-            Ok(())
+    let want = build(info);
+    let mut last = None;
+    for attempt in 0..RECORD_ATTEMPTS {
+        let written = match guard {
+            Some(g) => client.create_guarded(want.clone(), g).await,
+            None => client.create(want.clone()).await,
+        };
+        match written {
+            Ok(_) => return Ok(()),
+            Err(datastore::Error::AlreadyExists { .. }) => {
+                let ns = want.metadata.namespace.clone().unwrap_or_default();
+                let name = want.metadata.name.clone();
+                match client.try_get_in::<WorkloadEndpoint>(&ns, &name).await {
+                    Ok(Some(found)) if same_endpoint(&found, &want) => return Ok(()),
+                    Ok(Some(stale)) => {
+                        let rv = stale.metadata.resource_version.clone();
+                        match client
+                            .delete_in::<WorkloadEndpoint>(&ns, &name, rv.as_deref())
+                            .await
+                        {
+                            Ok(_)
+                            | Err(datastore::Error::NotFound { .. })
+                            | Err(datastore::Error::Conflict { .. }) => {}
+                            Err(e) => last = Some(e),
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(datastore::Error::Conflict { key, .. }) if guard.is_some_and(|g| g.key == key) => {
+                return Err(CniError::new(
+                    code::IPAM_FAILURE,
+                    "the pod's address was released while its endpoint was being recorded",
+                    format!("IPAM handle {key} is gone or was created again"),
+                ));
+            }
+            Err(e) if e.is_transient() => {
+                tracing::warn!(attempt, error = %e, "recording the endpoint: no answer; trying again");
+                last = Some(e);
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => Err(e.into()),
+        tokio::time::sleep(std::time::Duration::from_millis(200 << attempt.min(4))).await;
     }
+    Err(last.map_or_else(
+        || {
+            CniError::new(
+                code::TRY_AGAIN_LATER,
+                "the endpoint kept changing while it was being recorded",
+                "",
+            )
+        },
+        CniError::from,
+    ))
+}
+
+/// The endpoint found is the one this ADD writes (an earlier attempt of it landed).
+fn same_endpoint(found: &WorkloadEndpoint, want: &WorkloadEndpoint) -> bool {
+    let (f, w) = (&found.spec, &want.spec);
+    f.container_id == w.container_id
+        && f.ip_networks == w.ip_networks
+        && f.interface_name == w.interface_name
+        && f.mac == w.mac
 }
 
 /// Reads the endpoint of this interface, if any.
@@ -127,8 +207,8 @@ pub async fn remove_if_ours(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(crate::error::CniError::new(
-        crate::error::code::TRY_AGAIN_LATER,
+    Err(CniError::new(
+        code::TRY_AGAIN_LATER,
         format!("the endpoint {ns}/{name} kept changing while it was being deleted"),
         "",
     ))

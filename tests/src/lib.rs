@@ -12,6 +12,7 @@ pub mod etcd;
 pub mod netns;
 pub mod ping;
 pub mod routers;
+pub mod stall_proxy;
 pub mod vm;
 
 pub use etcd::{EtcdServer, TestEtcd, TestPki};

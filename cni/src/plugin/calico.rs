@@ -4,6 +4,9 @@
 //! succeeds when there is nothing left to undo. CHECK reports what differs.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use datastore::Datastore;
 
 use ipnet::IpNet;
 use tracing::{info, warn};
@@ -42,6 +45,23 @@ fn first_ipv4(result: &CniResult) -> Option<Ipv4Addr> {
                 _ => None,
             },
         })
+}
+
+/// The IPAM plugin whose handles guard the endpoint's write.
+const CALICO_IPAM: &str = "calico-ipam";
+
+/// Removes this container's endpoint if it is there (a rollback's or a DEL's last look);
+/// failures are only logged: the caller has already decided its answer.
+async fn remove_own_endpoint(ds: &Arc<dyn Datastore>, node: &str, inv: &Invocation) {
+    match bounded(
+        "removing the endpoint",
+        endpoint::remove_if_ours(ds, node, &inv.env),
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot check for a late endpoint of this container"),
+    }
 }
 
 /// Undoes the IPAM allocation of a failed ADD.
@@ -100,12 +120,34 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         ip,
         mac: &wired.pod_mac,
     };
-    if let Err(e) = bounded("recording the endpoint", endpoint::record(&ds, &info)).await {
+    let recorded = async {
+        let guard = bounded(
+            "reading the address's IPAM handle",
+            endpoint::address_handle(&ds, &inv.conf.name, &inv.env.container_id),
+        )
+        .await?;
+        if guard.is_none() && ipam == CALICO_IPAM {
+            return Err(CniError::new(
+                code::IPAM_FAILURE,
+                "calico-ipam returned an address but its IPAM handle is gone",
+                names::handle_id(&inv.conf.name, &inv.env.container_id),
+            ));
+        }
+        bounded(
+            "recording the endpoint",
+            endpoint::record(&ds, &info, guard.as_ref()),
+        )
+        .await
+    };
+    if let Err(e) = recorded.await {
         let cid = &inv.env.container_id;
         if let Err(te) = wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname, cid).await {
             warn!(error = %te, "rollback: cannot remove the veth");
         }
         release_address(inv, ipam).await;
+        // After the release no write of ours can land any more (the handle guards it);
+        // one that landed before is removed here.
+        remove_own_endpoint(&ds, &node, inv).await;
         return Err(e);
     }
     info!(container = inv.env.container_id, %ip, iface = host_if, "pod added");
@@ -180,6 +222,12 @@ async fn del(inv: &Invocation) -> Result<()> {
         );
     }
     delegate::exec(ipam, "DEL", &inv.stdin, &inv.env).await?;
+    if other.is_none() {
+        // A second look: an endpoint write of this container's ADD that reached the store
+        // after the first look (it was guarded by the handle just released, so none can
+        // land after this one).
+        remove_own_endpoint(&ds, &node, inv).await;
+    }
     info!(container = cid, iface = host_if, ?veth, "pod deleted");
     Ok(())
 }
