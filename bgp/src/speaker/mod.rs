@@ -59,6 +59,7 @@ pub(crate) enum Command {
     RemovePeer(IpAddr, oneshot::Sender<Result<(), Error>>),
     Originate(Vec<(IpNet, OriginAttrs)>),
     Withdraw(Vec<IpNet>),
+    Path(IpAddr, bool),
     Status(oneshot::Sender<Vec<PeerStatus>>),
     Learned(oneshot::Sender<Vec<LearnedRoute>>),
     Explain(IpNet, oneshot::Sender<Vec<PathInfo>>),
@@ -145,6 +146,15 @@ impl Speaker {
     /// Withdraws local routes.
     pub fn withdraw(&self, prefixes: Vec<IpNet>) -> Result<(), Error> {
         self.send(Command::Withdraw(prefixes))
+    }
+
+    /// A failure detector (BFD) says the forwarding path to `address` is down or back up.
+    /// Down closes the session at once (Cease, BFD Down, RFC 9384), its routes withdrawn
+    /// without graceful restart (RFC 5882 §4.3: the forwarding plane is gone), and keeps it
+    /// closed, refusing the peer's connections; up starts it again. Unknown peers are
+    /// ignored.
+    pub fn set_path(&self, address: IpAddr, up: bool) -> Result<(), Error> {
+        self.send(Command::Path(address, up))
     }
 
     /// Status of every peer, for `node status` tables.

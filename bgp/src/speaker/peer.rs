@@ -39,6 +39,8 @@ pub(crate) struct Peer {
     /// The import limit's action took the session down for good (action disable): it
     /// stays down until the peer is reconfigured.
     pub disabled: bool,
+    /// A failure detector (BFD) says the path is down: the session stays closed.
+    pub path_down: bool,
 }
 
 pub(crate) fn session_config(spk: &SpeakerConfig, p: &PeerConfig) -> SessionConfig {
@@ -75,6 +77,7 @@ impl Peer {
             refreshed: Vec::new(),
             refresh_due: Vec::new(),
             disabled: false,
+            path_down: false,
         }
     }
 
@@ -114,7 +117,11 @@ impl Peer {
             prefixes_accepted: c.accepted,
             prefixes_advertised: rp.map_or(0, |p| p.advertised()),
             prefixes_stale: c.stale,
-            note: self.limit_note(rp),
+            note: if self.path_down {
+                Some("BFD down: waiting for the path".to_string())
+            } else {
+                self.limit_note(rp)
+            },
         }
     }
 

@@ -208,6 +208,7 @@ impl Task {
             }
             Command::Originate(routes) => self.rib.originate(routes),
             Command::Withdraw(nets) => self.rib.withdraw_local(nets),
+            Command::Path(addr, up) => self.set_path(addr, up),
             Command::Status(tx) => {
                 let v = self
                     .peers
@@ -264,6 +265,27 @@ impl Task {
         Ok(())
     }
 
+    fn set_path(&mut self, addr: IpAddr, up: bool) {
+        let Some(&idx) = self.by_addr.get(&addr) else {
+            return;
+        };
+        let Some(p) = self.peer_mut(idx) else {
+            return;
+        };
+        if p.path_down != up {
+            return;
+        }
+        p.path_down = !up;
+        if up {
+            tracing::info!(peer = %addr, "BFD: the path is back; starting the session");
+            self.feed(idx, false, Input::Start);
+        } else {
+            tracing::warn!(peer = %addr, "BFD: the path is down; session closed (Cease, BFD Down), its routes withdrawn");
+            let n = Notification::new(code::CEASE, subcode::cease::BFD_DOWN, Vec::new());
+            self.stop_peer(idx, n);
+        }
+    }
+
     fn update_peer(&mut self, cfg: PeerConfig) -> Result<(), Error> {
         let idx = *self
             .by_addr
@@ -286,7 +308,9 @@ impl Task {
                 peer.cfg = cfg;
                 peer.main.reconfigure(sc);
             }
-            self.feed(idx, false, Input::Start);
+            if self.peer(idx).is_some_and(|p| !p.path_down) {
+                self.feed(idx, false, Input::Start);
+            }
             return Ok(());
         }
         let (import_changed, _) = self.rib.configure_peer(idx, &cfg);
@@ -527,7 +551,11 @@ impl Task {
                     self.rib.flush_stale(peer, None);
                 }
                 TimerId::RouteRefresh(peer) => self.due_refreshes(peer, now),
-                TimerId::LimitRestart(peer) => self.feed(peer, false, Input::Start),
+                TimerId::LimitRestart(peer) => {
+                    if self.peer(peer).is_some_and(|p| !p.path_down) {
+                        self.feed(peer, false, Input::Start);
+                    }
+                }
             }
         }
     }

@@ -106,6 +106,8 @@ pub mod subcode {
         pub const OUT_OF_RESOURCES: u8 = 8;
         /// Hard Reset (RFC 8538).
         pub const HARD_RESET: u8 = 9;
+        /// BFD Down (RFC 9384).
+        pub const BFD_DOWN: u8 = 10;
     }
 }
 
@@ -277,6 +279,7 @@ fn describe(code: u8, sub: u8) -> String {
         (6, 7) => "Connection collision resolution",
         (6, 8) => "Out of resources",
         (6, 9) => "Hard reset",
+        (6, 10) => "BFD down",
         (6, _) => "Cease",
         (7, _) => "Invalid ROUTE-REFRESH message",
         (8, _) => "Send hold timer expired",

@@ -45,6 +45,7 @@ fn run() -> Result<()> {
             routes4: vec!["10.20.0.0/24".into()],
             routes6: vec![],
             install_routes: false,
+            bfd: None,
         },
     )?;
     let bin = example_binary()?;

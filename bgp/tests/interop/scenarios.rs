@@ -23,6 +23,7 @@ fn router_spec(asn: u32, routes4: &[&str], routes6: &[&str]) -> RouterSpec {
         routes4: routes4.iter().map(|r| r.to_string()).collect(),
         routes6: routes6.iter().map(|r| r.to_string()).collect(),
         install_routes: false,
+        bfd: None,
     }
 }
 
@@ -94,6 +95,7 @@ pub fn ipv6_transport(kind: RouterKind) -> Result<()> {
         routes4: vec![],
         routes6: vec!["fd00:20::/64".into()],
         install_routes: false,
+        bfd: None,
     };
     let router = Router::start(kind, &lab.nodes[1], &lab.path("r"), spec)?;
     let mut sp = NsSpeaker::start(
@@ -239,6 +241,7 @@ pub fn route_reflection(other: RouterKind) -> Result<()> {
         routes4: vec![route.into()],
         routes6: vec![],
         install_routes: false,
+        bfd: None,
     };
     let bird = Router::start(
         RouterKind::Bird,
