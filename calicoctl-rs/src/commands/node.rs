@@ -166,6 +166,36 @@ fn peer_table(peers: &[BgpPeerStatus]) -> String {
     )
 }
 
+/// The BFD sessions protecting BGP sessions, one row each (the section is printed only
+/// when there are some).
+fn bfd_table(peers: &[BgpPeerStatus]) -> Option<String> {
+    let rows: Vec<Vec<String>> = peers
+        .iter()
+        .filter_map(|p| {
+            let b = p.bfd.as_ref()?;
+            Some(vec![
+                p.peer_address.clone(),
+                b.state.clone(),
+                format!("{}ms x {}", b.minimum_send_interval_ms, b.multiplier),
+                format!("{}ms", b.detection_time_ms),
+                b.diagnostic.clone(),
+            ])
+        })
+        .collect();
+    (!rows.is_empty()).then(|| {
+        render(
+            &[
+                "PEER ADDRESS",
+                "STATE",
+                "INTERVAL",
+                "DETECTION TIME",
+                "DIAGNOSTIC",
+            ],
+            &rows,
+        )
+    })
+}
+
 /// The whole `node status` text.
 pub fn format_status(report: &NodeStatusReport) -> String {
     let mut out = String::from("Calico process is running.\n");
@@ -182,6 +212,10 @@ pub fn format_status(report: &NodeStatusReport) -> String {
             out.push_str(&peer_table(&report.peers_v4));
         }
         out.push_str("\nIPv6 BGP status\nNo IPv6 peers found.\n");
+        if let Some(t) = bfd_table(&report.peers_v4) {
+            out.push_str("\nIPv4 BFD status\n");
+            out.push_str(&t);
+        }
     }
     for w in &report.warnings {
         out.push_str(&format!("\nWARNING: {w}\n"));

@@ -3,8 +3,8 @@
 
 use datastore::client::calico_text;
 use datastore::model::{
-    AnyResource, BGPConfiguration, BGPPeer, ClusterInformation, FelixConfiguration,
-    IPAMConfiguration, IPPool, Kind, Node, WorkloadEndpoint,
+    AnyResource, BFDConfiguration, BGPConfiguration, BGPPeer, ClusterInformation,
+    FelixConfiguration, IPAMConfiguration, IPPool, Kind, Node, WorkloadEndpoint,
 };
 use datastore::{Client, Resource};
 
@@ -71,6 +71,14 @@ macro_rules! per_kind {
                 $body.map(|v| {
                     v.into_iter()
                         .map(AnyResource::ClusterInformation)
+                        .collect::<Vec<_>>()
+                })
+            }
+            Kind::BFDConfiguration => {
+                type $t = BFDConfiguration;
+                $body.map(|v| {
+                    v.into_iter()
+                        .map(AnyResource::BFDConfiguration)
                         .collect::<Vec<_>>()
                 })
             }

@@ -48,7 +48,9 @@ pub fn headings(kind: Kind) -> (&'static [&'static str], &'static [&'static str]
                 "NATS",
             ],
         ),
-        Kind::FelixConfiguration | Kind::ClusterInformation => (&["NAME"], &["NAME"]),
+        Kind::FelixConfiguration | Kind::ClusterInformation | Kind::BFDConfiguration => {
+            (&["NAME"], &["NAME"])
+        }
     }
 }
 

@@ -193,6 +193,9 @@ impl Client {
             AnyResource::ClusterInformation(r) => {
                 AnyResource::ClusterInformation(self.write_one(r, op).await?)
             }
+            AnyResource::BFDConfiguration(r) => {
+                AnyResource::BFDConfiguration(self.write_one(r, op).await?)
+            }
         })
     }
 

@@ -7,6 +7,7 @@ use serde::de::Deserialize;
 use thiserror::Error;
 
 use crate::error::{Error, Result};
+use crate::model::bfdconfig::BFDConfiguration;
 use crate::model::bgpconfig::BGPConfiguration;
 use crate::model::bgppeer::BGPPeer;
 use crate::model::clusterinformation::ClusterInformation;
@@ -30,11 +31,12 @@ pub enum Kind {
     IPAMConfiguration,
     WorkloadEndpoint,
     ClusterInformation,
+    BFDConfiguration,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Node,
         Kind::IPPool,
         Kind::BGPPeer,
@@ -43,6 +45,7 @@ impl Kind {
         Kind::IPAMConfiguration,
         Kind::WorkloadEndpoint,
         Kind::ClusterInformation,
+        Kind::BFDConfiguration,
     ];
 
     /// Calico's kind name.
@@ -56,6 +59,7 @@ impl Kind {
             Kind::IPAMConfiguration => IPAMConfiguration::KIND,
             Kind::WorkloadEndpoint => WorkloadEndpoint::KIND,
             Kind::ClusterInformation => ClusterInformation::KIND,
+            Kind::BFDConfiguration => BFDConfiguration::KIND,
         }
     }
 
@@ -85,6 +89,9 @@ impl Kind {
             "clusterinformation" | "clusterinformations" | "clusterinfo" | "clusterinfos" => {
                 Kind::ClusterInformation
             }
+            "bfdconfiguration" | "bfdconfigurations" | "bfdconfig" | "bfdconfigs" => {
+                Kind::BFDConfiguration
+            }
             _ => return None,
         })
     }
@@ -113,6 +120,7 @@ pub enum AnyResource {
     IPAMConfiguration(IPAMConfiguration),
     WorkloadEndpoint(WorkloadEndpoint),
     ClusterInformation(ClusterInformation),
+    BFDConfiguration(BFDConfiguration),
 }
 
 /// Runs `$body` with `$r` bound to the typed resource inside an [`AnyResource`].
@@ -128,6 +136,7 @@ macro_rules! with_any {
             $crate::model::AnyResource::IPAMConfiguration($r) => $body,
             $crate::model::AnyResource::WorkloadEndpoint($r) => $body,
             $crate::model::AnyResource::ClusterInformation($r) => $body,
+            $crate::model::AnyResource::BFDConfiguration($r) => $body,
         }
     };
 }
@@ -144,6 +153,7 @@ impl AnyResource {
             AnyResource::IPAMConfiguration(_) => Kind::IPAMConfiguration,
             AnyResource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             AnyResource::ClusterInformation(_) => Kind::ClusterInformation,
+            AnyResource::BFDConfiguration(_) => Kind::BFDConfiguration,
         }
     }
 
@@ -193,6 +203,7 @@ impl AnyResource {
             Kind::IPAMConfiguration => AnyResource::IPAMConfiguration(typed(kind, value)?),
             Kind::WorkloadEndpoint => AnyResource::WorkloadEndpoint(typed(kind, value)?),
             Kind::ClusterInformation => AnyResource::ClusterInformation(typed(kind, value)?),
+            Kind::BFDConfiguration => AnyResource::BFDConfiguration(typed(kind, value)?),
         })
     }
 }

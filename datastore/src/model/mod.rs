@@ -6,6 +6,7 @@
 //! (blocks, affinities, handles, `/calico/ipam/v2/config`) live in `ipam.rs`.
 
 pub mod any;
+pub mod bfdconfig;
 pub mod bgpconfig;
 pub mod bgppeer;
 pub mod clusterinformation;
@@ -24,6 +25,7 @@ pub mod workloadendpoint;
 mod tests;
 
 pub use any::{AnyResource, DocumentError, Kind, parse_documents};
+pub use bfdconfig::{BFDConfiguration, BFDConfigurationSpec, BFDInterface};
 pub use bgpconfig::{
     BGPConfiguration, BGPConfigurationSpec, BgpLogSeverity, BindMode, Community, DEFAULT_AS_NUMBER,
     DEFAULT_LISTEN_PORT, PrefixAdvertisement, ServiceCidr,
@@ -35,7 +37,7 @@ pub use ipamconfig::{IPAMConfiguration, IPAMConfigurationSpec};
 pub use ippool::{AllowedUse, AssignmentMode, EncapMode, IPPool, IPPoolSpec};
 pub use meta::{API_VERSION, Object, ObjectMeta, TypeMeta};
 pub use node::{Node, NodeAddress, NodeBgpSpec, NodeSpec, NodeWireguardSpec, OrchRef};
-pub use nodestatus::{BgpPeerStatus, NodeStatusReport, STATUS_SOCKET};
+pub use nodestatus::{BfdSessionStatus, BgpPeerStatus, NodeStatusReport, STATUS_SOCKET};
 pub use resource::{Resource, Spec, ident_for, key_for};
 pub use types::{AsNumber, GoDuration};
 pub use workloadendpoint::{EndpointPort, IpNat, WorkloadEndpoint, WorkloadEndpointSpec};

@@ -92,4 +92,29 @@ pub struct BgpPeerStatus {
     pub accepted_prefixes: u64,
     /// Prefixes we advertise to the peer.
     pub exported_prefixes: u64,
+    /// The BFD session protecting this one, when a BFDConfiguration asks for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bfd: Option<BfdSessionStatus>,
+}
+
+/// A BFD session as `node status` shows it (intervals in milliseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BfdSessionStatus {
+    /// `Up`, `Init`, `Down` or `AdminDown`.
+    pub state: String,
+    /// The peer's state as it last said.
+    pub remote_state: String,
+    /// Why it last went down (RFC 5880's diagnostic), `no diagnostic` otherwise.
+    pub diagnostic: String,
+    /// When it entered its state, RFC 3339.
+    pub since_time: String,
+    /// Configured: desired TX, required RX, multiplier.
+    pub minimum_send_interval_ms: u64,
+    pub minimum_recv_interval_ms: u64,
+    pub multiplier: u8,
+    /// Negotiated: our TX interval (0 while the peer asks for none) and how long the
+    /// peer may be silent.
+    pub tx_interval_ms: u64,
+    pub detection_time_ms: u64,
 }

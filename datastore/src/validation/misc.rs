@@ -1,9 +1,10 @@
-//! Rules for FelixConfiguration, IPAMConfiguration and WorkloadEndpoint.
+//! Rules for FelixConfiguration, IPAMConfiguration, WorkloadEndpoint and BFDConfiguration.
 
 use crate::error::{Error, Result};
 use crate::model::felixconfig::FelixConfigurationSpec;
 use crate::model::ipamconfig::IPAMConfigurationSpec;
 use crate::model::meta::ObjectMeta;
+use crate::model::types::GoDuration;
 use crate::model::workloadendpoint::WorkloadEndpointSpec;
 use crate::validation::{check_cidr, check_ip, check_mac};
 
@@ -126,6 +127,63 @@ pub fn validate_wep(spec: &WorkloadEndpointSpec) -> Result<()> {
     for nat in &spec.ip_nats {
         check_ip("WorkloadEndpoint.Spec.IPNATs.InternalIP", &nat.internal_ip)?;
         check_ip("WorkloadEndpoint.Spec.IPNATs.ExternalIP", &nat.external_ip)?;
+    }
+    Ok(())
+}
+
+/// BFDConfiguration: a valid node selector, patterns that are a name or a prefix with one
+/// trailing `*`, intervals of at least 1 ms and at most a minute (the idle interval up to
+/// an hour), multipliers 1-255.
+pub fn validate_bfd(spec: &crate::model::BFDConfigurationSpec) -> Result<()> {
+    use std::time::Duration;
+    if let Some(sel) = &spec.node_selector {
+        crate::selector::Selector::parse(sel).map_err(|e| {
+            Error::invalid(
+                "BFDConfiguration.Spec.NodeSelector",
+                sel.clone(),
+                e.to_string(),
+            )
+        })?;
+    }
+    for i in &spec.interfaces {
+        let field = |f: &str| format!("BFDConfiguration.Spec.Interfaces[].{f}");
+        let p = &i.match_pattern;
+        let stem = p.strip_suffix('*').unwrap_or(p);
+        if p.is_empty() || stem.contains('*') || stem.len() > 15 || stem.contains(['/', ' ']) {
+            return Err(Error::invalid(
+                field("MatchPattern"),
+                p.clone(),
+                "must be an interface name, a prefix followed by '*', or '*'",
+            ));
+        }
+        let bounded = [
+            ("MinimumRecvInterval", i.minimum_recv_interval, 60),
+            ("MinimumSendInterval", i.minimum_send_interval, 60),
+            ("IdleSendInterval", i.idle_send_interval, 3600),
+        ];
+        for (name, d, max_secs) in bounded {
+            if let Some(d) = d
+                && (d.0 < Duration::from_millis(1) || d.0 > Duration::from_secs(max_secs))
+            {
+                return Err(Error::invalid(
+                    field(name),
+                    d.to_string(),
+                    format!(
+                        "must be between 1ms and {}",
+                        GoDuration(Duration::from_secs(max_secs))
+                    ),
+                ));
+            }
+        }
+        if let Some(m) = i.multiplier
+            && !(1..=255).contains(&m)
+        {
+            return Err(Error::invalid(
+                field("Multiplier"),
+                m.to_string(),
+                "must be between 1 and 255",
+            ));
+        }
     }
     Ok(())
 }
