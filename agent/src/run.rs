@@ -122,11 +122,13 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
     let (peers_tx, peers_rx) = watch::channel(bgp::BgpStatus::default());
     let (converged_tx, converged_rx) = watch::channel(backend != Backend::Bgp);
+    let bfd_metrics = Arc::new(crate::tasks::bfd_link::BfdMetrics::default());
     if backend == Backend::Bgp {
         let outputs = bgp::Outputs {
             learned: learned_tx,
             status: peers_tx,
             converged: converged_tx,
+            bfd_metrics: bfd_metrics.clone(),
         };
         let wiring = bgp::start(&cfg, &local, state_rx.clone(), outputs).await?;
         tasks.spawn("bgp", wiring.run(liveness.heartbeat("bgp")));
@@ -233,6 +235,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let health = health::HealthState {
         report: report_rx,
         metrics,
+        bfd: bfd_metrics,
         liveness: liveness.clone(),
     };
     if let Some(endpoints) = health::Endpoints::bind(&cfg, health).await? {

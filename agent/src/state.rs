@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use datastore::keys;
 use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
 use datastore::model::{
-    BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, Node, Resource, WorkloadEndpoint,
+    BFDConfiguration, BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, Node, Resource,
+    WorkloadEndpoint,
 };
 use datastore::{KeyValue, Revision};
 use ipnet::IpNet;
@@ -23,6 +24,7 @@ pub struct ClusterState {
     pub bgp_configs: BTreeMap<String, BGPConfiguration>,
     /// `default` and the per-node `node.<name>` overrides.
     pub felix_configs: BTreeMap<String, FelixConfiguration>,
+    pub bfd_configs: BTreeMap<String, BFDConfiguration>,
     /// Keyed by `<namespace>/<name>`.
     pub workloads: BTreeMap<String, WorkloadEndpoint>,
     pub blocks: BTreeMap<IpNet, AllocationBlock>,
@@ -142,6 +144,9 @@ impl ClusterState {
                 p if p == FelixConfiguration::PLURAL => {
                     put_checked(&mut self.felix_configs, key, name, value)
                 }
+                p if p == BFDConfiguration::PLURAL => {
+                    put_checked(&mut self.bfd_configs, key, name, value)
+                }
                 p if p == WorkloadEndpoint::PLURAL => {
                     put_resource(&mut self.workloads, key, name, value)
                 }
@@ -169,6 +174,7 @@ impl ClusterState {
                     p if p == BGPPeer::PLURAL => drop(self.bgp_peers.remove(&name)),
                     p if p == BGPConfiguration::PLURAL => drop(self.bgp_configs.remove(&name)),
                     p if p == FelixConfiguration::PLURAL => drop(self.felix_configs.remove(&name)),
+                    p if p == BFDConfiguration::PLURAL => drop(self.bfd_configs.remove(&name)),
                     p if p == WorkloadEndpoint::PLURAL => drop(self.workloads.remove(&name)),
                     _ => {}
                 }

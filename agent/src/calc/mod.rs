@@ -3,6 +3,7 @@
 //! node's identity and (for routes) what BGP has learned. No I/O here: tested without
 //! root, re-run in full whenever anything changes (the reconcilers make that cheap).
 
+pub mod bfd;
 pub mod exports;
 #[cfg(test)]
 pub(crate) mod fixtures;

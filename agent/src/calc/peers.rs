@@ -183,7 +183,7 @@ fn parse_peer_ip(text: &str, default_port: u16) -> Option<SocketAddr> {
     text.parse::<SocketAddr>().ok()
 }
 
-fn selector_matches(source: &str, node: &Node) -> bool {
+pub(crate) fn selector_matches(source: &str, node: &Node) -> bool {
     match Selector::parse(source) {
         Ok(sel) => sel.matches(&node.metadata.labels),
         Err(_) => false, // validation rejects bad selectors on write

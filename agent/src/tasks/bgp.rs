@@ -21,6 +21,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use super::bfd_link::{BfdLink, BfdMetrics};
 use super::liveness::Heartbeat;
 use crate::calc::LearnedRoutes;
 use crate::calc::exports::{Export, desired_exports};
@@ -200,6 +201,8 @@ pub struct Outputs {
     pub status: watch::Sender<BgpStatus>,
     /// Becomes true once BGP has re-learned what it will after a start.
     pub converged: watch::Sender<bool>,
+    /// BFD's counters, for `/metrics`.
+    pub bfd_metrics: Arc<BfdMetrics>,
 }
 
 /// The BGP task: the wiring of a started speaker, to be run (supervised) by the caller.
@@ -255,6 +258,9 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!(e))?,
         exports: BTreeMap::new(),
         identity,
+        subnet: local.address,
+        interface: local.interface.clone(),
+        bfd: BfdLink::new(IpAddr::V4(local.ip()), outputs.bfd_metrics.clone()),
     };
     Ok(BgpTask {
         wiring,
@@ -326,6 +332,10 @@ struct Wiring {
     exports: BTreeMap<Ipv4Net, Export>,
     router_id: Ipv4Addr,
     identity: Identity,
+    /// The node's subnet and interface: peers on it are one hop away (BFD single hop).
+    subnet: Ipv4Net,
+    interface: String,
+    bfd: BfdLink,
 }
 
 impl Wiring {
@@ -340,6 +350,7 @@ impl Wiring {
             learned: learned_tx,
             status: peers_out,
             converged,
+            bfd_metrics: _,
         } = outputs;
         let started = std::time::Instant::now();
         let mut last_change = started;
@@ -386,6 +397,10 @@ impl Wiring {
                         self.publish_status(&peers_out).await;
                     }
                 }
+                ev = self.bfd.next() => {
+                    self.bfd.apply(ev?, &self.speaker);
+                    self.publish_status(&peers_out).await;
+                }
                 _ = status_tick.tick() => {
                     if !self.held.is_empty() {
                         // A secret file may have appeared: nothing in the datastore says so.
@@ -415,10 +430,19 @@ impl Wiring {
     /// Refreshes the `node status` rows from the speaker.
     async fn publish_status(&self, out: &watch::Sender<BgpStatus>) {
         if let Ok(status) = self.speaker.peer_status().await {
+            let mut peers = status_rows(&self.peers, &self.held, &status, self.identity.cluster_id);
+            let bfd = self.bfd.status().await;
+            for row in &mut peers {
+                row.bfd = row
+                    .peer_address
+                    .parse::<IpAddr>()
+                    .ok()
+                    .and_then(|a| bfd.get(&a).cloned());
+            }
             let now = BgpStatus {
                 router_id: Some(self.router_id),
                 as_number: self.identity.local_as,
-                peers: status_rows(&self.peers, &self.held, &status, self.identity.cluster_id),
+                peers,
             };
             out.send_if_modified(|cur| {
                 let changed = *cur != now;
@@ -543,6 +567,20 @@ impl Wiring {
             }
         }
         self.exports = exports;
+        let bfd = crate::calc::bfd::desired_bfd(
+            state,
+            &self.node,
+            self.subnet,
+            &self.interface,
+            self.peers.keys().copied(),
+        );
+        if let Err(e) = self.bfd.sync(bfd, &self.speaker) {
+            warn!(error = format!("{e:#}"), "BFD sessions not set up");
+        }
+        if restarted.is_some() {
+            // The new speaker's peers start fresh: the paths BFD knows are down stay down.
+            self.bfd.reapply(&self.speaker);
+        }
         restarted
     }
 }

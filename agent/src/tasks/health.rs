@@ -26,6 +26,7 @@ use crate::config::NodeConfig;
 pub struct HealthState {
     pub report: watch::Receiver<NodeStatusReport>,
     pub metrics: Arc<DataplaneMetrics>,
+    pub bfd: Arc<super::bfd_link::BfdMetrics>,
     pub liveness: Liveness,
 }
 
@@ -115,6 +116,22 @@ async fn metrics(State(s): State<HealthState>) -> String {
         out,
         "# HELP calico_rs_bgp_peers BGP sessions by state.\n# TYPE calico_rs_bgp_peers gauge\ncalico_rs_bgp_peers{{state=\"up\"}} {up}\ncalico_rs_bgp_peers{{state=\"other\"}} {}",
         r.peers_v4.len() - up
+    );
+    let bfd: Vec<&str> = r
+        .peers_v4
+        .iter()
+        .filter_map(|p| p.bfd.as_ref().map(|b| b.state.as_str()))
+        .collect();
+    let bfd_up = bfd.iter().filter(|s| **s == "Up").count();
+    let _ = writeln!(
+        out,
+        "# HELP calico_rs_bfd_sessions BFD sessions by state.\n# TYPE calico_rs_bfd_sessions gauge\ncalico_rs_bfd_sessions{{state=\"up\"}} {bfd_up}\ncalico_rs_bfd_sessions{{state=\"other\"}} {}",
+        bfd.len() - bfd_up
+    );
+    let _ = writeln!(
+        out,
+        "# HELP calico_rs_bfd_state_changes_total BFD session state changes.\n# TYPE calico_rs_bfd_state_changes_total counter\ncalico_rs_bfd_state_changes_total {}",
+        s.bfd.state_changes.load(Ordering::Relaxed)
     );
     out
 }

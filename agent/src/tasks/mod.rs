@@ -26,6 +26,7 @@
 //! ends the process, and one that stops making progress fails `/liveness`
 //! ([`liveness`]).
 
+pub mod bfd_link;
 pub mod bgp;
 pub mod blockgc;
 pub mod dataplane;
