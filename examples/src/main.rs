@@ -232,6 +232,7 @@ fn main() -> Result<()> {
         routes4: vec![],
         routes6: vec![],
         install_routes: true,
+        bfd: None,
     };
     let bird = Router::start(
         RouterKind::Bird,

@@ -52,6 +52,9 @@ pub struct NeighborSpec {
     /// Announce routes to this neighbor with ourselves as next hop (a ToR passing routes
     /// between nodes, so traffic crosses it). BIRD and FRR only.
     pub next_hop_self: bool,
+    /// Protect the session with BFD (the router's [`RouterSpec::bfd`] timers). BIRD and
+    /// FRR only.
+    pub bfd: bool,
 }
 
 impl NeighborSpec {
@@ -66,6 +69,7 @@ impl NeighborSpec {
             ipv6: false,
             ttl_security: false,
             next_hop_self: false,
+            bfd: false,
         }
     }
 }
@@ -89,6 +93,17 @@ pub struct RouterSpec {
     /// forwarding pod traffic does (BIRD: a kernel protocol; FRR: zebra always does; GoBGP:
     /// not supported).
     pub install_routes: bool,
+    /// BFD timers for the neighbors with `bfd` (BIRD: `protocol bfd`; FRR: bfdd with the
+    /// profile `lab`).
+    pub bfd: Option<BfdTimers>,
+}
+
+/// BFD timers of a lab router, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdTimers {
+    pub tx_ms: u32,
+    pub rx_ms: u32,
+    pub multiplier: u32,
 }
 
 /// A route as a lab router holds it, learned from a BGP neighbor.
@@ -140,6 +155,13 @@ pub fn bird_config(spec: &RouterSpec) -> String {
     if spec.install_routes {
         c.push_str("protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }\n");
     }
+    if let Some(t) = spec.bfd {
+        c.push_str(&format!(
+            "protocol bfd {{ interface \"*\" {{ min rx interval {} ms; min tx interval {} ms; \
+             idle tx interval 1000 ms; multiplier {}; }}; }}\n",
+            t.rx_ms, t.tx_ms, t.multiplier
+        ));
+    }
     for (i, n) in spec.neighbors.iter().enumerate() {
         c.push_str(&format!(
             "protocol bgp n{i} {{\n  local {} as {};\n  neighbor {} as {};\n  \
@@ -158,6 +180,9 @@ pub fn bird_config(spec: &RouterSpec) -> String {
         }
         if n.ttl_security {
             c.push_str("  ttl security on;\n");
+        }
+        if n.bfd {
+            c.push_str("  bfd on;\n");
         }
         if n.asn == spec.asn {
             // iBGP is multihop by default in BIRD; the lab peers share a link.
@@ -209,6 +234,9 @@ pub fn frr_config(spec: &RouterSpec) -> String {
         if n.ttl_security {
             c.push_str(&format!(" neighbor {a} ttl-security hops 1\n"));
         }
+        if n.bfd {
+            c.push_str(&format!(" neighbor {a} bfd profile lab\n"));
+        }
     }
     c.push_str(" address-family ipv4 unicast\n");
     for r in &spec.routes4 {
@@ -235,6 +263,15 @@ pub fn frr_config(spec: &RouterSpec) -> String {
     }
     c.push_str(" exit-address-family\n!\n");
     c
+}
+
+/// FRR bfdd configuration: the profile `lab` the BGP neighbors with `bfd` use.
+pub fn frr_bfdd_config(t: BfdTimers) -> String {
+    format!(
+        "hostname bfdd\nlog stdout debugging\n!\nbfd\n profile lab\n  transmit-interval {}\n  \
+         receive-interval {}\n  detect-multiplier {}\n !\n!\n",
+        t.tx_ms, t.rx_ms, t.multiplier
+    )
 }
 
 /// GoBGP configuration (TOML) for `spec`; routes are added through the CLI after start.
@@ -370,6 +407,39 @@ impl Router {
                     self.daemons.push(zebra);
                     if !wait_until(Duration::from_secs(10), || Path::new(&zsock).exists()) {
                         bail!("zebra did not start:\n{}", self.log_tail(20));
+                    }
+                }
+                if let Some(t) = self.spec.bfd
+                    && !dir.join("bfdd.pid").exists()
+                {
+                    fs::write(dir.join("bfdd.conf"), frr_bfdd_config(t))?;
+                    let bfdd = ns.spawn(
+                        "/usr/lib/frr/bfdd",
+                        &[
+                            "-f",
+                            &s(&dir.join("bfdd.conf")),
+                            "-i",
+                            &s(&dir.join("bfdd.pid")),
+                            "-z",
+                            &zsock,
+                            "--vty_socket",
+                            &s(&vty),
+                            "--bfdctl",
+                            &s(&dir.join("bfdd.sock")),
+                            "-P",
+                            "0",
+                            "--log",
+                            "stdout",
+                        ],
+                        &none,
+                        &dir.join("bfdd.log"),
+                    )?;
+                    // Kept under bgpd in the list: `kill` pops bgpd, bfdd stays.
+                    self.daemons.insert(0, bfdd);
+                    if !wait_until(Duration::from_secs(10), || {
+                        self.vtysh("show bfd peers").is_ok()
+                    }) {
+                        bail!("bfdd did not start:\n{}", self.log_tail(20));
                     }
                 }
                 fs::write(dir.join("bgpd.conf"), frr_config(&self.spec))?;

@@ -72,8 +72,17 @@ impl LabNode {
     /// `GET <path>` on calico-node's health port (9099) inside the node: (status code,
     /// whole response).
     pub fn health(&self, path: &str) -> Option<(u16, String)> {
+        self.http_get(9099, path)
+    }
+
+    /// calico-node's Prometheus `/metrics` (port 9091), the body with its headers.
+    pub fn metrics(&self) -> Option<String> {
+        self.http_get(9091, "/metrics").map(|(_, text)| text)
+    }
+
+    fn http_get(&self, port: u16, path: &str) -> Option<(u16, String)> {
         let script = format!(
-            "exec 3<>/dev/tcp/127.0.0.1/9099 && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3"
         );
         let out = self.ns.exec("bash", &["-c", &script]).ok()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -277,6 +286,30 @@ impl Cluster {
             log: node_dir.join("calico-node.log"),
         });
         Ok(index)
+    }
+
+    /// Takes node `i`'s port on the fabric bridge down (`up` false) or up again: the
+    /// node's link is cut where a switch would lose it, not stopped cleanly; the far end
+    /// learns of it only by what stops arriving.
+    pub fn set_fabric_link(&self, i: usize, up: bool) -> Result<()> {
+        // eth0@ifN in the node: N is the ifindex of its fabric end.
+        let link = self.nodes[i].ns.ip(&["-o", "link", "show", "eth0"])?;
+        let peer = link
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.trim_end_matches(':').split("@if").nth(1))
+            .ok_or_else(|| anyhow::anyhow!("no peer index in {link}"))?
+            .to_string();
+        let ports = self.fabric.ip(&["-o", "link", "show"])?;
+        let port = ports
+            .lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(peer.as_str()))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
+            .ok_or_else(|| anyhow::anyhow!("no fabric port with index {peer}"))?;
+        self.fabric
+            .ip(&["link", "set", &port, if up { "up" } else { "down" }])?;
+        Ok(())
     }
 
     /// Creates an extra namespace (a ToR, the outside world) owned by the lab.

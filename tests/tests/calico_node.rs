@@ -184,6 +184,7 @@ fn tor_spec(c: &Cluster) -> RouterSpec {
         routes4: vec![],
         routes6: vec![],
         install_routes: true,
+        bfd: None,
     }
 }
 

@@ -339,6 +339,7 @@ fn a_tor_leaking_a_full_table_meets_the_import_limit() {
         routes4: leaked,
         routes6: vec![],
         install_routes: false,
+        bfd: None,
     };
     let _router =
         Router::start(RouterKind::Bird, c.extra(tor), &c.path().join("tor"), spec).expect("ToR");

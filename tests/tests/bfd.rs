@@ -1,0 +1,364 @@
+//! BFD (issue 16): a node whose link is cut (its port on the fabric taken down, no clean
+//! stop) is gone from a BIRD and an FRR top-of-rack router's kernel, and from every other
+//! node, within the BFD detection time, against the same cut without BFD (the BGP hold
+//! time). The times are printed, not asserted; what is asserted is who noticed: BFD, with
+//! its diagnostic, before any hold timer. Needs root: `cargo test -p lab --test bfd --
+//! --ignored`.
+
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use lab::bgp_peers::{BfdTimers, NeighborSpec, Router, RouterKind, RouterSpec};
+use lab::cluster::{Cluster, LabSpec};
+use lab::wait_until;
+
+const POOL: &str = "10.244.0.0/16";
+const WAIT: Duration = Duration::from_secs(30);
+const TOR: &str = "10.0.0.253";
+
+/// 100 ms x 3 on every interface of every node.
+const BFD_CONFIG: &str = "apiVersion: projectcalico.org/v3
+kind: BFDConfiguration
+metadata: {name: default}
+spec:
+  nodeSelector: all()
+  interfaces:
+  - matchPattern: 'eth*'
+    minimumSendInterval: 100ms
+    minimumRecvInterval: 100ms
+    idleSendInterval: 1s
+    multiplier: 3
+";
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Waits until every node's BGP has converged after its start: until then calico-node
+/// holds route deletions back (for at most 30 s, so that routes kept from before a restart
+/// are not removed before BGP learns them again), which would hide what BFD does.
+fn wait_converged(c: &Cluster) {
+    for n in &c.nodes {
+        assert!(
+            wait_until(Duration::from_secs(40), || n
+                .agent_log(usize::MAX)
+                .contains("BGP routes converged")),
+            "{} never converged\n{}",
+            n.name,
+            c.logs(30)
+        );
+    }
+}
+
+fn mesh(n: usize) -> Cluster {
+    let mut c = Cluster::start(LabSpec::nodes(n).env("CALICO_IPV4POOL_CIDR", POOL)).expect("lab");
+    for i in 0..n {
+        c.add_pod(i, &format!("p{}", i + 1)).expect("pod");
+    }
+    c
+}
+
+fn block_of(c: &Cluster, p: usize) -> String {
+    Ipv4Net::new(c.pods[p].ip, 26)
+        .expect("prefix")
+        .trunc()
+        .to_string()
+}
+
+fn node_status_json(c: &Cluster, node: usize) -> serde_json::Value {
+    let out = c
+        .calicoctl(node, &["node", "status", "-o", "json"])
+        .expect("calicoctl");
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// The BFD state `node` reports for its session with `peer` (empty when none).
+fn bfd_state(c: &Cluster, node: usize, peer: &str) -> String {
+    node_status_json(c, node)["peers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["peerAddress"] == peer))
+        .and_then(|p| p["bfd"]["state"].as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn has_route(ns: &lab::Netns, prefix: &str, via: &str) -> bool {
+    ns.ip(&["route", "show"]).is_ok_and(|r| {
+        r.lines()
+            .any(|l| l.starts_with(prefix) && l.contains(&format!("via {via} ")))
+    })
+}
+
+/// How long after `from` `gone` first holds (polled every 5 ms), up to `limit`.
+fn time_until(from: Instant, limit: Duration, gone: impl Fn() -> bool) -> Option<Duration> {
+    while from.elapsed() < limit {
+        if gone() {
+            return Some(from.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    None
+}
+
+fn ms(d: Option<Duration>) -> String {
+    d.map_or_else(|| "never".to_string(), |d| format!("{} ms", d.as_millis()))
+}
+
+fn tor_spec(c: &Cluster) -> RouterSpec {
+    RouterSpec {
+        router_id: TOR.into(),
+        ipv6: None,
+        asn: 65001,
+        neighbors: c
+            .nodes
+            .iter()
+            .map(|n| NeighborSpec {
+                next_hop_self: true,
+                bfd: true,
+                ..NeighborSpec::new(n.ip(), 64512)
+            })
+            .collect(),
+        routes4: vec![],
+        routes6: vec![],
+        install_routes: true,
+        bfd: Some(BfdTimers {
+            tx_ms: 100,
+            rx_ms: 100,
+            multiplier: 3,
+        }),
+    }
+}
+
+/// The ToR's BFD view of `peer`: `Up`, `Down`, ... (FRR's lower case made BIRD's; empty
+/// when it has no session).
+fn tor_bfd_state(router: &Router, kind: RouterKind, peer: &str) -> String {
+    match kind {
+        RouterKind::Bird => router
+            .birdc("show bfd sessions")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(peer))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .unwrap_or_default(),
+        _ => {
+            let out = router
+                .vtysh(&format!("show bfd peer {peer} json"))
+                .unwrap_or_default();
+            let state = serde_json::from_str::<serde_json::Value>(&out)
+                .ok()
+                .and_then(|v| v["status"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let mut chars = state.chars();
+            chars
+                .next()
+                .map(|f| f.to_uppercase().chain(chars).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Cuts node 0's link and times how long until the ToR's kernel and node 1 lose node 0's
+/// block; restores the link and waits until everything is back.
+fn cut_and_time(c: &Cluster, tor: &lab::Netns) -> (Option<Duration>, Option<Duration>) {
+    let block = block_of(c, 0);
+    let node0 = c.nodes[0].ip().to_string();
+    let cut = Instant::now();
+    c.set_fabric_link(0, false).expect("cut");
+    let on_tor = time_until(cut, Duration::from_secs(20), || {
+        !has_route(tor, &block, &node0)
+    });
+    let on_node = time_until(cut, Duration::from_secs(20), || {
+        !has_route(&c.nodes[1].ns, &block, TOR)
+    });
+    c.set_fabric_link(0, true).expect("restore");
+    assert!(
+        wait_until(WAIT, || has_route(tor, &block, &node0)
+            && has_route(&c.nodes[1].ns, &block, TOR)),
+        "node 0's block never came back after the link did\n{}",
+        c.logs(40)
+    );
+    (on_tor, on_node)
+}
+
+fn tor_case(kind: RouterKind) {
+    let mut c = mesh(3);
+    let t = c.extra_namespace("tor").expect("tor netns");
+    c.attach_extra(t, "eth0", 0, "10.0.0.253/24")
+        .expect("attach ToR");
+    c.extra(t)
+        .sh("sysctl -qw net.ipv4.ip_forward=1")
+        .expect("forwarding");
+    let router =
+        Router::start(kind, c.extra(t), &c.path().join("tor"), tor_spec(&c)).expect("ToR router");
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: false, asNumber: 64512}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: tor}
+spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
+",
+    )
+    .expect("apply");
+    let tor = c.extra(t);
+    let block = block_of(&c, 0);
+    let node0 = c.nodes[0].ip().to_string();
+    assert!(
+        wait_until(WAIT, || has_route(tor, &block, &node0)
+            && has_route(&c.nodes[1].ns, &block, TOR)),
+        "the ToR never routed {block}\n{}\n{}",
+        router.log_tail(30),
+        c.logs(30)
+    );
+
+    wait_converged(&c);
+    // Without BFD on the nodes the ToR's BFD session never comes up: the hold timer decides.
+    let (tor_hold, node_hold) = cut_and_time(&c, tor);
+
+    c.apply(BFD_CONFIG).expect("apply BFDConfiguration");
+    assert!(
+        wait_until(WAIT, || bfd_state(&c, 0, TOR) == "Up"
+            && tor_bfd_state(&router, kind, &node0) == "Up"),
+        "BFD never came up: node says '{}', ToR says '{}'\n{}\n{}",
+        bfd_state(&c, 0, TOR),
+        tor_bfd_state(&router, kind, &node0),
+        router.log_tail(30),
+        c.logs(30)
+    );
+    let (tor_bfd, node_bfd) = cut_and_time(&c, tor);
+    println!(
+        "{kind:?} ToR, node 0's link cut: gone from the ToR's kernel after {} with BFD \
+         (100 ms x 3) vs {} without (hold time 9 s); from node 1 after {} vs {}",
+        ms(tor_bfd),
+        ms(tor_hold),
+        ms(node_bfd),
+        ms(node_hold)
+    );
+    let (Some(with), Some(without)) = (tor_bfd, tor_hold) else {
+        panic!(
+            "the ToR never dropped the cut node's block\n{}",
+            router.log_tail(40)
+        );
+    };
+    assert!(
+        with < without,
+        "BFD did not beat the hold timer: {with:?} vs {without:?}"
+    );
+    // BFD comes back with the link, and says what happened.
+    assert!(
+        wait_until(WAIT, || bfd_state(&c, 0, TOR) == "Up"
+            && tor_bfd_state(&router, kind, &node0) == "Up"),
+        "BFD did not come back up\n{}",
+        c.logs(30)
+    );
+    let status = node_status_json(&c, 1);
+    println!(
+        "node 1's BFD session with the ToR: {:#}",
+        status["peers"][0]["bfd"]
+    );
+    let table = text(&c.calicoctl(1, &["node", "status"]).expect("calicoctl"));
+    assert!(table.contains("IPv4 BFD status"), "{table}");
+    assert!(table.contains("| 10.0.0.253   | Up"), "{table}");
+    let metrics = c.nodes[0].metrics().unwrap_or_default();
+    assert!(
+        metrics.contains("calico_rs_bfd_sessions{state=\"up\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("calico_rs_bfd_state_changes_total 0\n"),
+        "{metrics}"
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test bfd -- --ignored"]
+fn a_node_cut_off_is_gone_from_a_bird_tor_and_the_other_nodes_at_bfd_speed() {
+    tor_case(RouterKind::Bird);
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test bfd -- --ignored"]
+fn a_node_cut_off_is_gone_from_an_frr_tor_and_the_other_nodes_at_bfd_speed() {
+    tor_case(RouterKind::Frr);
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test bfd -- --ignored"]
+fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_flaps() {
+    let c = mesh(3);
+    c.apply(BFD_CONFIG).expect("apply BFDConfiguration");
+    let ips: Vec<String> = c.nodes.iter().map(|n| n.ip().to_string()).collect();
+    for i in 0..3 {
+        for j in (0..3).filter(|j| *j != i) {
+            assert!(
+                wait_until(WAIT, || bfd_state(&c, i, &ips[j]) == "Up"),
+                "node {i} has no BFD session Up with {}: '{}'\n{}",
+                ips[j],
+                bfd_state(&c, i, &ips[j]),
+                c.logs(30)
+            );
+        }
+    }
+    wait_converged(&c);
+    let block = block_of(&c, 0);
+    let hold = node_status_json(&c, 1)["peers"][0]["holdTime"].clone();
+    for round in 1..=3 {
+        assert!(
+            wait_until(WAIT, || has_route(&c.nodes[1].ns, &block, &ips[0])
+                && has_route(&c.nodes[2].ns, &block, &ips[0])),
+            "round {round}: node 0's block is not routed\n{}",
+            c.logs(30)
+        );
+        let cut = Instant::now();
+        c.set_fabric_link(0, false).expect("cut");
+        let gone: Vec<Option<Duration>> = [1, 2]
+            .iter()
+            .map(|&n| {
+                time_until(cut, Duration::from_secs(20), || {
+                    !has_route(&c.nodes[n].ns, &block, &ips[0])
+                })
+            })
+            .collect();
+        println!(
+            "mesh, round {round}: node 0 gone from node 1 after {}, from node 2 after {} \
+             (BFD 100 ms x 3; BGP hold time {hold} s)",
+            ms(gone[0]),
+            ms(gone[1])
+        );
+        assert!(gone.iter().all(Option::is_some), "{gone:?}\n{}", c.logs(30));
+        let peer = &node_status_json(&c, 1)["peers"][0];
+        assert_eq!(peer["bfd"]["state"], "Down", "{peer:#}");
+        assert_eq!(
+            peer["bfd"]["diagnostic"], "control detection time expired",
+            "{peer:#}"
+        );
+        assert!(
+            peer["info"].as_str().is_some_and(|i| i.contains("BFD")),
+            "the BGP session says why it is down: {peer:#}"
+        );
+        c.set_fabric_link(0, true).expect("restore");
+        assert!(
+            wait_until(WAIT, || bfd_state(&c, 1, &ips[0]) == "Up"
+                && has_route(&c.nodes[1].ns, &block, &ips[0])
+                && has_route(&c.nodes[2].ns, &block, &ips[0])),
+            "round {round}: node 0 did not come back\n{}",
+            c.logs(30)
+        );
+    }
+    for a in 0..3 {
+        for b in (0..3).filter(|b| *b != a) {
+            assert!(
+                wait_until(WAIT, || c.pods_ping(a, b)),
+                "pod {a} cannot ping pod {b} after the flaps\n{}",
+                c.logs(30)
+            );
+        }
+    }
+}
