@@ -104,6 +104,57 @@ fn time_until(from: Instant, limit: Duration, gone: impl Fn() -> bool) -> Option
     None
 }
 
+/// Sends `packets` to `to` port 3784 from inside `ns`, with TTL 255 as a neighbour's BFD
+/// would (from a thread that enters the namespace, so the socket is made there).
+fn send_bfd_from(ns: &lab::Netns, to: &str, packets: Vec<Vec<u8>>) {
+    let path = ns.path();
+    let to = format!("{to}:3784");
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).expect("namespace");
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let sock = std::net::UdpSocket::bind("0.0.0.0:0").expect("bind");
+        sock.set_ttl(255).expect("ttl");
+        for p in packets {
+            sock.send_to(&p, &to).expect("send");
+        }
+    })
+    .join()
+    .expect("sender thread");
+}
+
+/// What a peer, a stranger or a broken box may send: short, wrong version, bad lengths,
+/// multiplier 0, multipoint, discriminator 0, an unknown Your Discriminator, AdminDown
+/// for nobody, authentication, garbage.
+fn bad_packets() -> Vec<Vec<u8>> {
+    let good = |state: u8, mine: u32, yours: u32| {
+        let mut p = vec![0x20, state << 6, 3, 24];
+        for v in [mine, yours, 100_000, 100_000, 0] {
+            p.extend_from_slice(&v.to_be_bytes());
+        }
+        p
+    };
+    let with = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut p = good(3, 7, 7);
+        f(&mut p);
+        p
+    };
+    vec![
+        vec![0x20, 0xc0, 3],
+        with(&|p| p[0] = 0x40),
+        with(&|p| p[3] = 200),
+        with(&|p| p[3] = 8),
+        with(&|p| p[2] = 0),
+        with(&|p| p[1] |= 0x01),
+        with(&|p| p[4..8].fill(0)),
+        good(3, 7, 0),
+        good(3, 7, 0xdead_beef),
+        good(0, 7, 0xdead_beef),
+        with(&|p| p[1] |= 0x04),
+        vec![0xff; 64],
+        vec![],
+    ]
+}
+
 fn ms(d: Option<Duration>) -> String {
     d.map_or_else(|| "never".to_string(), |d| format!("{} ms", d.as_millis()))
 }
@@ -292,7 +343,7 @@ fn a_node_cut_off_is_gone_from_an_frr_tor_and_the_other_nodes_at_bfd_speed() {
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test bfd -- --ignored"]
 fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_flaps() {
-    let c = mesh(3);
+    let mut c = mesh(3);
     c.apply(BFD_CONFIG).expect("apply BFDConfiguration");
     let ips: Vec<String> = c.nodes.iter().map(|n| n.ip().to_string()).collect();
     for i in 0..3 {
@@ -307,6 +358,28 @@ fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_f
         }
     }
     wait_converged(&c);
+    // Bad input from a neighbour and from an address with no session changes nothing.
+    let before = node_status_json(&c, 0)["peers"].clone();
+    send_bfd_from(&c.nodes[1].ns, &ips[0], bad_packets());
+    send_bfd_from(&c.ctl, &ips[0], bad_packets());
+    std::thread::sleep(Duration::from_secs(1));
+    let after = node_status_json(&c, 0)["peers"].clone();
+    for (b, a) in before
+        .as_array()
+        .into_iter()
+        .flatten()
+        .zip(after.as_array().into_iter().flatten())
+    {
+        assert_eq!(
+            (&b["bfd"]["state"], &b["bfd"]["sinceTime"]),
+            (&a["bfd"]["state"], &a["bfd"]["sinceTime"]),
+            "bad packets moved a session: {a:#}"
+        );
+    }
+    assert!(
+        c.nodes[0].agent_running(),
+        "calico-node died of bad BFD input"
+    );
     let block = block_of(&c, 0);
     let hold = node_status_json(&c, 1)["peers"][0]["holdTime"].clone();
     for round in 1..=3 {
@@ -361,4 +434,26 @@ fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_f
             );
         }
     }
+    // calicoctl gets and deletes it like any resource; the sessions go, BGP stays up.
+    let got = text(&c.calicoctl(0, &["get", "bfdconfigurations"]).expect("get"));
+    assert!(got.contains("NAME") && got.contains("default"), "{got}");
+    let yaml = text(
+        &c.calicoctl(0, &["get", "bfdconfig", "default", "-o", "yaml"])
+            .expect("get"),
+    );
+    assert!(
+        yaml.contains("kind: BFDConfiguration") && yaml.contains("multiplier: 3"),
+        "{yaml}"
+    );
+    let deleted = c
+        .calicoctl(0, &["delete", "bfdconfiguration", "default"])
+        .expect("delete");
+    assert!(deleted.status.success(), "{}", text(&deleted));
+    assert!(
+        wait_until(WAIT, || bfd_state(&c, 1, &ips[0]).is_empty()),
+        "the BFD session outlived its configuration"
+    );
+    let peer = &node_status_json(&c, 1)["peers"][0];
+    assert_eq!(peer["state"], "up", "{peer:#}");
+    assert!(c.pods_ping(0, 1), "pods after the BFD configuration went");
 }

@@ -83,3 +83,68 @@ impl Spec for BFDConfigurationSpec {
         crate::validation::misc::validate_bfd(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{AnyResource, Kind};
+
+    /// Parses one BFDConfiguration document and validates it, as `calicoctl apply` does.
+    fn check(yaml: &str) -> Result<(), String> {
+        let value: serde_json::Value = serde_yaml_ng::from_str(yaml).map_err(|e| e.to_string())?;
+        let r =
+            AnyResource::from_value(Kind::BFDConfiguration, value).map_err(|e| e.to_string())?;
+        r.validate().map_err(|e| e.to_string())
+    }
+
+    fn doc(interface: &str) -> String {
+        format!(
+            "apiVersion: projectcalico.org/v3\nkind: BFDConfiguration\nmetadata: {{name: default}}\n\
+             spec:\n  nodeSelector: all()\n  interfaces:\n  - {interface}\n"
+        )
+    }
+
+    #[test]
+    fn calico_enterprises_sample_is_valid() {
+        // The sample of Calico Enterprise's BFDConfiguration reference page.
+        assert_eq!(
+            check(&doc(
+                "{matchPattern: '*', minimumRecvInterval: 10ms, minimumSendInterval: 100ms, \
+                 idleSendInterval: 1m, multiplier: 5}"
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_field_and_rule() {
+        let cases = [
+            ("{matchPattern: 'e*th*'}", "MatchPattern"),
+            ("{matchPattern: ''}", "MatchPattern"),
+            ("{matchPattern: eth0, multiplier: 0}", "Multiplier"),
+            ("{matchPattern: eth0, multiplier: 300}", "Multiplier"),
+            (
+                "{matchPattern: eth0, minimumSendInterval: 0s}",
+                "MinimumSendInterval",
+            ),
+            (
+                "{matchPattern: eth0, minimumRecvInterval: 2m}",
+                "MinimumRecvInterval",
+            ),
+            (
+                "{matchPattern: eth0, idleSendInterval: 2h}",
+                "IdleSendInterval",
+            ),
+            ("{matchPattern: eth0, tx: 1}", "tx"),
+        ];
+        for (interface, field) in cases {
+            let err = check(&doc(interface)).expect_err(interface);
+            assert!(err.contains(field), "{interface}: {err}");
+        }
+        let bad_selector = doc("{matchPattern: eth0}").replace("all()", "'has(('");
+        assert!(
+            check(&bad_selector).is_err_and(|e| e.contains("NodeSelector")),
+            "{:?}",
+            check(&bad_selector)
+        );
+    }
+}
