@@ -33,6 +33,9 @@ pub struct BfdEvent {
     pub from: State,
     pub to: State,
     pub diag: Diag,
+    /// The peer's state as it last said: AdminDown means it stopped BFD on purpose,
+    /// which is no failure of the path (RFC 5882 §3.2).
+    pub remote: State,
 }
 
 /// One session as `calicoctl node status` shows it.
@@ -336,8 +339,10 @@ impl Driver {
     fn emit(&mut self, peer: IpAddr, out: Output) {
         self.send(peer, &out);
         for t in out.transitions {
+            let mut remote = State::Down;
             if let Some(e) = self.sessions.get_mut(&peer) {
                 e.since = Instant::now();
+                remote = e.session.remote_state();
             }
             info!(%peer, from = %t.from, to = %t.to, diag = %t.diag, "BFD session changed");
             let _ = self.events.send(BfdEvent {
@@ -345,6 +350,7 @@ impl Driver {
                 from: t.from,
                 to: t.to,
                 diag: t.diag,
+                remote,
             });
         }
     }

@@ -263,7 +263,14 @@ async fn a_table_larger_than_the_send_queue_bound_reaches_a_peer_that_reads() {
     // 200,000 UPDATEs (one per route: distinct MEDs), about ten times the bound.
     spk.originate(distinct_routes(200_000)).expect("originate");
     let raw = tokio::spawn(RawPeer::accept(88, port));
-    spk.add_peer(peer(88, port, 87)).await.expect("add peer");
+    // No hold timer (RFC 4271 §4.2: 0): the raw peer sends no KEEPALIVE while it reads,
+    // and on a loaded machine the table takes longer than a hold time to pass.
+    let no_hold = PeerConfig {
+        hold_time: 0,
+        keepalive_time: 0,
+        ..peer(88, port, 87)
+    };
+    spk.add_peer(no_hold).await.expect("add peer");
     let mut raw = raw.await.expect("raw peer");
     wait_status(&spk, lo(88), |p| p.state == State::Established).await;
     let (updates, bytes) = raw

@@ -445,13 +445,31 @@ fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_f
         yaml.contains("kind: BFDConfiguration") && yaml.contains("multiplier: 3"),
         "{yaml}"
     );
+    // The nodes see the deletion one after the other: the first one's sessions go
+    // AdminDown, which the others must not take for a failure (RFC 5882 §3.2).
+    let closed_by_bfd = || -> usize {
+        c.nodes
+            .iter()
+            .map(|n| n.agent_log(usize::MAX).matches("the path is down").count())
+            .sum()
+    };
+    let before = closed_by_bfd();
     let deleted = c
         .calicoctl(0, &["delete", "bfdconfiguration", "default"])
         .expect("delete");
     assert!(deleted.status.success(), "{}", text(&deleted));
     assert!(
-        wait_until(WAIT, || bfd_state(&c, 1, &ips[0]).is_empty()),
-        "the BFD session outlived its configuration"
+        wait_until(WAIT, || (0..3).all(|i| (0..3)
+            .filter(|j| *j != i)
+            .all(|j| bfd_state(&c, i, &ips[j]).is_empty()))),
+        "a BFD session outlived its configuration"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        closed_by_bfd(),
+        before,
+        "removing BFD closed a BGP session\n{}",
+        c.logs(20)
     );
     let peer = &node_status_json(&c, 1)["peers"][0];
     assert_eq!(peer["state"], "up", "{peer:#}");

@@ -2,7 +2,8 @@
 //! port 3784 is only bound where BFDConfiguration asks for it) with one session per
 //! protected peer; when a session that was Up goes Down the BGP session to that peer is
 //! closed at once and kept closed (RFC 5882 §4.3: no graceful restart for a path that is
-//! gone), and started again when BFD is Up again. A session removed from the
+//! gone), and started again when BFD is Up again. A peer taking its session
+//! administratively down is not a failure (RFC 5882 §3.2). A session removed from the
 //! configuration releases its peer.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -110,6 +111,12 @@ impl BfdLink {
                 let _ = speaker.set_path(ev.peer, true);
             }
         } else if ev.from == State::Up {
+            if ev.remote == State::AdminDown {
+                // RFC 5882 §3.2: the peer stopped BFD on purpose (its configuration went),
+                // the path is fine.
+                info!(peer = %ev.peer, "BFD: the peer took the session administratively down; BGP left as it is");
+                return;
+            }
             warn!(peer = %ev.peer, diag = %ev.diag, "BFD: session down; closing the BGP session");
             self.path_down.insert(ev.peer);
             let _ = speaker.set_path(ev.peer, false);

@@ -47,9 +47,6 @@ fn first_ipv4(result: &CniResult) -> Option<Ipv4Addr> {
         })
 }
 
-/// The IPAM plugin whose handles guard the endpoint's write.
-const CALICO_IPAM: &str = "calico-ipam";
-
 /// Removes this container's endpoint if it is there (a rollback's or a DEL's last look);
 /// failures are only logged: the caller has already decided its answer.
 async fn remove_own_endpoint(ds: &Arc<dyn Datastore>, node: &str, inv: &Invocation) {
@@ -126,13 +123,8 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
             endpoint::address_handle(&ds, &inv.conf.name, &inv.env.container_id),
         )
         .await?;
-        if guard.is_none() && ipam == CALICO_IPAM {
-            return Err(CniError::new(
-                code::IPAM_FAILURE,
-                "calico-ipam returned an address but its IPAM handle is gone",
-                names::handle_id(&inv.conf.name, &inv.env.container_id),
-            ));
-        }
+        // No handle: an IPAM that keeps none (flannel's subnet lease, host-local); the
+        // write is then unguarded.
         bounded(
             "recording the endpoint",
             endpoint::record(&ds, &info, guard.as_ref()),
