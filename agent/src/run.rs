@@ -123,6 +123,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     let (peers_tx, peers_rx) = watch::channel(bgp::BgpStatus::default());
     let (converged_tx, converged_rx) = watch::channel(backend != Backend::Bgp);
     let bfd_metrics = Arc::new(crate::tasks::bfd_link::BfdMetrics::default());
+    let bfd_metrics_exit = bfd_metrics.clone();
     if backend == Backend::Bgp {
         let outputs = bgp::Outputs {
             learned: learned_tx,
@@ -145,6 +146,15 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 Duration::from_secs(cfg.ipam_leak_grace),
                 state_rx.clone(),
                 liveness.heartbeat("leakgc"),
+            ),
+        );
+        tasks.spawn(
+            "handlegc",
+            crate::tasks::handlegc::run(
+                Ipam::new(store.clone()),
+                Duration::from_secs(cfg.ipam_leak_grace),
+                state_rx.clone(),
+                liveness.heartbeat("handlegc"),
             ),
         );
         tasks.spawn(
@@ -260,6 +270,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             // graceful-restart helpers (RFC 4724), and our own routes stay in the kernel
             // for the next start to adopt. Traffic keeps flowing across the restart.
             info!("stopping; BGP peers keep our routes (graceful restart), kernel routes stay");
+            crate::tasks::bfd_link::admin_down_before_exit(&bfd_metrics_exit).await;
             let _ = std::fs::remove_file(&socket_path);
             std::process::exit(0)
         }
@@ -273,6 +284,7 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
                 .map(|c| format!("{} ({})", c.task, c.reason))
                 .collect();
             error!(task = %exit.task, reason = %exit.reason, then_ended = %then.join(", "), "a calico-node task ended; exiting so that calico-node is restarted");
+            crate::tasks::bfd_link::admin_down_before_exit(&bfd_metrics_exit).await;
             let _ = std::fs::remove_file(&socket_path);
             std::process::exit(1)
         }

@@ -23,6 +23,9 @@ use crate::session::{Output, Session, SessionConfig};
 /// RFC 5881 §4: single-hop control packets go to this port.
 pub const CONTROL_PORT: u16 = 3784;
 
+/// How far apart the AdminDown packets of a removed session go.
+const RETELL_EVERY: Duration = Duration::from_millis(40);
+
 /// RFC 5881 §4: the source port range.
 const SOURCE_PORTS: std::ops::RangeInclusive<u16> = 49152..=65535;
 
@@ -59,11 +62,12 @@ pub struct SessionStatus {
 enum Command {
     Set(IpAddr, SessionConfig),
     Remove(IpAddr),
+    AdminDownAll(oneshot::Sender<()>),
     Status(oneshot::Sender<Vec<SessionStatus>>),
 }
 
 /// The handle of a running BFD task; the task ends when every handle is dropped.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Bfd {
     commands: mpsc::UnboundedSender<Command>,
 }
@@ -105,6 +109,7 @@ impl Bfd {
             tx,
             sessions: BTreeMap::new(),
             events,
+            retelling: Vec::new(),
         }
         .run(rx_commands);
         Ok((Bfd { commands }, task))
@@ -118,6 +123,17 @@ impl Bfd {
     /// Removes the session to `peer` (the peer sees it time out, or go AdminDown first).
     pub fn remove(&self, peer: IpAddr) {
         let _ = self.commands.send(Command::Remove(peer));
+    }
+
+    /// Takes every session AdminDown and tells the peers (three times, [`RETELL_EVERY`]
+    /// apart: keep the task running that long), as calico-node does before it exits: a
+    /// restart is not a dead path, and peers that follow RFC 5882 §3.2 keep BGP (and its
+    /// graceful restart) instead of dropping the node's routes.
+    pub async fn admin_down_all(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::AdminDownAll(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// Every session, by peer; empty when the task has ended.
@@ -180,6 +196,8 @@ struct Driver {
     tx: UdpSocket,
     sessions: BTreeMap<IpAddr, Entry>,
     events: mpsc::UnboundedSender<BfdEvent>,
+    /// Removed sessions' AdminDown packets still to send: peer, packets, times left, when.
+    retelling: Vec<(IpAddr, Vec<[u8; crate::packet::MIN_LEN]>, u8, Instant)>,
 }
 
 /// One received datagram: source, TTL, length.
@@ -197,6 +215,7 @@ impl Driver {
                 .sessions
                 .values()
                 .map(|e| e.session.next_deadline(now))
+                .chain(self.retelling.iter().map(|r| r.3))
                 .min()
                 .unwrap_or(now + Duration::from_secs(3600));
             tokio::select! {
@@ -242,11 +261,23 @@ impl Driver {
                     },
                 );
             }
+            Command::AdminDownAll(reply) => {
+                let peers: Vec<IpAddr> = self.sessions.keys().copied().collect();
+                for peer in peers {
+                    self.command(Command::Remove(peer));
+                }
+                let _ = reply.send(());
+            }
             Command::Remove(peer) => {
                 if let Some(mut e) = self.sessions.remove(&peer) {
-                    // Tell the peer why it goes quiet.
+                    // Tell the peer why it goes quiet (RFC 5882 §3.2: AdminDown is not a
+                    // failure), three times over one of its detection times, so that one
+                    // lost packet does not look like a dead path.
                     let out = e.session.set_admin_down(true, now);
                     self.send(peer, &out);
+                    let retell: Vec<[u8; crate::packet::MIN_LEN]> =
+                        out.send.iter().map(ControlPacket::encode).collect();
+                    self.retelling.push((peer, retell, 2, now + RETELL_EVERY));
                     info!(%peer, "BFD session removed");
                 }
             }
@@ -322,6 +353,17 @@ impl Driver {
     }
 
     fn run_timers(&mut self, now: Instant) {
+        for (peer, packets, left, at) in &mut self.retelling {
+            if *at <= now {
+                let to = SocketAddr::new(*peer, CONTROL_PORT);
+                for p in packets.iter() {
+                    let _ = self.tx.try_send_to(p, to);
+                }
+                *left = left.saturating_sub(1);
+                *at = now + RETELL_EVERY;
+            }
+        }
+        self.retelling.retain(|r| r.2 > 0);
         let due: Vec<IpAddr> = self
             .sessions
             .iter()

@@ -192,9 +192,6 @@ impl Session {
         if pkt.final_ && self.polling {
             self.end_poll();
         }
-        if pkt.poll {
-            self.final_owed = true;
-        }
         // A faster peer (or one that starts to listen) is served without waiting out the
         // old interval.
         if let Some(interval) = self.tx_interval()
@@ -205,6 +202,9 @@ impl Session {
         self.detect_at = Some(now + self.detection_time());
         if self.state == State::AdminDown {
             return Err(Refused::AdminDown);
+        }
+        if pkt.poll {
+            self.final_owed = true;
         }
         let mut out = Output::default();
         // §6.8.6's state table.

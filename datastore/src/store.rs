@@ -56,7 +56,7 @@ pub trait Datastore: Send + Sync + 'static {
     /// stores that cannot do it atomically, refuses.
     async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {
         let _ = (key, value);
-        Err(crate::Error::Backend(format!(
+        Err(crate::Error::Config(format!(
             "this store cannot make a write guarded by {}",
             guard.key
         )))

@@ -364,6 +364,12 @@ fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_f
     send_bfd_from(&c.ctl, &ips[0], bad_packets());
     std::thread::sleep(Duration::from_secs(1));
     let after = node_status_json(&c, 0)["peers"].clone();
+    let count = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+    assert_eq!(
+        (count(&before), count(&after)),
+        (2, 2),
+        "{before:#} {after:#}"
+    );
     for (b, a) in before
         .as_array()
         .into_iter()
@@ -474,4 +480,57 @@ fn a_node_cut_off_from_the_mesh_is_gone_from_the_others_and_comes_back_through_f
     let peer = &node_status_json(&c, 1)["peers"][0];
     assert_eq!(peer["state"], "up", "{peer:#}");
     assert!(c.pods_ping(0, 1), "pods after the BFD configuration went");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test bfd -- --ignored"]
+fn a_calico_node_restart_is_not_a_dead_path_its_routes_stay_on_the_others() {
+    let mut c = mesh(3);
+    c.apply(BFD_CONFIG).expect("apply BFDConfiguration");
+    let ips: Vec<String> = c.nodes.iter().map(|n| n.ip().to_string()).collect();
+    assert!(
+        wait_until(WAIT, || bfd_state(&c, 1, &ips[0]) == "Up"
+            && bfd_state(&c, 2, &ips[0]) == "Up"),
+        "BFD never came up\n{}",
+        c.logs(30)
+    );
+    wait_converged(&c);
+    let block = block_of(&c, 0);
+    // SIGTERM: calico-node takes its BFD sessions AdminDown before it exits; the other
+    // nodes keep BGP's graceful restart, and the route to node 0's pods never leaves
+    // their kernels.
+    let stopped = Instant::now();
+    c.stop_agent(0);
+    let mut lost = Vec::new();
+    while stopped.elapsed() < Duration::from_secs(2) {
+        for n in [1, 2] {
+            if !has_route(&c.nodes[n].ns, &block, &ips[0]) && !lost.contains(&n) {
+                lost.push(n);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        lost.is_empty(),
+        "nodes {lost:?} dropped node 0's block\n{}",
+        c.logs(30)
+    );
+    assert!(
+        c.nodes[0]
+            .agent_log(usize::MAX)
+            .contains("BFD sessions taken administratively down before exit"),
+        "{}",
+        c.nodes[0].agent_log(20)
+    );
+    let peer = &node_status_json(&c, 1)["peers"][0];
+    assert_eq!(peer["bfd"]["remoteState"], "AdminDown", "{peer:#}");
+    c.start_agent(0).expect("restart");
+    assert!(
+        wait_until(WAIT, || bfd_state(&c, 1, &ips[0]) == "Up"
+            && node_status_json(&c, 1)["peers"][0]["state"] == "up"),
+        "node 0 did not come back\n{}",
+        c.logs(30)
+    );
+    assert!(has_route(&c.nodes[1].ns, &block, &ips[0]));
+    assert!(c.pods_ping(1, 0), "pods after the restart");
 }

@@ -463,6 +463,33 @@ fn an_address_nothing_uses_is_collected_after_the_grace_period_and_a_pods_never(
         "{}",
         c.nodes[0].agent_log(20)
     );
+    // A handle whose write landed after its ADD's DEL had looked (the three-member chaos
+    // run found one): no address is held by it, `ipam check` says so, it is collected.
+    let late = "/calico/ipam/v2/handle/k8s-pod-network.landed-late";
+    c.etcdctl(&[
+        "put",
+        late,
+        r#"{"block":{"10.244.0.0/26":1},"deleted":false}"#,
+    ])
+    .expect("etcdctl put");
+    assert!(
+        check(&c).contains("k8s-pod-network.landed-late has no matching IPs"),
+        "{}",
+        check(&c)
+    );
+    assert!(
+        wait_until(WAIT, || !check(&c).contains("landed-late")),
+        "the leaked handle was not collected:\n{}\n{}",
+        check(&c),
+        c.logs(20)
+    );
+    assert!(
+        c.nodes
+            .iter()
+            .any(|n| n.agent_log(usize::MAX).contains("released a leaked handle")),
+        "{}",
+        c.logs(20)
+    );
     // The pod's address, in use all along, is still allocated and answering.
     let show = c
         .calicoctl(1, &["ipam", "show", "--ip", &c.pods[pod].ip.to_string()])

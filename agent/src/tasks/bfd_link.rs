@@ -24,10 +24,27 @@ use tracing::{info, warn};
 /// the BGP task, and so calico-node, fail.
 type DriverTask = tokio::task::JoinHandle<Result<(), DriverError>>;
 
-/// Counts for the Prometheus metrics (sessions by state come from `node status`).
+/// Counts for the Prometheus metrics (sessions by state come from `node status`), and
+/// the running BFD task's handle, for the AdminDown calico-node sends before it exits.
 #[derive(Debug, Default)]
 pub struct BfdMetrics {
     pub state_changes: AtomicU64,
+    pub running: std::sync::Mutex<Option<Bfd>>,
+}
+
+/// Takes every BFD session AdminDown (bounded to 300 ms): called before calico-node exits,
+/// so that a restart is not taken for a dead node by peers that run BFD.
+pub async fn admin_down_before_exit(metrics: &BfdMetrics) {
+    let running = metrics.running.lock().ok().and_then(|g| g.clone());
+    if let Some(bfd) = running {
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+            bfd.admin_down_all().await;
+            // The task sends the repeats meanwhile.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        })
+        .await;
+        info!("BFD sessions taken administratively down before exit");
+    }
 }
 
 /// The running BFD task and what it protects.
@@ -66,6 +83,9 @@ impl BfdLink {
             let (handle, task) = Bfd::start(self.local, tx)
                 .with_context(|| format!("starting BFD on {}", self.local))?;
             info!(address = %self.local, "BFD started");
+            if let Ok(mut r) = self.metrics.running.lock() {
+                *r = Some(handle.clone());
+            }
             self.running = Some((handle, tokio::spawn(task), rx));
         }
         let Some((handle, _, _)) = &self.running else {

@@ -30,6 +30,7 @@ pub mod bfd_link;
 pub mod bgp;
 pub mod blockgc;
 pub mod dataplane;
+pub mod handlegc;
 pub mod health;
 pub mod leakgc;
 pub mod liveness;

@@ -134,7 +134,8 @@ async fn with_failpoint<F: Future>(
 
 /// Records when each poll of `inner` starts. The poll that ends a task starts before the
 /// task drops what it holds (its channels, its netlink handle), so its start orders a
-/// cause before the ends it causes, however long the drop takes.
+/// cause before the ends it causes, as long as the cause is joined within [`SETTLE`] of
+/// the first end.
 struct PollStarts<F> {
     inner: Pin<Box<F>>,
     last: Arc<Mutex<Instant>>,

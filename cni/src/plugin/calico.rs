@@ -137,8 +137,9 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
             warn!(error = %te, "rollback: cannot remove the veth");
         }
         release_address(inv, ipam).await;
-        // After the release no write of ours can land any more (the handle guards it);
-        // one that landed before is removed here.
+        // Once the release went through, no guarded write of ours can land any more;
+        // one that landed before is removed here. (When the release failed, the
+        // runtime's DEL releases and looks again.)
         remove_own_endpoint(&ds, &node, inv).await;
         return Err(e);
     }
