@@ -153,7 +153,6 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             crate::tasks::handlegc::run(
                 Ipam::new(store.clone()),
                 Duration::from_secs(cfg.ipam_leak_grace),
-                state_rx.clone(),
                 liveness.heartbeat("handlegc"),
             ),
         );

@@ -12,8 +12,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
+use lab::bgp_peers::RouterKind;
 use lab::cluster::{Cluster, LabSpec};
+use lab::tor::{TOR_IP, TOR_PEERING, tor_spec};
 use lab::wait_until;
 
 const POOL_CIDR: &str = "10.244.0.0/16";
@@ -21,7 +22,6 @@ const POOL_CIDR: &str = "10.244.0.0/16";
 const BLOCK_PREFIX: u32 = 26;
 /// How long a step may take to converge before the demo stops with what is missing.
 const WAIT: Duration = Duration::from_secs(30);
-const TOR_IP: &str = "10.0.0.253";
 
 fn section(title: &str) {
     println!("\n\x1b[1m==> {title}\x1b[0m");
@@ -214,38 +214,9 @@ fn main() -> Result<()> {
     ping_all(&c)?;
 
     section("Top of rack: mesh off, every node peers with a BIRD 2 router over eBGP");
-    let tor = c.extra_namespace("tor")?;
-    c.attach_extra(tor, "eth0", 0, &format!("{TOR_IP}/24"))?;
-    c.extra(tor).sh("sysctl -qw net.ipv4.ip_forward=1")?;
-    let tor_spec = RouterSpec {
-        router_id: TOR_IP.into(),
-        ipv6: None,
-        asn: 65001,
-        neighbors: c
-            .nodes
-            .iter()
-            .map(|n| NeighborSpec {
-                next_hop_self: true,
-                ..NeighborSpec::new(n.ip(), 64512)
-            })
-            .collect(),
-        routes4: vec![],
-        routes6: vec![],
-        install_routes: true,
-        bfd: None,
-    };
-    let bird = Router::start(
-        RouterKind::Bird,
-        c.extra(tor),
-        &c.path().join("tor"),
-        tor_spec,
-    )?;
-    apply(
-        &c,
-        &format!(
-            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata:\n  name: default\nspec:\n  nodeToNodeMeshEnabled: false\n  asNumber: 64512\n---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: tor\nspec:\n  peerIP: {TOR_IP}\n  asNumber: 65001\n  numAllowedLocalASNumbers: 1\n"
-        ),
-    )?;
+    let spec = tor_spec(&c);
+    let (tor, bird) = c.start_tor(RouterKind::Bird, spec)?;
+    apply(&c, TOR_PEERING)?;
     converge("node1: only the ToR session, Established", &c, || {
         c.calicoctl(0, &["node", "status"]).is_ok_and(|o| {
             let t = String::from_utf8_lossy(&o.stdout);

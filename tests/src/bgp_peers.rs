@@ -265,6 +265,36 @@ pub fn frr_config(spec: &RouterSpec) -> String {
     c
 }
 
+/// Starts FRR's `daemon` in `ns` with its files under `dir` (`<daemon>.conf`, `.pid`,
+/// `.log`), zebra's socket and the vty directory there, no TCP vty, logging to stdout;
+/// `extra` goes first.
+fn spawn_frr(ns: &Netns, dir: &Path, daemon: &str, extra: &[&str]) -> Result<Daemon> {
+    let file = |ext: &str| s(&dir.join(format!("{daemon}.{ext}")));
+    let (conf, pid) = (file("conf"), file("pid"));
+    let (zsock, vty) = (s(&dir.join("zserv.api")), s(&dir.join("vty")));
+    let mut args: Vec<&str> = extra.to_vec();
+    args.extend([
+        "-f",
+        &conf,
+        "-i",
+        &pid,
+        "-z",
+        &zsock,
+        "--vty_socket",
+        &vty,
+        "-P",
+        "0",
+        "--log",
+        "stdout",
+    ]);
+    ns.spawn(
+        &format!("/usr/lib/frr/{daemon}"),
+        &args,
+        &BTreeMap::new(),
+        &dir.join(format!("{daemon}.log")),
+    )
+}
+
 /// FRR bfdd configuration: the profile `lab` the BGP neighbors with `bfd` use.
 pub fn frr_bfdd_config(t: BfdTimers) -> String {
     format!(
@@ -385,25 +415,7 @@ impl Router {
                 let zsock = s(&dir.join("zserv.api"));
                 if self.daemons.is_empty() {
                     fs::write(dir.join("zebra.conf"), "hostname zebra\n")?;
-                    let zebra = ns.spawn(
-                        "/usr/lib/frr/zebra",
-                        &[
-                            "-f",
-                            &s(&dir.join("zebra.conf")),
-                            "-i",
-                            &s(&dir.join("zebra.pid")),
-                            "-z",
-                            &zsock,
-                            "--vty_socket",
-                            &s(&vty),
-                            "-P",
-                            "0",
-                            "--log",
-                            "stdout",
-                        ],
-                        &none,
-                        &dir.join("zebra.log"),
-                    )?;
+                    let zebra = spawn_frr(ns, &dir, "zebra", &[])?;
                     self.daemons.push(zebra);
                     if !wait_until(Duration::from_secs(10), || Path::new(&zsock).exists()) {
                         bail!("zebra did not start:\n{}", self.log_tail(20));
@@ -413,27 +425,8 @@ impl Router {
                     && !dir.join("bfdd.pid").exists()
                 {
                     fs::write(dir.join("bfdd.conf"), frr_bfdd_config(t))?;
-                    let bfdd = ns.spawn(
-                        "/usr/lib/frr/bfdd",
-                        &[
-                            "-f",
-                            &s(&dir.join("bfdd.conf")),
-                            "-i",
-                            &s(&dir.join("bfdd.pid")),
-                            "-z",
-                            &zsock,
-                            "--vty_socket",
-                            &s(&vty),
-                            "--bfdctl",
-                            &s(&dir.join("bfdd.sock")),
-                            "-P",
-                            "0",
-                            "--log",
-                            "stdout",
-                        ],
-                        &none,
-                        &dir.join("bfdd.log"),
-                    )?;
+                    let bfdd =
+                        spawn_frr(ns, &dir, "bfdd", &["--bfdctl", &s(&dir.join("bfdd.sock"))])?;
                     // Kept under bgpd in the list: `kill` pops bgpd, bfdd stays.
                     self.daemons.insert(0, bfdd);
                     if !wait_until(Duration::from_secs(10), || {
@@ -443,26 +436,7 @@ impl Router {
                     }
                 }
                 fs::write(dir.join("bgpd.conf"), frr_config(&self.spec))?;
-                let bgpd = ns.spawn(
-                    "/usr/lib/frr/bgpd",
-                    &[
-                        "-S",
-                        "-f",
-                        &s(&dir.join("bgpd.conf")),
-                        "-i",
-                        &s(&dir.join("bgpd.pid")),
-                        "-z",
-                        &zsock,
-                        "--vty_socket",
-                        &s(&vty),
-                        "-P",
-                        "0",
-                        "--log",
-                        "stdout",
-                    ],
-                    &none,
-                    &dir.join("bgpd.log"),
-                )?;
+                let bgpd = spawn_frr(ns, &dir, "bgpd", &["-S"])?;
                 self.daemons.push(bgpd);
                 if !wait_until(Duration::from_secs(10), || {
                     self.vtysh("show bgp summary").is_ok()

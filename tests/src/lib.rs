@@ -13,6 +13,7 @@ pub mod netns;
 pub mod ping;
 pub mod routers;
 pub mod stall_proxy;
+pub mod tor;
 pub mod vm;
 
 pub use etcd::{EtcdServer, TestEtcd, TestPki};

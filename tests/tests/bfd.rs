@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use lab::bgp_peers::{BfdTimers, NeighborSpec, Router, RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
+use lab::tor::{TOR_IP as TOR, TOR_PEERING, tor_spec};
 use lab::wait_until;
 
 const POOL: &str = "10.244.0.0/16";
 const WAIT: Duration = Duration::from_secs(30);
-const TOR: &str = "10.0.0.253";
 
 /// 100 ms x 3 on every interface of every node.
 const BFD_CONFIG: &str = "apiVersion: projectcalico.org/v3
@@ -159,28 +159,24 @@ fn ms(d: Option<Duration>) -> String {
     d.map_or_else(|| "never".to_string(), |d| format!("{} ms", d.as_millis()))
 }
 
-fn tor_spec(c: &Cluster) -> RouterSpec {
+/// The lab's ToR with BFD on every neighbor, 100 ms x 3.
+fn bfd_tor_spec(c: &Cluster) -> RouterSpec {
+    let base = tor_spec(c);
     RouterSpec {
-        router_id: TOR.into(),
-        ipv6: None,
-        asn: 65001,
-        neighbors: c
-            .nodes
+        neighbors: base
+            .neighbors
             .iter()
             .map(|n| NeighborSpec {
-                next_hop_self: true,
                 bfd: true,
-                ..NeighborSpec::new(n.ip(), 64512)
+                ..n.clone()
             })
             .collect(),
-        routes4: vec![],
-        routes6: vec![],
-        install_routes: true,
         bfd: Some(BfdTimers {
             tx_ms: 100,
             rx_ms: 100,
             multiplier: 3,
         }),
+        ..base
     }
 }
 
@@ -237,27 +233,9 @@ fn cut_and_time(c: &Cluster, tor: &lab::Netns) -> (Option<Duration>, Option<Dura
 
 fn tor_case(kind: RouterKind) {
     let mut c = mesh(3);
-    let t = c.extra_namespace("tor").expect("tor netns");
-    c.attach_extra(t, "eth0", 0, "10.0.0.253/24")
-        .expect("attach ToR");
-    c.extra(t)
-        .sh("sysctl -qw net.ipv4.ip_forward=1")
-        .expect("forwarding");
-    let router =
-        Router::start(kind, c.extra(t), &c.path().join("tor"), tor_spec(&c)).expect("ToR router");
-    c.apply(
-        "apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false, asNumber: 64512}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: tor}
-spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
-",
-    )
-    .expect("apply");
+    let spec = bfd_tor_spec(&c);
+    let (t, router) = c.start_tor(kind, spec).expect("ToR router");
+    c.apply(TOR_PEERING).expect("apply");
     let tor = c.extra(t);
     let block = block_of(&c, 0);
     let node0 = c.nodes[0].ip().to_string();

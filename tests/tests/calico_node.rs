@@ -6,9 +6,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
+use lab::bgp_peers::RouterKind;
 use lab::cluster::{Cluster, LabSpec};
 use lab::ping::{Pinger, unix_now};
+use lab::tor::{TOR_PEERING, tor_spec};
 use lab::wait_until;
 
 const POOL: &str = "10.244.0.0/16";
@@ -164,58 +165,16 @@ fn three_node_mesh_exchanges_blocks_and_pods_ping() {
     assert_eq!(session(&from_node3, "10.0.0.1")["passive"], false);
 }
 
-/// Mesh off, every node peering with a ToR over eBGP (nodes AS 64512, ToR AS 65001); the
-/// ToR passes routes on with itself as next hop, so pod traffic crosses it.
-/// A top-of-rack router at 10.0.0.253, AS 65001, peering over eBGP with every node,
-/// installing what it learns and passing routes on with itself as next hop.
-fn tor_spec(c: &Cluster) -> RouterSpec {
-    RouterSpec {
-        router_id: "10.0.0.253".into(),
-        ipv6: None,
-        asn: 65001,
-        neighbors: c
-            .nodes
-            .iter()
-            .map(|n| NeighborSpec {
-                next_hop_self: true,
-                ..NeighborSpec::new(n.ip(), 64512)
-            })
-            .collect(),
-        routes4: vec![],
-        routes6: vec![],
-        install_routes: true,
-        bfd: None,
-    }
-}
-
 fn tor_case(use_frr: bool) {
     let mut c = mesh(3);
-    let tor = c.extra_namespace("tor").expect("tor netns");
-    c.attach_extra(tor, "eth0", 0, "10.0.0.253/24")
-        .expect("attach ToR");
-    c.extra(tor)
-        .sh("sysctl -qw net.ipv4.ip_forward=1")
-        .expect("forwarding");
     let kind = if use_frr {
         RouterKind::Frr
     } else {
         RouterKind::Bird
     };
-    let router =
-        Router::start(kind, c.extra(tor), &c.path().join("tor"), tor_spec(&c)).expect("ToR router");
-    c.apply(
-        "apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false, asNumber: 64512}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: tor}
-spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
-",
-    )
-    .expect("apply");
+    let spec = tor_spec(&c);
+    let (tor, router) = c.start_tor(kind, spec).expect("ToR router");
+    c.apply(TOR_PEERING).expect("apply");
     let router_logs = || router.log_tail(30);
     // The ToR's kernel routes each block to the node that owns it (FRR adds `nhid N`
     // between the prefix and `via`).

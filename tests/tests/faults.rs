@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
-use lab::bgp_peers::{NeighborSpec, Router, RouterKind, RouterSpec};
+use lab::bgp_peers::{RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
+use lab::tor::{TOR_PEERING, tor_spec};
 use lab::wait_until;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -317,45 +318,17 @@ fn status_text(c: &Cluster, i: usize) -> String {
 fn a_tor_leaking_a_full_table_meets_the_import_limit() {
     let mut c = Cluster::start(LabSpec::nodes(2).env("CALICO_RS_BGP_IMPORT_LIMIT", "100"))
         .expect("lab starts");
-    let tor = c.extra_namespace("tor").expect("tor netns");
-    c.attach_extra(tor, "eth0", 0, "10.0.0.253/24")
-        .expect("attach ToR");
     // The ToR leaks 1,000 host routes (a default-free table in miniature).
     let leaked: Vec<String> = (0..1_000u32)
         .map(|i| format!("172.16.{}.{}/32", i / 250, i % 250 + 1))
         .collect();
     let spec = RouterSpec {
-        router_id: "10.0.0.253".into(),
-        ipv6: None,
-        asn: 65001,
-        neighbors: c
-            .nodes
-            .iter()
-            .map(|n| NeighborSpec {
-                next_hop_self: true,
-                ..NeighborSpec::new(n.ip(), 64512)
-            })
-            .collect(),
         routes4: leaked,
-        routes6: vec![],
         install_routes: false,
-        bfd: None,
+        ..tor_spec(&c)
     };
-    let _router =
-        Router::start(RouterKind::Bird, c.extra(tor), &c.path().join("tor"), spec).expect("ToR");
-    c.apply(
-        "apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false, asNumber: 64512}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: tor}
-spec: {peerIP: 10.0.0.253, asNumber: 65001, numAllowedLocalASNumbers: 1}
-",
-    )
-    .expect("apply");
+    let (_tor, _router) = c.start_tor(RouterKind::Bird, spec).expect("ToR");
+    c.apply(TOR_PEERING).expect("apply");
     assert!(
         wait_until(WAIT, || status_text(&c, 0).contains(
             "Established, import limit 100 reached: further routes refused"
