@@ -38,6 +38,17 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// `programClusterRoutes`: in Calico, which of BIRD and Felix programs the routes to
+    /// other nodes' blocks. calico-node is both, so every value programs them.
+    ProgramClusterRoutes {
+        Enabled = "Enabled",
+        Disabled = "Disabled",
+        EnabledNoEncapOnly = "EnabledNoEncapOnly",
+        EnabledIPIPOnly = "EnabledIPIPOnly",
+    }
+}
+
 /// A CIDR entry of `serviceClusterIPs` / `serviceExternalIPs` / `serviceLoadBalancerIPs`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +115,8 @@ pub struct BGPConfigurationSpec {
     pub prefix_advertisements: Vec<PrefixAdvertisement>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored_interfaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program_cluster_routes: Option<ProgramClusterRoutes>,
 }
 
 impl BGPConfigurationSpec {

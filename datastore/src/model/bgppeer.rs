@@ -30,6 +30,15 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// `reversePeering`: whether the nodes a peering selects peer back on their own
+    /// (`Auto`, the default) or only through a BGPPeer of their own (`Manual`).
+    ReversePeering {
+        Auto = "Auto",
+        Manual = "Manual",
+    }
+}
+
 /// A Kubernetes secret reference (`password: {secretKeyRef: {name, key}}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -96,7 +105,7 @@ pub struct BGPPeerSpec {
     /// `IP`, `IP:port` or `[IPv6]:port`.
     #[serde(default, rename = "peerIP", skip_serializing_if = "String::is_empty")]
     pub peer_ip: String,
-    /// Remote AS (0 = unset; required with `peerIP`).
+    /// Remote AS; unset with `peerIP` means our own (iBGP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_number: Option<AsNumber>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -133,6 +142,8 @@ pub struct BGPPeerSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub local_as_number: Option<AsNumber>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverse_peering: Option<ReversePeering>,
 }
 
 impl BGPPeerSpec {

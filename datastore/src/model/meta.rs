@@ -30,7 +30,13 @@ pub struct ObjectMeta {
     pub creation_timestamp: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Values written as YAML scalars (`routeReflector: true`) are their text, as Calico's
+    /// YAML reader makes them.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "scalar_strings"
+    )]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
@@ -80,9 +86,50 @@ pub struct Object<S> {
     pub api_version: String,
     #[serde(default)]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    /// `spec:` with nothing after it (YAML null) is an empty spec, as in Calico.
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        bound(deserialize = "S: Deserialize<'de> + Default")
+    )]
     pub spec: S,
     /// Only Nodes have a status in Calico (written as `{}`); kept opaque.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<serde_json::Value>,
+}
+
+/// A label value as YAML may spell it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+}
+
+fn scalar_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw = Option::<BTreeMap<String, Scalar>>::deserialize(d)?.unwrap_or_default();
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Scalar::Text(s) => s,
+                Scalar::Bool(b) => b.to_string(),
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }

@@ -28,9 +28,11 @@ pub use any::{AnyResource, DocumentError, Kind, parse_documents};
 pub use bfdconfig::{BFDConfiguration, BFDConfigurationSpec, BFDInterface};
 pub use bgpconfig::{
     BGPConfiguration, BGPConfigurationSpec, BgpLogSeverity, BindMode, Community, DEFAULT_AS_NUMBER,
-    DEFAULT_LISTEN_PORT, PrefixAdvertisement, ServiceCidr,
+    DEFAULT_LISTEN_PORT, PrefixAdvertisement, ProgramClusterRoutes, ServiceCidr,
 };
-pub use bgppeer::{BGPPeer, BGPPeerSpec, BgpPassword, NextHopMode, SecretKeyRef, SourceAddress};
+pub use bgppeer::{
+    BGPPeer, BGPPeerSpec, BgpPassword, NextHopMode, ReversePeering, SecretKeyRef, SourceAddress,
+};
 pub use clusterinformation::{ClusterInformation, ClusterInformationSpec};
 pub use felixconfig::{FelixConfiguration, FelixConfigurationSpec};
 pub use ipamconfig::{IPAMConfiguration, IPAMConfigurationSpec};

@@ -80,6 +80,9 @@ pub struct BgpPeerStatus {
     pub hold_time: u32,
     /// A password signs the session (the password itself is never reported).
     pub password_set: bool,
+    /// How many times our own AS may appear in a path we accept (BIRD's `allow local as`).
+    #[serde(rename = "numAllowedLocalASNumbers")]
+    pub num_allowed_local_as_numbers: u32,
     /// BGPFilter names applied on import, in order.
     pub import_filters: Vec<String>,
     /// BGPFilter names applied on export, in order.

@@ -73,21 +73,14 @@ pub fn validate_peer(spec: &BGPPeerSpec) -> Result<()> {
             "either PeerIP or PeerSelector must be specified",
         ));
     }
-    if !spec.peer_ip.is_empty() {
-        if parse_peer_ip(&spec.peer_ip).is_none() {
-            return Err(Error::invalid(
-                "BGPPeer.Spec.PeerIP",
-                &spec.peer_ip,
-                PEER_IP_REASON,
-            ));
-        }
-        if spec.as_number.is_none() {
-            return Err(Error::invalid(
-                "BGPPeer.Spec.ASNumber",
-                "",
-                "ASNumber must be specified when PeerIP is specified",
-            ));
-        }
+    // No asNumber is required with a peerIP, as in Calico: the session is then iBGP
+    // (Calico's confd corpus, explicit_peering/route_reflector_v6_by_ip, peers that way).
+    if !spec.peer_ip.is_empty() && parse_peer_ip(&spec.peer_ip).is_none() {
+        return Err(Error::invalid(
+            "BGPPeer.Spec.PeerIP",
+            &spec.peer_ip,
+            PEER_IP_REASON,
+        ));
     }
     if !spec.node_selector.is_empty() {
         check_selector("BGPPeer.Spec.NodeSelector", &spec.node_selector)?;
