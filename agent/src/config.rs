@@ -122,6 +122,11 @@ pub struct NodeConfig {
     #[arg(long, env = "CALICO_IPAM_EMPTY_BLOCK_GRACE", default_value_t = 300)]
     pub empty_block_grace: u64,
 
+    /// BGP router ID: `hash` (from the node name, as Calico), an IPv4 address, or unset for
+    /// the node's IPv4 address.
+    #[arg(long, env = "CALICO_ROUTER_ID")]
+    pub router_id: Option<String>,
+
     /// The cluster type recorded in ClusterInformation (`calicoctl version` shows it).
     #[arg(long, env = "CLUSTER_TYPE", default_value = "calico-rs,bgp")]
     pub cluster_type: String,

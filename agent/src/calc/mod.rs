@@ -9,6 +9,7 @@ pub mod exports;
 pub(crate) mod fixtures;
 pub mod nat;
 pub mod peers;
+pub mod router_id;
 pub mod routes;
 pub mod tunnels;
 

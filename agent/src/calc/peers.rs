@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use datastore::model::{
-    BGPPeer, BgpPassword, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, NextHopMode, Node, SecretKeyRef,
-    SourceAddress,
+    BGPPeer, BGPPeerSpec, BgpPassword, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, NextHopMode, Node,
+    ReversePeering, SecretKeyRef, SourceAddress,
 };
 use datastore::selector::Selector;
 
@@ -66,8 +66,8 @@ pub struct DesiredPeer {
     pub held_down: Option<String>,
     /// We reflect routes to this peer as its route reflector.
     pub rr_client: bool,
-    /// Keep the original next hop towards an eBGP peer.
-    pub next_hop_keep: bool,
+    /// `Auto` (BIRD's default: self towards eBGP), `Self` or `Keep`.
+    pub next_hop: NextHopMode,
     pub ttl_security: Option<u8>,
     pub num_allowed_local_as: u32,
     pub restart_time: Duration,
@@ -153,8 +153,14 @@ pub fn listen_port(state: &ClusterState, node: &str) -> u16 {
         .unwrap_or(DEFAULT_LISTEN_PORT)
 }
 
-fn node_ip(node: &Node) -> Option<IpAddr> {
-    super::routes::node_ip(node).map(IpAddr::V4)
+/// A node's BGP address in one family: `spec.bgp.ipv4Address` or `ipv6Address`.
+fn node_addr(node: &Node, v6: bool) -> Option<IpAddr> {
+    let bgp = node.spec.bgp.as_ref()?;
+    if v6 {
+        bgp.ipv6_net().map(|n| n.addr())
+    } else {
+        bgp.ipv4_addr().map(IpAddr::V4)
+    }
 }
 
 fn cluster_id(node: &Node) -> Option<&str> {
@@ -175,12 +181,12 @@ pub fn protocol_name(kind: PeerKind, ip: IpAddr) -> String {
     format!("{}_{id}", kind.prefix())
 }
 
-/// Parses `IP`, `IP:port` or `[IPv6]:port`.
-fn parse_peer_ip(text: &str, default_port: u16) -> Option<SocketAddr> {
+/// Splits `IP`, `IP:port` or `[IPv6]:port` into the address and the port (0: none given).
+fn split_peer_ip(text: &str) -> Option<(IpAddr, u16)> {
     if let Ok(ip) = text.parse::<IpAddr>() {
-        return Some(SocketAddr::new(ip, default_port));
+        return Some((ip, 0));
     }
-    text.parse::<SocketAddr>().ok()
+    text.parse::<SocketAddr>().ok().map(|a| (a.ip(), a.port()))
 }
 
 pub(crate) fn selector_matches(source: &str, node: &Node) -> bool {
@@ -190,180 +196,363 @@ pub(crate) fn selector_matches(source: &str, node: &Node) -> bool {
     }
 }
 
-/// Computes the peers of `input.node`, keyed by remote address.
-pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
-    let state = input.state;
-    let mut out: BTreeMap<IpAddr, DesiredPeer> = BTreeMap::new();
-    let Some(me) = state.nodes.get(input.node) else {
-        return out;
-    };
-    let Some(my_ip) = node_ip(me) else {
-        return out; // a policy-only node (no spec.bgp address) runs no BGP
-    };
-    let my_as = node_as(state, me);
-    let my_cluster = cluster_id(me);
-    let port = listen_port(state, input.node);
-    let bgp_default = state.bgp_default();
-    let mesh_restart = bgp_default
-        .and_then(|c| c.spec.node_mesh_max_restart_time)
-        .map_or(DEFAULT_RESTART_TIME, |d| d.0);
-    let mesh_password = resolve_password(
-        input,
-        bgp_default.and_then(|c| c.spec.node_mesh_password.as_ref()),
-    );
+/// Whether a BGPPeer applies to `node` (its `node`, its `nodeSelector`, else every node).
+fn selects(spec: &BGPPeerSpec, node: &Node) -> bool {
+    if !spec.node.is_empty() {
+        spec.node == node.name()
+    } else if !spec.node_selector.is_empty() {
+        selector_matches(&spec.node_selector, node)
+    } else {
+        true
+    }
+}
 
-    // Peering with another Calico node: the mesh's rules for direction and reflection.
-    let calico_peer = |kind: PeerKind, other: &Node, ip: IpAddr, restart: Duration| {
-        let remote_as = node_as(state, other);
-        DesiredPeer {
-            name: protocol_name(kind, ip),
-            kind,
-            address: SocketAddr::new(ip, port),
-            remote_as,
-            local_as: my_as,
-            // Unidirectional, as Calico: only the lower address connects (string order,
-            // so mixed Calico/calico-rs clusters agree on who dials).
-            passive: my_ip.to_string() < ip.to_string(),
-            password: None,
-            held_down: None,
-            rr_client: remote_as == my_as
-                && my_cluster.is_some()
-                && cluster_id(other) != my_cluster,
-            next_hop_keep: false,
-            ttl_security: None,
-            num_allowed_local_as: 0,
-            restart_time: restart,
-            source: Some(my_ip),
-            calico_node: Some(other.name().to_string()),
-        }
-    };
+/// Where Calico files a peering: for every node (`Global_`) or for one node (`Node_`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    Global,
+    Node,
+}
 
-    if mesh_enabled(state) && my_cluster.is_none() {
-        for other in state.nodes.values() {
-            if other.name() == input.node || cluster_id(other).is_some() {
-                continue;
-            }
-            let Some(ip) = node_ip(other) else { continue };
-            let peer = calico_peer(PeerKind::Mesh, other, ip, mesh_restart);
-            out.insert(ip, peer.with_password(&mesh_password));
-        }
+/// One peering as Calico's confd derives it from a BGPPeer before rendering it
+/// (`updatePeersV1` in `confd/pkg/backends/calico/client.go`).
+struct Peering<'a> {
+    resource: &'a BGPPeer,
+    ip: IpAddr,
+    /// 0 when neither the BGPPeer nor the remote node's listen port gives one.
+    port: u16,
+    remote_as: Option<u32>,
+    /// Only a `peerIP` peering carries its `localASNumber` and `numAllowedLocalASNumbers`.
+    local_as: Option<u32>,
+    num_allowed_local_as: u32,
+    /// The `peerIP` is a Calico node's address (Calico's `CalicoNode`).
+    to_calico_node: bool,
+    /// The remote node's cluster ID, for peerings made from a node (selectors, reverse).
+    rr_cluster_id: Option<String>,
+}
+
+/// Listen ports as Calico's peer computation sees them: per node, and the global one.
+struct ListenPorts {
+    per_node: BTreeMap<String, u16>,
+    global: u16,
+}
+
+impl ListenPorts {
+    fn of(state: &ClusterState) -> ListenPorts {
+        let per_node = state
+            .bgp_configs
+            .iter()
+            .filter_map(|(name, c)| Some((name.strip_prefix("node.")?.to_string(), c)))
+            .filter_map(|(node, c)| Some((node, c.spec.listen_port.filter(|p| *p != 0)?)))
+            .collect();
+        let global = state
+            .bgp_default()
+            .and_then(|c| c.spec.listen_port)
+            .unwrap_or(0);
+        ListenPorts { per_node, global }
     }
 
-    for bgp_peer in state.bgp_peers.values() {
-        let spec = &bgp_peer.spec;
-        let selects_node = |n: &Node| {
-            if !spec.node.is_empty() {
-                spec.node == n.name()
-            } else if !spec.node_selector.is_empty() {
-                selector_matches(&spec.node_selector, n)
-            } else {
-                true
-            }
-        };
-        // A peerSelector peering is symmetric, as in Calico: a node chosen by the
-        // peerSelector peers back with every node the resource applies to (this is how a
-        // route reflector learns its clients from one `peer-with-route-reflectors`).
-        if !spec.peer_selector.is_empty() && selector_matches(&spec.peer_selector, me) {
-            let restart = spec.max_restart_time.map_or(DEFAULT_RESTART_TIME, |d| d.0);
-            for other in state.nodes.values() {
-                if other.name() == input.node || !selects_node(other) {
-                    continue;
-                }
-                let Some(ip) = node_ip(other) else { continue };
-                if out
-                    .get(&ip)
-                    .is_some_and(|p| p.kind == PeerKind::NodeSpecific)
-                {
-                    continue;
-                }
-                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart)
-                    .with_password(&resolve_password(input, spec.password.as_ref()));
-                apply_bgp_peer_options(bgp_peer, &mut peer);
-                out.insert(ip, peer);
-            }
-        }
-        if !selects_node(me) {
-            continue;
-        }
-        let global = spec.node.is_empty() && spec.node_selector.is_empty();
-        let restart = spec.max_restart_time.map_or(DEFAULT_RESTART_TIME, |d| d.0);
-        let password = resolve_password(input, spec.password.as_ref());
-        let source = match spec.source_address {
-            Some(SourceAddress::None) => None,
-            _ => Some(my_ip),
-        };
-        let local_as = spec.local_as_number.map_or(my_as, |a| a.0);
-        if !spec.peer_selector.is_empty() {
-            for other in state.nodes.values() {
-                if other.name() == input.node || !selector_matches(&spec.peer_selector, other) {
-                    continue;
-                }
-                let Some(ip) = node_ip(other) else { continue };
-                let mut peer = calico_peer(PeerKind::NodeSpecific, other, ip, restart)
-                    .with_password(&password);
-                peer.source = source;
-                apply_bgp_peer_options(bgp_peer, &mut peer);
-                out.insert(ip, peer);
-            }
-            continue;
-        }
-        let Some(addr) = parse_peer_ip(&spec.peer_ip, DEFAULT_LISTEN_PORT) else {
-            continue;
-        };
-        if addr.ip() == my_ip {
-            continue; // a global peer list that names ourselves (an RR peering with RRs)
-        }
-        let kind = if global {
-            PeerKind::Global
-        } else {
-            PeerKind::NodeSpecific
-        };
-        let remote_as = spec.as_number.map_or(my_as, |a| a.0);
-        // The remote may be a Calico node given by address (RRs peering with each other).
-        let other = state.nodes.values().find(|n| node_ip(n) == Some(addr.ip()));
-        let mut peer = DesiredPeer {
-            name: protocol_name(kind, addr.ip()),
-            kind,
-            address: addr,
-            remote_as,
-            local_as,
-            passive: false,
-            password: None,
-            held_down: None,
-            rr_client: remote_as == local_as
-                && my_cluster.is_some()
-                && other.and_then(cluster_id) != my_cluster,
-            next_hop_keep: false,
-            ttl_security: None,
+    /// The port to reach `node` on; 0 for the default.
+    fn of_node(&self, node: &str) -> u16 {
+        self.per_node.get(node).copied().unwrap_or(self.global)
+    }
+}
+
+/// The Calico nodes at `ip` in AS `asn` (the global AS when unset) listening on `port`
+/// (any when 0): the nodes a `peerIP` peering points at (`nodesWithIPPortAndAS`).
+fn nodes_at<'s>(
+    state: &'s ClusterState,
+    ports: &ListenPorts,
+    ip: IpAddr,
+    asn: Option<u32>,
+    port: u16,
+) -> Vec<&'s Node> {
+    let want_as = asn.unwrap_or_else(|| global_as(state));
+    state
+        .nodes
+        .values()
+        .filter(|n| node_addr(n, false) == Some(ip) || node_addr(n, true) == Some(ip))
+        .filter(|n| node_as(state, n) == want_as)
+        .filter(|n| {
+            // Calico's check, including its quirk: a node-specific port that matches is
+            // still refused when a different global port is set.
+            port == 0
+                || !(ports.per_node.get(n.name()).is_some_and(|p| *p != port)
+                    || (ports.global != 0 && ports.global != port))
+        })
+        .collect()
+}
+
+/// The peerings towards `node`'s addresses in the chosen families (`nodeAsBGPPeers`).
+fn peerings_to_node<'a>(
+    state: &ClusterState,
+    ports: &ListenPorts,
+    node: &Node,
+    families: [bool; 2],
+    resource: &'a BGPPeer,
+) -> Vec<Peering<'a>> {
+    [false, true]
+        .into_iter()
+        .filter(|v6| families[usize::from(*v6)])
+        .filter_map(|v6| node_addr(node, v6))
+        .map(|ip| Peering {
+            resource,
+            ip,
+            port: ports.of_node(node.name()),
+            remote_as: Some(node_as(state, node)),
+            local_as: None,
             num_allowed_local_as: 0,
-            restart_time: restart,
-            source,
-            calico_node: other.map(|n| n.name().to_string()),
-        };
-        if let Some(other) = other {
-            peer.passive = my_ip.to_string() < addr.ip().to_string();
-            peer.calico_node = Some(other.name().to_string());
+            to_calico_node: false,
+            rr_cluster_id: cluster_id(node).map(str::to_string),
+        })
+        .collect()
+}
+
+/// The peering a `peerIP` BGPPeer makes.
+fn peering_to_ip<'a>(
+    state: &ClusterState,
+    ports: &ListenPorts,
+    resource: &'a BGPPeer,
+) -> Option<Peering<'a>> {
+    let spec = &resource.spec;
+    let (ip, mut port) = split_peer_ip(&spec.peer_ip)?;
+    let remote_as = spec.as_number.map(|a| a.0);
+    if port == 0
+        && let Some(node) = nodes_at(state, ports, ip, remote_as, 0).first()
+    {
+        port = ports.of_node(node.name());
+    }
+    let to_calico_node = state
+        .nodes
+        .values()
+        .any(|n| node_addr(n, false) == Some(ip) || node_addr(n, true) == Some(ip));
+    Some(Peering {
+        resource,
+        ip,
+        port,
+        remote_as,
+        local_as: spec.local_as_number.map(|a| a.0),
+        num_allowed_local_as: spec.num_allowed_local_as_numbers.unwrap_or(0),
+        to_calico_node,
+        rr_cluster_id: None,
+    })
+}
+
+/// Files a peering unless one to the same (address, port) is already filed in its scope or
+/// globally.
+fn emit<'a>(out: &mut Vec<(Scope, Peering<'a>)>, scope: Scope, p: Peering<'a>) {
+    let taken = out
+        .iter()
+        .any(|(s, q)| q.ip == p.ip && q.port == p.port && (*s == scope || *s == Scope::Global));
+    if !taken {
+        out.push((scope, p));
+    }
+}
+
+/// The BGPPeer-made peerings of node `me`, in Calico's order and with its precedence: the
+/// first peering to an (address, port) wins, a global one over a node-specific one, and
+/// reverse peerings only fill what is left.
+fn bgp_peer_peerings<'a>(state: &'a ClusterState, me: &Node) -> Vec<(Scope, Peering<'a>)> {
+    let ports = ListenPorts::of(state);
+    let mut out: Vec<(Scope, Peering<'a>)> = Vec::new();
+    let all_families = [true, true];
+    for global_pass in [true, false] {
+        for r in state.bgp_peers.values() {
+            let spec = &r.spec;
+            if global_pass != (spec.node.is_empty() && spec.node_selector.is_empty()) {
+                continue;
+            }
+            if !global_pass && !selects(spec, me) {
+                continue;
+            }
+            let scope = if global_pass {
+                Scope::Global
+            } else {
+                Scope::Node
+            };
+            if !spec.peer_selector.is_empty() {
+                for n in state.nodes.values() {
+                    if selector_matches(&spec.peer_selector, n) {
+                        for p in peerings_to_node(state, &ports, n, all_families, r) {
+                            emit(&mut out, scope, p);
+                        }
+                    }
+                }
+            } else if let Some(p) = peering_to_ip(state, &ports, r) {
+                emit(&mut out, scope, p);
+            }
         }
-        let mut peer = peer.with_password(&password);
-        apply_bgp_peer_options(bgp_peer, &mut peer);
-        // An explicit peering wins over a mesh session to the same address; a
-        // node-specific one over a global one.
-        match out.get(&addr.ip()) {
-            Some(existing) if existing.kind > peer.kind => {}
-            _ => {
-                out.insert(addr.ip(), peer);
+    }
+    // Reverse peerings: the nodes a BGPPeer points at peer back with the nodes it
+    // applies to, unless it says `reversePeering: Manual`.
+    for r in state.bgp_peers.values() {
+        let spec = &r.spec;
+        if spec.reverse_peering == Some(ReversePeering::Manual) {
+            continue;
+        }
+        let (points_at_me, families) = if !spec.peer_selector.is_empty() {
+            (selector_matches(&spec.peer_selector, me), all_families)
+        } else if let Some((ip, port)) = split_peer_ip(&spec.peer_ip) {
+            let at = nodes_at(state, &ports, ip, spec.as_number.map(|a| a.0), port);
+            (
+                at.iter().any(|n| n.name() == me.name()),
+                [ip.is_ipv4(), ip.is_ipv6()],
+            )
+        } else {
+            continue;
+        };
+        if !points_at_me {
+            continue;
+        }
+        for n in state.nodes.values().filter(|n| selects(spec, n)) {
+            for p in peerings_to_node(state, &ports, n, families, r) {
+                emit(&mut out, Scope::Node, p);
             }
         }
     }
     out
 }
 
-fn apply_bgp_peer_options(bgp_peer: &BGPPeer, peer: &mut DesiredPeer) {
-    let spec = &bgp_peer.spec;
-    peer.next_hop_keep = spec.keep_original_next_hop.unwrap_or(false)
-        || spec.next_hop_mode == Some(NextHopMode::Keep);
-    peer.ttl_security = spec.ttl_security.filter(|t| *t > 0);
-    peer.num_allowed_local_as = spec.num_allowed_local_as_numbers.unwrap_or(0);
+/// Computes the peers of `input.node`, keyed by remote address: Calico's mesh, then its
+/// BGPPeer peerings. Where Calico would run two sessions to one address (two ports, or a
+/// mesh and an explicit peering) calico-node keeps one: node-specific over global over
+/// mesh, the first of equals.
+pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
+    let state = input.state;
+    let mut out: BTreeMap<IpAddr, DesiredPeer> = BTreeMap::new();
+    let Some(me) = state.nodes.get(input.node) else {
+        return out;
+    };
+    if node_addr(me, false).is_none() {
+        return out; // a policy-only node (no spec.bgp address) runs no BGP
+    }
+    let my_addr = |ip: IpAddr| node_addr(me, ip.is_ipv6());
+    let my_as = node_as(state, me);
+    let my_cluster = cluster_id(me);
+    let bgp_default = state.bgp_default();
+    let mut add = |peer: DesiredPeer| match out.get(&peer.address.ip()) {
+        Some(existing) if existing.kind >= peer.kind => {}
+        _ => {
+            out.insert(peer.address.ip(), peer);
+        }
+    };
+
+    if mesh_enabled(state) && my_cluster.is_none() {
+        let restart = bgp_default
+            .and_then(|c| c.spec.node_mesh_max_restart_time)
+            .map_or(DEFAULT_RESTART_TIME, |d| d.0);
+        let password = resolve_password(
+            input,
+            bgp_default.and_then(|c| c.spec.node_mesh_password.as_ref()),
+        );
+        let ports = ListenPorts::of(state);
+        for other in state.nodes.values() {
+            if other.name() == input.node || cluster_id(other).is_some() {
+                continue;
+            }
+            for v6 in [false, true] {
+                let (Some(ip), Some(mine)) = (node_addr(other, v6), node_addr(me, v6)) else {
+                    continue;
+                };
+                if ip == mine {
+                    continue;
+                }
+                let port = ports.of_node(other.name());
+                add(DesiredPeer {
+                    name: protocol_name(PeerKind::Mesh, ip),
+                    kind: PeerKind::Mesh,
+                    address: SocketAddr::new(
+                        ip,
+                        if port == 0 { DEFAULT_LISTEN_PORT } else { port },
+                    ),
+                    remote_as: node_as(state, other),
+                    local_as: my_as,
+                    // Unidirectional, as Calico: the higher address dials (string order,
+                    // so mixed Calico/calico-rs clusters agree on who dials).
+                    passive: ip.to_string() > mine.to_string(),
+                    password: None,
+                    held_down: None,
+                    rr_client: false,
+                    next_hop: NextHopMode::Auto,
+                    ttl_security: None,
+                    num_allowed_local_as: 0,
+                    restart_time: restart,
+                    source: Some(mine),
+                    calico_node: Some(other.name().to_string()),
+                }
+                .with_password(&password));
+            }
+        }
+    }
+
+    for (scope, p) in bgp_peer_peerings(state, me) {
+        let Some(mine) = my_addr(p.ip) else {
+            continue; // no address of that family here
+        };
+        if p.ip == mine {
+            continue; // a peering that names ourselves (an RR peering with RRs)
+        }
+        let spec = &p.resource.spec;
+        let kind = match scope {
+            Scope::Global => PeerKind::Global,
+            Scope::Node => PeerKind::NodeSpecific,
+        };
+        let local_as = p.local_as.unwrap_or(my_as);
+        let remote_as = p.remote_as.unwrap_or(local_as);
+        let mut name = protocol_name(kind, p.ip);
+        if p.port != 0 {
+            name = format!("{name}_port_{}", p.port);
+        }
+        let next_hop = match spec.next_hop_mode {
+            Some(mode) => mode,
+            // The deprecated field keeps the next hop towards eBGP peers only.
+            None if spec.keep_original_next_hop == Some(true) && remote_as != local_as => {
+                NextHopMode::Keep
+            }
+            None => NextHopMode::Auto,
+        };
+        let calico_node = state
+            .nodes
+            .values()
+            .find(|n| node_addr(n, p.ip.is_ipv6()) == Some(p.ip))
+            .map(|n| n.name().to_string());
+        add(DesiredPeer {
+            name,
+            kind,
+            address: SocketAddr::new(
+                p.ip,
+                if p.port == 0 {
+                    DEFAULT_LISTEN_PORT
+                } else {
+                    p.port
+                },
+            ),
+            remote_as,
+            local_as,
+            // Calico makes only global peerings to Calico nodes unidirectional.
+            passive: kind == PeerKind::Global
+                && p.to_calico_node
+                && p.ip.to_string() > mine.to_string(),
+            password: None,
+            held_down: None,
+            rr_client: remote_as == local_as
+                && my_cluster.is_some()
+                && p.rr_cluster_id.as_deref() != my_cluster,
+            next_hop,
+            ttl_security: spec.ttl_security.filter(|t| *t > 0),
+            num_allowed_local_as: p.num_allowed_local_as,
+            restart_time: spec.max_restart_time.map_or(DEFAULT_RESTART_TIME, |d| {
+                Duration::from_secs_f64(d.0.as_secs_f64().round())
+            }),
+            source: match spec.source_address {
+                Some(SourceAddress::None) => None,
+                _ => Some(mine),
+            },
+            calico_node,
+        }
+        .with_password(&resolve_password(input, spec.password.as_ref())));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -106,7 +106,8 @@ fn node_specific_peers_apply_only_to_their_node_or_selector() {
     let p1 = peers(&s, "n1");
     let special = &p1[&"192.168.9.1".parse::<IpAddr>().expect("ip")];
     assert_eq!(special.address.port(), 1179);
-    assert!(special.next_hop_keep);
+    assert_eq!(special.next_hop, NextHopMode::Keep);
+    assert_eq!(special.name, "Node_192_168_9_1_port_1179");
     assert_eq!(special.kind.label(), "node specific");
     assert!(!p1.contains_key(&"192.168.9.2".parse::<IpAddr>().expect("ip")));
     let p3 = peers(&s, "n3");

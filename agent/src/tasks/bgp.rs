@@ -16,7 +16,7 @@ use bgp::config::{ImportLimit, NextHopMode, OriginAttrs, PeerConfig, SpeakerConf
 use bgp::events::{PeerStatus, RouteEvent};
 use bgp::policy::{Action, Conditions, Policy, PrefixRange, Statement};
 use bgp::{Afi, Speaker};
-use datastore::model::{BgpPeerStatus, SecretKeyRef};
+use datastore::model::{BgpPeerStatus, NextHopMode as PeerNextHop, SecretKeyRef};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -133,10 +133,10 @@ fn peer_config(p: &DesiredPeer, export: &Policy, import_limit: Option<ImportLimi
         password: p.password.clone(),
         ttl_security: p.ttl_security,
         route_reflector_client: p.rr_client,
-        next_hop: if p.next_hop_keep {
-            NextHopMode::Keep
-        } else {
-            NextHopMode::Auto
+        next_hop: match p.next_hop {
+            PeerNextHop::Auto => NextHopMode::Auto,
+            PeerNextHop::Self_ => NextHopMode::SelfAddress,
+            PeerNextHop::Keep => NextHopMode::Keep,
         },
         num_allowed_local_as: u8::try_from(p.num_allowed_local_as).unwrap_or(u8::MAX),
         connect_retry_time: CONNECT_RETRY,
@@ -145,7 +145,12 @@ fn peer_config(p: &DesiredPeer, export: &Policy, import_limit: Option<ImportLimi
                 .unwrap_or(4095)
                 .min(4095),
         ),
-        families: vec![Afi::Ipv4],
+        // One session per family, as Calico's BIRD and BIRD6.
+        families: vec![if p.address.is_ipv6() {
+            Afi::Ipv6
+        } else {
+            Afi::Ipv4
+        }],
         // Calico imports everything its peers send.
         import: Some(Policy::accept_all()),
         export: Some(export.clone()),
@@ -243,11 +248,15 @@ pub async fn start(
             .context("datastore sync stopped before the node appeared")?;
     };
     let identity = Identity::of(&snapshot, &local.name);
-    let (speaker, events) = identity.start_speaker(local.ip())?;
+    let router_id =
+        crate::calc::router_id::router_id(cfg.router_id.as_deref(), &local.name, local.ip())
+            .map_err(|e| anyhow::anyhow!(e))?;
+    let (speaker, events) = identity.start_speaker(router_id, local.ip())?;
     let wiring = Wiring {
         speaker,
         node: local.name.clone(),
-        router_id: local.ip(),
+        router_id,
+        listen_ip: local.ip(),
         secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
         peers: BTreeMap::new(),
         held: BTreeMap::new(),
@@ -295,14 +304,16 @@ impl Identity {
         }
     }
 
+    /// Starts the speaker with `router_id`, listening on the node's address `listen_ip`.
     fn start_speaker(
         &self,
         router_id: Ipv4Addr,
+        listen_ip: Ipv4Addr,
     ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>)> {
         let cfg = SpeakerConfig {
             local_as: self.local_as,
             router_id,
-            listen: Some(SocketAddr::new(IpAddr::V4(router_id), self.port)),
+            listen: Some(SocketAddr::new(IpAddr::V4(listen_ip), self.port)),
             cluster_id: self.cluster_id,
             graceful_restart_time: 120,
             // We may be restarting with routes in the kernel: ask peers to keep ours.
@@ -331,6 +342,8 @@ struct Wiring {
     import_limit: Option<ImportLimit>,
     exports: BTreeMap<Ipv4Net, Export>,
     router_id: Ipv4Addr,
+    /// The node's address, where the speaker listens.
+    listen_ip: Ipv4Addr,
     identity: Identity,
     /// The node's subnet and interface: peers on it are one hop away (BFD single hop).
     subnet: Ipv4Net,
@@ -470,13 +483,13 @@ impl Wiring {
                 .shutdown(Some("BGP configuration changed".to_string()))
                 .await;
             // The old speaker's listener may take a moment to close after shutdown.
-            let mut attempt = identity.start_speaker(self.router_id);
+            let mut attempt = identity.start_speaker(self.router_id, self.listen_ip);
             for _ in 0..50 {
                 if attempt.is_ok() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                attempt = identity.start_speaker(self.router_id);
+                attempt = identity.start_speaker(self.router_id, self.listen_ip);
             }
             match attempt {
                 Ok((speaker, events)) => {
@@ -719,6 +732,7 @@ fn describe(
         hold_time: u32::from(config.hold_time),
         // A held-down session's password is configured, only unreadable.
         password_set: desired.password.is_some() || desired.held_down.is_some(),
+        num_allowed_local_as_numbers: desired.num_allowed_local_as,
         // BGPFilter is not applied yet: every session imports and exports unfiltered.
         import_filters: Vec::new(),
         export_filters: Vec::new(),
