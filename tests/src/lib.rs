@@ -5,6 +5,7 @@
 
 pub mod bgp_peers;
 pub mod bins;
+pub mod bird_cfg;
 pub mod chaos;
 pub mod cluster;
 pub mod cni;
