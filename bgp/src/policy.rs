@@ -1,6 +1,8 @@
 //! Import and export policy: an ordered list of statements, first match wins, each with
-//! conditions (prefix within a set of CIDRs with a length range, standard / large communities)
-//! and an action (accept with attribute changes, or reject). Pure; the RIB applies it.
+//! conditions (prefix within, or outside, a set of CIDRs with a length range; standard /
+//! large communities; the AS path's first ASes; LOCAL_PREF; learned from a peer or
+//! originated here) and an action (accept with attribute changes, or reject). Pure; the
+//! RIB applies it.
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -63,6 +65,18 @@ pub struct Conditions {
     /// The route carries at least one of these large communities.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub large_communities_any: Vec<LargeCommunity>,
+    /// The prefix is in none of these ranges.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prefixes_none: Vec<PrefixRange>,
+    /// The AS path starts with these ASes, in this order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub as_path_prefix: Vec<u32>,
+    /// The route's LOCAL_PREF is this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+    /// `Some(true)`: only routes learned from a peer; `Some(false)`: only our own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learned: Option<bool>,
 }
 
 /// Attribute changes made by an accepting statement.
@@ -84,6 +98,10 @@ pub struct SetActions {
     /// MULTI_EXIT_DISC to set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub med: Option<u32>,
+    /// ASes put in front of the AS path, in this order (before our own AS towards eBGP,
+    /// as BIRD's `bgp_path.prepend` in an export filter).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prepend_as_path: Vec<u32>,
 }
 
 impl SetActions {
@@ -94,6 +112,22 @@ impl SetActions {
 
     /// Applies the changes to `a`.
     pub fn apply(&self, a: &mut PathAttrs) {
+        self.prepend_path(a);
+        self.apply_attributes(a);
+    }
+
+    /// Puts `prepend_as_path` in front of the AS path.
+    pub fn prepend_path(&self, a: &mut PathAttrs) {
+        if !self.prepend_as_path.is_empty() {
+            let mut path = Vec::with_capacity(self.prepend_as_path.len() + a.as_path.len());
+            path.extend_from_slice(&self.prepend_as_path);
+            path.extend_from_slice(&a.as_path);
+            a.as_path = path.into();
+        }
+    }
+
+    /// Applies every change but the AS path's.
+    pub fn apply_attributes(&self, a: &mut PathAttrs) {
         if !self.remove_communities.is_empty() {
             a.communities
                 .retain(|c| !self.remove_communities.contains(c));
@@ -196,19 +230,45 @@ impl Policy {
     pub fn depends_on_prefix(&self) -> bool {
         self.statements
             .iter()
-            .any(|s| !s.conditions.prefixes.is_empty())
+            .any(|s| !s.conditions.prefixes.is_empty() || !s.conditions.prefixes_none.is_empty())
     }
 
-    /// Evaluates the policy on route `prefix` with attributes `a`.
+    /// Evaluates the policy on route `prefix`, learned from a peer, with attributes `a`.
     pub fn evaluate<P: PrefixKey>(&self, prefix: &P, a: &PathAttrs) -> Verdict {
+        self.evaluate_route(prefix, a, true)
+    }
+
+    /// Evaluates the policy on route `prefix` with attributes `a`, learned from a peer
+    /// (`learned`) or originated here.
+    pub fn evaluate_route<P: PrefixKey>(
+        &self,
+        prefix: &P,
+        a: &PathAttrs,
+        learned: bool,
+    ) -> Verdict {
         let mut net: Option<IpNet> = None;
         for (i, s) in self.statements.iter().enumerate() {
             let c = &s.conditions;
+            if c.learned.is_some_and(|l| l != learned) {
+                continue;
+            }
             if !c.prefixes.is_empty() {
                 let n = *net.get_or_insert_with(|| prefix.to_ipnet());
                 if !c.prefixes.iter().any(|r| r.matches(&n)) {
                     continue;
                 }
+            }
+            if !c.prefixes_none.is_empty() {
+                let n = *net.get_or_insert_with(|| prefix.to_ipnet());
+                if c.prefixes_none.iter().any(|r| r.matches(&n)) {
+                    continue;
+                }
+            }
+            if !a.as_path.starts_with(&c.as_path_prefix) {
+                continue;
+            }
+            if c.local_pref.is_some_and(|lp| a.local_pref != Some(lp)) {
+                continue;
             }
             if !c.communities_any.is_empty()
                 && !c.communities_any.iter().any(|x| a.has_community(*x))
@@ -330,6 +390,79 @@ mod tests {
         assert_eq!(pol.evaluate(&p("10.0.0.0/8"), &a), Verdict::Reject);
         a.large_communities = vec![LargeCommunity(64512, 1, 2)];
         assert_eq!(pol.evaluate(&p("10.0.0.0/8"), &a), Verdict::Accept(Some(0)));
+    }
+
+    #[test]
+    fn negated_prefixes_as_path_start_local_pref_and_origin_are_conditions() {
+        let range = PrefixRange::or_longer("10.0.0.0/8".parse().expect("n"));
+        let only = |c: Conditions| Policy {
+            statements: vec![Statement {
+                conditions: c,
+                ..Statement::default()
+            }],
+            default_action: Action::Reject,
+        };
+        let mut a = PathAttrs::default();
+        let outside = only(Conditions {
+            prefixes_none: vec![range.clone()],
+            ..Conditions::default()
+        });
+        assert_eq!(outside.evaluate(&p("10.1.0.0/16"), &a), Verdict::Reject);
+        assert_eq!(
+            outside.evaluate(&p("11.1.0.0/16"), &a),
+            Verdict::Accept(Some(0))
+        );
+        assert!(outside.depends_on_prefix());
+
+        let starts = only(Conditions {
+            as_path_prefix: vec![65000, 65001],
+            ..Conditions::default()
+        });
+        a.as_path = vec![65000, 65002].into();
+        assert_eq!(starts.evaluate(&p("10.0.0.0/8"), &a), Verdict::Reject);
+        a.as_path = vec![65000, 65001, 7].into();
+        assert_eq!(
+            starts.evaluate(&p("10.0.0.0/8"), &a),
+            Verdict::Accept(Some(0))
+        );
+
+        let pref = only(Conditions {
+            local_pref: Some(2_147_483_547),
+            ..Conditions::default()
+        });
+        assert_eq!(pref.evaluate(&p("10.0.0.0/8"), &a), Verdict::Reject);
+        a.local_pref = Some(2_147_483_547);
+        assert_eq!(
+            pref.evaluate(&p("10.0.0.0/8"), &a),
+            Verdict::Accept(Some(0))
+        );
+
+        let learned = only(Conditions {
+            learned: Some(true),
+            ..Conditions::default()
+        });
+        assert_eq!(
+            learned.evaluate_route(&p("10.0.0.0/8"), &a, false),
+            Verdict::Reject
+        );
+        assert_eq!(
+            learned.evaluate_route(&p("10.0.0.0/8"), &a, true),
+            Verdict::Accept(Some(0))
+        );
+    }
+
+    #[test]
+    fn prepend_puts_the_ases_in_front_in_order() {
+        let set = SetActions {
+            prepend_as_path: vec![65000, 65001],
+            ..SetActions::default()
+        };
+        let mut a = PathAttrs {
+            as_path: vec![7].into(),
+            ..PathAttrs::default()
+        };
+        set.apply(&mut a);
+        assert_eq!(&*a.as_path, &[65000, 65001, 7]);
     }
 
     #[test]

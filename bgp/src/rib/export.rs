@@ -182,7 +182,7 @@ fn transform<P: Fam>(
     }
     let term = match &t.export {
         None => None,
-        Some(pol) => match pol.evaluate(prefix, &attrs) {
+        Some(pol) => match pol.evaluate_route(prefix, &attrs, src != Source::Local) {
             Verdict::Reject => return None,
             Verdict::Accept(term) => term,
         },
@@ -204,6 +204,15 @@ fn transform<P: Fam>(
     }
     let t: &RibPeer = parts.peers.get(target as usize)?.as_ref()?;
     let mut a = (*attrs).clone();
+    let set = match (&t.export, term) {
+        (Some(pol), Some(i)) => pol.set_actions(Some(i)),
+        _ => None,
+    };
+    // A policy's prepend goes in front of the path before our own AS, as BIRD's export
+    // filters run before the protocol adds it.
+    if let Some(set) = set {
+        set.prepend_path(&mut a);
+    }
     if t.ebgp {
         let mut path = Vec::with_capacity(a.as_path.len() + 1);
         path.push(t.local_as);
@@ -247,12 +256,10 @@ fn transform<P: Fam>(
     };
     let kept = a.next_hop.filter(family_ok);
     a.next_hop = if keep { kept.or(own) } else { own };
-    if let (Some(pol), Some(i)) = (&t.export, term) {
-        if let Some(set) = pol.set_actions(Some(i)) {
-            set.apply(&mut a);
-            if t.ebgp {
-                a.local_pref = None;
-            }
+    if let Some(set) = set {
+        set.apply_attributes(&mut a);
+        if t.ebgp {
+            a.local_pref = None;
         }
     }
     let result = if a.next_hop.is_some() {

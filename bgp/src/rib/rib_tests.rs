@@ -466,6 +466,35 @@ fn export_policy_filters_by_prefix_range_and_adds_communities() {
 }
 
 #[test]
+fn export_policy_prepends_before_our_own_as() {
+    // As BIRD: an export filter's bgp_path.prepend runs before the protocol adds its AS.
+    let mut r = rib(None);
+    let i = add_up(&mut r, 2, 64512, false);
+    let mut c = peer_cfg(3, 65003);
+    c.export = Some(Policy {
+        statements: vec![Statement {
+            conditions: Conditions {
+                learned: Some(true),
+                ..Conditions::default()
+            },
+            action: Action::Accept,
+            set: SetActions {
+                prepend_as_path: vec![65100, 65101],
+                ..SetActions::default()
+            },
+        }],
+        default_action: Action::Reject,
+    });
+    let e = r.add_peer(&c);
+    up(&mut r, e, 3);
+    r.apply_update(i, announce(&["10.1.0.0/24"], attrs(&[], 2)));
+    r.process();
+    let got = announced(&sent(&mut r, e));
+    assert_eq!(got.len(), 1);
+    assert_eq!(&*got[0].1.as_path, &[64512, 65100, 65101]);
+}
+
+#[test]
 fn import_policy_can_set_local_pref_and_communities() {
     let mut r = rib(None);
     let mut c = peer_cfg(2, 65001);
