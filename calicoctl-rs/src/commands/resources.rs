@@ -3,7 +3,7 @@
 
 use datastore::client::calico_text;
 use datastore::model::{
-    AnyResource, BFDConfiguration, BGPConfiguration, BGPPeer, ClusterInformation,
+    AnyResource, BFDConfiguration, BGPConfiguration, BGPFilter, BGPPeer, ClusterInformation,
     FelixConfiguration, IPAMConfiguration, IPPool, Kind, Node, WorkloadEndpoint,
 };
 use datastore::{Client, Resource};
@@ -79,6 +79,14 @@ macro_rules! per_kind {
                 $body.map(|v| {
                     v.into_iter()
                         .map(AnyResource::BFDConfiguration)
+                        .collect::<Vec<_>>()
+                })
+            }
+            Kind::BGPFilter => {
+                type $t = BGPFilter;
+                $body.map(|v| {
+                    v.into_iter()
+                        .map(AnyResource::BGPFilter)
                         .collect::<Vec<_>>()
                 })
             }

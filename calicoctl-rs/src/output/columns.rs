@@ -48,11 +48,21 @@ pub fn headings(kind: Kind) -> (&'static [&'static str], &'static [&'static str]
                 "NATS",
             ],
         ),
+        Kind::BGPFilter => (BGPFILTER_COLUMNS, BGPFILTER_COLUMNS),
         Kind::FelixConfiguration | Kind::ClusterInformation | Kind::BFDConfiguration => {
             (&["NAME"], &["NAME"])
         }
     }
 }
+
+/// `calicoctl/resourcemgr/bgpfilter.go`: the same columns for `ps` and `wide`.
+const BGPFILTER_COLUMNS: &[&str] = &[
+    "NAME",
+    "NUMEXPORTV4",
+    "NUMIMPORTV4",
+    "NUMEXPORTV6",
+    "NUMIMPORTV6",
+];
 
 /// Context some cells need: the cluster AS as `config "asnumber"` renders it
 /// (`64512` when BGPConfiguration `default` or its asNumber is absent, `unknown` on error).
@@ -100,6 +110,13 @@ pub fn cell(r: &AnyResource, heading: &str, ctx: &CellContext) -> String {
             "NODE" if !p.spec.node_selector.is_empty() => p.spec.node_selector.clone(),
             "NODE" => "(global)".to_string(),
             "ASN" => p.spec.as_number.map(|a| a.0).unwrap_or(0).to_string(),
+            _ => String::new(),
+        },
+        (AnyResource::BGPFilter(f), h) => match h {
+            "NUMEXPORTV4" => f.spec.export_v4.len().to_string(),
+            "NUMIMPORTV4" => f.spec.import_v4.len().to_string(),
+            "NUMEXPORTV6" => f.spec.export_v6.len().to_string(),
+            "NUMIMPORTV6" => f.spec.import_v6.len().to_string(),
             _ => String::new(),
         },
         (AnyResource::BGPConfiguration(c), h) => match h {

@@ -196,6 +196,7 @@ impl Client {
             AnyResource::BFDConfiguration(r) => {
                 AnyResource::BFDConfiguration(self.write_one(r, op).await?)
             }
+            AnyResource::BGPFilter(r) => AnyResource::BGPFilter(self.write_one(r, op).await?),
         })
     }
 

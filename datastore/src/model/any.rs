@@ -9,6 +9,7 @@ use thiserror::Error;
 use crate::error::{Error, Result};
 use crate::model::bfdconfig::BFDConfiguration;
 use crate::model::bgpconfig::BGPConfiguration;
+use crate::model::bgpfilter::BGPFilter;
 use crate::model::bgppeer::BGPPeer;
 use crate::model::clusterinformation::ClusterInformation;
 use crate::model::felixconfig::FelixConfiguration;
@@ -32,11 +33,12 @@ pub enum Kind {
     WorkloadEndpoint,
     ClusterInformation,
     BFDConfiguration,
+    BGPFilter,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Node,
         Kind::IPPool,
         Kind::BGPPeer,
@@ -46,6 +48,7 @@ impl Kind {
         Kind::WorkloadEndpoint,
         Kind::ClusterInformation,
         Kind::BFDConfiguration,
+        Kind::BGPFilter,
     ];
 
     /// Calico's kind name.
@@ -60,6 +63,7 @@ impl Kind {
             Kind::WorkloadEndpoint => WorkloadEndpoint::KIND,
             Kind::ClusterInformation => ClusterInformation::KIND,
             Kind::BFDConfiguration => BFDConfiguration::KIND,
+            Kind::BGPFilter => BGPFilter::KIND,
         }
     }
 
@@ -92,6 +96,7 @@ impl Kind {
             "bfdconfiguration" | "bfdconfigurations" | "bfdconfig" | "bfdconfigs" => {
                 Kind::BFDConfiguration
             }
+            "bgpfilter" | "bgpfilters" | "bgpf" | "bgpfs" | "bf" | "bfs" => Kind::BGPFilter,
             _ => return None,
         })
     }
@@ -121,6 +126,7 @@ pub enum AnyResource {
     WorkloadEndpoint(WorkloadEndpoint),
     ClusterInformation(ClusterInformation),
     BFDConfiguration(BFDConfiguration),
+    BGPFilter(BGPFilter),
 }
 
 /// Runs `$body` with `$r` bound to the typed resource inside an [`AnyResource`].
@@ -137,6 +143,7 @@ macro_rules! with_any {
             $crate::model::AnyResource::WorkloadEndpoint($r) => $body,
             $crate::model::AnyResource::ClusterInformation($r) => $body,
             $crate::model::AnyResource::BFDConfiguration($r) => $body,
+            $crate::model::AnyResource::BGPFilter($r) => $body,
         }
     };
 }
@@ -154,6 +161,7 @@ impl AnyResource {
             AnyResource::WorkloadEndpoint(_) => Kind::WorkloadEndpoint,
             AnyResource::ClusterInformation(_) => Kind::ClusterInformation,
             AnyResource::BFDConfiguration(_) => Kind::BFDConfiguration,
+            AnyResource::BGPFilter(_) => Kind::BGPFilter,
         }
     }
 
@@ -204,6 +212,7 @@ impl AnyResource {
             Kind::WorkloadEndpoint => AnyResource::WorkloadEndpoint(typed(kind, value)?),
             Kind::ClusterInformation => AnyResource::ClusterInformation(typed(kind, value)?),
             Kind::BFDConfiguration => AnyResource::BFDConfiguration(typed(kind, value)?),
+            Kind::BGPFilter => AnyResource::BGPFilter(typed(kind, value)?),
         })
     }
 }

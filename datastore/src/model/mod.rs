@@ -8,6 +8,7 @@
 pub mod any;
 pub mod bfdconfig;
 pub mod bgpconfig;
+pub mod bgpfilter;
 pub mod bgppeer;
 pub mod clusterinformation;
 pub mod felixconfig;
@@ -29,6 +30,10 @@ pub use bfdconfig::{BFDConfiguration, BFDConfigurationSpec, BFDInterface};
 pub use bgpconfig::{
     BGPConfiguration, BGPConfigurationSpec, BgpLogSeverity, BindMode, Community, DEFAULT_AS_NUMBER,
     DEFAULT_LISTEN_PORT, PrefixAdvertisement, ProgramClusterRoutes, ServiceCidr,
+};
+pub use bgpfilter::{
+    BGPFilter, BGPFilterRule, BGPFilterSpec, FilterAction, FilterDirection, FilterPeerType,
+    FilterSource, MatchOperator,
 };
 pub use bgppeer::{
     BGPPeer, BGPPeerSpec, BgpPassword, NextHopMode, ReversePeering, SecretKeyRef, SourceAddress,

@@ -4,6 +4,7 @@
 //! Each kind's rules live in its own file; this module holds the shared checks.
 
 pub mod bgp;
+pub mod bgpfilter;
 pub mod ippool;
 pub mod misc;
 pub mod node;
