@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use datastore::keys;
 use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
 use datastore::model::{
-    BFDConfiguration, BGPConfiguration, BGPPeer, FelixConfiguration, IPPool, Node, Resource,
-    WorkloadEndpoint,
+    BFDConfiguration, BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool, Node,
+    Resource, WorkloadEndpoint,
 };
 use datastore::{KeyValue, Revision};
 use ipnet::IpNet;
@@ -25,6 +25,7 @@ pub struct ClusterState {
     /// `default` and the per-node `node.<name>` overrides.
     pub felix_configs: BTreeMap<String, FelixConfiguration>,
     pub bfd_configs: BTreeMap<String, BFDConfiguration>,
+    pub bgp_filters: BTreeMap<String, BGPFilter>,
     /// Keyed by `<namespace>/<name>`.
     pub workloads: BTreeMap<String, WorkloadEndpoint>,
     pub blocks: BTreeMap<IpNet, AllocationBlock>,
@@ -147,6 +148,7 @@ impl ClusterState {
                 p if p == BFDConfiguration::PLURAL => {
                     put_checked(&mut self.bfd_configs, key, name, value)
                 }
+                p if p == BGPFilter::PLURAL => put_checked(&mut self.bgp_filters, key, name, value),
                 p if p == WorkloadEndpoint::PLURAL => {
                     put_resource(&mut self.workloads, key, name, value)
                 }
@@ -175,6 +177,7 @@ impl ClusterState {
                     p if p == BGPConfiguration::PLURAL => drop(self.bgp_configs.remove(&name)),
                     p if p == FelixConfiguration::PLURAL => drop(self.felix_configs.remove(&name)),
                     p if p == BFDConfiguration::PLURAL => drop(self.bfd_configs.remove(&name)),
+                    p if p == BGPFilter::PLURAL => drop(self.bgp_filters.remove(&name)),
                     p if p == WorkloadEndpoint::PLURAL => drop(self.workloads.remove(&name)),
                     _ => {}
                 }

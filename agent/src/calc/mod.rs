@@ -5,6 +5,7 @@
 
 pub mod bfd;
 pub mod exports;
+pub mod filters;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod nat;

@@ -8,8 +8,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use datastore::model::{
-    BGPPeer, BGPPeerSpec, BgpPassword, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, NextHopMode, Node,
-    ReversePeering, SecretKeyRef, SourceAddress,
+    BGPPeer, BGPPeerSpec, BgpPassword, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, FilterDirection,
+    NextHopMode, Node, ReversePeering, SecretKeyRef, SourceAddress,
 };
 use datastore::selector::Selector;
 
@@ -75,6 +75,10 @@ pub struct DesiredPeer {
     pub source: Option<IpAddr>,
     /// The Calico node at the other end, when it is one.
     pub calico_node: Option<String>,
+    /// The BGPFilters the session runs on import and on export, in order: those its
+    /// BGPPeer names that exist and have rules for its family.
+    pub import_filters: Vec<String>,
+    pub export_filters: Vec<String>,
 }
 
 /// Everything peer computation reads besides the cluster state.
@@ -479,6 +483,8 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
                     restart_time: restart,
                     source: Some(mine),
                     calico_node: Some(other.name().to_string()),
+                    import_filters: Vec::new(),
+                    export_filters: Vec::new(),
                 }
                 .with_password(&password));
             }
@@ -549,10 +555,24 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
                 _ => Some(mine),
             },
             calico_node,
+            import_filters: filter_names(state, &spec.filters, FilterDirection::Import, p.ip),
+            export_filters: filter_names(state, &spec.filters, FilterDirection::Export, p.ip),
         }
         .with_password(&resolve_password(input, spec.password.as_ref())));
     }
     out
+}
+
+fn filter_names(
+    state: &ClusterState,
+    names: &[String],
+    direction: FilterDirection,
+    ip: IpAddr,
+) -> Vec<String> {
+    crate::calc::filters::applied(state, names, direction, ip.is_ipv6())
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect()
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use bgp::config::{ImportLimit, NextHopMode, OriginAttrs, PeerConfig, SpeakerConf
 use bgp::events::{PeerStatus, RouteEvent};
 use bgp::policy::{Action, Conditions, Policy, PrefixRange, Statement};
 use bgp::{Afi, Speaker};
-use datastore::model::{BgpPeerStatus, NextHopMode as PeerNextHop, SecretKeyRef};
+use datastore::model::{BgpPeerStatus, FilterDirection, NextHopMode as PeerNextHop, SecretKeyRef};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -25,6 +25,7 @@ use super::bfd_link::{BfdLink, BfdMetrics};
 use super::liveness::Heartbeat;
 use crate::calc::LearnedRoutes;
 use crate::calc::exports::{Export, desired_exports};
+use crate::calc::filters::{self, CommunityValue};
 use crate::calc::peers::{DesiredPeer, PeerInput, desired_peers, listen_port, node_as};
 use crate::config::NodeConfig;
 use crate::local::LocalNode;
@@ -121,7 +122,18 @@ fn export_policy(state: &ClusterState) -> Policy {
     }
 }
 
-fn peer_config(p: &DesiredPeer, export: &Policy, import_limit: Option<ImportLimit>) -> PeerConfig {
+/// The speaker's configuration of a session; its policies are Calico's export (`export`)
+/// and import-all, behind the session's BGPFilters.
+fn peer_config(
+    p: &DesiredPeer,
+    state: &ClusterState,
+    export: &Policy,
+    import_limit: Option<ImportLimit>,
+) -> PeerConfig {
+    let v6 = p.address.is_ipv6();
+    let ibgp = p.remote_as == p.local_as;
+    let import_filters = filters::applied(state, &p.import_filters, FilterDirection::Import, v6);
+    let export_filters = filters::applied(state, &p.export_filters, FilterDirection::Export, v6);
     PeerConfig {
         name: p.name.clone(),
         address: p.address.ip(),
@@ -151,9 +163,9 @@ fn peer_config(p: &DesiredPeer, export: &Policy, import_limit: Option<ImportLimi
         } else {
             Afi::Ipv4
         }],
-        // Calico imports everything its peers send.
-        import: Some(Policy::accept_all()),
-        export: Some(export.clone()),
+        // Calico imports everything its peers send, unless a filter says otherwise.
+        import: Some(filters::import_policy(&import_filters, v6, ibgp)),
+        export: Some(filters::export_policy(&export_filters, v6, ibgp, export)),
         import_limit,
         ..PeerConfig::default()
     }
@@ -163,21 +175,10 @@ fn peer_config(p: &DesiredPeer, export: &Policy, import_limit: Option<ImportLimi
 fn origin_attrs(export: &Export) -> OriginAttrs {
     let mut attrs = OriginAttrs::default();
     for c in &export.communities {
-        let parts: Vec<&str> = c.split(':').collect();
-        match parts.as_slice() {
-            [a, n] => {
-                if let (Ok(a), Ok(n)) = (a.parse::<u16>(), n.parse::<u16>()) {
-                    attrs.communities.push((u32::from(a) << 16) | u32::from(n));
-                }
-            }
-            [a, n, m] => {
-                if let (Ok(a), Ok(n), Ok(m)) = (a.parse(), n.parse(), m.parse()) {
-                    attrs
-                        .large_communities
-                        .push(bgp::wire::LargeCommunity(a, n, m));
-                }
-            }
-            _ => warn!(community = %c, "ignoring a community that is not aa:nn or aa:nn:mm"),
+        match CommunityValue::parse(c) {
+            Some(CommunityValue::Standard(v)) => attrs.communities.push(v),
+            Some(CommunityValue::Large(v)) => attrs.large_communities.push(v),
+            None => warn!(community = %c, "ignoring a community that is not aa:nn or aa:nn:mm"),
         }
     }
     attrs
@@ -536,7 +537,7 @@ impl Wiring {
                 self.held.insert(addr, (want, since));
                 continue;
             }
-            let pc = peer_config(&want, &export, self.import_limit);
+            let pc = peer_config(&want, state, &export, self.import_limit);
             match self.peers.get(&addr) {
                 Some((_, have)) if *have == pc => {}
                 Some(_) => {
@@ -678,7 +679,13 @@ fn status_rows(
         .collect();
     rows.extend(held.values().map(|(desired, since)| {
         // Never handed to the speaker: the settings it would have had.
-        let config = peer_config(desired, &Policy::accept_all(), None);
+        // (Policies do not show in the row: no cluster state needed for them.)
+        let config = peer_config(
+            desired,
+            &ClusterState::default(),
+            &Policy::accept_all(),
+            None,
+        );
         BgpPeerStatus {
             state: "down".to_string(),
             since: since_text(*since),
@@ -733,9 +740,8 @@ fn describe(
         // A held-down session's password is configured, only unreadable.
         password_set: desired.password.is_some() || desired.held_down.is_some(),
         num_allowed_local_as_numbers: desired.num_allowed_local_as,
-        // BGPFilter is not applied yet: every session imports and exports unfiltered.
-        import_filters: Vec::new(),
-        export_filters: Vec::new(),
+        import_filters: desired.import_filters.clone(),
+        export_filters: desired.export_filters.clone(),
         ..BgpPeerStatus::default()
     }
 }
