@@ -241,6 +241,29 @@ fn session(name: String, family: &str, b: &Block) -> Option<Session> {
     Some(Session { name, fields })
 }
 
+/// The name confd gives a BGPFilter inside BIRD's symbols (`'bgp_<name>_importFilterV4'`):
+/// BIRD allows 64 characters, so a name longer than 45 becomes its first 28 characters,
+/// `_` and the first 16 hex digits of its SHA-256 (`TruncateAndHashName` in confd's
+/// `pkg/resource/template/util.go`).
+pub fn bird_filter_name(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const MAX: usize = 64 - "bgp__importFilterV4".len();
+    const HASH_CHARS: usize = 16;
+    if name.len() <= MAX {
+        return name.to_string();
+    }
+    let hash: String = Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let keep = MAX - HASH_CHARS - 1;
+    format!(
+        "{}_{}",
+        name.get(..keep).unwrap_or(name),
+        &hash[..HASH_CHARS]
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +351,26 @@ protocol bgp Mesh_10_192_0_3 from bgp_template {
     #[test]
     fn an_unclosed_block_is_an_error() {
         assert!(parse("protocol bgp X from t {\n neighbor 1.1.1.1 as 1;\n", "ipv4").is_err());
+    }
+
+    #[test]
+    fn long_filter_names_are_truncated_and_hashed_as_confd_does() {
+        // The names and symbols of Calico's corpus case bgpfilter/filter_names.
+        for (name, symbol) in [
+            (
+                "45characters.exactly.so.should.not.truncate-1",
+                "45characters.exactly.so.should.not.truncate-1",
+            ),
+            (
+                "46characters.exactly.so.should.truncate-123456",
+                "46characters.exactly.so.shou_9615CBDC00BAC628",
+            ),
+            (
+                "greater-than-64-characters.so.this.should.definitely.truncate-1234567890",
+                "greater-than-64-characters.s_4C5DB3273E544641",
+            ),
+        ] {
+            assert_eq!(bird_filter_name(name), symbol);
+        }
     }
 }
