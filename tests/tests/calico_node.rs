@@ -231,6 +231,103 @@ fn tor_frr_ebgp_carries_pod_traffic_between_nodes() {
     tor_case(true);
 }
 
+/// The BGPFilter the ToR peering runs (written before the peering that names it), node 1's block withheld from the ToR (when
+/// `withhold` is given), the other pool routes sent with 64999 prepended; the ToR's
+/// 198.51.100.0/24 refused on import (when `refuse` is set), its 203.0.113.0/24 taken.
+fn tor_filter(withhold: Option<&str>, refuse: bool) -> String {
+    let reject = withhold
+        .map(|b| format!("  - {{action: Reject, matchOperator: Equal, cidr: {b}}}\n"))
+        .unwrap_or_default();
+    let import = if refuse {
+        "  importV4:\n  - {action: Reject, matchOperator: In, cidr: 198.51.100.0/24}\n"
+    } else {
+        ""
+    };
+    let peering = TOR_PEERING.replace(
+        "numAllowedLocalASNumbers: 1}",
+        "numAllowedLocalASNumbers: 1, filters: [tor]}",
+    );
+    assert!(peering.contains("filters: [tor]"), "{peering}");
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: BGPFilter\n\
+         metadata: {{name: tor}}\nspec:\n  exportV4:\n{reject}  - action: Accept\n    \
+         matchOperator: In\n    cidr: {POOL}\n    operations:\n    - prependASPath: {{prefix: \
+         [64999]}}\n{import}---\n{peering}"
+    )
+}
+
+fn filter_case(kind: RouterKind) {
+    let mut c = mesh(2);
+    let mut spec = tor_spec(&c);
+    spec.routes4 = vec!["198.51.100.0/24".into(), "203.0.113.0/24".into()];
+    let (tor, router) = c.start_tor(kind, spec).expect("ToR router");
+    let (b1, b2) = (block_of(&c, 0), block_of(&c, 1));
+    c.apply(&tor_filter(Some(&b1), true)).expect("apply");
+    let tor_routes = || c.extra(tor).ip(&["route", "show"]).unwrap_or_default();
+    let tor_has = |block: &str, via: &str| {
+        tor_routes()
+            .lines()
+            .any(|l| l.starts_with(block) && l.contains(&format!("via {via} ")))
+    };
+    // Accepted: node 2's block reaches the ToR's kernel, with the prepended AS after ours.
+    assert!(
+        wait_until(WAIT, || tor_has(&b2, c.nodes[1].ip())),
+        "ToR never routed {b2}: {}\n{}\n{}",
+        tor_routes(),
+        router.log_tail(30),
+        c.logs(40)
+    );
+    let learned = router.learned().expect("ToR routes");
+    assert_eq!(learned[&b2].as_path, [64512, 64999], "{learned:#?}");
+    // Refused on import: the nodes take 203.0.113.0/24 from the ToR but not 198.51.100.0/24.
+    wait_route(&c, 0, "203.0.113.0/24 via 10.0.0.253 dev eth0 proto bird");
+    let at_node1 = || session(&node_status_json(&c, 0), "10.0.0.253");
+    assert!(
+        wait_until(WAIT, || at_node1()["receivedPrefixes"] == 3),
+        "{:#}",
+        at_node1()
+    );
+    let s = at_node1();
+    assert_eq!(s["acceptedPrefixes"], 2, "{s:#}");
+    assert_eq!(s["importFilters"], serde_json::json!(["tor"]), "{s:#}");
+    assert_eq!(s["exportFilters"], serde_json::json!(["tor"]), "{s:#}");
+    wait_no_route(&c, 0, "198.51.100.0/24");
+    // Withheld: node 1 exports nothing to the ToR (its block is its only route to send).
+    assert_eq!(s["exportedPrefixes"], 0, "{s:#}");
+    assert!(!tor_has(&b1, c.nodes[0].ip()), "{}", tor_routes());
+    let established_since = s["sinceTime"].clone();
+
+    // Live: without the withholding rule and the import rule, node 1's block reaches the
+    // ToR and the ToR's 198.51.100.0/24 reaches node 1, on the same session.
+    c.apply(&tor_filter(None, false)).expect("apply");
+    assert!(
+        wait_until(WAIT, || tor_has(&b1, c.nodes[0].ip())),
+        "ToR never routed {b1} after the filter changed: {}\n{}",
+        tor_routes(),
+        c.logs(40)
+    );
+    wait_route(&c, 0, "198.51.100.0/24 via 10.0.0.253 dev eth0 proto bird");
+    let s = at_node1();
+    assert_eq!(s["importFilters"], serde_json::json!([]), "{s:#}");
+    assert_eq!(
+        s["sinceTime"], established_since,
+        "the session was reset: {s:#}"
+    );
+    assert_eq!(s["state"], "up", "{s:#}");
+}
+
+#[test]
+#[ignore = "needs root netns and bird2: cargo test -p lab --test calico_node -- --ignored"]
+fn bgpfilter_towards_a_bird_tor_withholds_prepends_refuses_and_changes_live() {
+    filter_case(RouterKind::Bird);
+}
+
+#[test]
+#[ignore = "needs root netns and frr: cargo test -p lab --test calico_node -- --ignored"]
+fn bgpfilter_towards_an_frr_tor_withholds_prepends_refuses_and_changes_live() {
+    filter_case(RouterKind::Frr);
+}
+
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
 fn route_reflector_with_four_clients_reflects_every_block() {
