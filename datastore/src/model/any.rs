@@ -336,7 +336,8 @@ fn collect(value: serde_json::Value, out: &mut Vec<AnyResource>) -> Result<(), D
 /// resource, a list, or a sequence of resources. Defaults are not applied here.
 pub fn parse_documents(text: &str) -> Result<Vec<AnyResource>, DocumentError> {
     let mut out = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+    let text = crate::model::yaml11::booleans_as_calico_reads_them(text);
+    for doc in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = serde_json::Value::deserialize(doc)
             .map_err(|e| DocumentError::Syntax(format!("error parsing YAML: {e}")))?;
         collect(value, &mut out)?;

@@ -265,7 +265,12 @@ mod tests {
                 "between 0 and 128",
             ),
             ("importV4", "{cidr: 10.0.0.0/8}", "Action", "required"),
-            ("importV4", "{action: Drop}", "ImportV4[].Action", "Accept, Reject"),
+            (
+                "importV4",
+                "{action: Drop}",
+                "ImportV4[].Action",
+                "Accept, Reject",
+            ),
             (
                 "importV4",
                 "{matchOperator: Within, cidr: 10.0.0.0/8, action: Accept}",

@@ -21,6 +21,7 @@ pub mod nodestatus;
 pub mod resource;
 pub mod types;
 pub mod workloadendpoint;
+pub mod yaml11;
 
 #[cfg(test)]
 mod tests;
