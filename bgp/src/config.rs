@@ -224,6 +224,11 @@ impl PeerConfig {
         }
     }
 
+    /// What identifies the peer in the speaker: its address and port.
+    pub fn key(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+
     /// Checks values the RFCs constrain.
     pub fn validate(&self) -> Result<(), Error> {
         let f = |what: &str| format!("peer {} {what}", self.address);

@@ -3,7 +3,7 @@
 //! session that sent them. `Error` is for the embedding program: bad configuration, socket
 //! setup, a speaker that has stopped.
 
-use std::net::IpAddr;
+use std::net::SocketAddr;
 
 /// Everything the public API can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -18,10 +18,10 @@ pub enum Error {
     },
     /// `add_peer` for an address that already has a peer.
     #[error("peer {0} already exists")]
-    PeerExists(IpAddr),
+    PeerExists(SocketAddr),
     /// `update_peer` / `remove_peer` for an unknown address.
     #[error("no such peer {0}")]
-    NoSuchPeer(IpAddr),
+    NoSuchPeer(SocketAddr),
     /// A socket operation failed (listen, bind, setsockopt).
     #[error("{context}: {source}")]
     Io {

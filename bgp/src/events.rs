@@ -109,6 +109,8 @@ pub struct PeerStatus {
     pub name: String,
     /// Peer address.
     pub address: IpAddr,
+    /// Peer port (with the address, what identifies the session).
+    pub port: u16,
     /// Peer AS.
     pub remote_as: u32,
     /// FSM state.

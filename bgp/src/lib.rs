@@ -41,7 +41,7 @@
 //! - `add_peer(PeerConfig)`, `update_peer(PeerConfig)` (live: policies, next-hop mode and the
 //!   reflector-client flag apply to the running session — an import change asks the peer
 //!   for its routes with ROUTE-REFRESH; anything else restarts only that session),
-//!   `remove_peer(IpAddr)` (Cease / Peer De-configured) — all `async`, `Result<(), Error>`.
+//!   `remove_peer(SocketAddr)` (Cease / Peer De-configured) — all `async`, `Result<(), Error>`.
 //! - `originate(Vec<(IpNet, OriginAttrs)>)`, `withdraw(Vec<IpNet>)` — local routes.
 //! - `peer_status() -> Vec<PeerStatus>`: state, since, last error in BIRD's words, received
 //!   / accepted / advertised / stale counts; [`PeerStatus::bird_state`] and

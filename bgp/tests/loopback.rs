@@ -214,10 +214,78 @@ async fn removing_a_peer_withdraws_what_it_sent() {
     b.originate(vec![(net("10.9.0.0/24"), OriginAttrs::default())])
         .expect("originate");
     next_event(&mut a_ev, |e| matches!(e, RouteEvent::Best { .. })).await;
-    a.remove_peer(lo(10)).await.expect("remove");
+    a.remove_peer(SocketAddr::new(lo(10), port))
+        .await
+        .expect("remove");
     next_event(&mut a_ev, |e| matches!(e, RouteEvent::Withdrawn { .. })).await;
     assert!(a.peer_status().await.expect("status").is_empty());
-    assert!(a.remove_peer(lo(10)).await.is_err());
+    assert!(a.remove_peer(SocketAddr::new(lo(10), port)).await.is_err());
     a.shutdown(None).await.expect("shutdown");
     b.shutdown(None).await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_sessions_to_one_address_on_two_ports_are_two_peers() {
+    // As Calico's Global_<ip>_port_<p> protocols: one router address, two BGP speakers
+    // listening on different ports (both wait for us to dial).
+    let (pa, pb, pc) = (port(), port(), port());
+    let (a, mut a_ev) = speaker(64512, 11, pa);
+    let (b, _b_ev) = speaker(65002, 12, pb);
+    let (c, _c_ev) = Speaker::start(SpeakerConfig {
+        local_as: 65003,
+        router_id: Ipv4Addr::new(10, 0, 0, 13),
+        listen: Some(SocketAddr::new(lo(12), pc)),
+        ..SpeakerConfig::default()
+    })
+    .expect("speaker starts");
+    for s in [&b, &c] {
+        s.add_peer(PeerConfig {
+            passive: true,
+            ..peer(11, 64512, pa, 12)
+        })
+        .await
+        .expect("add");
+    }
+    a.add_peer(peer(12, 65002, pb, 11)).await.expect("add");
+    a.add_peer(PeerConfig {
+        name: "peer12-second".into(),
+        ..peer(12, 65003, pc, 11)
+    })
+    .await
+    .expect("add");
+    assert!(a.add_peer(peer(12, 65002, pb, 11)).await.is_err());
+    b.originate(vec![(net("10.1.0.0/24"), OriginAttrs::default())])
+        .expect("originate");
+    c.originate(vec![(net("10.2.0.0/24"), OriginAttrs::default())])
+        .expect("originate");
+    let mut best = std::collections::BTreeMap::new();
+    while best.len() < 2 {
+        if let RouteEvent::Best {
+            prefix, as_path, ..
+        } = next_event(&mut a_ev, |e| matches!(e, RouteEvent::Best { .. })).await
+        {
+            best.insert(prefix.to_string(), as_path.to_vec());
+        }
+    }
+    assert_eq!(best["10.1.0.0/24"], [65002]);
+    assert_eq!(best["10.2.0.0/24"], [65003]);
+    let ports: Vec<u16> = a
+        .peer_status()
+        .await
+        .expect("status")
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    a.remove_peer(SocketAddr::new(lo(12), pc))
+        .await
+        .expect("remove");
+    let gone = next_event(&mut a_ev, |e| matches!(e, RouteEvent::Withdrawn { .. })).await;
+    assert!(matches!(gone, RouteEvent::Withdrawn { prefix, .. } if prefix == net("10.2.0.0/24")));
+    let left = a.peer_status().await.expect("status");
+    assert_eq!(left.len(), 1);
+    assert_eq!((left[0].port, left[0].state), (pb, State::Established));
+    for s in [a, b, c] {
+        s.shutdown(None).await.expect("shutdown");
+    }
 }

@@ -421,9 +421,9 @@ fn bgp_peer_peerings<'a>(state: &'a ClusterState, me: &Node) -> Vec<(Scope, Peer
 /// BGPPeer peerings. Where Calico would run two sessions to one address (two ports, or a
 /// mesh and an explicit peering) calico-node keeps one: node-specific over global over
 /// mesh, the first of equals.
-pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
+pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<SocketAddr, DesiredPeer> {
     let state = input.state;
-    let mut out: BTreeMap<IpAddr, DesiredPeer> = BTreeMap::new();
+    let mut out: BTreeMap<SocketAddr, DesiredPeer> = BTreeMap::new();
     let Some(me) = state.nodes.get(input.node) else {
         return out;
     };
@@ -434,11 +434,16 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<IpAddr, DesiredPeer> {
     let my_as = node_as(state, me);
     let my_cluster = cluster_id(me);
     let bgp_default = state.bgp_default();
-    let mut add = |peer: DesiredPeer| match out.get(&peer.address.ip()) {
-        Some(existing) if existing.kind >= peer.kind => {}
-        _ => {
-            out.insert(peer.address.ip(), peer);
+    // Sessions are per address and port (as BIRD's protocols: two BGPPeers may name one
+    // address on two ports). Between kinds the address decides: node-specific beats
+    // global beats mesh; of equals at one address and port the first stays.
+    let mut add = |peer: DesiredPeer| {
+        let ip = peer.address.ip();
+        if out.iter().any(|(a, p)| a.ip() == ip && p.kind > peer.kind) {
+            return;
         }
+        out.retain(|a, p| a.ip() != ip || p.kind >= peer.kind);
+        out.entry(peer.address).or_insert(peer);
     };
 
     if mesh_enabled(state) && my_cluster.is_none() {

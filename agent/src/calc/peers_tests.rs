@@ -9,12 +9,21 @@ fn no_secrets(r: &SecretKeyRef) -> Result<String, String> {
     Err(format!("no secret {}/{}", r.name, r.key))
 }
 
-fn peers(state: &ClusterState, node: &str) -> BTreeMap<IpAddr, DesiredPeer> {
+fn sessions(state: &ClusterState, node: &str) -> BTreeMap<SocketAddr, DesiredPeer> {
     desired_peers(&PeerInput {
         state,
         node,
         secrets: &no_secrets,
     })
+}
+
+/// The sessions by peer address, for cases with one port per address.
+fn peers(state: &ClusterState, node: &str) -> BTreeMap<IpAddr, DesiredPeer> {
+    let all = sessions(state, node);
+    let by_ip: BTreeMap<IpAddr, DesiredPeer> =
+        all.iter().map(|(a, p)| (a.ip(), p.clone())).collect();
+    assert_eq!(by_ip.len(), all.len(), "two ports to one address: {all:#?}");
+    by_ip
 }
 
 fn names(peers: &BTreeMap<IpAddr, DesiredPeer>) -> Vec<String> {
@@ -225,6 +234,35 @@ fn password_ref(name: &str, key: &str) -> BgpPassword {
             key: key.into(),
         }),
     }
+}
+
+#[test]
+fn two_bgp_peers_to_one_address_on_two_ports_are_two_sessions() {
+    // Calico's corpus case explicit_peering/global: peerIP 10.0.0.9 and 10.0.0.9:166.
+    let mut s = three_nodes();
+    for (name, ip) in [("a", "10.0.0.9"), ("b", "10.0.0.9:166")] {
+        s.bgp_peers.insert(
+            name.into(),
+            peer(
+                name,
+                BGPPeerSpec {
+                    peer_ip: ip.into(),
+                    as_number: Some(AsNumber(65001)),
+                    ..BGPPeerSpec::default()
+                },
+            ),
+        );
+    }
+    let p = sessions(&s, "n1");
+    let to_9: Vec<(u16, &str)> = p
+        .iter()
+        .filter(|(a, _)| a.ip().to_string() == "10.0.0.9")
+        .map(|(a, d)| (a.port(), d.name.as_str()))
+        .collect();
+    assert_eq!(
+        to_9,
+        [(166, "Global_10_0_0_9_port_166"), (179, "Global_10_0_0_9")]
+    );
 }
 
 #[test]

@@ -336,9 +336,9 @@ struct Wiring {
     speaker: Speaker,
     node: String,
     secrets: SecretReader,
-    peers: BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
+    peers: BTreeMap<SocketAddr, (DesiredPeer, PeerConfig)>,
     /// Desired sessions kept down (their password is unavailable), since when.
-    held: BTreeMap<IpAddr, (DesiredPeer, SystemTime)>,
+    held: BTreeMap<SocketAddr, (DesiredPeer, SystemTime)>,
     /// The import limit every session gets.
     import_limit: Option<ImportLimit>,
     exports: BTreeMap<Ipv4Net, Export>,
@@ -586,7 +586,7 @@ impl Wiring {
             &self.node,
             self.subnet,
             &self.interface,
-            self.peers.keys().copied(),
+            self.peers.keys().map(SocketAddr::ip),
         );
         if let Err(e) = self.bfd.sync(bfd, &self.speaker) {
             warn!(error = format!("{e:#}"), "BFD sessions not set up");
@@ -656,15 +656,15 @@ fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> Change {
 /// `node status` rows: the speaker's sessions, and the sessions held down (BIRD's `down`
 /// state with the reason as info), in peer-address order.
 fn status_rows(
-    peers: &BTreeMap<IpAddr, (DesiredPeer, PeerConfig)>,
-    held: &BTreeMap<IpAddr, (DesiredPeer, SystemTime)>,
+    peers: &BTreeMap<SocketAddr, (DesiredPeer, PeerConfig)>,
+    held: &BTreeMap<SocketAddr, (DesiredPeer, SystemTime)>,
     status: &[PeerStatus],
     cluster_id: Option<Ipv4Addr>,
 ) -> Vec<BgpPeerStatus> {
     let mut rows: Vec<BgpPeerStatus> = status
         .iter()
         .filter_map(|s| {
-            let (desired, config) = peers.get(&s.address)?;
+            let (desired, config) = peers.get(&SocketAddr::new(s.address, s.port))?;
             Some(BgpPeerStatus {
                 state: s.bird_state().to_string(),
                 since: since_text(s.since),
@@ -695,7 +695,7 @@ fn status_rows(
         }
     }));
     rows.sort_by(|a, b| {
-        let key = |r: &BgpPeerStatus| r.peer_address.parse::<IpAddr>().ok();
+        let key = |r: &BgpPeerStatus| (r.peer_address.parse::<IpAddr>().ok(), r.port);
         key(a).cmp(&key(b))
     });
     rows

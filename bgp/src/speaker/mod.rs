@@ -19,7 +19,7 @@ pub mod socket;
 mod task;
 mod timers;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 use tokio::sync::{mpsc, oneshot};
@@ -56,7 +56,7 @@ impl EventSink {
 pub(crate) enum Command {
     AddPeer(PeerConfig, oneshot::Sender<Result<(), Error>>),
     UpdatePeer(PeerConfig, oneshot::Sender<Result<(), Error>>),
-    RemovePeer(IpAddr, oneshot::Sender<Result<(), Error>>),
+    RemovePeer(SocketAddr, oneshot::Sender<Result<(), Error>>),
     Originate(Vec<(IpNet, OriginAttrs)>),
     Withdraw(Vec<IpNet>),
     Path(IpAddr, bool),
@@ -133,8 +133,9 @@ impl Speaker {
         self.ask(|tx| Command::UpdatePeer(cfg, tx)).await?
     }
 
-    /// Removes a peer (Cease / Peer De-configured) and everything learned from it.
-    pub async fn remove_peer(&self, address: IpAddr) -> Result<(), Error> {
+    /// Removes the peer at `address` (its IP and port: two sessions may share an IP)
+    /// with Cease / Peer De-configured, and everything learned from it.
+    pub async fn remove_peer(&self, address: SocketAddr) -> Result<(), Error> {
         self.ask(|tx| Command::RemovePeer(address, tx)).await?
     }
 

@@ -104,6 +104,7 @@ impl Peer {
         PeerStatus {
             name: self.cfg.name.clone(),
             address: self.cfg.address,
+            port: self.cfg.port,
             remote_as: self.cfg.remote_as,
             state: self.main.state(),
             since: self.since,

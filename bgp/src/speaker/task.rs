@@ -3,7 +3,7 @@
 //! decides and encodes once per drained batch) and flushes one buffer per peer.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,7 +36,8 @@ pub(crate) struct Task {
     cfg: SpeakerConfig,
     rib: Rib,
     peers: Vec<Option<Peer>>,
-    by_addr: HashMap<IpAddr, u16>,
+    /// Peers by address and port (two sessions may share an address).
+    by_addr: HashMap<SocketAddr, u16>,
     timers: Timers,
     events: EventSink,
     conn_tx: mpsc::Sender<ConnEvent>,
@@ -248,14 +249,14 @@ impl Task {
     }
 
     fn add_peer(&mut self, cfg: PeerConfig) -> Result<(), Error> {
-        if self.by_addr.contains_key(&cfg.address) {
-            return Err(Error::PeerExists(cfg.address));
+        if self.by_addr.contains_key(&cfg.key()) {
+            return Err(Error::PeerExists(cfg.key()));
         }
         let idx = self.rib.add_peer(&cfg);
         if let Some(pw) = &cfg.password {
             self.set_listener_md5(cfg.address, Some(pw));
         }
-        self.by_addr.insert(cfg.address, idx);
+        self.by_addr.insert(cfg.key(), idx);
         let peer = Peer::new(idx, cfg, &self.cfg);
         if self.peers.len() <= idx as usize {
             self.peers.resize_with(idx as usize + 1, || None);
@@ -265,10 +266,26 @@ impl Task {
         Ok(())
     }
 
+    /// The peers at `ip`, whatever their port, in index order.
+    fn peers_at(&self, ip: IpAddr) -> Vec<u16> {
+        let mut out: Vec<u16> = self
+            .by_addr
+            .iter()
+            .filter(|(a, _)| a.ip() == ip)
+            .map(|(_, &i)| i)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// BFD's verdict on the path to `ip`, for every session to it.
     fn set_path(&mut self, addr: IpAddr, up: bool) {
-        let Some(&idx) = self.by_addr.get(&addr) else {
-            return;
-        };
+        for idx in self.peers_at(addr) {
+            self.set_path_of(idx, addr, up);
+        }
+    }
+
+    fn set_path_of(&mut self, idx: u16, addr: IpAddr, up: bool) {
         let Some(p) = self.peer_mut(idx) else {
             return;
         };
@@ -289,10 +306,10 @@ impl Task {
     fn update_peer(&mut self, cfg: PeerConfig) -> Result<(), Error> {
         let idx = *self
             .by_addr
-            .get(&cfg.address)
-            .ok_or(Error::NoSuchPeer(cfg.address))?;
+            .get(&cfg.key())
+            .ok_or(Error::NoSuchPeer(cfg.key()))?;
         let Some(peer) = self.peer_mut(idx) else {
-            return Err(Error::NoSuchPeer(cfg.address));
+            return Err(Error::NoSuchPeer(cfg.key()));
         };
         let old = peer.cfg.clone();
         let was_disabled = std::mem::take(&mut peer.disabled);
@@ -354,8 +371,9 @@ impl Task {
         self.feed(idx, false, Input::Stop { notification: n });
     }
 
-    fn remove_peer(&mut self, addr: IpAddr) -> Result<(), Error> {
-        let idx = self.by_addr.remove(&addr).ok_or(Error::NoSuchPeer(addr))?;
+    fn remove_peer(&mut self, key: SocketAddr) -> Result<(), Error> {
+        let idx = self.by_addr.remove(&key).ok_or(Error::NoSuchPeer(key))?;
+        let addr = key.ip();
         let n = Notification::new(code::CEASE, subcode::cease::PEER_DECONFIGURED, Vec::new());
         self.stop_peer(idx, n);
         if let Some(mut p) = self.peers.get_mut(idx as usize).and_then(Option::take) {
@@ -369,7 +387,12 @@ impl Task {
                 self.closing.extend(c.close());
             }
             if p.cfg.password.is_some() {
-                self.set_listener_md5(addr, None);
+                // The listener's key is per address: another session to it keeps its own.
+                let other = self.peers_at(addr).into_iter().find_map(|i| {
+                    let p = self.peers.get(i as usize)?.as_ref()?;
+                    p.cfg.password.clone()
+                });
+                self.set_listener_md5(addr, other.as_deref());
             }
         }
         self.timers.cancel_peer(idx);
@@ -506,7 +529,18 @@ impl Task {
     }
 
     fn accepted(&mut self, stream: TcpStream, ip: IpAddr) {
-        let Some(&idx) = self.by_addr.get(&ip) else {
+        // An inbound connection names no port of ours to tell sessions to one address
+        // apart: it goes to the first of them waiting for one (as BIRD), else the first.
+        let candidates = self.peers_at(ip);
+        let waiting = candidates.iter().copied().find(|&i| {
+            self.peers
+                .get(i as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|p| {
+                    matches!(p.main.state(), State::Idle | State::Connect | State::Active)
+                })
+        });
+        let Some(idx) = waiting.or(candidates.first().copied()) else {
             tracing::info!(peer = %ip, "connection from an unknown address refused");
             return;
         };
