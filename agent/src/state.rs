@@ -26,6 +26,9 @@ pub struct ClusterState {
     pub felix_configs: BTreeMap<String, FelixConfiguration>,
     pub bfd_configs: BTreeMap<String, BFDConfiguration>,
     pub bgp_filters: BTreeMap<String, BGPFilter>,
+    /// BGPFilters whose stored version was refused (it does not decode or breaks a rule),
+    /// with why: node status says so on the sessions that name them.
+    pub refused_filters: BTreeMap<String, String>,
     /// Keyed by `<namespace>/<name>`.
     pub workloads: BTreeMap<String, WorkloadEndpoint>,
     pub blocks: BTreeMap<IpNet, AllocationBlock>,
@@ -87,15 +90,21 @@ fn decode_block(key: &str, value: &[u8]) -> Option<AllocationBlock> {
 /// no CIDR, an AS 0) is skipped with a line naming the key, as one that does not decode.
 /// Nodes and endpoints, written by calico-node and the CNI plugin, are taken as decoded.
 fn decode_checked<R: Resource>(key: &str, value: &[u8]) -> Option<R> {
-    let mut r = decode::<R>(key, value)?;
+    checked(key, value).ok()
+}
+
+/// [`decode_checked`], with why a value was refused.
+fn checked<R: Resource>(key: &str, value: &[u8]) -> Result<R, String> {
+    let mut r: R = serde_json::from_slice(value).map_err(|e| {
+        warn!(key, error = %e, "ignoring a datastore value that does not decode");
+        e.to_string()
+    })?;
     r.set_defaults();
-    match r.validate() {
-        Ok(()) => Some(r),
-        Err(e) => {
-            warn!(key, error = %e, "ignoring an invalid {} in the datastore", R::KIND);
-            None
-        }
-    }
+    r.validate().map_err(|e| {
+        warn!(key, error = %e, "ignoring an invalid {} in the datastore", R::KIND);
+        e.to_string()
+    })?;
+    Ok(r)
 }
 
 fn put_checked<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
@@ -148,7 +157,14 @@ impl ClusterState {
                 p if p == BFDConfiguration::PLURAL => {
                     put_checked(&mut self.bfd_configs, key, name, value)
                 }
-                p if p == BGPFilter::PLURAL => put_checked(&mut self.bgp_filters, key, name, value),
+                p if p == BGPFilter::PLURAL => {
+                    let filter = checked::<BGPFilter>(key, value);
+                    match &filter {
+                        Ok(_) => drop(self.refused_filters.remove(name)),
+                        Err(why) => drop(self.refused_filters.insert(name.into(), why.clone())),
+                    }
+                    put_or_keep(&mut self.bgp_filters, name.to_string(), filter.ok(), key);
+                }
                 p if p == WorkloadEndpoint::PLURAL => {
                     put_resource(&mut self.workloads, key, name, value)
                 }
@@ -177,7 +193,10 @@ impl ClusterState {
                     p if p == BGPConfiguration::PLURAL => drop(self.bgp_configs.remove(&name)),
                     p if p == FelixConfiguration::PLURAL => drop(self.felix_configs.remove(&name)),
                     p if p == BFDConfiguration::PLURAL => drop(self.bfd_configs.remove(&name)),
-                    p if p == BGPFilter::PLURAL => drop(self.bgp_filters.remove(&name)),
+                    p if p == BGPFilter::PLURAL => {
+                        self.bgp_filters.remove(&name);
+                        self.refused_filters.remove(&name);
+                    }
                     p if p == WorkloadEndpoint::PLURAL => drop(self.workloads.remove(&name)),
                     _ => {}
                 }
@@ -370,5 +389,30 @@ mod tests {
             state.pools.get("p1").map(|p| p.spec.cidr.as_str()),
             Some("10.0.0.0/16")
         );
+    }
+
+    #[test]
+    fn a_refused_filter_version_keeps_the_last_valid_one_and_says_why() {
+        let mut state = ClusterState::default();
+        let key = keys::resource("bgpfilters", "f");
+        let filter = |rule: &str| {
+            format!(
+                r#"{{"kind":"BGPFilter","apiVersion":"projectcalico.org/v3","metadata":{{"name":"f"}},"spec":{{"exportV4":[{rule}]}}}}"#
+            )
+        };
+        state.put(&key, filter(r#"{"action":"Reject"}"#).as_bytes());
+        assert!(state.refused_filters.is_empty());
+        state.put(
+            &key,
+            filter(r#"{"action":"Reject","cidr":"10.0.0.0/8"}"#).as_bytes(),
+        );
+        assert_eq!(state.bgp_filters["f"].spec.export_v4[0].cidr, "");
+        let why = state.refused_filters.get("f").cloned().unwrap_or_default();
+        assert!(why.contains("matchOperator"), "{why}");
+        state.put(&key, filter(r#"{"action":"Accept"}"#).as_bytes());
+        assert!(state.refused_filters.is_empty());
+        state.put(&key, b"not json");
+        state.delete(&key);
+        assert!(state.bgp_filters.is_empty() && state.refused_filters.is_empty());
     }
 }

@@ -231,7 +231,8 @@ fn tor_frr_ebgp_carries_pod_traffic_between_nodes() {
     tor_case(true);
 }
 
-/// The BGPFilter the ToR peering runs (written before the peering that names it), node 1's block withheld from the ToR (when
+/// The BGPFilter the ToR peering runs, written before the peering that names it (with a
+/// second filter, `absent`, that nobody writes): node 1's block withheld from the ToR (when
 /// `withhold` is given), the other pool routes sent with 64999 prepended; the ToR's
 /// 198.51.100.0/24 refused on import (when `refuse` is set), its 203.0.113.0/24 taken.
 fn tor_filter(withhold: Option<&str>, refuse: bool) -> String {
@@ -245,9 +246,9 @@ fn tor_filter(withhold: Option<&str>, refuse: bool) -> String {
     };
     let peering = TOR_PEERING.replace(
         "numAllowedLocalASNumbers: 1}",
-        "numAllowedLocalASNumbers: 1, filters: [tor]}",
+        "numAllowedLocalASNumbers: 1, filters: [tor, absent]}",
     );
-    assert!(peering.contains("filters: [tor]"), "{peering}");
+    assert!(peering.contains("filters: [tor, absent]"), "{peering}");
     format!(
         "apiVersion: projectcalico.org/v3\nkind: BGPFilter\n\
          metadata: {{name: tor}}\nspec:\n  exportV4:\n{reject}  - action: Accept\n    \
@@ -291,6 +292,12 @@ fn filter_case(kind: RouterKind) {
     assert_eq!(s["acceptedPrefixes"], 2, "{s:#}");
     assert_eq!(s["importFilters"], serde_json::json!(["tor"]), "{s:#}");
     assert_eq!(s["exportFilters"], serde_json::json!(["tor"]), "{s:#}");
+    // A filter the peering names but nobody wrote: skipped, as Calico does, and said.
+    assert_eq!(
+        s["filterNotes"],
+        serde_json::json!(["BGPFilter absent does not exist"]),
+        "{s:#}"
+    );
     wait_no_route(&c, 0, "198.51.100.0/24");
     // Withheld: node 1 exports nothing to the ToR (its block is its only route to send).
     assert_eq!(s["exportedPrefixes"], 0, "{s:#}");

@@ -68,6 +68,46 @@ pub fn applied<'a>(
         .collect()
 }
 
+/// What a session's operator should know about the BGPFilters its BGPPeer names: one that
+/// does not exist (Calico skips it silently), one whose stored version was refused (the
+/// last valid version, if any, stays applied), a rule calico-rs skips (`interface`).
+pub fn notes(state: &ClusterState, names: &[String], ipv6: bool) -> Vec<String> {
+    let family = if ipv6 { "V6" } else { "V4" };
+    let mut out = Vec::new();
+    for name in names {
+        let filter = state.bgp_filters.get(name);
+        if let Some(why) = state.refused_filters.get(name) {
+            let kept = if filter.is_some() {
+                "the last valid version is applied"
+            } else {
+                "it is not applied"
+            };
+            out.push(format!(
+                "BGPFilter {name}: the stored version is refused ({why}); {kept}"
+            ));
+        } else if filter.is_none() {
+            out.push(format!("BGPFilter {name} does not exist"));
+        }
+        let Some(filter) = filter else { continue };
+        for (list, v6, rules) in filter.spec.lists() {
+            if v6 != ipv6 {
+                continue;
+            }
+            for (i, rule) in rules.iter().enumerate() {
+                if !rule.interface.is_empty() {
+                    let list = list.replace(family, &format!("{family}[{i}]"));
+                    out.push(format!(
+                        "BGPFilter {name}: {list} matches interface {:?}, which calico-rs does \
+                         not apply; the rule is skipped",
+                        rule.interface
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// The import policy of a session: its filters' rules, then accept.
 pub fn import_policy(filters: &[(&str, &BGPFilterSpec)], ipv6: bool, ibgp: bool) -> Policy {
     Policy {
@@ -355,6 +395,33 @@ mod tests {
         assert_eq!(list(FilterDirection::Import, false), ["a"]);
         assert!(list(FilterDirection::Export, false).is_empty());
         assert_eq!(list(FilterDirection::Export, true), ["b"]);
+    }
+
+    #[test]
+    fn notes_name_missing_and_refused_filters_and_skipped_interface_rules() {
+        let mut state = ClusterState::default();
+        let mut f = filter(
+            "  exportV4:\n  - {action: Reject}\n  - {action: Reject, interface: eth0}\n\
+             \x20 importV6:\n  - {action: Reject, interface: eth1}\n",
+        );
+        f.metadata.name = "f".into();
+        state.bgp_filters.insert("f".into(), f);
+        state
+            .refused_filters
+            .insert("g".into(), "cidr and matchOperator must both be set".into());
+        let names = vec!["f".to_string(), "g".into(), "h".into()];
+        assert_eq!(
+            notes(&state, &names, false),
+            [
+                "BGPFilter f: ExportV4[1] matches interface \"eth0\", which calico-rs does not \
+                 apply; the rule is skipped",
+                "BGPFilter g: the stored version is refused (cidr and matchOperator must both be \
+                 set); it is not applied",
+                "BGPFilter h does not exist",
+            ]
+        );
+        assert_eq!(notes(&state, &names, true).len(), 3);
+        assert!(notes(&state, &names, true)[0].contains("ImportV6[0]"));
     }
 
     #[test]

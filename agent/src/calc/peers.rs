@@ -13,6 +13,7 @@ use datastore::model::{
 };
 use datastore::selector::Selector;
 
+use crate::calc::filters;
 use crate::state::ClusterState;
 
 /// Graceful-restart time when none is configured (BIRD's and Calico's 120 s).
@@ -79,6 +80,8 @@ pub struct DesiredPeer {
     /// BGPPeer names that exist and have rules for its family.
     pub import_filters: Vec<String>,
     pub export_filters: Vec<String>,
+    /// What is wrong with the BGPFilters its BGPPeer names ([`filters::notes`]).
+    pub filter_notes: Vec<String>,
 }
 
 /// Everything peer computation reads besides the cluster state.
@@ -417,10 +420,10 @@ fn bgp_peer_peerings<'a>(state: &'a ClusterState, me: &Node) -> Vec<(Scope, Peer
     out
 }
 
-/// Computes the peers of `input.node`, keyed by remote address: Calico's mesh, then its
-/// BGPPeer peerings. Where Calico would run two sessions to one address (two ports, or a
-/// mesh and an explicit peering) calico-node keeps one: node-specific over global over
-/// mesh, the first of equals.
+/// Computes the sessions of `input.node`, keyed by remote address and port: Calico's
+/// mesh, then its BGPPeer peerings. Two BGPPeers naming one address on two ports are two
+/// sessions, as in Calico; of a mesh and an explicit peering to one address calico-node
+/// keeps one: node-specific over global over mesh, the first of equals.
 pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<SocketAddr, DesiredPeer> {
     let state = input.state;
     let mut out: BTreeMap<SocketAddr, DesiredPeer> = BTreeMap::new();
@@ -490,6 +493,7 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<SocketAddr, DesiredPeer>
                     calico_node: Some(other.name().to_string()),
                     import_filters: Vec::new(),
                     export_filters: Vec::new(),
+                    filter_notes: Vec::new(),
                 }
                 .with_password(&password));
             }
@@ -562,6 +566,7 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<SocketAddr, DesiredPeer>
             calico_node,
             import_filters: filter_names(state, &spec.filters, FilterDirection::Import, p.ip),
             export_filters: filter_names(state, &spec.filters, FilterDirection::Export, p.ip),
+            filter_notes: filters::notes(state, &spec.filters, p.ip.is_ipv6()),
         }
         .with_password(&resolve_password(input, spec.password.as_ref())));
     }
@@ -574,7 +579,7 @@ fn filter_names(
     direction: FilterDirection,
     ip: IpAddr,
 ) -> Vec<String> {
-    crate::calc::filters::applied(state, names, direction, ip.is_ipv6())
+    filters::applied(state, names, direction, ip.is_ipv6())
         .into_iter()
         .map(|(name, _)| name.to_string())
         .collect()

@@ -742,6 +742,7 @@ fn describe(
         num_allowed_local_as_numbers: desired.num_allowed_local_as,
         import_filters: desired.import_filters.clone(),
         export_filters: desired.export_filters.clone(),
+        filter_notes: desired.filter_notes.clone(),
         ..BgpPeerStatus::default()
     }
 }

@@ -87,6 +87,10 @@ pub struct BgpPeerStatus {
     pub import_filters: Vec<String>,
     /// BGPFilter names applied on export, in order.
     pub export_filters: Vec<String>,
+    /// What is wrong with the BGPFilters the session's BGPPeer names (missing, refused,
+    /// a rule not applied); absent when nothing is.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter_notes: Vec<String>,
     /// When the session entered its state, RFC 3339.
     pub since_time: String,
     /// Prefixes the peer sent (including refused ones).
