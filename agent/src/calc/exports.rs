@@ -70,13 +70,7 @@ pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Ex
     }
 
     if let Some(config) = state.bgp_default() {
-        let spec = &config.spec;
-        for svc in spec
-            .service_cluster_ips
-            .iter()
-            .chain(&spec.service_external_ips)
-            .chain(&spec.service_load_balancer_ips)
-        {
+        for svc in config.spec.advertised_service_cidrs() {
             if let Some(net) = svc.cidr.parse::<IpNet>().ok().as_ref().and_then(v4) {
                 prefixes.insert(net.trunc());
             }
@@ -149,7 +143,9 @@ fn prefix_advertisements(state: &ClusterState, node: &str) -> Vec<(Ipv4Net, Vec<
 mod tests {
     use datastore::model::EncapMode::Never;
     use datastore::model::ipam::AffinityState;
-    use datastore::model::{Community, PrefixAdvertisement};
+    use datastore::model::{
+        Community, PrefixAdvertisement, ServiceCidr, ServiceLoadBalancerAggregation,
+    };
 
     use super::super::fixtures::*;
     use super::*;
@@ -174,6 +170,25 @@ mod tests {
         allocate(&mut s, "10.244.2.0/26", 8, "n2");
         assert_eq!(prefixes(&s, "n1"), vec!["10.244.1.0/26", "10.244.2.7/32"]);
         assert_eq!(prefixes(&s, "n2"), vec!["10.244.2.0/26"]);
+    }
+
+    #[test]
+    fn service_cidrs_are_announced_and_load_balancer_ones_only_when_aggregated() {
+        let mut s = cluster(vec![node("n1", "10.0.0.1/24")], vec![]);
+        let mut config = bgp_config(true, None);
+        let cidr = |c: &str| ServiceCidr { cidr: c.into() };
+        config.spec.service_cluster_ips = vec![cidr("10.96.0.0/12")];
+        config.spec.service_external_ips = vec![cidr("192.0.2.0/24")];
+        config.spec.service_load_balancer_ips = vec![cidr("198.51.100.0/24")];
+        s.bgp_configs.insert("default".into(), config.clone());
+        assert_eq!(
+            prefixes(&s, "n1"),
+            ["10.96.0.0/12", "192.0.2.0/24", "198.51.100.0/24"]
+        );
+        config.spec.service_load_balancer_aggregation =
+            Some(ServiceLoadBalancerAggregation::Disabled);
+        s.bgp_configs.insert("default".into(), config);
+        assert_eq!(prefixes(&s, "n1"), ["10.96.0.0/12", "192.0.2.0/24"]);
     }
 
     #[test]

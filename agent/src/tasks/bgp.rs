@@ -94,13 +94,7 @@ fn export_policy(state: &ClusterState) -> Policy {
         .map(PrefixRange::or_longer)
         .collect();
     if let Some(cfg) = state.bgp_default() {
-        let s = &cfg.spec;
-        for svc in s
-            .service_cluster_ips
-            .iter()
-            .chain(&s.service_external_ips)
-            .chain(&s.service_load_balancer_ips)
-        {
+        for svc in cfg.spec.advertised_service_cidrs() {
             if let Ok(net) = svc.cidr.parse::<IpNet>() {
                 prefixes.push(PrefixRange::or_longer(net.trunc()));
             }

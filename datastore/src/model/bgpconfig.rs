@@ -31,6 +31,15 @@ string_enum! {
 }
 
 string_enum! {
+    /// `serviceLoadBalancerAggregation`: advertise the `serviceLoadBalancerIPs` CIDRs
+    /// (`Enabled`, the default) or only a /32 per LoadBalancer service (`Disabled`).
+    ServiceLoadBalancerAggregation {
+        Enabled = "Enabled",
+        Disabled = "Disabled",
+    }
+}
+
+string_enum! {
     /// `bindMode`: listen on all addresses or only the node IP.
     BindMode {
         None = "None",
@@ -102,6 +111,8 @@ pub struct BGPConfigurationSpec {
     )]
     pub service_cluster_ips: Vec<ServiceCidr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_load_balancer_aggregation: Option<ServiceLoadBalancerAggregation>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen_port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind_mode: Option<BindMode>,
@@ -120,6 +131,23 @@ pub struct BGPConfigurationSpec {
 }
 
 impl BGPConfigurationSpec {
+    /// The service CIDRs advertised as such: cluster and external IPs, and the
+    /// LoadBalancer IPs unless `serviceLoadBalancerAggregation: Disabled` (then Calico
+    /// advertises a /32 per LoadBalancer service instead, which needs Kubernetes Services).
+    pub fn advertised_service_cidrs(&self) -> impl Iterator<Item = &ServiceCidr> {
+        let aggregate = self.service_load_balancer_aggregation
+            != Some(ServiceLoadBalancerAggregation::Disabled);
+        let lb: &[ServiceCidr] = if aggregate {
+            &self.service_load_balancer_ips
+        } else {
+            &[]
+        };
+        self.service_cluster_ips
+            .iter()
+            .chain(&self.service_external_ips)
+            .chain(lb)
+    }
+
     /// The cluster AS (64512 when unset).
     pub fn effective_as_number(&self) -> AsNumber {
         self.as_number.unwrap_or(DEFAULT_AS_NUMBER)

@@ -31,6 +31,7 @@ pub use bfdconfig::{BFDConfiguration, BFDConfigurationSpec, BFDInterface};
 pub use bgpconfig::{
     BGPConfiguration, BGPConfigurationSpec, BgpLogSeverity, BindMode, Community, DEFAULT_AS_NUMBER,
     DEFAULT_LISTEN_PORT, PrefixAdvertisement, ProgramClusterRoutes, ServiceCidr,
+    ServiceLoadBalancerAggregation,
 };
 pub use bgpfilter::{
     BGPFilter, BGPFilterRule, BGPFilterSpec, FilterAction, FilterDirection, FilterPeerType,
