@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use datastore::model::EncapMode;
 
 /// calico-node: Calico-compatible node agent (dataplane, embedded BGP, flannel backend).
 #[derive(Debug, Clone, Parser)]
@@ -259,11 +260,11 @@ pub fn import_limit(max: u64, action: &str) -> Result<Option<bgp::config::Import
 }
 
 /// Normalises `CALICO_IPV4POOL_IPIP` / `_VXLAN` values as calico-node does.
-pub fn parse_encap_mode(name: &str, value: &str) -> Result<&'static str, String> {
+pub fn parse_encap_mode(name: &str, value: &str) -> Result<EncapMode, String> {
     match value.trim() {
-        "Always" | "always" => Ok("Always"),
-        "CrossSubnet" | "cross-subnet" | "crosssubnet" => Ok("CrossSubnet"),
-        "Never" | "never" | "off" | "Off" | "" => Ok("Never"),
+        "Always" | "always" => Ok(EncapMode::Always),
+        "CrossSubnet" | "cross-subnet" | "crosssubnet" => Ok(EncapMode::CrossSubnet),
+        "Never" | "never" | "off" | "Off" | "" => Ok(EncapMode::Never),
         other => Err(format!(
             "{name}: '{other}' is not one of Always, CrossSubnet, Never"
         )),
@@ -276,8 +277,11 @@ mod tests {
 
     #[test]
     fn encap_modes_accept_calico_node_spellings() {
-        assert_eq!(parse_encap_mode("X", "cross-subnet"), Ok("CrossSubnet"));
-        assert_eq!(parse_encap_mode("X", "off"), Ok("Never"));
+        assert_eq!(
+            parse_encap_mode("X", "cross-subnet"),
+            Ok(EncapMode::CrossSubnet)
+        );
+        assert_eq!(parse_encap_mode("X", "off"), Ok(EncapMode::Never));
         assert!(parse_encap_mode("X", "sometimes").is_err());
         assert_eq!(parse_bool("X", "TRUE"), Ok(true));
         assert!(parse_bool("X", "maybe").is_err());

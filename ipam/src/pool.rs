@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use datastore::model::ippool::{self, IPPool};
+use datastore::model::ippool::{self, EncapMode, IPPool, Tunnel};
 use datastore::selector::Selector;
 use ipnet::IpNet;
 
@@ -40,10 +40,10 @@ pub struct Pool {
     /// Calico selector over Node labels; empty = `all()`.
     pub node_selector: String,
     pub allowed_uses: Vec<AllowedUse>,
-    /// `ipipMode` (`Always`, `CrossSubnet`, `Never`), for choosing a tunnel pool.
-    pub ipip_mode: String,
-    /// `vxlanMode` (`Always`, `CrossSubnet`, `Never`).
-    pub vxlan_mode: String,
+    /// `ipipMode`, for choosing a tunnel pool.
+    pub ipip_mode: EncapMode,
+    /// `vxlanMode`.
+    pub vxlan_mode: EncapMode,
 }
 
 // ===== impl Pool =====
@@ -58,8 +58,8 @@ impl Pool {
             disabled: false,
             node_selector: "all()".to_string(),
             allowed_uses: vec![AllowedUse::Workload, AllowedUse::Tunnel],
-            ipip_mode: "Never".to_string(),
-            vxlan_mode: "Never".to_string(),
+            ipip_mode: EncapMode::Never,
+            vxlan_mode: EncapMode::Never,
         }
     }
 
@@ -94,8 +94,8 @@ impl Pool {
             disabled: spec.disabled,
             node_selector: spec.node_selector.clone(),
             allowed_uses,
-            ipip_mode: spec.ipip_mode.to_string(),
-            vxlan_mode: spec.vxlan_mode.to_string(),
+            ipip_mode: spec.ipip_mode,
+            vxlan_mode: spec.vxlan_mode,
         })
     }
 
@@ -116,14 +116,14 @@ impl Pool {
         Ok(selector.matches(labels))
     }
 
-    /// True when IPIP or VXLAN encapsulation (as asked) is on in this pool.
-    pub fn has_encap(&self, vxlan: bool) -> bool {
-        let mode = if vxlan {
-            &self.vxlan_mode
-        } else {
-            &self.ipip_mode
-        };
-        !(mode.is_empty() || mode.eq_ignore_ascii_case("never"))
+    /// True when the pool encapsulates with `tunnel` (the same rule as
+    /// [`IPPoolSpec::uses`](datastore::model::IPPoolSpec::uses)).
+    pub fn uses(&self, tunnel: Tunnel) -> bool {
+        match tunnel {
+            Tunnel::Ipip => self.ipip_mode,
+            Tunnel::Vxlan => self.vxlan_mode,
+        }
+        .encapsulates()
     }
 }
 
@@ -198,8 +198,8 @@ mod tests {
         assert_eq!(p.name, "rack1");
         assert_eq!(p.block_size, 26);
         assert_eq!(p.allowed_uses, vec![AllowedUse::Workload]);
-        assert!(p.has_encap(false));
-        assert!(!p.has_encap(true));
+        assert!(p.uses(Tunnel::Ipip));
+        assert!(!p.uses(Tunnel::Vxlan));
         Ok(())
     }
 

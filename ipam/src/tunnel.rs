@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use datastore::model::Tunnel;
 use datastore::model::ipam::attr;
 
 use crate::assign::AutoAssignArgs;
@@ -24,6 +25,14 @@ pub enum TunnelKind {
 }
 
 impl TunnelKind {
+    /// The pool encapsulation the address serves.
+    pub fn tunnel(self) -> Tunnel {
+        match self {
+            TunnelKind::Ipip => Tunnel::Ipip,
+            TunnelKind::Vxlan => Tunnel::Vxlan,
+        }
+    }
+
     /// The IPAM handle: `ipip-tunnel-addr-<node>` / `vxlan-tunnel-addr-<node>`.
     pub fn handle(self, node: &str) -> String {
         match self {
@@ -63,7 +72,7 @@ impl Ipam {
         let usable = candidate_pools(&all, &[], node, &labels, AllowedUse::Tunnel)?;
         let with_encap: Vec<String> = usable
             .iter()
-            .filter(|p| p.has_encap(kind == TunnelKind::Vxlan))
+            .filter(|p| p.uses(kind.tunnel()))
             .map(|p| p.name.clone())
             .collect();
         if with_encap.is_empty() {

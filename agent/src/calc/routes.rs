@@ -7,12 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use datastore::model::ipam::attr;
-use datastore::model::{EncapMode, IPPool, Node};
+use datastore::model::{IPPool, Node, Tunnel};
 use ipnet::{IpNet, Ipv4Net};
 
 use super::tunnels::{
-    Encap, derived_vtep_mac, encap_for, ipip_in_use, ipip_mtu, vxlan_in_use, vxlan_mtu, vxlan_port,
-    vxlan_vni,
+    derived_vtep_mac, ipip_in_use, ipip_mtu, vxlan_in_use, vxlan_mtu, vxlan_port, vxlan_vni,
 };
 use super::{Backend, LearnedRoutes};
 use crate::dataplane::apply::DesiredState;
@@ -168,27 +167,28 @@ fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut 
             continue;
         }
         let same_subnet = local.same_subnet(*next_hop);
-        let target = match pool_of(input.state, prefix).map(|p| encap_for(p, same_subnet)) {
-            // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
-            // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
-            // switching a pool to VXLAN leaves no instant without a route.
-            Some(Encap::Vxlan) if !same_subnet => continue,
-            Some(Encap::Vxlan) => RouteTarget::Gateway {
-                via: *next_hop,
-                dev: Some(local.interface.clone()),
-                onlink: false,
-            },
-            Some(Encap::Ipip) => RouteTarget::Gateway {
-                via: *next_hop,
-                dev: Some(IPIP_DEVICE.into()),
-                onlink: true,
-            },
-            _ => RouteTarget::Gateway {
-                via: *next_hop,
-                dev: same_subnet.then(|| local.interface.clone()),
-                onlink: false,
-            },
-        };
+        let target =
+            match pool_of(input.state, prefix).and_then(|p| p.spec.encap_towards(same_subnet)) {
+                // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
+                // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
+                // switching a pool to VXLAN leaves no instant without a route.
+                Some(Tunnel::Vxlan) if !same_subnet => continue,
+                Some(Tunnel::Vxlan) => RouteTarget::Gateway {
+                    via: *next_hop,
+                    dev: Some(local.interface.clone()),
+                    onlink: false,
+                },
+                Some(Tunnel::Ipip) => RouteTarget::Gateway {
+                    via: *next_hop,
+                    dev: Some(IPIP_DEVICE.into()),
+                    onlink: true,
+                },
+                _ => RouteTarget::Gateway {
+                    via: *next_hop,
+                    dev: same_subnet.then(|| local.interface.clone()),
+                    onlink: false,
+                },
+            };
         out.routes.insert(
             *prefix,
             Route {
@@ -353,11 +353,11 @@ fn vxlan_target(
     dst: &Ipv4Net,
 ) -> Option<(RouteTarget, bool)> {
     let pool = pool_of(state, dst)?;
-    if pool.spec.vxlan_mode == EncapMode::Never {
+    if !pool.spec.uses(Tunnel::Vxlan) {
         return None;
     }
-    match encap_for(pool, local.same_subnet(vtep.node_ip)) {
-        Encap::Vxlan => Some((
+    match pool.spec.encap_towards(local.same_subnet(vtep.node_ip)) {
+        Some(Tunnel::Vxlan) => Some((
             RouteTarget::Gateway {
                 via: vtep.tunnel_ip,
                 dev: Some(VXLAN_DEVICE.into()),

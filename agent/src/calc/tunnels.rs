@@ -3,7 +3,7 @@
 
 use sha1::{Digest, Sha1};
 
-use datastore::model::{EncapMode, FelixConfiguration, IPPool};
+use datastore::model::{FelixConfiguration, Tunnel};
 
 use crate::state::ClusterState;
 
@@ -18,18 +18,12 @@ pub const VXLAN_OVERHEAD: u32 = 50;
 
 /// True when some pool encapsulates with IPIP (Always or CrossSubnet).
 pub fn ipip_in_use(state: &ClusterState) -> bool {
-    state
-        .pools
-        .values()
-        .any(|p| p.spec.ipip_mode != EncapMode::Never)
+    state.pools.values().any(|p| p.spec.uses(Tunnel::Ipip))
 }
 
 /// True when some pool encapsulates with VXLAN (Always or CrossSubnet).
 pub fn vxlan_in_use(state: &ClusterState) -> bool {
-    state
-        .pools
-        .values()
-        .any(|p| p.spec.vxlan_mode != EncapMode::Never)
+    state.pools.values().any(|p| p.spec.uses(Tunnel::Vxlan))
 }
 
 /// The Felix settings that apply to `node`: `node.<name>` overrides `default`.
@@ -89,30 +83,6 @@ pub fn derived_vtep_mac(node: &str) -> [u8; 6] {
     let mut mac = [0x66u8; 6];
     mac[1..].copy_from_slice(&digest[..5]);
     mac
-}
-
-/// How traffic to a remote node in `pool` travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encap {
-    None,
-    Ipip,
-    Vxlan,
-}
-
-/// The encapsulation `pool` asks for towards a node that is (or is not) on our subnet.
-pub fn encap_for(pool: &IPPool, same_subnet: bool) -> Encap {
-    let wants = |mode: EncapMode| match mode {
-        EncapMode::Always => true,
-        EncapMode::CrossSubnet => !same_subnet,
-        EncapMode::Never => false,
-    };
-    if wants(pool.spec.vxlan_mode) {
-        Encap::Vxlan
-    } else if wants(pool.spec.ipip_mode) {
-        Encap::Ipip
-    } else {
-        Encap::None
-    }
 }
 
 #[cfg(test)]

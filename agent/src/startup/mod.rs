@@ -121,13 +121,7 @@ pub async fn ensure_default_pool(client: &Client, cfg: &NodeConfig) -> Result<()
         return Ok(());
     }
     let mode = |name: &str, value: &str| -> Result<EncapMode, StartupError> {
-        Ok(
-            match parse_encap_mode(name, value).map_err(StartupError::Config)? {
-                "Always" => EncapMode::Always,
-                "CrossSubnet" => EncapMode::CrossSubnet,
-                _ => EncapMode::Never,
-            },
-        )
+        parse_encap_mode(name, value).map_err(StartupError::Config)
     };
     let pool: IPPool = Object::new(
         "default-ipv4-ippool",

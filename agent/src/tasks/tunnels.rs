@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datastore::Client;
-use datastore::model::{EncapMode, Node};
+use datastore::model::Node;
 use datastore::selector::Selector;
 use ipam::{Ipam, TunnelKind};
 use tokio::sync::watch;
@@ -35,11 +35,7 @@ pub enum TunnelPlan {
 
 fn pool_wants(state: &ClusterState, node: &Node, kind: TunnelKind) -> bool {
     state.pools.values().any(|p| {
-        let mode = match kind {
-            TunnelKind::Ipip => p.spec.ipip_mode,
-            TunnelKind::Vxlan => p.spec.vxlan_mode,
-        };
-        mode != EncapMode::Never
+        p.spec.uses(kind.tunnel())
             && !p.spec.disabled
             && Selector::parse(&p.spec.node_selector)
                 .map(|s| p.spec.node_selector.is_empty() || s.matches(&node.metadata.labels))

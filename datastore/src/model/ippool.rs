@@ -33,6 +33,31 @@ impl Default for EncapMode {
     }
 }
 
+impl EncapMode {
+    /// Whether the mode encapsulates towards some node (`Always` or `CrossSubnet`).
+    pub fn encapsulates(self) -> bool {
+        self != EncapMode::Never
+    }
+
+    /// Whether the mode encapsulates towards a node on our subnet (`same_subnet`) or not.
+    pub fn towards(self, same_subnet: bool) -> bool {
+        match self {
+            EncapMode::Always => true,
+            EncapMode::CrossSubnet => !same_subnet,
+            EncapMode::Never => false,
+        }
+    }
+}
+
+/// The encapsulations a pool can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Tunnel {
+    /// IPIP over `tunl0` (`ipipMode`).
+    Ipip,
+    /// VXLAN over `vxlan.calico` (`vxlanMode`).
+    Vxlan,
+}
+
 string_enum! {
     /// `allowedUses`: what IPAM may allocate from the pool.
     AllowedUse {
@@ -87,6 +112,27 @@ pub(crate) fn is_false(b: &bool) -> bool {
 }
 
 impl IPPoolSpec {
+    /// The pool's mode for `tunnel`.
+    pub fn mode(&self, tunnel: Tunnel) -> EncapMode {
+        match tunnel {
+            Tunnel::Ipip => self.ipip_mode,
+            Tunnel::Vxlan => self.vxlan_mode,
+        }
+    }
+
+    /// Whether the pool encapsulates with `tunnel` towards some node.
+    pub fn uses(&self, tunnel: Tunnel) -> bool {
+        self.mode(tunnel).encapsulates()
+    }
+
+    /// How traffic to a remote node in the pool travels: the tunnel, or `None` for
+    /// plain routing. VXLAN first (validation refuses a pool asking for both).
+    pub fn encap_towards(&self, same_subnet: bool) -> Option<Tunnel> {
+        [Tunnel::Vxlan, Tunnel::Ipip]
+            .into_iter()
+            .find(|t| self.mode(*t).towards(same_subnet))
+    }
+
     /// A pool spec for `cidr` with every other field at Calico's default.
     pub fn with_cidr(cidr: impl Into<String>) -> IPPoolSpec {
         let mut spec = IPPoolSpec {
@@ -170,5 +216,34 @@ impl Spec for IPPoolSpec {
 
     fn validate_create(&self, meta: &ObjectMeta, others: &[IPPool]) -> Result<()> {
         crate::validation::ippool::validate_overlap(meta, self, others)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_says_which_tunnel_carries_traffic_to_a_node() {
+        let spec = |ipip, vxlan| IPPoolSpec {
+            ipip_mode: ipip,
+            vxlan_mode: vxlan,
+            ..IPPoolSpec::with_cidr("10.244.0.0/16")
+        };
+        use EncapMode::{Always, CrossSubnet, Never};
+        // (ipip, vxlan) -> (towards a same-subnet node, towards another subnet)
+        for (ipip, vxlan, same, other) in [
+            (Never, Never, None, None),
+            (Always, Never, Some(Tunnel::Ipip), Some(Tunnel::Ipip)),
+            (CrossSubnet, Never, None, Some(Tunnel::Ipip)),
+            (Never, Always, Some(Tunnel::Vxlan), Some(Tunnel::Vxlan)),
+            (Never, CrossSubnet, None, Some(Tunnel::Vxlan)),
+        ] {
+            let s = spec(ipip, vxlan);
+            assert_eq!(s.encap_towards(true), same, "{ipip} {vxlan}");
+            assert_eq!(s.encap_towards(false), other, "{ipip} {vxlan}");
+            assert_eq!(s.uses(Tunnel::Ipip), ipip != Never);
+            assert_eq!(s.uses(Tunnel::Vxlan), vxlan != Never);
+        }
     }
 }

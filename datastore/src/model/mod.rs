@@ -43,7 +43,7 @@ pub use bgppeer::{
 pub use clusterinformation::{ClusterInformation, ClusterInformationSpec};
 pub use felixconfig::{FelixConfiguration, FelixConfigurationSpec};
 pub use ipamconfig::{IPAMConfiguration, IPAMConfigurationSpec};
-pub use ippool::{AllowedUse, AssignmentMode, EncapMode, IPPool, IPPoolSpec};
+pub use ippool::{AllowedUse, AssignmentMode, EncapMode, IPPool, IPPoolSpec, Tunnel};
 pub use meta::{API_VERSION, Object, ObjectMeta, TypeMeta};
 pub use node::{Node, NodeAddress, NodeBgpSpec, NodeSpec, NodeWireguardSpec, OrchRef};
 pub use nodestatus::{BfdSessionStatus, BgpPeerStatus, NodeStatusReport, STATUS_SOCKET};

@@ -3,7 +3,7 @@
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-use crate::model::ippool::{AllowedUse, EncapMode, IPPool, IPPoolSpec};
+use crate::model::ippool::{AllowedUse, IPPool, IPPoolSpec};
 use crate::model::meta::ObjectMeta;
 use crate::validation::check_selector;
 
@@ -66,14 +66,14 @@ pub fn validate(_meta: &ObjectMeta, spec: &IPPoolSpec) -> Result<()> {
              greater than the block size.",
         ));
     }
-    if spec.ipip_mode != EncapMode::Never && spec.vxlan_mode != EncapMode::Never {
+    if spec.ipip_mode.encapsulates() && spec.vxlan_mode.encapsulates() {
         return Err(Error::invalid(
             "IPPool.Spec.VXLANMode",
             spec.vxlan_mode.as_str(),
             "Cannot enable both VXLAN and IPIP on the same IPPool",
         ));
     }
-    if net.addr().is_ipv6() && spec.ipip_mode != EncapMode::Never {
+    if net.addr().is_ipv6() && spec.ipip_mode.encapsulates() {
         return Err(Error::invalid(
             "IPPool.Spec.IPIPMode",
             spec.ipip_mode.as_str(),
@@ -109,7 +109,7 @@ pub fn validate(_meta: &ObjectMeta, spec: &IPPoolSpec) -> Result<()> {
                 "LoadBalancer cannot be combined with other allowed uses",
             ));
         }
-        if spec.ipip_mode != EncapMode::Never || spec.vxlan_mode != EncapMode::Never {
+        if spec.ipip_mode.encapsulates() || spec.vxlan_mode.encapsulates() {
             return Err(Error::invalid(
                 "IPPool.Spec.AllowedUses",
                 "LoadBalancer",
@@ -172,6 +172,7 @@ pub fn validate_overlap(meta: &ObjectMeta, spec: &IPPoolSpec, others: &[IPPool])
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::model::EncapMode;
     use crate::model::resource::Resource;
 
     fn pool(cidr: &str) -> IPPool {
