@@ -12,6 +12,8 @@ pub mod nat;
 pub mod peers;
 pub mod router_id;
 pub mod routes;
+pub mod speaker_config;
+pub mod tunnel_addrs;
 pub mod tunnels;
 
 use std::collections::BTreeMap;

@@ -11,90 +11,16 @@ use std::time::Duration;
 
 use datastore::Client;
 use datastore::model::Node;
-use datastore::selector::Selector;
 use ipam::{Ipam, TunnelKind};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use crate::calc::tunnel_addrs::{TunnelPlan, plan};
 use crate::calc::tunnels::derived_vtep_mac;
 use crate::dataplane::types::format_mac;
 use crate::startup::modify_node;
 use crate::state::ClusterState;
 use crate::tasks::liveness::Heartbeat;
-
-/// What the node should hold for one tunnel kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TunnelPlan {
-    /// Nothing to do.
-    Keep,
-    /// Allocate (or look up) an address and record it.
-    Assign,
-    /// Release the address and clear the field.
-    Release,
-}
-
-fn pool_wants(state: &ClusterState, node: &Node, kind: TunnelKind) -> bool {
-    state.pools.values().any(|p| {
-        p.spec.uses(kind.tunnel())
-            && !p.spec.disabled
-            && Selector::parse(&p.spec.node_selector)
-                .map(|s| p.spec.node_selector.is_empty() || s.matches(&node.metadata.labels))
-                .unwrap_or(false)
-    })
-}
-
-fn recorded(node: &Node, kind: TunnelKind) -> Option<IpAddr> {
-    let text = match kind {
-        TunnelKind::Ipip => node.spec.bgp.as_ref()?.ipv4_ipip_tunnel_addr.as_deref(),
-        TunnelKind::Vxlan => node.spec.ipv4_vxlan_tunnel_addr.as_deref(),
-    }?;
-    text.parse().ok()
-}
-
-/// True when `ip` is allocated in some block under the node's tunnel handle.
-fn allocated_to_handle(state: &ClusterState, ip: IpAddr, handle: &str) -> bool {
-    state.blocks.values().any(|b| {
-        if !b.cidr.contains(&ip) {
-            return false;
-        }
-        let offset = match (b.cidr.network(), ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                u32::from(ip).wrapping_sub(u32::from(net)) as usize
-            }
-            _ => return false,
-        };
-        b.allocations
-            .get(offset)
-            .copied()
-            .flatten()
-            .and_then(|i| b.attributes.get(i))
-            .and_then(|a| a.handle_id.as_deref())
-            == Some(handle)
-    })
-}
-
-/// Decides what to do for `kind` on `node` (pure, so it is tested without a datastore).
-pub fn plan(state: &ClusterState, node_name: &str, kind: TunnelKind) -> TunnelPlan {
-    let Some(node) = state.nodes.get(node_name) else {
-        return TunnelPlan::Keep;
-    };
-    let wanted = pool_wants(state, node, kind);
-    let have = recorded(node, kind);
-    match (wanted, have) {
-        (true, None) => TunnelPlan::Assign,
-        (true, Some(ip)) if !allocated_to_handle(state, ip, &kind.handle(node_name)) => {
-            TunnelPlan::Assign
-        }
-        (true, Some(ip))
-            if kind == TunnelKind::Vxlan && node.spec.vxlan_tunnel_mac_addr.is_none() =>
-        {
-            let _ = ip;
-            TunnelPlan::Assign
-        }
-        (false, Some(_)) => TunnelPlan::Release,
-        _ => TunnelPlan::Keep,
-    }
-}
 
 /// Writes (or clears) the tunnel fields of the Node; true when they changed.
 async fn record(
@@ -210,45 +136,5 @@ pub async fn run(
             }
             break;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use datastore::model::EncapMode::{Always, Never};
-
-    use super::*;
-    use crate::calc::fixtures::*;
-
-    #[test]
-    fn a_vxlan_pool_asks_for_an_address_and_its_removal_releases_it() {
-        let mut s = cluster(
-            vec![node("n1", "10.0.0.1/24")],
-            vec![pool("p", "10.244.0.0/16", Never, Always)],
-        );
-        assert_eq!(plan(&s, "n1", TunnelKind::Vxlan), TunnelPlan::Assign);
-        assert_eq!(plan(&s, "n1", TunnelKind::Ipip), TunnelPlan::Keep);
-        s.nodes
-            .get_mut("n1")
-            .expect("n1")
-            .spec
-            .ipv4_vxlan_tunnel_addr = Some("10.244.1.0".into());
-        s.pools.get_mut("p").expect("p").spec.vxlan_mode = Never;
-        assert_eq!(plan(&s, "n1", TunnelKind::Vxlan), TunnelPlan::Release);
-    }
-
-    #[test]
-    fn a_recorded_address_not_held_by_our_handle_is_reassigned() {
-        let mut s = cluster(
-            vec![node("n1", "10.0.0.1/24")],
-            vec![pool("p", "10.244.0.0/16", Always, Never)],
-        );
-        s.nodes
-            .get_mut("n1")
-            .and_then(|n| n.spec.bgp.as_mut())
-            .expect("bgp")
-            .ipv4_ipip_tunnel_addr = Some("10.244.1.0".into());
-        // No block holds it: stale (e.g. the pool was recreated).
-        assert_eq!(plan(&s, "n1", TunnelKind::Ipip), TunnelPlan::Assign);
     }
 }
