@@ -21,6 +21,9 @@ pub struct SpeakerConfig {
     pub router_id: Ipv4Addr,
     /// Where to accept BGP connections (`0.0.0.0:179`); `None`: no listener, outbound only.
     pub listen: Option<SocketAddr>,
+    /// A second listener, for the sessions of the other address family (as BIRD and BIRD6
+    /// each listen on their own): the node's IPv6 address next to its IPv4 one.
+    pub listen_other_family: Option<SocketAddr>,
     /// Set to make this speaker a route reflector (RFC 4456) with this CLUSTER_ID.
     pub cluster_id: Option<Ipv4Addr>,
     /// Restart Time we advertise in the graceful-restart capability (RFC 4724); 0 = do not
@@ -55,6 +58,7 @@ impl Default for SpeakerConfig {
             local_as: 64512,
             router_id: Ipv4Addr::new(127, 0, 0, 1),
             listen: None,
+            listen_other_family: None,
             cluster_id: None,
             graceful_restart_time: 120,
             restarting: false,

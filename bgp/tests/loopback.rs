@@ -289,3 +289,54 @@ async fn two_sessions_to_one_address_on_two_ports_are_two_peers() {
         s.shutdown(None).await.expect("shutdown");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_listener_takes_the_other_familys_sessions() {
+    // As BIRD6 next to BIRD: the node listens on its IPv4 and its IPv6 address, and an
+    // IPv6 peer that dials the IPv6 one gets its session.
+    let v6 = |port: u16| SocketAddr::new(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST), port);
+    let (pa, pb) = (port(), port());
+    let (a, mut a_ev) = Speaker::start(SpeakerConfig {
+        local_as: 64512,
+        router_id: Ipv4Addr::new(10, 0, 0, 21),
+        listen: Some(SocketAddr::new(lo(21), pa)),
+        listen_other_family: Some(v6(pa)),
+        ..SpeakerConfig::default()
+    })
+    .expect("speaker starts");
+    let (b, _b_ev) = Speaker::start(SpeakerConfig {
+        local_as: 65002,
+        router_id: Ipv4Addr::new(10, 0, 0, 22),
+        listen: Some(v6(pb)),
+        ..SpeakerConfig::default()
+    })
+    .expect("speaker starts");
+    let six = |name: &str, port: u16, asn: u32, passive: bool| PeerConfig {
+        port,
+        passive,
+        local_address: Some(v6(0).ip()),
+        hold_time: 9,
+        keepalive_time: 3,
+        connect_retry_time: 1,
+        error_wait_time: (1, 2),
+        families: vec![bgp::Afi::Ipv6],
+        import: Some(Policy::accept_all()),
+        export: Some(Policy::accept_all()),
+        ..PeerConfig::new(name, v6(0).ip(), asn)
+    };
+    // a only waits; b dials a's IPv6 listener.
+    a.add_peer(six("b", pb, 65002, true)).await.expect("add");
+    b.add_peer(six("a", pa, 64512, false)).await.expect("add");
+    b.originate(vec![(net("2001:db8:1::/64"), OriginAttrs::default())])
+        .expect("originate");
+    let ev = next_event(&mut a_ev, |e| matches!(e, RouteEvent::Best { .. })).await;
+    assert!(
+        matches!(ev, RouteEvent::Best { prefix, .. } if prefix == net("2001:db8:1::/64")),
+        "{ev:?}"
+    );
+    let st = wait_state(&a, v6(0).ip(), State::Established).await;
+    assert_eq!(st.port, pb);
+    for s in [a, b] {
+        s.shutdown(None).await.expect("shutdown");
+    }
+}

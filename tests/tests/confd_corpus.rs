@@ -386,6 +386,18 @@ fn settle(node: &Node, golden_dir: &str) -> [Vec<String>; 2] {
     }
 }
 
+/// kube-master's `spec.bgp.ipv6Address` in a case's input, if it has one.
+fn kube_master_ipv6(input: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(input).ok()?;
+    let docs = datastore::model::parse_documents(&text).ok()?;
+    docs.into_iter().find_map(|d| match d {
+        datastore::model::AnyResource::Node(n) if n.metadata.name == "kube-master" => {
+            n.spec.bgp?.ipv6_address
+        }
+        _ => None,
+    })
+}
+
 /// Runs one case: the differences at its first golden file and after each step.
 fn run_case(i: usize, c: &Case) -> Vec<(String, [Vec<String>; 2])> {
     let mut node = Node::new(&format!("cfd{i}"));
@@ -397,8 +409,26 @@ fn run_case(i: usize, c: &Case) -> Vec<(String, [Vec<String>; 2])> {
             .map(|g| (g.to_string(), [vec![e.clone()], vec![e.clone()]]))
             .collect();
     }
+    // kube-master's IPv6 address goes on eth0 too, as on a dual-stack node: BIRD6 listens
+    // there, and so must calico-node.
+    let ipv6 = kube_master_ipv6(&input);
+    if let Some(v6) = &ipv6 {
+        node.ns
+            .ip(&["addr", "add", v6, "dev", "eth0", "nodad"])
+            .expect("IPv6 address");
+    }
     node.start(c.env);
-    let mut results = vec![(c.golden.to_string(), settle(&node, c.golden))];
+    let mut first = settle(&node, c.golden);
+    if let Some(v6) = &ipv6 {
+        let addr = v6.split('/').next().unwrap_or_default();
+        let listening = node.ns.sh("ss -ltnH").unwrap_or_default();
+        if listening.contains(&format!("[{addr}]:")) {
+            eprintln!("{}: calico-node listens on [{addr}]", c.input);
+        } else {
+            first[1].push(format!("not listening on {addr}: {}", listening.trim()));
+        }
+    }
+    let mut results = vec![(c.golden.to_string(), first)];
     for (step, next) in c.steps {
         let applied = match step {
             Step::Apply(dir) => node.calicoctl_ok(&[

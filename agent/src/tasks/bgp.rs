@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -147,12 +147,23 @@ pub async fn start(
     let router_id =
         crate::calc::router_id::router_id(cfg.router_id.as_deref(), &local.name, local.ip())
             .map_err(|e| anyhow::anyhow!(e))?;
-    let (speaker, events) = identity.start_speaker(router_id, local.ip())?;
+    // BIRD6 listens on the node's IPv6 address next to BIRD on its IPv4 one.
+    let ipv6 = snapshot
+        .nodes
+        .get(&local.name)
+        .and_then(|n| n.spec.bgp.as_ref())
+        .and_then(|b| b.ipv6_net())
+        .and_then(|n| match n.addr() {
+            IpAddr::V6(a) => Some(a),
+            IpAddr::V4(_) => None,
+        });
+    let listen = (local.ip(), ipv6);
+    let (speaker, events) = identity.start_speaker(router_id, listen)?;
     let wiring = Wiring {
         speaker,
         node: local.name.clone(),
         router_id,
-        listen_ip: local.ip(),
+        listen,
         secrets: Box::new(secret_reader(cfg.secrets_dir.clone())),
         peers: BTreeMap::new(),
         held: BTreeMap::new(),
@@ -200,16 +211,37 @@ impl Identity {
         }
     }
 
-    /// Starts the speaker with `router_id`, listening on the node's address `listen_ip`.
+    /// Starts the speaker with `router_id`, listening on the node's IPv4 address and, when
+    /// it has one that can be bound, its IPv6 address.
     fn start_speaker(
         &self,
         router_id: Ipv4Addr,
-        listen_ip: Ipv4Addr,
+        (v4, v6): (Ipv4Addr, Option<Ipv6Addr>),
+    ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>)> {
+        if let Some(v6) = v6 {
+            match self.start_speaker_on(router_id, v4, Some(v6)) {
+                Ok(started) => return Ok(started),
+                Err(e) => warn!(
+                    address = %v6,
+                    error = format!("{e:#}"),
+                    "cannot listen on the node's IPv6 address; IPv6 sessions must be dialled by us"
+                ),
+            }
+        }
+        self.start_speaker_on(router_id, v4, None)
+    }
+
+    fn start_speaker_on(
+        &self,
+        router_id: Ipv4Addr,
+        v4: Ipv4Addr,
+        v6: Option<Ipv6Addr>,
     ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>)> {
         let cfg = SpeakerConfig {
             local_as: self.local_as,
             router_id,
-            listen: Some(SocketAddr::new(IpAddr::V4(listen_ip), self.port)),
+            listen: Some(SocketAddr::new(IpAddr::V4(v4), self.port)),
+            listen_other_family: v6.map(|a| SocketAddr::new(IpAddr::V6(a), self.port)),
             cluster_id: self.cluster_id,
             graceful_restart_time: 120,
             // We may be restarting with routes in the kernel: ask peers to keep ours.
@@ -238,8 +270,8 @@ struct Wiring {
     import_limit: Option<ImportLimit>,
     exports: BTreeMap<Ipv4Net, Export>,
     router_id: Ipv4Addr,
-    /// The node's address, where the speaker listens.
-    listen_ip: Ipv4Addr,
+    /// The node's addresses, where the speaker listens.
+    listen: (Ipv4Addr, Option<Ipv6Addr>),
     identity: Identity,
     /// The node's subnet and interface: peers on it are one hop away (BFD single hop).
     subnet: Ipv4Net,
@@ -379,13 +411,13 @@ impl Wiring {
                 .shutdown(Some("BGP configuration changed".to_string()))
                 .await;
             // The old speaker's listener may take a moment to close after shutdown.
-            let mut attempt = identity.start_speaker(self.router_id, self.listen_ip);
+            let mut attempt = identity.start_speaker(self.router_id, self.listen);
             for _ in 0..50 {
                 if attempt.is_ok() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                attempt = identity.start_speaker(self.router_id, self.listen_ip);
+                attempt = identity.start_speaker(self.router_id, self.listen);
             }
             match attempt {
                 Ok((speaker, events)) => {

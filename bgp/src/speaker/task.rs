@@ -42,8 +42,8 @@ pub(crate) struct Task {
     events: EventSink,
     conn_tx: mpsc::Sender<ConnEvent>,
     conn_rx: Option<mpsc::Receiver<ConnEvent>>,
-    listener: Option<Arc<TcpListener>>,
-    listener_task: Option<AbortHandle>,
+    /// The listening sockets (at most one per address family) and their accept tasks.
+    listeners: Vec<(Arc<TcpListener>, bool, AbortHandle)>,
     next_id: u64,
     closing: Vec<JoinHandle<()>>,
     rng: u64,
@@ -80,8 +80,7 @@ impl Task {
             events,
             conn_tx,
             conn_rx: Some(conn_rx),
-            listener: None,
-            listener_task: None,
+            listeners: Vec::new(),
             next_id: 1,
             closing: Vec::new(),
             rng: 0,
@@ -93,11 +92,14 @@ impl Task {
             ^ ((u32::from(t.cfg.router_id) as u64) << 32)
             ^ std::process::id() as u64;
         t.rng = seed | 1;
-        if let Some(addr) = t.cfg.listen {
+        for addr in [t.cfg.listen, t.cfg.listen_other_family]
+            .into_iter()
+            .flatten()
+        {
             let l = socket::listen(addr).map_err(|e| Error::io(format!("listen on {addr}"), e))?;
             let l = Arc::new(l);
-            t.listener_task = Some(conn::spawn_listener(l.clone(), t.conn_tx.clone()));
-            t.listener = Some(l);
+            let task = conn::spawn_listener(l.clone(), t.conn_tx.clone());
+            t.listeners.push((l, addr.is_ipv6(), task));
         }
         Ok(t)
     }
@@ -236,10 +238,15 @@ impl Task {
     }
 
     fn set_listener_md5(&self, addr: IpAddr, password: Option<&str>) {
-        let Some(l) = &self.listener else {
+        // The key goes on the listener of the peer's family.
+        let Some((l, v6, _)) = self
+            .listeners
+            .iter()
+            .find(|(_, v6, _)| *v6 == addr.is_ipv6())
+        else {
             return;
         };
-        let v6 = self.cfg.listen.is_some_and(|a| a.is_ipv6());
+        let v6 = *v6;
         if let Err(e) = socket::set_md5(l.as_raw_fd(), v6, addr, password.map(str::as_bytes)) {
             // Removing a key that was never set fails harmlessly.
             if password.is_some() {
@@ -412,8 +419,8 @@ impl Task {
             }
         }
         self.flush();
-        if let Some(l) = self.listener_task.take() {
-            l.abort();
+        for (_, _, task) in self.listeners.drain(..) {
+            task.abort();
         }
         let writers = std::mem::take(&mut self.closing);
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
