@@ -8,8 +8,7 @@
 //!
 //! One `Session` drives one peer through one connection at a time. Connection collisions
 //! (§6.8) are detected by the owner, which runs a second `Session` for the colliding inbound
-//! connection and feeds the loser [`Input::CollisionDump`]; [`collision_keeps_inbound`] is
-//! the rule.
+//! connection and feeds the loser [`Input::CollisionDump`]; [`crate::collision`] decides.
 //!
 //! Beyond the base FSM: DampPeerOscillations-style back-off (the IdleHoldTimer doubles after
 //! each consecutive failure, from `idle_hold_min` to `idle_hold_max`), 4-octet AS required of
@@ -232,13 +231,6 @@ pub struct Session {
     stopped: bool,
 }
 
-/// RFC 4271 §6.8: with both connections' OPENs known, the connection initiated by the
-/// speaker with the higher BGP Identifier survives. Returns true when the inbound
-/// connection (initiated by the peer) is kept.
-pub fn collision_keeps_inbound(local_id: Ipv4Addr, remote_id: Ipv4Addr) -> bool {
-    u32::from(local_id) < u32::from(remote_id)
-}
-
 // ===== impl Session =====
 
 impl Session {
@@ -291,6 +283,13 @@ impl Session {
     /// Consecutive failures (drives the back-off).
     pub fn failures(&self) -> u32 {
         self.failures
+    }
+
+    /// How long the session has been Established (None when it is not).
+    pub fn established_for(&self, now: Instant) -> Option<Duration> {
+        self.established_at
+            .filter(|_| self.state == State::Established)
+            .map(|t| now.saturating_duration_since(t))
     }
 
     /// True while the current connection was opened by the peer.

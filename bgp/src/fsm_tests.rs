@@ -737,14 +737,6 @@ fn a_session_established_longer_than_the_max_back_off_resets_it() {
 }
 
 #[test]
-fn collision_keeps_the_connection_opened_by_the_higher_router_id() {
-    let low = Ipv4Addr::new(10, 0, 0, 1);
-    let high = Ipv4Addr::new(10, 0, 0, 2);
-    assert!(collision_keeps_inbound(low, high));
-    assert!(!collision_keeps_inbound(high, low));
-}
-
-#[test]
 fn inputs_and_outputs_serialise_for_replay() {
     let (mut s, now) = established();
     let out = s.handle(timer(TimerKind::Keepalive), now);

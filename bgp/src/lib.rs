@@ -77,6 +77,8 @@
 //!   every value pre-validated before zettabgp sees it and `catch_unwind` around it.
 //! - [`fsm`]: the RFC 4271 §8 session FSM, sans-IO (`Session::handle(Input, now) ->
 //!   Vec<Output>`).
+//! - [`collision`]: which of a peer's two connections survives (RFC 4271 §6.8, RFC 4724
+//!   §4.2), pure.
 //! - [`rib`]: paths, Loc-RIB, decision process ([`rib::decision`]), export and Adj-RIB-Out.
 //! - [`policy`]: import / export statements.
 //! - [`speaker`]: the tokio task, connection I/O, sockets (the only `unsafe`: MD5 / GTSM
@@ -101,6 +103,7 @@
 //! confederations (AS_CONFED segments are treated as withdraw), 2-octet-AS peers (refused
 //! with NOTIFICATION 2/7), selection deferral when we restart, BFD.
 
+pub mod collision;
 pub mod config;
 pub mod error;
 pub mod events;

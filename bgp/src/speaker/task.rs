@@ -17,12 +17,10 @@ use super::peer::{Peer, session_config};
 use super::socket;
 use super::timers::{TimerId, Timers};
 use super::{Command, EventSink};
+use crate::collision::{self, Sessions, Verdict};
 use crate::config::{LimitAction, SpeakerConfig};
 use crate::events::RouteEvent;
-use crate::fsm::{
-    DownInfo, Input, Negotiated, Outgoing, Output, Session, State, TimerKind,
-    collision_keeps_inbound,
-};
+use crate::fsm::{DownInfo, Input, Negotiated, Outgoing, Output, Session, State, TimerKind};
 use crate::prefix::Afi;
 use crate::rib::{PeerUp, Rib, RibConfig};
 use crate::wire::encode;
@@ -620,6 +618,14 @@ impl Task {
         } else {
             p.main.handle(input, now)
         };
+        // Only the main session speaks for the peer (RIB, events): a second one that
+        // comes up first has won the collision and becomes the main before it reports.
+        let second = if second && outs.iter().any(|o| matches!(o, Output::Established(_))) {
+            self.resolve_collision(idx);
+            self.peer(idx).is_some_and(|p| p.second.is_some())
+        } else {
+            second
+        };
         for o in outs {
             self.output(idx, second, o, now);
         }
@@ -753,6 +759,8 @@ impl Task {
                 }
                 self.closing.retain(|h| !h.is_finished());
             }
+            // A second session that is not promoted never held the peer's routes.
+            Output::Established(_) | Output::Down(_) if second => {}
             Output::Established(n) => self.established(idx, n, now),
             Output::Down(info) => self.down(idx, info, now),
             Output::Update(u) => {
@@ -934,72 +942,54 @@ impl Task {
         });
     }
 
-    /// RFC 4271 §6.8 collision detection between the main session and a colliding inbound
-    /// one, and RFC 4724 §4.2 (a new connection from an Established graceful-restart peer
-    /// means it restarted).
+    /// Carries out [`collision::decide`] for a peer with a second connection.
     fn resolve_collision(&mut self, idx: u16) {
-        let our_id = self.cfg.router_id;
+        let now = Instant::now();
         let Some(p) = self.peer(idx) else {
             return;
         };
         let Some((sec, _)) = &p.second else {
             return;
         };
-        let sec_state = sec.state();
-        let main_state = p.main.state();
-        match main_state {
-            // The main session has no connection: the inbound one takes over.
-            State::Idle | State::Connect | State::Active => self.promote(idx),
-            State::Established => {
-                if sec_state != State::OpenConfirm {
-                    return;
-                }
-                let gr = p
-                    .main
-                    .negotiated()
-                    .is_some_and(|n| n.peer_graceful_restart.is_some());
-                if gr {
-                    self.feed(
-                        idx,
-                        false,
-                        Input::TcpClosed {
-                            error: "peer restarted (new connection)".into(),
-                        },
-                    );
-                    self.promote(idx);
-                } else {
-                    self.feed(idx, true, Input::CollisionDump);
-                }
+        let sessions = Sessions {
+            main: p.main.state(),
+            main_inbound: p.main.is_inbound(),
+            main_up_for: p.main.established_for(now),
+            main_peer_gr: p
+                .main
+                .negotiated()
+                .is_some_and(|n| n.peer_graceful_restart.is_some()),
+            second: sec.state(),
+            second_remote_id: sec.peer_open().map(|o| o.router_id),
+            local_id: self.cfg.router_id,
+        };
+        let verdict = collision::decide(&sessions);
+        if !matches!(verdict, Verdict::Wait | Verdict::Promote) {
+            tracing::info!(
+                main = ?sessions.main,
+                second = ?sessions.second,
+                main_inbound = sessions.main_inbound,
+                remote = ?sessions.second_remote_id,
+                "connection collision: {verdict:?}"
+            );
+        }
+        match verdict {
+            Verdict::Wait => {}
+            Verdict::Promote => self.promote(idx),
+            Verdict::KeepMain => self.feed(idx, true, Input::CollisionDump),
+            Verdict::KeepSecond => {
+                self.feed(idx, false, Input::CollisionDump);
+                self.promote(idx);
             }
-            // RFC 4271 §6.8: decided once both connections have an OPEN (OpenConfirm);
-            // until then the one that fails or stalls settles it.
-            State::OpenSent => {}
-            State::OpenConfirm => {
-                if sec_state != State::OpenConfirm {
-                    return;
-                }
-                let Some(remote) = sec.peer_open().map(|o| o.router_id) else {
-                    return;
-                };
-                let keep_second = if p.main.is_inbound() {
-                    true
-                } else {
-                    collision_keeps_inbound(our_id, remote)
-                };
-                tracing::info!(
-                    main = ?main_state,
-                    second = ?sec_state,
-                    main_inbound = p.main.is_inbound(),
-                    %remote,
-                    "connection collision: keeping the {} connection",
-                    if keep_second { "second" } else { "main" }
+            Verdict::PeerRestarted => {
+                self.feed(
+                    idx,
+                    false,
+                    Input::TcpClosed {
+                        error: "peer restarted (new connection)".into(),
+                    },
                 );
-                if keep_second {
-                    self.feed(idx, false, Input::CollisionDump);
-                    self.promote(idx);
-                } else {
-                    self.feed(idx, true, Input::CollisionDump);
-                }
+                self.promote(idx);
             }
         }
     }
