@@ -30,7 +30,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use crate::backend::local::DEFAULT_PATH as DEFAULT_LOCAL_PATH;
-use crate::backend::{EtcdOptions, EtcdStore, LocalStore};
+use crate::backend::LocalStore;
+#[cfg(feature = "etcd")]
+use crate::backend::{EtcdOptions, EtcdStore};
 use crate::error::{Error, Result};
 use crate::store::Datastore;
 
@@ -203,6 +205,7 @@ impl DatastoreConfig {
     }
 
     /// The etcd connection settings (default timeouts).
+    #[cfg(feature = "etcd")]
     pub fn etcd_options(&self) -> EtcdOptions {
         EtcdOptions {
             ca_cert_file: self.etcd_ca_cert_file.clone(),
@@ -225,7 +228,13 @@ fn inner(e: Error) -> String {
 /// local file (creating it).
 pub async fn connect(config: &DatastoreConfig) -> Result<Arc<dyn Datastore>> {
     match config.datastore_type {
+        #[cfg(feature = "etcd")]
         DatastoreType::Etcdv3 => Ok(Arc::new(EtcdStore::connect(config.etcd_options()).await?)),
+        #[cfg(not(feature = "etcd"))]
+        DatastoreType::Etcdv3 => Err(Error::Config(
+            "datastoreType: etcdv3 needs the datastore crate's etcd feature (built without it)"
+                .into(),
+        )),
         DatastoreType::Local => {
             let path = config.local_path.clone();
             let store = tokio::task::spawn_blocking(move || LocalStore::open(path))
