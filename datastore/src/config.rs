@@ -29,8 +29,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::backend::local::DEFAULT_PATH as DEFAULT_LOCAL_PATH;
 use crate::backend::LocalStore;
+use crate::backend::local::DEFAULT_PATH as DEFAULT_LOCAL_PATH;
 #[cfg(feature = "etcd")]
 use crate::backend::{EtcdOptions, EtcdStore};
 use crate::error::{Error, Result};
