@@ -28,6 +28,9 @@ use crate::wire::{Message, Notification, Open, OpenParams, Update};
 /// The large hold time used in OpenSent (RFC 4271 §8.2.2: "suggested value 4 minutes").
 pub const OPEN_SENT_HOLD: Duration = Duration::from_secs(240);
 
+/// The first re-dial after a refused connection ([`Session::redial_after_refusal`]).
+const REDIAL_FIRST: Duration = Duration::from_millis(100);
+
 /// Session states (RFC 4271 §8.2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum State {
@@ -225,6 +228,9 @@ pub struct Session {
     peer_open: Option<Open>,
     inbound: bool,
     failures: u32,
+    /// Connection attempts refused (or closed before the peer's OPEN) since the peer last
+    /// sent an OPEN (drives the quick re-dial).
+    refused: u32,
     last_error: Option<String>,
     established_at: Option<Instant>,
     /// Stopped by the operator: no automatic restart.
@@ -243,6 +249,7 @@ impl Session {
             peer_open: None,
             inbound: false,
             failures: 0,
+            refused: 0,
             last_error: None,
             established_at: None,
             stopped: true,
@@ -307,6 +314,18 @@ impl Session {
         }
     }
 
+    /// How long to wait before dialling again after `refused` refusals in a row: 100 ms,
+    /// doubling, never more than ConnectRetryTime. A refusal is a peer that is not
+    /// listening yet (every node of a cluster starting at once): waiting the whole
+    /// ConnectRetryTime, as BIRD does, makes a cold start last seconds; a peer that
+    /// stays away is soon dialled at the usual pace again.
+    fn redial_after_refusal(&self) -> Duration {
+        let shift = self.refused.saturating_sub(1).min(16);
+        REDIAL_FIRST
+            .saturating_mul(1 << shift)
+            .min(self.cfg.connect_retry)
+    }
+
     fn idle_hold(&self) -> Duration {
         let shift = self.failures.saturating_sub(1).min(16);
         let d = self.cfg.idle_hold_min.saturating_mul(1 << shift);
@@ -326,14 +345,30 @@ impl Session {
                     // peer or for ConnectRetryTimer to try again.
                     self.last_error = Some(format!("Socket: {error}"));
                     self.state = State::Active;
+                    self.refused = self.refused.saturating_add(1);
                     out.push(Output::ArmTimer(
                         TimerKind::ConnectRetry,
-                        self.cfg.connect_retry,
+                        self.redial_after_refusal(),
                     ));
                 }
             }
             Input::TcpClosed { error } => {
-                if matches!(
+                if self.state == State::OpenSent && !self.inbound {
+                    // The peer closed the connection we dialled without a word: it is not
+                    // ready for us (it has not configured us yet, as when every node of a
+                    // cluster starts at once). RFC 4271 §8.2.2 OpenSent, event 18: back to
+                    // Active with ConnectRetryTimer restarted, here the quick re-dial of a
+                    // refusal rather than the error back-off.
+                    out.push(Output::Disconnect);
+                    self.stop_timers(&mut out);
+                    self.last_error = Some(format!("Socket: {error}"));
+                    self.state = State::Active;
+                    self.refused = self.refused.saturating_add(1);
+                    out.push(Output::ArmTimer(
+                        TimerKind::ConnectRetry,
+                        self.redial_after_refusal(),
+                    ));
+                } else if matches!(
                     self.state,
                     State::OpenSent | State::OpenConfirm | State::Established
                 ) {
@@ -653,6 +688,8 @@ impl Session {
         self.negotiated = Some(negotiated);
         self.peer_open = Some(open);
         self.state = State::OpenConfirm;
+        // The peer talks to us: a later refusal is dialled again quickly.
+        self.refused = 0;
     }
 
     /// Sends `n`, closes and fails the session (errors we detected).

@@ -135,7 +135,7 @@ fn inbound_connection_in_idle_before_start_is_refused() {
 #[test]
 fn inbound_connection_during_the_idle_hold_back_off_is_accepted() {
     let (mut s, now) = open_sent(cfg());
-    s.handle(Input::TcpClosed { error: "x".into() }, now);
+    s.handle(timer(TimerKind::Hold), now);
     assert_eq!(s.state(), State::Idle);
     let out = s.handle(Input::TcpConnected { inbound: true }, now);
     assert_eq!(out[0], Output::StopTimer(TimerKind::IdleHold));
@@ -145,7 +145,7 @@ fn inbound_connection_during_the_idle_hold_back_off_is_accepted() {
 
 #[test]
 fn idle_hold_expiry_after_a_failure_starts_again() {
-    let (mut s, now) = open_sent(cfg());
+    let (mut s, now) = established();
     s.handle(
         Input::TcpClosed {
             error: "Connection reset by peer".into(),
@@ -221,10 +221,65 @@ fn connection_refused_in_connect_goes_active_with_a_socket_error() {
     );
     assert_eq!(
         out,
-        vec![Output::ArmTimer(TimerKind::ConnectRetry, secs(1))]
+        vec![Output::ArmTimer(
+            TimerKind::ConnectRetry,
+            Duration::from_millis(100)
+        )]
     );
     assert_eq!(s.state(), State::Active);
     assert_eq!(s.last_error(), Some("Socket: Connection refused"));
+}
+
+#[test]
+fn refused_connections_are_redialled_quickly_then_at_the_connect_retry_pace() {
+    let mut s = Session::new(cfg());
+    let now = Instant::now();
+    s.handle(Input::Start, now);
+    let mut waits = Vec::new();
+    for _ in 0..6 {
+        let out = s.handle(
+            Input::TcpConnectFailed {
+                error: "Connection refused".into(),
+            },
+            now,
+        );
+        let [Output::ArmTimer(TimerKind::ConnectRetry, wait)] = out.as_slice() else {
+            panic!("{out:?}");
+        };
+        waits.push(wait.as_millis());
+        let redial = s.handle(timer(TimerKind::ConnectRetry), now);
+        assert!(redial.contains(&Output::Connect), "{redial:?}");
+    }
+    // ConnectRetryTime is 1 s in cfg().
+    assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+    // Closed before the peer's OPEN counts as refused too; a peer that sent its OPEN
+    // starts the count again.
+    s.handle(Input::TcpConnected { inbound: false }, now);
+    let out = s.handle(Input::TcpClosed { error: "x".into() }, now);
+    assert!(
+        out.contains(&Output::ArmTimer(TimerKind::ConnectRetry, secs(1))),
+        "{out:?}"
+    );
+    s.handle(timer(TimerKind::ConnectRetry), now);
+    s.handle(Input::TcpConnected { inbound: false }, now);
+    s.handle(msg(Message::Open(peer_open(65001, [10, 0, 0, 2], 90))), now);
+    assert_eq!(s.state(), State::OpenConfirm);
+    s.handle(timer(TimerKind::Hold), now);
+    s.handle(timer(TimerKind::IdleHold), now);
+    assert_eq!(s.state(), State::Connect);
+    let out = s.handle(
+        Input::TcpConnectFailed {
+            error: "Connection refused".into(),
+        },
+        now,
+    );
+    assert_eq!(
+        out,
+        vec![Output::ArmTimer(
+            TimerKind::ConnectRetry,
+            Duration::from_millis(100)
+        )]
+    );
 }
 
 #[test]
@@ -428,8 +483,39 @@ fn hold_timer_expiry_in_open_sent_sends_hold_timer_expired() {
 }
 
 #[test]
-fn tcp_close_in_open_sent_goes_idle_and_backs_off() {
+fn tcp_close_of_our_connection_in_open_sent_goes_active_and_redials_soon() {
     let (mut s, now) = open_sent(cfg());
+    let out = s.handle(
+        Input::TcpClosed {
+            error: "Connection reset by peer".into(),
+        },
+        now,
+    );
+    assert_eq!(
+        out,
+        vec![
+            Output::Disconnect,
+            Output::StopTimer(TimerKind::Hold),
+            Output::StopTimer(TimerKind::Keepalive),
+            Output::ArmTimer(TimerKind::ConnectRetry, Duration::from_millis(100)),
+        ]
+    );
+    assert_eq!(s.state(), State::Active);
+    assert_eq!(s.last_error(), Some("Socket: Connection reset by peer"));
+    let out = s.handle(timer(TimerKind::ConnectRetry), now);
+    assert!(out.contains(&Output::Connect), "{out:?}");
+}
+
+#[test]
+fn tcp_close_of_the_peers_connection_in_open_sent_goes_idle_and_backs_off() {
+    let now = Instant::now();
+    let mut s = Session::new(SessionConfig {
+        passive: true,
+        ..cfg()
+    });
+    s.handle(Input::Start, now);
+    s.handle(Input::TcpConnected { inbound: true }, now);
+    assert_eq!(s.state(), State::OpenSent);
     let out = s.handle(
         Input::TcpClosed {
             error: "Connection reset by peer".into(),
