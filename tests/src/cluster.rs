@@ -371,6 +371,25 @@ impl Cluster {
 
     /// Starts calico-node on node `i` with extra environment.
     pub fn start_agent_with(&mut self, i: usize, extra: &BTreeMap<String, String>) -> Result<()> {
+        self.spawn_agent(i, extra)?;
+        self.wait_agent_up(i, Duration::from_secs(20))
+    }
+
+    /// Starts calico-node on each of `nodes` at once (no wait between them), then waits
+    /// until every one's status socket answers: a cold start of the whole cluster.
+    pub fn start_agents_together(&mut self, nodes: &[usize], timeout: Duration) -> Result<()> {
+        for &i in nodes {
+            self.spawn_agent(i, &BTreeMap::new())?;
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        for &i in nodes {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            self.wait_agent_up(i, left)?;
+        }
+        Ok(())
+    }
+
+    fn spawn_agent(&mut self, i: usize, extra: &BTreeMap<String, String>) -> Result<()> {
         let mut env = self.agent_env(i);
         env.extend(extra.clone());
         let node = &mut self.nodes[i];
@@ -378,8 +397,13 @@ impl Cluster {
             .ns
             .spawn(&bin("calico-node")?.to_string_lossy(), &[], &env, &node.log)?;
         node.agent = Some(daemon);
+        Ok(())
+    }
+
+    fn wait_agent_up(&self, i: usize, timeout: Duration) -> Result<()> {
+        let node = &self.nodes[i];
         let socket = node.run_dir.join("calico-node.sock");
-        if !wait_until(Duration::from_secs(20), || socket.exists()) {
+        if !wait_until(timeout, || socket.exists()) {
             bail!(
                 "calico-node on {} did not come up:\n{}",
                 node.name,

@@ -31,12 +31,26 @@ pub struct AffinityWatcher {
 impl AffinityWatcher {
     /// Watches `node`'s affinities in etcd at `endpoint`, from inside `ns`; returns once the
     /// watch is established.
+    #[allow(dead_code)] // the scale lab watches every node's
     pub fn start(ns: &Netns, endpoint: &str, node: &str) -> Result<AffinityWatcher> {
+        Self::start_under(
+            ns,
+            endpoint,
+            format!("{}{node}/", keys::affinities_prefix()),
+        )
+    }
+
+    /// Watches every node's affinities.
+    #[allow(dead_code)] // the mesh benchmark watches one node's
+    pub fn start_all(ns: &Netns, endpoint: &str) -> Result<AffinityWatcher> {
+        Self::start_under(ns, endpoint, keys::affinities_prefix())
+    }
+
+    fn start_under(ns: &Netns, endpoint: &str, prefix: String) -> Result<AffinityWatcher> {
         let file = File::open(ns.path())?;
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let prefix = format!("{}{node}/", keys::affinities_prefix());
         let endpoint = endpoint.to_string();
         let thread = std::thread::Builder::new()
             .name("bench-etcd-watch".into())

@@ -19,6 +19,8 @@ pub type Claim = Result<(Instant, Instant, IpNet), String>;
 
 struct Request {
     handle: String,
+    /// The node the block is for; the client's own when `None`.
+    node: Option<String>,
     reply: mpsc::Sender<Claim>,
 }
 
@@ -85,7 +87,8 @@ impl IpamClient {
                     let _ = ready_tx.send(Ok(()));
                     while let Some(req) = rx.recv().await {
                         // Two addresses: a whole /31 block, so the next claim needs a new one.
-                        let mut args = AutoAssignArgs::one(&req.handle, &node);
+                        let for_node = req.node.as_deref().unwrap_or(&node);
+                        let mut args = AutoAssignArgs::one(&req.handle, for_node);
                         args.num = 2;
                         let started = Instant::now();
                         let result = ipam.auto_assign(&args).await;
@@ -113,11 +116,23 @@ impl IpamClient {
     }
 
     /// Claims a new block for the node (two addresses for `handle`).
+    #[allow(dead_code)] // bench_scale claims for other nodes only
     pub fn claim(&self, handle: &str) -> Claim {
+        self.request(handle, None)
+    }
+
+    /// Claims a new block for node `node` (two addresses for `handle`).
+    #[allow(dead_code)] // bench_mesh claims for its own node only
+    pub fn claim_for(&self, node: &str, handle: &str) -> Claim {
+        self.request(handle, Some(node.to_string()))
+    }
+
+    fn request(&self, handle: &str, node: Option<String>) -> Claim {
         let (reply, rx) = mpsc::channel();
         let tx = self.tx.as_ref().ok_or("client stopped")?;
         tx.send(Request {
             handle: handle.to_string(),
+            node,
             reply,
         })
         .map_err(|_| "IPAM thread gone".to_string())?;

@@ -22,7 +22,6 @@ mod stats;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use lab::bins::bin;
 use lab::netns::is_root;
 
 use stats::{Row, machine, memory_cell, memory_ratio, table};
@@ -85,24 +84,6 @@ fn parse_args() -> Result<Sizes> {
         bail!("every size needs at least 2 nodes, and at least one sample");
     }
     Ok(s)
-}
-
-/// The binaries the labs run; refuses debug builds (their figures mean little).
-fn binaries(allow_debug: bool) -> Result<String> {
-    let mut lines = Vec::new();
-    for name in ["calico-node", "calico", "calico-ipam"] {
-        let path = bin(name)?;
-        let release = path.components().any(|c| c.as_os_str() == "release");
-        if !release && !allow_debug {
-            bail!(
-                "{} is a debug build: run `cargo build --release --workspace --bins` first \
-                 (or pass --allow-debug)",
-                path.display()
-            );
-        }
-        lines.push(path.display().to_string());
-    }
-    Ok(lines.join(", "))
 }
 
 fn rows_for(n: usize, ours: &ours::OursFigures, bird: &bird_mesh::BirdFigures) -> Vec<Row> {
@@ -195,7 +176,7 @@ fn main() -> Result<()> {
         bail!("the benchmark builds network namespaces: run it as root");
     }
     let sizes = parse_args()?;
-    let bins = binaries(sizes.allow_debug)?;
+    let bins = stats::release_binaries(sizes.allow_debug)?;
     let started = Instant::now();
     let machine = machine();
     let commit = std::process::Command::new("git")

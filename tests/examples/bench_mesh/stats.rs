@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::{Result, bail};
 use lab::Netns;
+use lab::bins::bin;
 
 /// Latency samples of one metric, in milliseconds; signed, since two parallel paths can
 /// finish in either order.
@@ -236,4 +238,22 @@ pub fn memory_ratio(ours: &[u64], bird: &[u64]) -> String {
         (Some(o), Some(b)) if b > 0 => ratio(o as f64 / b as f64),
         _ => "-".to_string(),
     }
+}
+
+/// The binaries the labs run; refuses debug builds (their figures mean little).
+pub fn release_binaries(allow_debug: bool) -> Result<String> {
+    let mut lines = Vec::new();
+    for name in ["calico-node", "calico", "calico-ipam"] {
+        let path = bin(name)?;
+        let release = path.components().any(|c| c.as_os_str() == "release");
+        if !release && !allow_debug {
+            bail!(
+                "{} is a debug build: run `cargo build --release --workspace --bins` first \
+                 (or pass --allow-debug)",
+                path.display()
+            );
+        }
+        lines.push(path.display().to_string());
+    }
+    Ok(lines.join(", "))
 }
