@@ -288,6 +288,53 @@ impl Cluster {
         Ok(index)
     }
 
+    /// Gives every node and the control namespace a permanent ARP entry for each other
+    /// (on subnet 0). The kernel's neighbour table is one for all namespaces, with room
+    /// for 1024 learned entries in all (`gc_thresh3`, a root-namespace setting this lab
+    /// does not touch): a lab of more than about 30 nodes fills it ("neighbor table
+    /// overflow"), drops packets and so loses BGP sessions. Permanent entries do not
+    /// count against it. A real cluster has a table per node and needs none of this.
+    pub fn pin_neighbours(&self) -> Result<()> {
+        let mut hosts: Vec<(&Netns, String)> = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.subnet == 0) {
+            hosts.push((&node.ns, node.ip().to_string()));
+        }
+        hosts.push((&self.ctl, CTL_IP.to_string()));
+        let mut macs = Vec::new();
+        // Every one of them is on subnet 0 through its eth0 (the control namespace's eth0
+        // is its port on subnet 0).
+        for (ns, _) in &hosts {
+            let mac = ns.exec("cat", &["/sys/class/net/eth0/address"])?;
+            macs.push(String::from_utf8_lossy(&mac.stdout).trim().to_string());
+        }
+        for (i, (ns, _)) in hosts.iter().enumerate() {
+            let batch: String = hosts
+                .iter()
+                .zip(&macs)
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, ((_, ip), mac))| {
+                    format!("neigh replace {ip} lladdr {mac} dev eth0 nud permanent\n")
+                })
+                .collect();
+            let mut child = ns
+                .command("ip")
+                .args(["-batch", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()?;
+            if let Some(mut stdin) = child.stdin.take() {
+                use std::io::Write;
+                stdin.write_all(batch.as_bytes())?;
+            }
+            let status = child.wait()?;
+            if !status.success() {
+                bail!("pinning neighbours in {} failed", ns.name());
+            }
+        }
+        Ok(())
+    }
+
     /// Takes node `i`'s port on the fabric bridge down (`up` false) or up again: the
     /// node's link is cut where a switch would lose it, not stopped cleanly; the far end
     /// learns of it only by what stops arriving.

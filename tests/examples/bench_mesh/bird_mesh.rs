@@ -123,6 +123,7 @@ pub fn run(n: usize, sizes: &Sizes) -> Result<BirdFigures> {
         start_agents: false,
         ..LabSpec::nodes(n)
     })?;
+    cluster.pin_neighbours()?;
     let ips: Vec<String> = cluster.nodes.iter().map(|n| n.ip().to_string()).collect();
     let mut birds = Vec::new();
     for node in &cluster.nodes {

@@ -57,6 +57,7 @@ pub fn run(n: usize, topology: Topology, sizes: &Sizes) -> Result<ScaleFigures> 
             .env("CALICO_IPV4POOL_CIDR", POOL)
             .env("CALICO_IPV4POOL_BLOCK_SIZE", &BLOCK_SIZE.to_string())
     })?;
+    cluster.pin_neighbours()?;
     cluster
         .apply(&setup_yaml(&cluster, topology))
         .context("writing the pool and the peering")?;
