@@ -36,6 +36,43 @@ pub struct ClusterState {
     pub affinities: BTreeMap<(String, IpNet), BlockAffinity>,
     /// The datastore revision this state reflects.
     pub revision: Revision,
+    /// Which parts changed, and when: every node hears every write in the cluster, and a
+    /// consumer that compares these with what it last computed from skips the work none
+    /// of its inputs need.
+    pub generations: Generations,
+}
+
+/// Counters, one per part of [`ClusterState`], bumped whenever that part changes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Generations {
+    pub nodes: u64,
+    /// What an operator writes: pools, BGP peers, configurations and filters, Felix and
+    /// BFD configuration.
+    pub config: u64,
+    pub workloads: u64,
+    /// IPAM blocks and block affinities.
+    pub ipam: u64,
+}
+
+impl Generations {
+    /// Every counter advanced: a state whose parts may all have changed.
+    pub fn all_advanced(self) -> Generations {
+        Generations {
+            nodes: self.nodes + 1,
+            config: self.config + 1,
+            workloads: self.workloads + 1,
+            ipam: self.ipam + 1,
+        }
+    }
+}
+
+/// The part of the state a key changes (which counter of [`Generations`] it advances).
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    Nodes,
+    Config,
+    Workloads,
+    Ipam,
 }
 
 /// Which part of the key space a key belongs to.
@@ -107,26 +144,47 @@ fn checked<R: Resource>(key: &str, value: &[u8]) -> Result<R, String> {
     Ok(r)
 }
 
-fn put_checked<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
-    put_or_keep(map, name.to_string(), decode_checked::<R>(key, value), key);
+fn put_checked<R: Resource + PartialEq>(
+    map: &mut BTreeMap<String, R>,
+    key: &str,
+    name: &str,
+    value: &[u8],
+) -> bool {
+    put_or_keep(map, name.to_string(), decode_checked::<R>(key, value), key)
 }
 
-fn put_resource<R: Resource>(map: &mut BTreeMap<String, R>, key: &str, name: &str, value: &[u8]) {
-    put_or_keep(map, name.to_string(), decode::<R>(key, value), key);
+fn put_resource<R: Resource + PartialEq>(
+    map: &mut BTreeMap<String, R>,
+    key: &str,
+    name: &str,
+    value: &[u8],
+) -> bool {
+    put_or_keep(map, name.to_string(), decode::<R>(key, value), key)
 }
 
 /// Stores a value that decoded (and passed its checks). One that did not leaves the last
 /// good version in place: a bad write must not take a pool, a peering or a pod's route
 /// away (only a delete does); at a relist, with no earlier version, it is simply absent.
-fn put_or_keep<K: Ord, V>(map: &mut BTreeMap<K, V>, k: K, value: Option<V>, key: &str) {
+/// True when the map changed (a write of what it already held changes nothing).
+fn put_or_keep<K: Ord, V: PartialEq>(
+    map: &mut BTreeMap<K, V>,
+    k: K,
+    value: Option<V>,
+    key: &str,
+) -> bool {
     match value {
         Some(v) => {
+            if map.get(&k) == Some(&v) {
+                return false;
+            }
             map.insert(k, v);
+            true
         }
         None if map.contains_key(&k) => {
             warn!(key, "keeping the last valid version of this key");
+            false
         }
-        None => {}
+        None => false,
     }
 }
 
@@ -141,69 +199,120 @@ impl ClusterState {
         state
     }
 
-    /// Applies a created or updated key.
-    pub fn put(&mut self, key: &str, value: &[u8]) {
-        match classify(key) {
+    /// Applies a created or updated key; true when the state changed.
+    pub fn put(&mut self, key: &str, value: &[u8]) -> bool {
+        let (part, changed) = match classify(key) {
             KeyKind::Resource { plural, name } => match plural {
-                p if p == Node::PLURAL => put_resource(&mut self.nodes, key, name, value),
-                p if p == IPPool::PLURAL => put_checked(&mut self.pools, key, name, value),
-                p if p == BGPPeer::PLURAL => put_checked(&mut self.bgp_peers, key, name, value),
-                p if p == BGPConfiguration::PLURAL => {
-                    put_checked(&mut self.bgp_configs, key, name, value)
+                p if p == Node::PLURAL => {
+                    (Part::Nodes, put_resource(&mut self.nodes, key, name, value))
                 }
-                p if p == FelixConfiguration::PLURAL => {
-                    put_checked(&mut self.felix_configs, key, name, value)
+                p if p == IPPool::PLURAL => {
+                    (Part::Config, put_checked(&mut self.pools, key, name, value))
                 }
-                p if p == BFDConfiguration::PLURAL => {
-                    put_checked(&mut self.bfd_configs, key, name, value)
-                }
+                p if p == BGPPeer::PLURAL => (
+                    Part::Config,
+                    put_checked(&mut self.bgp_peers, key, name, value),
+                ),
+                p if p == BGPConfiguration::PLURAL => (
+                    Part::Config,
+                    put_checked(&mut self.bgp_configs, key, name, value),
+                ),
+                p if p == FelixConfiguration::PLURAL => (
+                    Part::Config,
+                    put_checked(&mut self.felix_configs, key, name, value),
+                ),
+                p if p == BFDConfiguration::PLURAL => (
+                    Part::Config,
+                    put_checked(&mut self.bfd_configs, key, name, value),
+                ),
                 p if p == BGPFilter::PLURAL => {
                     let filter = checked::<BGPFilter>(key, value);
-                    match &filter {
-                        Ok(_) => drop(self.refused_filters.remove(name)),
-                        Err(why) => drop(self.refused_filters.insert(name.into(), why.clone())),
-                    }
-                    put_or_keep(&mut self.bgp_filters, name.to_string(), filter.ok(), key);
+                    let refusal = match &filter {
+                        Ok(_) => self.refused_filters.remove(name).is_some(),
+                        Err(why) => {
+                            self.refused_filters.insert(name.into(), why.clone())
+                                != Some(why.clone())
+                        }
+                    };
+                    let kept =
+                        put_or_keep(&mut self.bgp_filters, name.to_string(), filter.ok(), key);
+                    (Part::Config, refusal || kept)
                 }
-                p if p == WorkloadEndpoint::PLURAL => {
-                    put_resource(&mut self.workloads, key, name, value)
-                }
-                _ => {}
+                p if p == WorkloadEndpoint::PLURAL => (
+                    Part::Workloads,
+                    put_resource(&mut self.workloads, key, name, value),
+                ),
+                _ => return false,
             },
-            KeyKind::Block(cidr) => {
-                put_or_keep(&mut self.blocks, cidr, decode_block(key, value), key);
-            }
+            KeyKind::Block(cidr) => (
+                Part::Ipam,
+                put_or_keep(&mut self.blocks, cidr, decode_block(key, value), key),
+            ),
             KeyKind::Affinity(node, cidr) => {
                 let a = decode::<BlockAffinity>(key, value);
-                put_or_keep(&mut self.affinities, (node, cidr), a, key);
+                (
+                    Part::Ipam,
+                    put_or_keep(&mut self.affinities, (node, cidr), a, key),
+                )
             }
-            KeyKind::Other => {}
+            KeyKind::Other => return false,
+        };
+        if changed {
+            self.advance(part);
         }
+        changed
     }
 
-    /// Applies a deleted key.
-    pub fn delete(&mut self, key: &str) {
-        match classify(key) {
+    /// Applies a deleted key; true when the state changed.
+    pub fn delete(&mut self, key: &str) -> bool {
+        let (part, changed) = match classify(key) {
             KeyKind::Resource { plural, name } => {
                 let name = name.to_string();
                 match plural {
-                    p if p == Node::PLURAL => drop(self.nodes.remove(&name)),
-                    p if p == IPPool::PLURAL => drop(self.pools.remove(&name)),
-                    p if p == BGPPeer::PLURAL => drop(self.bgp_peers.remove(&name)),
-                    p if p == BGPConfiguration::PLURAL => drop(self.bgp_configs.remove(&name)),
-                    p if p == FelixConfiguration::PLURAL => drop(self.felix_configs.remove(&name)),
-                    p if p == BFDConfiguration::PLURAL => drop(self.bfd_configs.remove(&name)),
-                    p if p == BGPFilter::PLURAL => {
-                        self.bgp_filters.remove(&name);
-                        self.refused_filters.remove(&name);
+                    p if p == Node::PLURAL => (Part::Nodes, self.nodes.remove(&name).is_some()),
+                    p if p == IPPool::PLURAL => (Part::Config, self.pools.remove(&name).is_some()),
+                    p if p == BGPPeer::PLURAL => {
+                        (Part::Config, self.bgp_peers.remove(&name).is_some())
                     }
-                    p if p == WorkloadEndpoint::PLURAL => drop(self.workloads.remove(&name)),
-                    _ => {}
+                    p if p == BGPConfiguration::PLURAL => {
+                        (Part::Config, self.bgp_configs.remove(&name).is_some())
+                    }
+                    p if p == FelixConfiguration::PLURAL => {
+                        (Part::Config, self.felix_configs.remove(&name).is_some())
+                    }
+                    p if p == BFDConfiguration::PLURAL => {
+                        (Part::Config, self.bfd_configs.remove(&name).is_some())
+                    }
+                    p if p == BGPFilter::PLURAL => {
+                        let filter = self.bgp_filters.remove(&name).is_some();
+                        let refusal = self.refused_filters.remove(&name).is_some();
+                        (Part::Config, filter || refusal)
+                    }
+                    p if p == WorkloadEndpoint::PLURAL => {
+                        (Part::Workloads, self.workloads.remove(&name).is_some())
+                    }
+                    _ => return false,
                 }
             }
-            KeyKind::Block(cidr) => drop(self.blocks.remove(&cidr)),
-            KeyKind::Affinity(node, cidr) => drop(self.affinities.remove(&(node, cidr))),
-            KeyKind::Other => {}
+            KeyKind::Block(cidr) => (Part::Ipam, self.blocks.remove(&cidr).is_some()),
+            KeyKind::Affinity(node, cidr) => {
+                (Part::Ipam, self.affinities.remove(&(node, cidr)).is_some())
+            }
+            KeyKind::Other => return false,
+        };
+        if changed {
+            self.advance(part);
+        }
+        changed
+    }
+
+    fn advance(&mut self, part: Part) {
+        let g = &mut self.generations;
+        match part {
+            Part::Nodes => g.nodes += 1,
+            Part::Config => g.config += 1,
+            Part::Workloads => g.workloads += 1,
+            Part::Ipam => g.ipam += 1,
         }
     }
 
@@ -299,6 +408,41 @@ mod tests {
             vec![b1]
         );
         assert_eq!(state.revision, 5);
+    }
+
+    #[test]
+    fn each_part_advances_its_own_generation_and_only_on_a_real_change() {
+        let mut state = ClusterState::default();
+        let b1: IpNet = "10.0.0.0/26".parse().expect("cidr");
+        let block =
+            serde_json::to_string(&AllocationBlock::new(b1, Some("n1"), None)).expect("json");
+        assert!(state.put(&keys::block(&b1), block.as_bytes()));
+        let after_block = state.generations;
+        assert_eq!(after_block.ipam, 1);
+        // The same value again, an IPAM handle, a key nobody reads: nothing changes.
+        assert!(!state.put(&keys::block(&b1), block.as_bytes()));
+        assert!(!state.put("/calico/ipam/v2/handle/k8s-pod-network.abc", b"{}"));
+        assert!(!state.delete("/calico/ipam/v2/handle/k8s-pod-network.abc"));
+        assert_eq!(state.generations, after_block);
+        let wep = r#"{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3",
+            "metadata":{"name":"n1-k8s-web-eth0","namespace":"default"},
+            "spec":{"node":"n1","interfaceName":"cali1","ipNetworks":["10.0.0.1/32"]}}"#;
+        assert!(state.put(
+            &keys::resource("workloadendpoints", "default/n1-k8s-web-eth0"),
+            wep.as_bytes()
+        ));
+        assert_eq!(
+            state.generations,
+            Generations {
+                workloads: 1,
+                ..after_block
+            }
+        );
+        assert!(state.delete(&keys::block(&b1)));
+        assert!(!state.delete(&keys::block(&b1)));
+        assert_eq!(state.generations.ipam, 2);
+        assert_eq!(state.generations.nodes, 0);
+        assert_eq!(state.generations.config, 0);
     }
 
     #[test]

@@ -119,16 +119,21 @@ async fn follow(
         // copy of the whole state per write (and its drop later) was a third of each
         // node's CPU in the mesh benchmark. Every event advances the revision, so this
         // always publishes.
-        tx.send_modify(|current| {
+        // A burst that changed nothing the state holds (IPAM handles, status keys, a value
+        // written again unchanged) wakes no consumer.
+        tx.send_if_modified(|current| {
             let state = Arc::make_mut(current);
+            let mut changed = false;
             for event in burst {
-                apply(state, event);
+                changed |= apply(state, event);
             }
+            changed
         });
     }
 }
 
-fn apply(state: &mut ClusterState, event: WatchEvent) {
+/// Applies one event; true when the state changed.
+fn apply(state: &mut ClusterState, event: WatchEvent) -> bool {
     state.revision = state.revision.max(event.revision());
     match event {
         WatchEvent::Put(kv) => state.put(&kv.key, &kv.value),
@@ -136,13 +141,16 @@ fn apply(state: &mut ClusterState, event: WatchEvent) {
     }
 }
 
-/// Publishes a state built from a full listing, unless it equals what consumers already
-/// have (a relist after a reconnect that found nothing new).
-fn publish(tx: &watch::Sender<Arc<ClusterState>>, state: ClusterState) {
+/// Publishes a state built from a full listing, unless it holds what consumers already
+/// have (a relist after a reconnect that found nothing new). A new one has every
+/// generation advanced past the current one's: any part may have changed.
+fn publish(tx: &watch::Sender<Arc<ClusterState>>, mut state: ClusterState) {
     tx.send_if_modified(|current| {
+        state.generations = current.generations;
         if **current == state {
             false
         } else {
+            state.generations = current.generations.all_advanced();
             *current = Arc::new(state);
             true
         }

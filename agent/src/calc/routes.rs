@@ -72,11 +72,27 @@ fn pool_network(pool: &IPPool) -> Option<Ipv4Net> {
     pool.spec.cidr.parse::<IpNet>().ok().as_ref().and_then(v4)
 }
 
-fn pool_of<'a>(state: &'a ClusterState, net: &Ipv4Net) -> Option<&'a IPPool> {
-    state
-        .pools
-        .values()
-        .find(|p| pool_network(p).is_some_and(|cidr| cidr.contains(net)))
+/// The IPv4 pools with their networks parsed once, for looking up many prefixes.
+struct Pools<'a>(Vec<(Ipv4Net, &'a IPPool)>);
+
+impl<'a> Pools<'a> {
+    fn of(state: &'a ClusterState) -> Pools<'a> {
+        Pools(
+            state
+                .pools
+                .values()
+                .filter_map(|p| Some((pool_network(p)?, p)))
+                .collect(),
+        )
+    }
+
+    /// The first pool (by name) containing `net`.
+    fn containing(&self, net: &Ipv4Net) -> Option<&'a IPPool> {
+        self.0
+            .iter()
+            .find(|(cidr, _)| cidr.contains(net))
+            .map(|(_, p)| *p)
+    }
 }
 
 /// Computes the whole desired kernel state.
@@ -149,6 +165,7 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
 /// everything else via the next hop.
 fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut DesiredState) {
     let local = input.local;
+    let pools = Pools::of(input.state);
     for (prefix, next_hop) in input.learned {
         if own_blocks.iter().any(|b| b.contains(prefix)) && prefix.prefix_len() <= 26 {
             // Never override our own block with someone else's announcement of it.
@@ -167,28 +184,30 @@ fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut 
             continue;
         }
         let same_subnet = local.same_subnet(*next_hop);
-        let target =
-            match pool_of(input.state, prefix).and_then(|p| p.spec.encap_towards(same_subnet)) {
-                // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
-                // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
-                // switching a pool to VXLAN leaves no instant without a route.
-                Some(Tunnel::Vxlan) if !same_subnet => continue,
-                Some(Tunnel::Vxlan) => RouteTarget::Gateway {
-                    via: *next_hop,
-                    dev: Some(local.interface.clone()),
-                    onlink: false,
-                },
-                Some(Tunnel::Ipip) => RouteTarget::Gateway {
-                    via: *next_hop,
-                    dev: Some(IPIP_DEVICE.into()),
-                    onlink: true,
-                },
-                _ => RouteTarget::Gateway {
-                    via: *next_hop,
-                    dev: same_subnet.then(|| local.interface.clone()),
-                    onlink: false,
-                },
-            };
+        let target = match pools
+            .containing(prefix)
+            .and_then(|p| p.spec.encap_towards(same_subnet))
+        {
+            // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
+            // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
+            // switching a pool to VXLAN leaves no instant without a route.
+            Some(Tunnel::Vxlan) if !same_subnet => continue,
+            Some(Tunnel::Vxlan) => RouteTarget::Gateway {
+                via: *next_hop,
+                dev: Some(local.interface.clone()),
+                onlink: false,
+            },
+            Some(Tunnel::Ipip) => RouteTarget::Gateway {
+                via: *next_hop,
+                dev: Some(IPIP_DEVICE.into()),
+                onlink: true,
+            },
+            _ => RouteTarget::Gateway {
+                via: *next_hop,
+                dev: same_subnet.then(|| local.interface.clone()),
+                onlink: false,
+            },
+        };
         out.routes.insert(
             *prefix,
             Route {
@@ -213,6 +232,7 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
     let Some(my_node) = state.nodes.get(me) else {
         return;
     };
+    let pools = Pools::of(state);
     let Some(my_tunnel_ip) = my_node
         .spec
         .ipv4_vxlan_tunnel_addr
@@ -245,7 +265,7 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
                     node: &str,
                     vtep: &Vtep,
                     dst: Ipv4Net| {
-        if let Some((target, tunnelled)) = vxlan_target(state, local, vtep, &dst) {
+        if let Some((target, tunnelled)) = vxlan_target(&pools, local, vtep, &dst) {
             if tunnelled {
                 used.insert(node.to_string());
             }
@@ -347,12 +367,12 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
 /// under CrossSubnet towards a same-subnet node, directly on the parent device (false).
 /// `None` when the destination is not in a VXLAN pool.
 fn vxlan_target(
-    state: &ClusterState,
+    pools: &Pools<'_>,
     local: &LocalNode,
     vtep: &Vtep,
     dst: &Ipv4Net,
 ) -> Option<(RouteTarget, bool)> {
-    let pool = pool_of(state, dst)?;
+    let pool = pools.containing(dst)?;
     if !pool.spec.uses(Tunnel::Vxlan) {
         return None;
     }

@@ -29,7 +29,7 @@ use crate::calc::peers::{DesiredPeer, PeerInput, desired_peers, listen_port, nod
 use crate::calc::speaker_config::{export_policy, origin_attrs, peer_config};
 use crate::config::NodeConfig;
 use crate::local::LocalNode;
-use crate::state::ClusterState;
+use crate::state::{ClusterState, Generations};
 
 /// How often peer status is refreshed for `node status`.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -177,6 +177,7 @@ pub async fn start(
         subnet: local.address,
         interface: local.interface.clone(),
         bfd: BfdLink::new(IpAddr::V4(local.ip()), outputs.bfd_metrics.clone()),
+        applied: None,
     };
     Ok(BgpTask {
         wiring,
@@ -277,6 +278,17 @@ struct Wiring {
     subnet: Ipv4Net,
     interface: String,
     bfd: BfdLink,
+    /// The state's generations the peers and exports were last computed from (none yet).
+    applied: Option<Generations>,
+}
+
+/// What one [`Wiring::sync`] did.
+#[derive(Default)]
+struct Synced {
+    /// The speaker was restarted: its new event stream.
+    restarted: Option<mpsc::UnboundedReceiver<Vec<RouteEvent>>>,
+    /// The peers were computed again (their status may have changed).
+    peers: bool,
 }
 
 impl Wiring {
@@ -298,7 +310,7 @@ impl Wiring {
         let mut learned = LearnedRoutes::new();
         let mut status_tick = tokio::time::interval(STATUS_INTERVAL);
         let first = state.borrow_and_update().clone();
-        if let Some(new) = self.sync(&first).await {
+        if let Some(new) = self.sync(&first).await.restarted {
             events = new;
         }
         loop {
@@ -308,13 +320,16 @@ impl Wiring {
                 changed = state.changed() => {
                     if changed.is_err() { return Ok(()); }
                     let s = state.borrow_and_update().clone();
-                    if let Some(new) = self.sync(&s).await {
+                    let synced = self.sync(&s).await;
+                    if let Some(new) = synced.restarted {
                         // A new speaker re-learns everything from scratch.
                         events = new;
                         learned.clear();
                         learned_tx.send_replace(Arc::new(learned.clone()));
                     }
-                    self.publish_status(&peers_out).await;
+                    if synced.peers {
+                        self.publish_status(&peers_out).await;
+                    }
                 }
                 batch = events.recv() => {
                     let Some(batch) = batch else {
@@ -346,7 +361,7 @@ impl Wiring {
                     if !self.held.is_empty() {
                         // A secret file may have appeared: nothing in the datastore says so.
                         let s = state.borrow().clone();
-                        if let Some(new) = self.sync(&s).await {
+                        if let Some(new) = self.sync(&s).await.restarted {
                             events = new;
                             learned.clear();
                             learned_tx.send_replace(Arc::new(learned.clone()));
@@ -393,15 +408,39 @@ impl Wiring {
         }
     }
 
-    /// Applies the difference between desired and current peers and exports. Returns the
-    /// new event stream when the speaker had to be restarted.
-    async fn sync(
+    /// Applies the difference between desired and current peers and exports, each only
+    /// when a part of the state it is computed from changed (every node hears every IPAM
+    /// write and endpoint in the cluster; none of them changes a peer).
+    async fn sync(&mut self, state: &ClusterState) -> Synced {
+        if !state.nodes.contains_key(&self.node) {
+            return Synced::default();
+        }
+        let now = state.generations;
+        let last = self.applied.replace(now);
+        let peers_due = !self.held.is_empty()
+            || last.is_none_or(|l| l.nodes != now.nodes || l.config != now.config);
+        let exports_due = last.is_none_or(|l| l.ipam != now.ipam || l.config != now.config);
+        let mut synced = Synced::default();
+        if peers_due {
+            synced.restarted = self.sync_peers(state).await;
+            synced.peers = true;
+            if self.applied.is_none() {
+                // The speaker could not be restarted: nothing more to apply to it.
+                return synced;
+            }
+        }
+        if exports_due || synced.restarted.is_some() {
+            self.sync_exports(state);
+        }
+        synced
+    }
+
+    /// The speaker's identity, peers and BFD sessions. Returns the new event stream when
+    /// the speaker had to be restarted.
+    async fn sync_peers(
         &mut self,
         state: &ClusterState,
     ) -> Option<mpsc::UnboundedReceiver<Vec<RouteEvent>>> {
-        if !state.nodes.contains_key(&self.node) {
-            return None;
-        }
         let mut restarted = None;
         let identity = Identity::of(state, &self.node);
         if identity != self.identity {
@@ -432,6 +471,8 @@ impl Wiring {
                         error = format!("{e:#}"),
                         "BGP speaker did not restart; will retry on the next change"
                     );
+                    // Nothing of this state is applied: the next change tries it all again.
+                    self.applied = None;
                     return None;
                 }
             }
@@ -483,6 +524,25 @@ impl Wiring {
             }
         }
 
+        let bfd = crate::calc::bfd::desired_bfd(
+            state,
+            &self.node,
+            self.subnet,
+            &self.interface,
+            self.peers.keys().map(SocketAddr::ip),
+        );
+        if let Err(e) = self.bfd.sync(bfd, &self.speaker) {
+            warn!(error = format!("{e:#}"), "BFD sessions not set up");
+        }
+        if restarted.is_some() {
+            // The new speaker's peers start fresh: the paths BFD knows are down stay down.
+            self.bfd.reapply(&self.speaker);
+        }
+        restarted
+    }
+
+    /// Announces what this node should and withdraws what it should no longer.
+    fn sync_exports(&mut self, state: &ClusterState) {
         let exports = desired_exports(state, &self.node);
         let gone: Vec<IpNet> = self
             .exports
@@ -508,21 +568,6 @@ impl Wiring {
             }
         }
         self.exports = exports;
-        let bfd = crate::calc::bfd::desired_bfd(
-            state,
-            &self.node,
-            self.subnet,
-            &self.interface,
-            self.peers.keys().map(SocketAddr::ip),
-        );
-        if let Err(e) = self.bfd.sync(bfd, &self.speaker) {
-            warn!(error = format!("{e:#}"), "BFD sessions not set up");
-        }
-        if restarted.is_some() {
-            // The new speaker's peers start fresh: the paths BFD knows are down stay down.
-            self.bfd.reapply(&self.speaker);
-        }
-        restarted
     }
 }
 

@@ -21,7 +21,7 @@ use crate::calc::{Backend, LearnedRoutes};
 use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState, Refresh};
 use crate::dataplane::kernel::Kernel;
 use crate::local::LocalNode;
-use crate::state::ClusterState;
+use crate::state::{ClusterState, Generations};
 use crate::syncer::SyncStatus;
 use crate::tasks::liveness::Heartbeat;
 
@@ -129,6 +129,7 @@ impl<K: Kernel> DataplaneTask<K> {
         let mut retry_at: Option<Instant> = None;
         let mut last_mtu: Option<u32> = None;
         let mut converged: Option<bool> = None;
+        let mut computed_from: Option<Inputs> = None;
         // A pass is due at start, on kernel events, retries and resyncs. A datastore or BGP
         // change makes one only when it changes what is wanted here: every node hears every
         // datastore write (IPAM handles, other nodes' blocks and endpoints), and a pass for
@@ -138,7 +139,7 @@ impl<K: Kernel> DataplaneTask<K> {
         // reads nothing and only writes.
         let mut refresh = Refresh::ALL;
         loop {
-            due |= self.recompute(&mut converged);
+            due |= self.recompute(&mut converged, &mut computed_from);
             // Kernel events already queued count for this pass (the select below may have
             // picked another input first).
             if let Some(rx) = events.as_mut() {
@@ -240,22 +241,38 @@ impl<K: Kernel> DataplaneTask<K> {
         report.retry_at
     }
 
-    /// Recomputes the desired state from the latest inputs; true when it (or the hold on
-    /// deletions, tracked in `converged`) changed, i.e. when the kernel may need work.
-    fn recompute(&mut self, converged: &mut Option<bool>) -> bool {
+    /// Recomputes the desired state from the latest inputs, unless they are those it was
+    /// last computed from (`computed_from`); true when it (or the hold on deletions,
+    /// tracked in `converged`) changed, i.e. when the kernel may need work.
+    fn recompute(
+        &mut self,
+        converged: &mut Option<bool>,
+        computed_from: &mut Option<Inputs>,
+    ) -> bool {
         let now_converged = *self.routes_converged.borrow_and_update();
         self.dataplane.set_hold_deletions(!now_converged);
         let hold_changed = converged.replace(now_converged) != Some(now_converged);
         let state = self.state.borrow_and_update().clone();
         let learned = self.learned.borrow_and_update().clone();
+        let inputs = Inputs {
+            generations: state.generations,
+            learned: Arc::clone(&learned),
+            extra: self.extra.as_mut().map(|e| e.borrow_and_update().clone()),
+        };
+        if computed_from
+            .as_ref()
+            .is_some_and(|last| last.same_as(&inputs))
+        {
+            return hold_changed;
+        }
+        *computed_from = Some(inputs);
         let mut desired = desired_state(&RouteInput {
             state: &state,
             local: &self.local,
             backend: self.backend,
             learned: &learned,
         });
-        if let Some(extra) = self.extra.as_mut() {
-            let extra = extra.borrow_and_update().clone();
+        if let Some(extra) = computed_from.as_ref().and_then(|i| i.extra.as_ref()) {
             desired.routes.extend(extra.routes.clone());
             desired
                 .vxlan_devices
@@ -297,6 +314,28 @@ impl<K: Kernel> DataplaneTask<K> {
             }
             Err(e) => warn!(error = %e, file = %path.display(), "cannot write pod MTU"),
         }
+    }
+}
+
+/// What a desired state was computed from. The learned routes and the extra state are
+/// new `Arc`s whenever they change, and held here, so comparing pointers is exact; the
+/// cluster state is followed by its generations (holding it would make the syncer copy
+/// it on every write).
+struct Inputs {
+    generations: Generations,
+    learned: Arc<LearnedRoutes>,
+    extra: Option<Arc<DesiredState>>,
+}
+
+impl Inputs {
+    fn same_as(&self, other: &Inputs) -> bool {
+        self.generations == other.generations
+            && Arc::ptr_eq(&self.learned, &other.learned)
+            && match (&self.extra, &other.extra) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
     }
 }
 
