@@ -1,0 +1,266 @@
+//! Kernel resync benchmark (issue 15, item 5): calico-node's route reconciler
+//! (`RouteTable` over rtnetlink) in a network namespace of its own, against iproute2 doing
+//! the same kernel work in the same run. Printed, not asserted.
+//!
+//! ```text
+//! cargo build --release -p lab --example bench_resync
+//! sudo target/release/examples/bench_resync [-- --routes 65536 --new 10000 --reps 5]
+//! ```
+//!
+//! - program: the first pass over `--routes` desired routes (`<ip>/32 via 10.255.0.2 dev
+//!   bench0 proto bird`, over a veth pair inside the namespace), one netlink request
+//!   each; iproute2: `ip -batch` adding as many.
+//! - resync: a pass that dumps the table and finds nothing to change; iproute2: `ip route
+//!   show proto bird` listing them.
+//! - new: `--new` more desired routes, programmed by a pass that trusts its last dump (as
+//!   a desired-state change does); iproute2: `ip -batch` adding as many.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use agent::dataplane::netlink::NetlinkKernel;
+use agent::dataplane::ownership::OwnershipPolicy;
+use agent::dataplane::route_table::RouteTable;
+use agent::dataplane::types::{PROTO_BIRD, Route, RouteTarget};
+use anyhow::{Context, Result, anyhow, bail};
+use ipnet::Ipv4Net;
+use lab::Netns;
+use lab::netns::is_root;
+use nix::sched::{CloneFlags, setns};
+
+const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 2);
+const DEVICE: &str = "bench0";
+
+struct Args {
+    routes: u32,
+    new: u32,
+    reps: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        routes: 65_536,
+        new: 10_000,
+        reps: 5,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(k) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--routes" => a.routes = value()?.parse()?,
+            "--new" => a.new = value()?.parse()?,
+            "--reps" => a.reps = value()?.parse()?,
+            other => bail!("unknown argument {other}; use --routes N --new N --reps N"),
+        }
+    }
+    if a.routes == 0 || a.reps == 0 || u64::from(a.routes) + u64::from(a.new) > 1 << 23 {
+        bail!("--routes and --reps at least 1, --routes + --new at most 2^23 (10.0.0.0/9)");
+    }
+    Ok(a)
+}
+
+/// The `i`-th /32 in 10.0.0.0/9 (clear of the device's 10.255.0.0/16).
+fn dst(i: u32) -> Ipv4Net {
+    Ipv4Net::from(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i))
+}
+
+fn desired(range: std::ops::Range<u32>) -> BTreeMap<Ipv4Net, Route> {
+    range
+        .map(|i| {
+            let dst = dst(i);
+            let route = Route {
+                dst,
+                target: RouteTarget::Gateway {
+                    via: GATEWAY,
+                    dev: Some(DEVICE.into()),
+                    onlink: false,
+                },
+                protocol: PROTO_BIRD,
+            };
+            (dst, route)
+        })
+        .collect()
+}
+
+/// The reconciler's figures, measured on a thread inside the namespace.
+struct Ours {
+    program: Duration,
+    resync: Vec<Duration>,
+    new: Duration,
+}
+
+fn run_ours(ns: &Netns, a: &Args) -> Result<Ours> {
+    let file = File::open(ns.path())?;
+    let (routes, new, reps) = (a.routes, a.new, a.reps);
+    let thread = std::thread::spawn(move || -> Result<Ours, String> {
+        setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))?;
+        runtime.block_on(async move {
+            let kernel = NetlinkKernel::connect().map_err(|e| e.to_string())?;
+            let mut table = RouteTable::new(OwnershipPolicy::default());
+            table.set_desired(desired(0..routes));
+            let t = Instant::now();
+            let report = table
+                .reconcile_with(&kernel, Instant::now(), true)
+                .await
+                .map_err(|e| e.to_string())?;
+            let program = t.elapsed();
+            if report.added != routes as usize || !report.failures.is_empty() {
+                return Err(format!(
+                    "programmed {} of {routes}: {:?}",
+                    report.added,
+                    report.failures.first()
+                ));
+            }
+            let mut resync = Vec::new();
+            for _ in 0..reps {
+                let t = Instant::now();
+                let report = table
+                    .reconcile_with(&kernel, Instant::now(), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                resync.push(t.elapsed());
+                if report.added + report.removed != 0 {
+                    return Err(format!("a resync changed something: {report:?}"));
+                }
+            }
+            table.set_desired(desired(0..routes + new));
+            let t = Instant::now();
+            let report = table
+                .reconcile_with(&kernel, Instant::now(), false)
+                .await
+                .map_err(|e| e.to_string())?;
+            let new_took = t.elapsed();
+            if report.added != new as usize {
+                return Err(format!("added {} of {new} new routes", report.added));
+            }
+            // Leave the namespace's table as the iproute2 side expects to find it: empty.
+            table.set_desired(BTreeMap::new());
+            table
+                .reconcile_with(&kernel, Instant::now(), true)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Ours {
+                program,
+                resync,
+                new: new_took,
+            })
+        })
+    });
+    thread
+        .join()
+        .map_err(|_| anyhow!("the benchmark thread panicked"))?
+        .map_err(|e| anyhow!(e))
+}
+
+/// iproute2 adding routes `range` in one `ip -batch`.
+fn ip_batch_add(ns: &Netns, range: std::ops::Range<u32>) -> Result<Duration> {
+    let batch: String = range
+        .map(|i| {
+            format!(
+                "route add {} via {GATEWAY} dev {DEVICE} proto bird\n",
+                dst(i)
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    let mut child = ns
+        .command("ip")
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(batch.as_bytes())?;
+    }
+    if !child.wait()?.success() {
+        bail!("ip -batch failed");
+    }
+    Ok(t.elapsed())
+}
+
+fn ip_dump(ns: &Netns) -> Result<(Duration, usize)> {
+    let t = Instant::now();
+    let out = ns
+        .command("ip")
+        .args(["route", "show", "proto", "bird"])
+        .stdin(Stdio::null())
+        .output()?;
+    let took = t.elapsed();
+    Ok((took, out.stdout.iter().filter(|b| **b == b'\n').count()))
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> Result<()> {
+    if !is_root() {
+        bail!("the benchmark builds a network namespace: run it as root");
+    }
+    let a = parse_args()?;
+    let ns = Netns::create("resync")?;
+    // A veth pair inside the namespace (this kernel may have no dummy driver).
+    ns.ip(&[
+        "link", "add", DEVICE, "type", "veth", "peer", "name", "bench1",
+    ])?;
+    ns.ip(&["addr", "add", "10.255.0.1/16", "dev", DEVICE])?;
+    ns.ip(&["link", "set", DEVICE, "up"])?;
+    ns.ip(&["link", "set", "bench1", "up"])?;
+
+    let ours = run_ours(&ns, &a)?;
+    let program_ip = ip_batch_add(&ns, 0..a.routes)?;
+    let mut dumps = Vec::new();
+    for _ in 0..a.reps {
+        let (took, lines) = ip_dump(&ns)?;
+        if lines != a.routes as usize {
+            bail!("ip route show listed {lines} routes, not {}", a.routes);
+        }
+        dumps.push(took);
+    }
+    let new_ip = ip_batch_add(&ns, a.routes..a.routes + a.new)?;
+
+    println!(
+        "routes: {}, new: {}, reps: {} (medians)\n",
+        a.routes, a.new, a.reps
+    );
+    println!("| step | calico-node's reconciler | iproute2 | ratio |");
+    println!("|---|---|---|---|");
+    let row = |step: &str, o: Duration, r: Duration| {
+        println!(
+            "| {step} | {} | {} | {:.2}x |",
+            ms(o),
+            ms(r),
+            o.as_secs_f64() / r.as_secs_f64()
+        );
+    };
+    row(
+        &format!("program {} routes", a.routes),
+        ours.program,
+        program_ip,
+    );
+    row(
+        &format!(
+            "resync {} routes, nothing to change (ours: dump + diff; ip: route show)",
+            a.routes
+        ),
+        median(ours.resync),
+        median(dumps),
+    );
+    row(&format!("program {} more", a.new), ours.new, new_ip);
+    Ok(())
+}
