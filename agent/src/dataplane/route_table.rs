@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
@@ -22,6 +23,9 @@ use super::types::Route;
 /// How long an unknown `cali*` route is left alone: the CNI plugin adds it before the
 /// agent hears of the WorkloadEndpoint.
 pub const WORKLOAD_ROUTE_GRACE: Duration = Duration::from_secs(10);
+
+/// Route writes a pass keeps in flight at once.
+const WRITES_IN_FLIGHT: usize = 64;
 
 /// What one reconcile pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -146,6 +150,7 @@ impl RouteTable {
         self.unknown_workload_since
             .retain(|dst, _| self.tracker.dataplane().contains_key(dst));
 
+        let mut writes = Vec::new();
         for (dst, want, have) in self.tracker.pending_updates() {
             if have.is_none() && self.foreign.contains_key(&dst) {
                 if let Some(other) = self.foreign.get(&dst) {
@@ -154,7 +159,20 @@ impl RouteTable {
                 report.conflicts.push(dst);
                 continue;
             }
-            match kernel.replace_route(&want).await {
+            writes.push((dst, want));
+        }
+        // Several requests in flight on the one netlink socket: a burst of new routes (a
+        // restart, a large cluster's blocks) costs a round trip per batch, not per route.
+        let results: Vec<_> = futures::stream::iter(writes)
+            .map(|(dst, want)| async move {
+                let result = kernel.replace_route(&want).await;
+                (dst, want, result)
+            })
+            .buffer_unordered(WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (dst, want, result) in results {
+            match result {
                 Ok(()) => {
                     info!(route = %want, "programmed route");
                     self.tracker.commit_update(dst, want);
