@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
@@ -28,6 +29,12 @@ use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDev
 #[derive(Clone)]
 pub struct NetlinkKernel {
     handle: Handle,
+    /// Device names by index, from the last link dump and lookups since: a route write or
+    /// dump would otherwise dump or look up links for every route. Interface indexes are
+    /// never reused by the kernel (they only grow), so an entry is never wrong about
+    /// another device; a name seen again under a new index replaces its entry, and a
+    /// route naming an index not known here makes the dump read the links again.
+    names: Arc<Mutex<HashMap<u32, String>>>,
 }
 
 impl NetlinkKernel {
@@ -45,13 +52,49 @@ impl NetlinkKernel {
     {
         let (conn, handle, _) = rtnetlink::new_connection()
             .map_err(|e| KernelError::Other(format!("opening netlink socket: {e}")))?;
-        Ok((NetlinkKernel { handle }, conn))
+        Ok((
+            NetlinkKernel {
+                handle,
+                names: Arc::default(),
+            },
+            conn,
+        ))
     }
 
+    fn known_names(&self) -> std::sync::MutexGuard<'_, HashMap<u32, String>> {
+        // A panic elsewhere while holding the lock leaves a map that is still a valid cache.
+        self.names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records `index` as `name`'s, dropping any older index of that name.
+    fn learn_name(&self, index: u32, name: &str) {
+        let mut names = self.known_names();
+        names.retain(|i, n| *i == index || n != name);
+        names.insert(index, name.to_string());
+    }
+
+    /// The index of device `name`: from the names known, else asked of the kernel.
     async fn index_of(&self, name: &str) -> Result<u32, KernelError> {
+        let known = self
+            .known_names()
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(i, _)| *i);
+        if let Some(index) = known {
+            return Ok(index);
+        }
+        self.lookup_index(name).await
+    }
+
+    async fn lookup_index(&self, name: &str) -> Result<u32, KernelError> {
         let mut links = self.handle.link().get().match_name(name).execute();
         match links.try_next().await {
-            Ok(Some(link)) => Ok(link.header.index),
+            Ok(Some(link)) => {
+                self.learn_name(link.header.index, name);
+                Ok(link.header.index)
+            }
             Ok(None) => Err(KernelError::NotFound(format!("device {name}"))),
             Err(e) => match map_err(e) {
                 KernelError::NotFound(_) => Err(KernelError::NotFound(format!("device {name}"))),
@@ -60,6 +103,7 @@ impl NetlinkKernel {
         }
     }
 
+    /// Every device's name by index, read from the kernel (and kept for later lookups).
     async fn names_by_index(&self) -> Result<HashMap<u32, String>, KernelError> {
         let mut names = HashMap::new();
         let mut links = self.handle.link().get().execute();
@@ -68,6 +112,7 @@ impl NetlinkKernel {
                 names.insert(link.header.index, name);
             }
         }
+        *self.known_names() = names.clone();
         Ok(names)
     }
 
@@ -221,27 +266,43 @@ impl NetlinkKernel {
 #[async_trait]
 impl Kernel for NetlinkKernel {
     async fn dump_routes(&self) -> Result<Vec<Route>, KernelError> {
-        let names = self.names_by_index().await?;
-        let mut routes = Vec::new();
         let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut messages = Vec::new();
         let mut stream = self.handle.route().get(query).execute();
         while let Some(msg) = stream.try_next().await.map_err(map_err)? {
-            if let Some(route) = parse_route(&msg, &names) {
-                routes.push(route);
-            }
+            messages.push(msg);
         }
-        Ok(routes)
+        // The device names known suffice unless a route names a device not seen yet.
+        let mut names = self.known_names().clone();
+        if messages
+            .iter()
+            .filter_map(output_interface)
+            .any(|i| !names.contains_key(&i))
+        {
+            names = self.names_by_index().await?;
+        }
+        Ok(messages
+            .iter()
+            .filter_map(|msg| parse_route(msg, &names))
+            .collect())
     }
 
     async fn replace_route(&self, route: &Route) -> Result<(), KernelError> {
         let msg = self.route_message(route).await?;
-        self.handle
+        let index = output_interface(&msg);
+        let result = self
+            .handle
             .route()
             .add(msg)
             .replace()
             .execute()
             .await
-            .map_err(map_err)
+            .map_err(map_err);
+        if let (Err(KernelError::NotFound(_)), Some(index)) = (&result, index) {
+            // The device may be gone (or back under a new index): ask again next time.
+            self.known_names().remove(&index);
+        }
+        result
     }
 
     async fn delete_route(&self, route: &Route) -> Result<(), KernelError> {
@@ -301,6 +362,7 @@ impl Kernel for NetlinkKernel {
                 addresses: addresses.remove(&link.header.index).unwrap_or_default(),
             });
         }
+        *self.known_names() = out.iter().map(|l| (l.index, l.name.clone())).collect();
         Ok(out)
     }
 
@@ -466,6 +528,14 @@ impl Kernel for NetlinkKernel {
 }
 
 // ===== netlink message parsing =====
+
+/// The output device of a route message.
+fn output_interface(msg: &RouteMessage) -> Option<u32> {
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Oif(i) => Some(*i),
+        _ => None,
+    })
+}
 
 fn link_name(link: &LinkMessage) -> Option<String> {
     link.attributes.iter().find_map(|a| match a {
