@@ -75,6 +75,31 @@ enum Part {
     Ipam,
 }
 
+/// The part of the state a key belongs to; `None` for keys the state does not hold.
+fn part_of(kind: &KeyKind<'_>) -> Option<Part> {
+    match kind {
+        KeyKind::Resource { plural, .. } => match *plural {
+            p if p == Node::PLURAL => Some(Part::Nodes),
+            p if p == WorkloadEndpoint::PLURAL => Some(Part::Workloads),
+            p if [
+                IPPool::PLURAL,
+                BGPPeer::PLURAL,
+                BGPConfiguration::PLURAL,
+                FelixConfiguration::PLURAL,
+                BFDConfiguration::PLURAL,
+                BGPFilter::PLURAL,
+            ]
+            .contains(&p) =>
+            {
+                Some(Part::Config)
+            }
+            _ => None,
+        },
+        KeyKind::Block(_) | KeyKind::Affinity(..) => Some(Part::Ipam),
+        KeyKind::Other => None,
+    }
+}
+
 /// Which part of the key space a key belongs to.
 enum KeyKind<'a> {
     Resource { plural: &'a str, name: &'a str },
@@ -201,30 +226,24 @@ impl ClusterState {
 
     /// Applies a created or updated key; true when the state changed.
     pub fn put(&mut self, key: &str, value: &[u8]) -> bool {
-        let (part, changed) = match classify(key) {
+        let kind = classify(key);
+        let Some(part) = part_of(&kind) else {
+            return false;
+        };
+        let changed = match kind {
             KeyKind::Resource { plural, name } => match plural {
-                p if p == Node::PLURAL => {
-                    (Part::Nodes, put_resource(&mut self.nodes, key, name, value))
+                p if p == Node::PLURAL => put_resource(&mut self.nodes, key, name, value),
+                p if p == IPPool::PLURAL => put_checked(&mut self.pools, key, name, value),
+                p if p == BGPPeer::PLURAL => put_checked(&mut self.bgp_peers, key, name, value),
+                p if p == BGPConfiguration::PLURAL => {
+                    put_checked(&mut self.bgp_configs, key, name, value)
                 }
-                p if p == IPPool::PLURAL => {
-                    (Part::Config, put_checked(&mut self.pools, key, name, value))
+                p if p == FelixConfiguration::PLURAL => {
+                    put_checked(&mut self.felix_configs, key, name, value)
                 }
-                p if p == BGPPeer::PLURAL => (
-                    Part::Config,
-                    put_checked(&mut self.bgp_peers, key, name, value),
-                ),
-                p if p == BGPConfiguration::PLURAL => (
-                    Part::Config,
-                    put_checked(&mut self.bgp_configs, key, name, value),
-                ),
-                p if p == FelixConfiguration::PLURAL => (
-                    Part::Config,
-                    put_checked(&mut self.felix_configs, key, name, value),
-                ),
-                p if p == BFDConfiguration::PLURAL => (
-                    Part::Config,
-                    put_checked(&mut self.bfd_configs, key, name, value),
-                ),
+                p if p == BFDConfiguration::PLURAL => {
+                    put_checked(&mut self.bfd_configs, key, name, value)
+                }
                 p if p == BGPFilter::PLURAL => {
                     let filter = checked::<BGPFilter>(key, value);
                     let refusal = match &filter {
@@ -236,26 +255,21 @@ impl ClusterState {
                     };
                     let kept =
                         put_or_keep(&mut self.bgp_filters, name.to_string(), filter.ok(), key);
-                    (Part::Config, refusal || kept)
+                    refusal || kept
                 }
-                p if p == WorkloadEndpoint::PLURAL => (
-                    Part::Workloads,
-                    put_resource(&mut self.workloads, key, name, value),
-                ),
-                _ => return false,
+                p if p == WorkloadEndpoint::PLURAL => {
+                    put_resource(&mut self.workloads, key, name, value)
+                }
+                _ => false,
             },
-            KeyKind::Block(cidr) => (
-                Part::Ipam,
-                put_or_keep(&mut self.blocks, cidr, decode_block(key, value), key),
-            ),
+            KeyKind::Block(cidr) => {
+                put_or_keep(&mut self.blocks, cidr, decode_block(key, value), key)
+            }
             KeyKind::Affinity(node, cidr) => {
                 let a = decode::<BlockAffinity>(key, value);
-                (
-                    Part::Ipam,
-                    put_or_keep(&mut self.affinities, (node, cidr), a, key),
-                )
+                put_or_keep(&mut self.affinities, (node, cidr), a, key)
             }
-            KeyKind::Other => return false,
+            KeyKind::Other => false,
         };
         if changed {
             self.advance(part);
@@ -265,40 +279,29 @@ impl ClusterState {
 
     /// Applies a deleted key; true when the state changed.
     pub fn delete(&mut self, key: &str) -> bool {
-        let (part, changed) = match classify(key) {
-            KeyKind::Resource { plural, name } => {
-                let name = name.to_string();
-                match plural {
-                    p if p == Node::PLURAL => (Part::Nodes, self.nodes.remove(&name).is_some()),
-                    p if p == IPPool::PLURAL => (Part::Config, self.pools.remove(&name).is_some()),
-                    p if p == BGPPeer::PLURAL => {
-                        (Part::Config, self.bgp_peers.remove(&name).is_some())
-                    }
-                    p if p == BGPConfiguration::PLURAL => {
-                        (Part::Config, self.bgp_configs.remove(&name).is_some())
-                    }
-                    p if p == FelixConfiguration::PLURAL => {
-                        (Part::Config, self.felix_configs.remove(&name).is_some())
-                    }
-                    p if p == BFDConfiguration::PLURAL => {
-                        (Part::Config, self.bfd_configs.remove(&name).is_some())
-                    }
-                    p if p == BGPFilter::PLURAL => {
-                        let filter = self.bgp_filters.remove(&name).is_some();
-                        let refusal = self.refused_filters.remove(&name).is_some();
-                        (Part::Config, filter || refusal)
-                    }
-                    p if p == WorkloadEndpoint::PLURAL => {
-                        (Part::Workloads, self.workloads.remove(&name).is_some())
-                    }
-                    _ => return false,
+        let kind = classify(key);
+        let Some(part) = part_of(&kind) else {
+            return false;
+        };
+        let changed = match kind {
+            KeyKind::Resource { plural, name } => match plural {
+                p if p == Node::PLURAL => self.nodes.remove(name).is_some(),
+                p if p == IPPool::PLURAL => self.pools.remove(name).is_some(),
+                p if p == BGPPeer::PLURAL => self.bgp_peers.remove(name).is_some(),
+                p if p == BGPConfiguration::PLURAL => self.bgp_configs.remove(name).is_some(),
+                p if p == FelixConfiguration::PLURAL => self.felix_configs.remove(name).is_some(),
+                p if p == BFDConfiguration::PLURAL => self.bfd_configs.remove(name).is_some(),
+                p if p == BGPFilter::PLURAL => {
+                    let filter = self.bgp_filters.remove(name).is_some();
+                    let refusal = self.refused_filters.remove(name).is_some();
+                    filter || refusal
                 }
-            }
-            KeyKind::Block(cidr) => (Part::Ipam, self.blocks.remove(&cidr).is_some()),
-            KeyKind::Affinity(node, cidr) => {
-                (Part::Ipam, self.affinities.remove(&(node, cidr)).is_some())
-            }
-            KeyKind::Other => return false,
+                p if p == WorkloadEndpoint::PLURAL => self.workloads.remove(name).is_some(),
+                _ => false,
+            },
+            KeyKind::Block(cidr) => self.blocks.remove(&cidr).is_some(),
+            KeyKind::Affinity(node, cidr) => self.affinities.remove(&(node, cidr)).is_some(),
+            KeyKind::Other => false,
         };
         if changed {
             self.advance(part);

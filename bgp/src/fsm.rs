@@ -314,6 +314,18 @@ impl Session {
         }
     }
 
+    /// Our connection was refused (or closed before the peer's OPEN): wait in Active for
+    /// the peer, and dial again soon ([`Self::redial_after_refusal`]).
+    fn refused_by_peer(&mut self, error: &str, out: &mut Vec<Output>) {
+        self.last_error = Some(format!("Socket: {error}"));
+        self.state = State::Active;
+        self.refused = self.refused.saturating_add(1);
+        out.push(Output::ArmTimer(
+            TimerKind::ConnectRetry,
+            self.redial_after_refusal(),
+        ));
+    }
+
     /// How long to wait before dialling again after `refused` refusals in a row: 100 ms,
     /// doubling, never more than ConnectRetryTime. A refusal is a peer that is not
     /// listening yet (every node of a cluster starting at once): waiting the whole
@@ -343,13 +355,7 @@ impl Session {
                 if self.state == State::Connect {
                     // BIRD's "Active Socket: Connection refused": wait in Active for the
                     // peer or for ConnectRetryTimer to try again.
-                    self.last_error = Some(format!("Socket: {error}"));
-                    self.state = State::Active;
-                    self.refused = self.refused.saturating_add(1);
-                    out.push(Output::ArmTimer(
-                        TimerKind::ConnectRetry,
-                        self.redial_after_refusal(),
-                    ));
+                    self.refused_by_peer(&error, &mut out);
                 }
             }
             Input::TcpClosed { error } => {
@@ -361,13 +367,7 @@ impl Session {
                     // refusal rather than the error back-off.
                     out.push(Output::Disconnect);
                     self.stop_timers(&mut out);
-                    self.last_error = Some(format!("Socket: {error}"));
-                    self.state = State::Active;
-                    self.refused = self.refused.saturating_add(1);
-                    out.push(Output::ArmTimer(
-                        TimerKind::ConnectRetry,
-                        self.redial_after_refusal(),
-                    ));
+                    self.refused_by_peer(&error, &mut out);
                 } else if matches!(
                     self.state,
                     State::OpenSent | State::OpenConfirm | State::Established

@@ -53,6 +53,20 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
+fn ms(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+/// The connection we dialled was refused.
+fn refuse(s: &mut Session, now: Instant) -> Vec<Output> {
+    s.handle(
+        Input::TcpConnectFailed {
+            error: "Connection refused".into(),
+        },
+        now,
+    )
+}
+
 fn open_sent(c: SessionConfig) -> (Session, Instant) {
     let now = Instant::now();
     let mut s = Session::new(c);
@@ -213,18 +227,10 @@ fn connection_refused_in_connect_goes_active_with_a_socket_error() {
     let mut s = Session::new(cfg());
     let now = Instant::now();
     s.handle(Input::Start, now);
-    let out = s.handle(
-        Input::TcpConnectFailed {
-            error: "Connection refused".into(),
-        },
-        now,
-    );
+    let out = refuse(&mut s, now);
     assert_eq!(
         out,
-        vec![Output::ArmTimer(
-            TimerKind::ConnectRetry,
-            Duration::from_millis(100)
-        )]
+        vec![Output::ArmTimer(TimerKind::ConnectRetry, ms(100))]
     );
     assert_eq!(s.state(), State::Active);
     assert_eq!(s.last_error(), Some("Socket: Connection refused"));
@@ -237,12 +243,7 @@ fn refused_connections_are_redialled_quickly_then_at_the_connect_retry_pace() {
     s.handle(Input::Start, now);
     let mut waits = Vec::new();
     for _ in 0..6 {
-        let out = s.handle(
-            Input::TcpConnectFailed {
-                error: "Connection refused".into(),
-            },
-            now,
-        );
+        let out = refuse(&mut s, now);
         let [Output::ArmTimer(TimerKind::ConnectRetry, wait)] = out.as_slice() else {
             panic!("{out:?}");
         };
@@ -267,18 +268,10 @@ fn refused_connections_are_redialled_quickly_then_at_the_connect_retry_pace() {
     s.handle(timer(TimerKind::Hold), now);
     s.handle(timer(TimerKind::IdleHold), now);
     assert_eq!(s.state(), State::Connect);
-    let out = s.handle(
-        Input::TcpConnectFailed {
-            error: "Connection refused".into(),
-        },
-        now,
-    );
+    let out = refuse(&mut s, now);
     assert_eq!(
         out,
-        vec![Output::ArmTimer(
-            TimerKind::ConnectRetry,
-            Duration::from_millis(100)
-        )]
+        vec![Output::ArmTimer(TimerKind::ConnectRetry, ms(100))]
     );
 }
 
@@ -497,7 +490,7 @@ fn tcp_close_of_our_connection_in_open_sent_goes_active_and_redials_soon() {
             Output::Disconnect,
             Output::StopTimer(TimerKind::Hold),
             Output::StopTimer(TimerKind::Keepalive),
-            Output::ArmTimer(TimerKind::ConnectRetry, Duration::from_millis(100)),
+            Output::ArmTimer(TimerKind::ConnectRetry, ms(100)),
         ]
     );
     assert_eq!(s.state(), State::Active);

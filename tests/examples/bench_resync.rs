@@ -17,14 +17,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agent::dataplane::netlink::NetlinkKernel;
 use agent::dataplane::ownership::OwnershipPolicy;
-use agent::dataplane::route_table::RouteTable;
+use agent::dataplane::route_table::{RouteReport, RouteTable};
 use agent::dataplane::types::{PROTO_BIRD, Route, RouteTarget};
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::Ipv4Net;
@@ -86,6 +85,18 @@ fn desired(range: std::ops::Range<u32>) -> BTreeMap<Ipv4Net, Route> {
         .collect()
 }
 
+/// One reconcile pass (`resync`: reading the table first).
+async fn pass(
+    table: &mut RouteTable,
+    kernel: &NetlinkKernel,
+    resync: bool,
+) -> Result<RouteReport, String> {
+    table
+        .reconcile_with(kernel, Instant::now(), resync)
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// The reconciler's figures, measured on a thread inside the namespace.
 struct Ours {
     program: Duration,
@@ -107,10 +118,7 @@ fn run_ours(ns: &Netns, a: &Args) -> Result<Ours> {
             let mut table = RouteTable::new(OwnershipPolicy::default());
             table.set_desired(desired(0..routes));
             let t = Instant::now();
-            let report = table
-                .reconcile_with(&kernel, Instant::now(), true)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = pass(&mut table, &kernel, true).await?;
             let program = t.elapsed();
             if report.added != routes as usize || !report.failures.is_empty() {
                 return Err(format!(
@@ -122,10 +130,7 @@ fn run_ours(ns: &Netns, a: &Args) -> Result<Ours> {
             let mut resync = Vec::new();
             for _ in 0..reps {
                 let t = Instant::now();
-                let report = table
-                    .reconcile_with(&kernel, Instant::now(), true)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let report = pass(&mut table, &kernel, true).await?;
                 resync.push(t.elapsed());
                 if report.added + report.removed != 0 {
                     return Err(format!("a resync changed something: {report:?}"));
@@ -133,20 +138,14 @@ fn run_ours(ns: &Netns, a: &Args) -> Result<Ours> {
             }
             table.set_desired(desired(0..routes + new));
             let t = Instant::now();
-            let report = table
-                .reconcile_with(&kernel, Instant::now(), false)
-                .await
-                .map_err(|e| e.to_string())?;
+            let report = pass(&mut table, &kernel, false).await?;
             let new_took = t.elapsed();
             if report.added != new as usize {
                 return Err(format!("added {} of {new} new routes", report.added));
             }
             // Leave the namespace's table as the iproute2 side expects to find it: empty.
             table.set_desired(BTreeMap::new());
-            table
-                .reconcile_with(&kernel, Instant::now(), true)
-                .await
-                .map_err(|e| e.to_string())?;
+            pass(&mut table, &kernel, true).await?;
             Ok(Ours {
                 program,
                 resync,
@@ -171,18 +170,7 @@ fn ip_batch_add(ns: &Netns, range: std::ops::Range<u32>) -> Result<Duration> {
         })
         .collect();
     let t = Instant::now();
-    let mut child = ns
-        .command("ip")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(batch.as_bytes())?;
-    }
-    if !child.wait()?.success() {
-        bail!("ip -batch failed");
-    }
+    ns.ip_batch(&batch)?;
     Ok(t.elapsed())
 }
 

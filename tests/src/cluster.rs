@@ -317,20 +317,7 @@ impl Cluster {
                     format!("neigh replace {ip} lladdr {mac} dev eth0 nud permanent\n")
                 })
                 .collect();
-            let mut child = ns
-                .command("ip")
-                .args(["-batch", "-"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()?;
-            if let Some(mut stdin) = child.stdin.take() {
-                use std::io::Write;
-                stdin.write_all(batch.as_bytes())?;
-            }
-            let status = child.wait()?;
-            if !status.success() {
-                bail!("pinning neighbours in {} failed", ns.name());
-            }
+            ns.ip_batch(&batch)?;
         }
         Ok(())
     }

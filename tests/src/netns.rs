@@ -131,6 +131,25 @@ impl Netns {
         ip(&full)
     }
 
+    /// `ip -n <ns> -batch -` with `commands` (one per line) on its standard input, failing
+    /// on a non-zero exit: thousands of routes or neighbours in one process.
+    pub fn ip_batch(&self, commands: &str) -> Result<()> {
+        use std::io::Write;
+        let mut child = Command::new("ip")
+            .args(["-n", self.name.as_str(), "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting ip -batch")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(commands.as_bytes())?;
+        }
+        if !child.wait()?.success() {
+            bail!("ip -batch in {} failed", self.name);
+        }
+        Ok(())
+    }
+
     /// A command that will run inside the namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
