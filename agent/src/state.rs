@@ -2,10 +2,10 @@
 //! pools, BGP peers and configuration, Felix configuration, workload endpoints, IPAM blocks
 //! and affinities — kept by the syncer from one ordered watch on `/calico/`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use datastore::keys;
-use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
+use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity, attr};
 use datastore::model::{
     BFDConfiguration, BGPConfiguration, BGPFilter, BGPPeer, FelixConfiguration, IPPool, Node,
     Resource, WorkloadEndpoint,
@@ -40,6 +40,50 @@ pub struct ClusterState {
     /// consumer that compares these with what it last computed from skips the work none
     /// of its inputs need.
     pub generations: Generations,
+    /// The same, per node, for the writes that concern one node: a consumer computing for
+    /// its own node skips the other nodes' IPAM writes and endpoints.
+    pub node_generations: NodeGenerations,
+}
+
+/// Per node, the [`Generations`] counter at which the part of the state concerning that
+/// node last changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeGenerations {
+    /// The node's affinities, the blocks it hosts, the blocks holding its borrowed addresses.
+    ipam: HashMap<String, u64>,
+    /// The endpoints on the node.
+    workloads: HashMap<String, u64>,
+}
+
+impl NodeGenerations {
+    /// Stamps every node the state concerns with the state's current counters, as after a
+    /// relist: each one may have changed.
+    fn stamped(state: &ClusterState) -> NodeGenerations {
+        let mut out = NodeGenerations::default();
+        let g = state.generations;
+        for (node, _) in state.affinities.keys() {
+            out.ipam.insert(node.clone(), g.ipam);
+        }
+        for block in state.blocks.values() {
+            for node in nodes_of_block(block) {
+                out.ipam.insert(node.to_string(), g.ipam);
+            }
+        }
+        for wep in state.workloads.values() {
+            out.workloads.insert(wep.spec.node.clone(), g.workloads);
+        }
+        out
+    }
+}
+
+/// The nodes a block concerns: its host and every node an allocation in it was made for.
+fn nodes_of_block(block: &AllocationBlock) -> impl Iterator<Item = &str> {
+    block.host().into_iter().chain(
+        block
+            .attributes
+            .iter()
+            .filter_map(|a| a.secondary.get(attr::NODE).map(String::as_str)),
+    )
 }
 
 /// Counters, one per part of [`ClusterState`], bumped whenever that part changes.
@@ -56,7 +100,7 @@ pub struct Generations {
 
 impl Generations {
     /// Every counter advanced: a state whose parts may all have changed.
-    pub fn all_advanced(self) -> Generations {
+    fn all_advanced(self) -> Generations {
         Generations {
             nodes: self.nodes + 1,
             config: self.config + 1,
@@ -101,6 +145,7 @@ fn part_of(kind: &KeyKind<'_>) -> Option<Part> {
 }
 
 /// Which part of the key space a key belongs to.
+#[derive(Clone)]
 enum KeyKind<'a> {
     Resource { plural: &'a str, name: &'a str },
     Block(IpNet),
@@ -221,6 +266,7 @@ impl ClusterState {
             state.put(&kv.key, &kv.value);
         }
         state.revision = revision;
+        state.node_generations = NodeGenerations::stamped(&state);
         state
     }
 
@@ -230,7 +276,8 @@ impl ClusterState {
         let Some(part) = part_of(&kind) else {
             return false;
         };
-        let changed = match kind {
+        let before = self.nodes_concerned(&kind);
+        let changed = match kind.clone() {
             KeyKind::Resource { plural, name } => match plural {
                 p if p == Node::PLURAL => put_resource(&mut self.nodes, key, name, value),
                 p if p == IPPool::PLURAL => put_checked(&mut self.pools, key, name, value),
@@ -272,7 +319,8 @@ impl ClusterState {
             KeyKind::Other => false,
         };
         if changed {
-            self.advance(part);
+            let after = self.nodes_concerned(&kind);
+            self.advance(part, before.into_iter().chain(after));
         }
         changed
     }
@@ -283,6 +331,7 @@ impl ClusterState {
         let Some(part) = part_of(&kind) else {
             return false;
         };
+        let before = self.nodes_concerned(&kind);
         let changed = match kind {
             KeyKind::Resource { plural, name } => match plural {
                 p if p == Node::PLURAL => self.nodes.remove(name).is_some(),
@@ -304,37 +353,104 @@ impl ClusterState {
             KeyKind::Other => false,
         };
         if changed {
-            self.advance(part);
+            self.advance(part, before);
         }
         changed
     }
 
-    fn advance(&mut self, part: Part) {
+    /// Advances the counter of `part`, and that of each node in `nodes` for it.
+    fn advance(&mut self, part: Part, nodes: impl IntoIterator<Item = String>) {
         let g = &mut self.generations;
-        match part {
-            Part::Nodes => g.nodes += 1,
-            Part::Config => g.config += 1,
-            Part::Workloads => g.workloads += 1,
-            Part::Ipam => g.ipam += 1,
+        let (per_node, now) = match part {
+            Part::Nodes => {
+                g.nodes += 1;
+                return;
+            }
+            Part::Config => {
+                g.config += 1;
+                return;
+            }
+            Part::Workloads => {
+                g.workloads += 1;
+                (&mut self.node_generations.workloads, g.workloads)
+            }
+            Part::Ipam => {
+                g.ipam += 1;
+                (&mut self.node_generations.ipam, g.ipam)
+            }
+        };
+        for node in nodes {
+            per_node.insert(node, now);
         }
+    }
+
+    /// The nodes the value at a key concerns (see [`NodeGenerations`]).
+    fn nodes_concerned(&self, kind: &KeyKind<'_>) -> Vec<String> {
+        match kind {
+            KeyKind::Block(cidr) => self
+                .blocks
+                .get(cidr)
+                .map(|b| nodes_of_block(b).map(str::to_string).collect())
+                .unwrap_or_default(),
+            KeyKind::Affinity(node, _) => vec![node.clone()],
+            KeyKind::Resource { plural, name } if *plural == WorkloadEndpoint::PLURAL => self
+                .workloads
+                .get(*name)
+                .map(|w| vec![w.spec.node.clone()])
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The IPAM counter at which what concerns `node` last changed (0: never).
+    pub fn ipam_generation_of(&self, node: &str) -> u64 {
+        self.node_generations.ipam.get(node).copied().unwrap_or(0)
+    }
+
+    /// The endpoint counter at which the endpoints on `node` last changed (0: never).
+    pub fn workloads_generation_of(&self, node: &str) -> u64 {
+        self.node_generations
+            .workloads
+            .get(node)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// After a relist, a state whose every part may have changed: each counter advanced
+    /// past `previous`'s and every node stamped with them.
+    pub fn advanced_past(&mut self, previous: Generations) {
+        self.generations = previous.all_advanced();
+        self.node_generations = NodeGenerations::stamped(self);
     }
 
     /// Blocks confirmed as affine to `node` whose block object exists. Pending and
     /// pendingDeletion claims are never routed or advertised (Calico #6867, #4471), and
     /// neither is an affinity without its block.
     pub fn confirmed_blocks_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = IpNet> + 'a {
-        self.affinities
-            .iter()
-            .filter(move |((n, cidr), aff)| {
-                n == node
-                    && aff.state == AffinityState::Confirmed
+        self.affinities_of(node)
+            .filter(move |(cidr, aff)| {
+                aff.state == AffinityState::Confirmed
                     && !aff.deleted
                     && self
                         .blocks
-                        .get(cidr)
+                        .get(*cidr)
                         .is_some_and(|b| b.host() == Some(node) && !b.deleted)
             })
-            .map(|((_, cidr), _)| *cidr)
+            .map(|(cidr, _)| *cidr)
+    }
+
+    /// Every block affinity of `node`, in any state (a range of the map, not a scan).
+    pub fn affinities_of<'a>(
+        &'a self,
+        node: &'a str,
+    ) -> impl Iterator<Item = (&'a IpNet, &'a BlockAffinity)> + 'a {
+        // (node, 0.0.0.0/0) sorts before every other key of the node: V4 before V6, then
+        // by address and prefix length.
+        let first = (node.to_string(), IpNet::V4(ipnet::Ipv4Net::default()));
+        self.affinities
+            .range(first..)
+            .take_while(move |((n, _), _)| n == node)
+            .map(|((_, cidr), aff)| (cidr, aff))
     }
 
     /// The pool containing `net`, if any.
@@ -446,6 +562,74 @@ mod tests {
         assert_eq!(state.generations.ipam, 2);
         assert_eq!(state.generations.nodes, 0);
         assert_eq!(state.generations.config, 0);
+    }
+
+    #[test]
+    fn a_node_generation_advances_only_for_the_writes_that_concern_the_node() {
+        use datastore::model::ipam::AllocationAttribute;
+        let mut state = ClusterState::default();
+        let b1: IpNet = "10.0.0.0/26".parse().expect("cidr");
+        let b2: IpNet = "10.0.0.64/26".parse().expect("cidr");
+        let json = |b: &AllocationBlock| serde_json::to_string(b).expect("json");
+        let put = |state: &mut ClusterState, key: &str, value: &str| {
+            assert!(state.put(key, value.as_bytes()), "{key} changes the state");
+        };
+        put(
+            &mut state,
+            &keys::block(&b1),
+            &json(&AllocationBlock::new(b1, Some("n1"), None)),
+        );
+        let n1 = state.ipam_generation_of("n1");
+        assert!(n1 > 0);
+        // n2 claims a block: nothing of n1's changes.
+        put(
+            &mut state,
+            &keys::affinity("n2", &b2),
+            r#"{"state":"confirmed","deleted":false}"#,
+        );
+        let mut theirs = AllocationBlock::new(b2, Some("n2"), None);
+        put(&mut state, &keys::block(&b2), &json(&theirs));
+        assert_eq!(state.ipam_generation_of("n1"), n1);
+        assert!(state.ipam_generation_of("n2") > n1);
+        // An address of n2's block borrowed by n1 concerns n1, and so does its release.
+        theirs.attributes.push(AllocationAttribute {
+            handle_id: Some("k8s-pod-network.a".into()),
+            secondary: [("node".to_string(), "n1".to_string())].into(),
+        });
+        theirs.allocations[5] = Some(0);
+        theirs.unallocated.retain(|o| *o != 5);
+        put(&mut state, &keys::block(&b2), &json(&theirs));
+        let borrowed = state.ipam_generation_of("n1");
+        assert!(borrowed > n1);
+        put(
+            &mut state,
+            &keys::block(&b2),
+            &json(&AllocationBlock::new(b2, Some("n2"), None)),
+        );
+        assert!(state.ipam_generation_of("n1") > borrowed);
+        // Endpoints: per node too.
+        let wep = r#"{"kind":"WorkloadEndpoint","apiVersion":"projectcalico.org/v3",
+            "metadata":{"name":"n2-k8s-web-eth0","namespace":"default"},
+            "spec":{"node":"n2","interfaceName":"cali1","ipNetworks":["10.0.0.65/32"]}}"#;
+        put(
+            &mut state,
+            &keys::resource("workloadendpoints", "default/n2-k8s-web-eth0"),
+            wep,
+        );
+        assert_eq!(state.workloads_generation_of("n1"), 0);
+        assert!(state.workloads_generation_of("n2") > 0);
+        // A relist: every node the new state concerns is stamped past everything before.
+        let before = (state.generations, state.ipam_generation_of("n1"));
+        let mut relisted = ClusterState::from_listing(
+            &[kv(
+                &keys::block(&b1),
+                &json(&AllocationBlock::new(b1, Some("n1"), None)),
+            )],
+            9,
+        );
+        relisted.advanced_past(before.0);
+        assert!(relisted.ipam_generation_of("n1") > before.1);
+        assert_eq!(relisted.workloads_generation_of("n2"), 0);
     }
 
     #[test]

@@ -146,11 +146,13 @@ fn apply(state: &mut ClusterState, event: WatchEvent) -> bool {
 /// generation advanced past the current one's: any part may have changed.
 fn publish(tx: &watch::Sender<Arc<ClusterState>>, mut state: ClusterState) {
     tx.send_if_modified(|current| {
+        // Contents compared, not counters.
         state.generations = current.generations;
+        state.node_generations = current.node_generations.clone();
         if **current == state {
             false
         } else {
-            state.generations = current.generations.all_advanced();
+            state.advanced_past(current.generations);
             *current = Arc::new(state);
             true
         }

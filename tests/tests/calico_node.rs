@@ -620,6 +620,39 @@ fn a_route_deleted_by_hand_is_put_back() {
         .ip(&["route", "del", &block_of(&c, 1)])
         .expect("route del");
     wait_route(&c, 0, &route);
+    // Replaced by hand with another next hop: the kernel's notification differs from what
+    // the agent wrote, so it reads the table again and puts its route back.
+    c.nodes[0]
+        .ns
+        .ip(&[
+            "route",
+            "replace",
+            &block_of(&c, 1),
+            "via",
+            "10.0.0.9",
+            "dev",
+            "eth0",
+            "proto",
+            "bird",
+        ])
+        .expect("route replace");
+    wait_route(&c, 0, &route);
+    // A route of the agent's protocol that nobody wants, added by hand, is taken away.
+    c.nodes[0]
+        .ns
+        .ip(&[
+            "route",
+            "add",
+            "10.99.0.0/26",
+            "via",
+            "10.0.0.2",
+            "dev",
+            "eth0",
+            "proto",
+            "bird",
+        ])
+        .expect("route add");
+    wait_no_route(&c, 0, "10.99.0.0/26");
     let blackhole = format!("blackhole {} proto bird", block_of(&c, 0));
     c.nodes[0]
         .ns

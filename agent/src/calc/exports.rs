@@ -32,6 +32,23 @@ fn export_disabled(state: &ClusterState, net: &Ipv4Net) -> bool {
         .is_some_and(|p| p.spec.disable_bgp_export)
 }
 
+/// The counters of the parts of the cluster state [`desired_exports`] reads for a node:
+/// the configuration and the IPAM writes that concern the node (not other nodes' claims).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportReads {
+    config: u64,
+    ipam: u64,
+}
+
+impl ExportReads {
+    pub fn of(state: &ClusterState, node: &str) -> ExportReads {
+        ExportReads {
+            config: state.generations.config,
+            ipam: state.ipam_generation_of(node),
+        }
+    }
+}
+
 /// The prefixes `node` announces, keyed by prefix.
 pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Export> {
     let mut prefixes: BTreeSet<Ipv4Net> = BTreeSet::new();

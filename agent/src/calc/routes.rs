@@ -95,6 +95,33 @@ impl<'a> Pools<'a> {
     }
 }
 
+/// The counters of the parts of the cluster state [`desired_state`] reads for `me`: equal
+/// counters, same result (for the same learned routes). Other nodes' IPAM writes and
+/// endpoints matter only to VXLAN, which routes every node's blocks from the datastore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateReads {
+    nodes: u64,
+    config: u64,
+    ipam: u64,
+    workloads: u64,
+}
+
+impl StateReads {
+    pub fn of(state: &ClusterState, me: &str) -> StateReads {
+        let g = state.generations;
+        StateReads {
+            nodes: g.nodes,
+            config: g.config,
+            ipam: if vxlan_in_use(state) {
+                g.ipam
+            } else {
+                state.ipam_generation_of(me)
+            },
+            workloads: state.workloads_generation_of(me),
+        }
+    }
+}
+
 /// Computes the whole desired kernel state.
 pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
     let mut out = DesiredState::default();

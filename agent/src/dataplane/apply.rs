@@ -7,7 +7,7 @@ use std::time::Instant;
 use ipnet::Ipv4Net;
 use tracing::{info, warn};
 
-use super::kernel::{Kernel, KernelError, LinkInfo};
+use super::kernel::{Kernel, KernelError, KernelEvent, LinkInfo};
 use super::nat::{NatOutgoing, NatTable};
 use super::netfilter::NetfilterError;
 use super::ownership::{
@@ -100,6 +100,7 @@ pub struct Dataplane<K: Kernel> {
     routes: RouteTable,
     /// Devices as last dumped; `None` when they must be read again.
     links: Option<Vec<LinkInfo>>,
+    /// The desired state but its routes (which the route table holds).
     desired: DesiredState,
     /// Workload devices (name, ifindex) whose sysctls are set.
     configured_workloads: BTreeSet<(String, u32)>,
@@ -133,16 +134,23 @@ impl<K: Kernel> Dataplane<K> {
         &self.kernel
     }
 
-    /// Replaces the desired state; the next [`apply`](Self::apply) acts on it.
-    pub fn set_desired(&mut self, desired: DesiredState) {
+    /// Replaces the desired state, which the next [`apply`](Self::apply) acts on; false
+    /// when it is the one already held. The routes move to the route table (at scale they
+    /// are most of the state: neither copied nor kept twice).
+    pub fn set_desired(&mut self, mut desired: DesiredState) -> bool {
+        let routes = std::mem::take(&mut desired.routes);
+        if *self.routes.desired() == routes && self.desired == desired {
+            return false;
+        }
         self.routes.set_policy(OwnershipPolicy {
             managed_cidrs: desired.managed_cidrs.clone(),
         });
-        self.routes.set_desired(desired.routes.clone());
+        self.routes.set_desired(routes);
         if let Some(nat) = self.nat.as_mut() {
             nat.set_desired(desired.nat.clone());
         }
         self.desired = desired;
+        true
     }
 
     /// Holds (or releases) deletions of unwanted owned routes; see
@@ -151,14 +159,29 @@ impl<K: Kernel> Dataplane<K> {
         self.routes.set_hold_deletions(hold);
     }
 
-    /// The current desired state.
-    pub fn desired(&self) -> &DesiredState {
-        &self.desired
-    }
-
     /// Health for node status.
     pub fn health(&self) -> &DataplaneHealth {
         &self.health
+    }
+
+    /// What the next pass must read again after a kernel event: nothing for the echo of
+    /// our own route writes, the route table for other route changes, everything after a
+    /// link event.
+    pub fn refresh_for(&self, event: &KernelEvent) -> Refresh {
+        match event {
+            KernelEvent::Link => Refresh::ALL,
+            KernelEvent::Route { msg, removed } => {
+                let notice = self.kernel.read_route_notice(msg, *removed);
+                if self.routes.already_knows(&notice) {
+                    Refresh::NONE
+                } else {
+                    Refresh {
+                        links: false,
+                        routes: true,
+                    }
+                }
+            }
+        }
     }
 
     /// One reconcile pass over everything, reading the kernel first.

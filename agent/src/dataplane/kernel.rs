@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
+use netlink_packet_route::route::RouteMessage;
 use thiserror::Error;
 
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
@@ -44,6 +45,28 @@ pub struct LinkInfo {
     pub addresses: Vec<(Ipv4Addr, u8)>,
 }
 
+/// What the kernel announced on its route and link multicast groups.
+#[derive(Debug, Clone)]
+pub enum KernelEvent {
+    /// A device, or its state, changed (its routes may have gone without route events).
+    Link,
+    /// A route was added or replaced (`removed` false) or deleted.
+    Route { msg: RouteMessage, removed: bool },
+}
+
+/// A route notification as far as it can be read without asking the kernel again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteNotice {
+    /// A route was added or replaced; its value now.
+    Added(Route),
+    /// A route was deleted.
+    Removed(Route),
+    /// A route outside the IPv4 main table: nothing calico-rs reads or writes.
+    Elsewhere,
+    /// A device not known yet, a shape [`Route`] does not model: only a dump tells.
+    Unreadable,
+}
+
 /// The kernel operations the dataplane needs.
 #[async_trait]
 pub trait Kernel: Send + Sync + 'static {
@@ -53,6 +76,12 @@ pub trait Kernel: Send + Sync + 'static {
     async fn replace_route(&self, route: &Route) -> Result<(), KernelError>;
     /// Deletes a route (NotFound when already gone).
     async fn delete_route(&self, route: &Route) -> Result<(), KernelError>;
+    /// Reads a route notification from what is known already (no kernel round trip).
+    /// Without an implementation every notification is unreadable, so each one makes the
+    /// next pass dump the table.
+    fn read_route_notice(&self, _msg: &RouteMessage, _removed: bool) -> RouteNotice {
+        RouteNotice::Unreadable
+    }
 
     /// Every device.
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError>;

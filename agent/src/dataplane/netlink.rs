@@ -22,7 +22,7 @@ use netlink_packet_route::route::{
 };
 use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
-use super::kernel::{Kernel, KernelError, LinkInfo};
+use super::kernel::{Kernel, KernelError, LinkInfo, RouteNotice};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDevice};
 
 /// The kernel of the network namespace this process runs in, through rtnetlink.
@@ -325,6 +325,21 @@ impl Kernel for NetlinkKernel {
             .map_err(map_err)
     }
 
+    fn read_route_notice(&self, msg: &RouteMessage, removed: bool) -> RouteNotice {
+        if !in_main_v4_table(msg) {
+            return RouteNotice::Elsewhere;
+        }
+        let names = self.known_names();
+        if output_interface(msg).is_some_and(|i| !names.contains_key(&i)) {
+            return RouteNotice::Unreadable;
+        }
+        match parse_route(msg, &names) {
+            Some(route) if removed => RouteNotice::Removed(route),
+            Some(route) => RouteNotice::Added(route),
+            None => RouteNotice::Unreadable,
+        }
+    }
+
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         let mut addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
         let mut addrs = self.handle.address().get().execute();
@@ -616,9 +631,8 @@ fn neigh_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {
     })
 }
 
-/// Turns a main-table IPv4 route into a [`Route`], or `None` for what we never program
-/// (other tables, local/broadcast routes, multipath, ...).
-fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+/// True for a route of the IPv4 main table, the only table calico-rs programs.
+fn in_main_v4_table(msg: &RouteMessage) -> bool {
     let table = msg
         .attributes
         .iter()
@@ -627,9 +641,14 @@ fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route
             _ => None,
         })
         .unwrap_or(u32::from(msg.header.table));
-    if msg.header.address_family != AddressFamily::Inet
-        || table != u32::from(RouteHeader::RT_TABLE_MAIN)
-    {
+    msg.header.address_family == AddressFamily::Inet
+        && table == u32::from(RouteHeader::RT_TABLE_MAIN)
+}
+
+/// Turns a main-table IPv4 route into a [`Route`], or `None` for what we never program
+/// (other tables, local/broadcast routes, multipath, ...).
+fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+    if !in_main_v4_table(msg) {
         return None;
     }
     let dst_addr = msg

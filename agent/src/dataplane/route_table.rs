@@ -6,7 +6,8 @@
 //! every desired-state change, on every kernel route/link event (so a route deleted by
 //! hand is back within milliseconds) and on a slow timer; a pass for a desired-state change
 //! with no kernel event since the last dump skips the dump
-//! ([`reconcile_with`](RouteTable::reconcile_with)).
+//! ([`reconcile_with`](RouteTable::reconcile_with)), and the notifications that echo the
+//! table's own writes ask for none ([`already_knows`](RouteTable::already_knows)).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use ipnet::Ipv4Net;
 use tracing::{debug, info, warn};
 
 use super::delta::DeltaTracker;
-use super::kernel::{Kernel, KernelError};
+use super::kernel::{Kernel, KernelError, RouteNotice};
 use super::ownership::OwnershipPolicy;
 use super::types::Route;
 
@@ -97,6 +98,33 @@ impl RouteTable {
     /// The desired routes.
     pub fn desired(&self) -> &BTreeMap<Ipv4Net, Route> {
         self.tracker.desired()
+    }
+
+    /// True when a route notification tells nothing the view of the table lacks: the
+    /// echo of this table's own write or deletion (every write comes back as one), or a
+    /// change already seen. Anything else means the table changed behind our back and the
+    /// next pass must read it again.
+    pub fn already_knows(&self, notice: &RouteNotice) -> bool {
+        if !self.synced {
+            return false;
+        }
+        let owned = self.tracker.dataplane();
+        match notice {
+            RouteNotice::Added(route) if self.policy.owns(route) => {
+                !self.foreign.contains_key(&route.dst)
+                    && owned
+                        .get(&route.dst)
+                        .is_some_and(|have| have.is_satisfied_by(route))
+            }
+            RouteNotice::Added(route) => {
+                !owned.contains_key(&route.dst) && self.foreign.get(&route.dst) == Some(route)
+            }
+            RouteNotice::Removed(route) => {
+                !owned.contains_key(&route.dst) && !self.foreign.contains_key(&route.dst)
+            }
+            RouteNotice::Elsewhere => true,
+            RouteNotice::Unreadable => false,
+        }
     }
 
     /// Brings the kernel in line with the desired routes, reading the table first.
@@ -321,6 +349,47 @@ mod tests {
         let report = table.reconcile(&kernel, later).await.expect("pass");
         assert_eq!(report.removed, 1);
         assert!(kernel.route_strings().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_echoes_of_its_own_writes_ask_for_no_dump_and_other_changes_do() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut theirs = via("10.0.7.0/24", "10.0.0.7", "eth0");
+        theirs.protocol = PROTO_BOOT;
+        kernel.insert_route(theirs.clone());
+        kernel.insert_route(via("10.0.9.0/26", "10.0.0.9", "eth0"));
+        let mut table = RouteTable::new(OwnershipPolicy::default());
+        let mine = via("10.0.1.0/26", "10.0.0.2", "eth0");
+        // Before the first dump nothing is known.
+        assert!(!table.already_knows(&RouteNotice::Added(mine.clone())));
+        table.set_desired(desired(std::slice::from_ref(&mine)));
+        table
+            .reconcile(&kernel, Instant::now())
+            .await
+            .expect("pass");
+        // The echoes of the write and of the deletion of 10.0.9.0/26.
+        assert!(table.already_knows(&RouteNotice::Added(mine.clone())));
+        assert!(table.already_knows(&RouteNotice::Removed(via(
+            "10.0.9.0/26",
+            "10.0.0.9",
+            "eth0"
+        ))));
+        assert!(table.already_knows(&RouteNotice::Added(theirs.clone())));
+        assert!(table.already_knows(&RouteNotice::Elsewhere));
+        // Someone replacing, deleting or adding routes, or a notice nobody could read.
+        for notice in [
+            RouteNotice::Added(via("10.0.1.0/26", "10.0.0.3", "eth0")),
+            RouteNotice::Removed(mine.clone()),
+            RouteNotice::Removed(theirs.clone()),
+            RouteNotice::Added(via("10.0.2.0/26", "10.0.0.2", "eth0")),
+            RouteNotice::Added(Route {
+                protocol: PROTO_BOOT,
+                ..via("10.0.8.0/24", "10.0.0.8", "eth0")
+            }),
+            RouteNotice::Unreadable,
+        ] {
+            assert!(!table.already_knows(&notice), "{notice:?}");
+        }
     }
 
     #[tokio::test]

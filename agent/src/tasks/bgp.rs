@@ -24,7 +24,7 @@ use tracing::{info, warn};
 use super::bfd_link::{BfdLink, BfdMetrics};
 use super::liveness::Heartbeat;
 use crate::calc::LearnedRoutes;
-use crate::calc::exports::{Export, desired_exports};
+use crate::calc::exports::{Export, ExportReads, desired_exports};
 use crate::calc::peers::{DesiredPeer, PeerInput, desired_peers, listen_port, node_as};
 use crate::calc::speaker_config::{export_policy, origin_attrs, peer_config};
 use crate::config::NodeConfig;
@@ -278,8 +278,15 @@ struct Wiring {
     subnet: Ipv4Net,
     interface: String,
     bfd: BfdLink,
-    /// The state's generations the peers and exports were last computed from (none yet).
-    applied: Option<Generations>,
+    /// What the peers and exports were last computed from (none yet).
+    applied: Option<Applied>,
+}
+
+/// The counters of the state the peers and the exports were last computed from.
+#[derive(Clone, Copy)]
+struct Applied {
+    generations: Generations,
+    exports: ExportReads,
 }
 
 /// What one [`Wiring::sync`] did.
@@ -415,11 +422,17 @@ impl Wiring {
         if !state.nodes.contains_key(&self.node) {
             return Synced::default();
         }
-        let now = state.generations;
+        let now = Applied {
+            generations: state.generations,
+            exports: ExportReads::of(state, &self.node),
+        };
         let last = self.applied.replace(now);
         let peers_due = !self.held.is_empty()
-            || last.is_none_or(|l| l.nodes != now.nodes || l.config != now.config);
-        let exports_due = last.is_none_or(|l| l.ipam != now.ipam || l.config != now.config);
+            || last.is_none_or(|l| {
+                l.generations.nodes != now.generations.nodes
+                    || l.generations.config != now.generations.config
+            });
+        let exports_due = last.is_none_or(|l| l.exports != now.exports);
         let mut synced = Synced::default();
         if peers_due {
             synced.restarted = self.sync_peers(state).await;

@@ -31,10 +31,9 @@ pub const STUCK_GRACE: Duration = Duration::from_secs(10);
 /// This node's claims in `pendingDeletion` right now.
 pub fn pending_deletions(state: &ClusterState, node: &str) -> Vec<IpNet> {
     state
-        .affinities
-        .iter()
-        .filter(|((n, _), a)| n == node && a.state == AffinityState::PendingDeletion)
-        .map(|((_, cidr), _)| *cidr)
+        .affinities_of(node)
+        .filter(|(_, a)| a.state == AffinityState::PendingDeletion)
+        .map(|(cidr, _)| *cidr)
         .collect()
 }
 
@@ -67,9 +66,13 @@ pub async fn run(
         heartbeat.beat();
         let now = Instant::now();
         let mut failed = false;
-        let ((empty, total), pending) = {
+        let ((empty, total), pending, reads) = {
             let s = state.borrow_and_update();
-            (empty_blocks(&s, &node), pending_deletions(&s, &node))
+            (
+                empty_blocks(&s, &node),
+                pending_deletions(&s, &node),
+                s.ipam_generation_of(&node),
+            )
         };
         stuck_since.retain(|cidr, _| pending.contains(cidr));
         for cidr in &pending {
@@ -161,7 +164,15 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = heartbeat.tick() => continue,
-                changed = state.changed() => if changed.is_err() { return },
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // Other nodes' claims change nothing here.
+                    if state.borrow().ipam_generation_of(&node) == reads {
+                        continue;
+                    }
+                }
                 () = &mut wake => {}
             }
             break;

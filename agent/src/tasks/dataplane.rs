@@ -15,13 +15,13 @@ use rtnetlink::{MulticastGroup, new_multicast_connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::calc::routes::{RouteInput, desired_state};
+use crate::calc::routes::{RouteInput, StateReads, desired_state};
 use crate::calc::tunnels::pod_mtu;
 use crate::calc::{Backend, LearnedRoutes};
 use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState, Refresh};
-use crate::dataplane::kernel::Kernel;
+use crate::dataplane::kernel::{Kernel, KernelEvent};
 use crate::local::LocalNode;
-use crate::state::{ClusterState, Generations};
+use crate::state::ClusterState;
 use crate::syncer::SyncStatus;
 use crate::tasks::liveness::Heartbeat;
 
@@ -36,6 +36,8 @@ pub struct DataplaneMetrics {
     pub routes_removed: AtomicU64,
     pub failures: AtomicU64,
     pub kernel_events: AtomicU64,
+    /// Kernel events that told the dataplane nothing new (echoes of its own writes).
+    pub kernel_echoes: AtomicU64,
     /// Duration of the last pass, in microseconds.
     pub last_pass_micros: AtomicU64,
 }
@@ -73,11 +75,10 @@ pub struct DataplaneTask<K: Kernel> {
     pub heartbeat: Heartbeat,
 }
 
-/// Subscribes to route and link changes in this network namespace. Each event only says
-/// what to look at again: the route table after a route event, everything after a link
-/// event (a device going away takes its routes without route events). The receiver
-/// closes if the subscription ends.
-fn kernel_events() -> Option<mpsc::UnboundedReceiver<Refresh>> {
+/// Subscribes to route and link changes in this network namespace. The dataplane decides
+/// what each event makes it read again (nothing for the echo of its own route writes). The
+/// receiver closes if the subscription ends.
+fn kernel_events() -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
     let (conn, _handle, mut messages) =
         match new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Route]) {
             Ok(c) => c,
@@ -91,16 +92,19 @@ fn kernel_events() -> Option<mpsc::UnboundedReceiver<Refresh>> {
     tokio::spawn(async move {
         let pump = async move {
             while let Some((message, _)) = messages.next().await {
-                let refresh = match message.payload {
-                    NetlinkPayload::InnerMessage(
-                        RouteNetlinkMessage::NewRoute(_) | RouteNetlinkMessage::DelRoute(_),
-                    ) => Refresh {
-                        links: false,
-                        routes: true,
-                    },
-                    _ => Refresh::ALL,
+                let event = match message.payload {
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewRoute(msg)) => {
+                        KernelEvent::Route {
+                            msg,
+                            removed: false,
+                        }
+                    }
+                    NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(msg)) => {
+                        KernelEvent::Route { msg, removed: true }
+                    }
+                    _ => KernelEvent::Link,
                 };
-                if tx.send(refresh).is_err() {
+                if tx.send(event).is_err() {
                     return;
                 }
             }
@@ -142,12 +146,7 @@ impl<K: Kernel> DataplaneTask<K> {
             due |= self.recompute(&mut converged, &mut computed_from);
             // Kernel events already queued count for this pass (the select below may have
             // picked another input first).
-            if let Some(rx) = events.as_mut() {
-                while let Ok(more) = rx.try_recv() {
-                    refresh = refresh.union(more);
-                    due = true;
-                }
-            }
+            due |= self.take_queued_events(&mut events, &mut refresh);
             if std::mem::take(&mut due) {
                 // Without the kernel's events nothing says when the view went stale.
                 let read = match events {
@@ -176,14 +175,11 @@ impl<K: Kernel> DataplaneTask<K> {
                     event = wait_event(&mut events) => match event {
                         None => anyhow::bail!("the kernel's route and link events stopped"),
                         Some(first) => {
-                            due = true;
-                            refresh = refresh.union(first);
-                            self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
-                            // Coalesce a burst (our own writes echo back as events too).
-                            if let Some(rx) = events.as_mut() {
-                                while let Ok(more) = rx.try_recv() {
-                                    refresh = refresh.union(more);
-                                }
+                            // A burst is taken whole; only what our view lacks makes a pass.
+                            due |= self.take_event(&first, &mut refresh);
+                            due |= self.take_queued_events(&mut events, &mut refresh);
+                            if !due {
+                                continue;
                             }
                         }
                     },
@@ -198,6 +194,34 @@ impl<K: Kernel> DataplaneTask<K> {
                 break;
             }
         }
+    }
+
+    /// Adds what `event` makes the next pass read to `refresh`; true when it asks for a
+    /// pass at all.
+    fn take_event(&self, event: &KernelEvent, refresh: &mut Refresh) -> bool {
+        self.metrics.kernel_events.fetch_add(1, Ordering::Relaxed);
+        let wanted = self.dataplane.refresh_for(event);
+        if wanted == Refresh::NONE {
+            self.metrics.kernel_echoes.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        *refresh = refresh.union(wanted);
+        true
+    }
+
+    /// [`take_event`](Self::take_event) for every event already queued.
+    fn take_queued_events(
+        &self,
+        events: &mut Option<mpsc::UnboundedReceiver<KernelEvent>>,
+        refresh: &mut Refresh,
+    ) -> bool {
+        let mut due = false;
+        if let Some(rx) = events.as_mut() {
+            while let Ok(event) = rx.try_recv() {
+                due |= self.take_event(&event, refresh);
+            }
+        }
+        due
     }
 
     /// One reconcile pass; returns when the next one is needed without any new event.
@@ -255,7 +279,7 @@ impl<K: Kernel> DataplaneTask<K> {
         let state = self.state.borrow_and_update().clone();
         let learned = self.learned.borrow_and_update().clone();
         let inputs = Inputs {
-            generations: state.generations,
+            reads: StateReads::of(&state, &self.local.name),
             learned: Arc::clone(&learned),
             extra: self.extra.as_mut().map(|e| e.borrow_and_update().clone()),
         };
@@ -284,11 +308,7 @@ impl<K: Kernel> DataplaneTask<K> {
                 .extend(extra.managed_cidrs.iter().copied());
             crate::flannel::desired::merge_nat(&mut desired.nat, extra.nat.as_ref());
         }
-        let changed = *self.dataplane.desired() != desired;
-        if changed {
-            self.dataplane.set_desired(desired);
-        }
-        changed || hold_changed
+        self.dataplane.set_desired(desired) || hold_changed
     }
 
     /// Felix writes the pod MTU for the CNI plugin; only rewritten when it changes.
@@ -319,17 +339,17 @@ impl<K: Kernel> DataplaneTask<K> {
 
 /// What a desired state was computed from. The learned routes and the extra state are
 /// new `Arc`s whenever they change, and held here, so comparing pointers is exact; the
-/// cluster state is followed by its generations (holding it would make the syncer copy
-/// it on every write).
+/// cluster state is followed by the counters of the parts the calculation reads (holding
+/// it would make the syncer copy it on every write).
 struct Inputs {
-    generations: Generations,
+    reads: StateReads,
     learned: Arc<LearnedRoutes>,
     extra: Option<Arc<DesiredState>>,
 }
 
 impl Inputs {
     fn same_as(&self, other: &Inputs) -> bool {
-        self.generations == other.generations
+        self.reads == other.reads
             && Arc::ptr_eq(&self.learned, &other.learned)
             && match (&self.extra, &other.extra) {
                 (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -339,7 +359,9 @@ impl Inputs {
     }
 }
 
-async fn wait_event(events: &mut Option<mpsc::UnboundedReceiver<Refresh>>) -> Option<Refresh> {
+async fn wait_event(
+    events: &mut Option<mpsc::UnboundedReceiver<KernelEvent>>,
+) -> Option<KernelEvent> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -99,6 +99,11 @@ async fn metrics(State(s): State<HealthState>) -> String {
             "Kernel route/link notifications seen.",
             m.kernel_events.load(Ordering::Relaxed),
         ),
+        (
+            "calico_rs_kernel_echoes_total",
+            "Kernel route notifications that echoed the dataplane's own writes (no table dump).",
+            m.kernel_echoes.load(Ordering::Relaxed),
+        ),
     ];
     for (name, help, value) in counters {
         let _ = writeln!(

@@ -132,6 +132,14 @@ async fn release_due(
     all_done
 }
 
+/// The counters of the parts of the state [`leak_candidates`] reads for `node`: the blocks
+/// the node hosts, and every endpoint and node (any of them may use an address of those
+/// blocks).
+fn candidate_reads(state: &ClusterState, node: &str) -> (u64, u64, u64) {
+    let g = state.generations;
+    (state.ipam_generation_of(node), g.workloads, g.nodes)
+}
+
 /// Runs until the cluster-state channel closes. `grace` zero disables collection.
 pub async fn run(
     ipam: Ipam,
@@ -147,6 +155,7 @@ pub async fn run(
     let mut retry_at: Option<Instant> = None;
     loop {
         heartbeat.beat();
+        let reads = candidate_reads(&state.borrow(), &node);
         if !grace.is_zero() {
             let now = Instant::now();
             let candidates = {
@@ -181,7 +190,15 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = heartbeat.tick() => continue,
-                changed = state.changed() => if changed.is_err() { return },
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // Other nodes' claims change no candidate.
+                    if candidate_reads(&state.borrow(), &node) == reads {
+                        continue;
+                    }
+                }
                 () = &mut wake => {}
             }
             break;
