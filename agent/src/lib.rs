@@ -7,6 +7,7 @@ pub mod config;
 pub mod dataplane;
 pub mod flannel;
 pub mod local;
+pub mod maps;
 pub mod run;
 pub mod startup;
 pub mod state;

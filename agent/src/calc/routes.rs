@@ -21,6 +21,7 @@ use crate::dataplane::types::{
     VxlanDevice, parse_mac,
 };
 use crate::local::LocalNode;
+use crate::maps::changed_keys;
 use crate::state::ClusterState;
 
 /// Everything the calculation reads.
@@ -191,59 +192,105 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
 /// until the datastore's VXLAN route for the prefix exists (same-subnet next hops only);
 /// everything else via the next hop.
 fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut DesiredState) {
-    let local = input.local;
     let pools = Pools::of(input.state);
     for (prefix, next_hop) in input.learned {
-        if own_blocks.iter().any(|b| b.contains(prefix)) && prefix.prefix_len() <= 26 {
-            // Never override our own block with someone else's announcement of it.
+        if out.routes.get(prefix).is_some_and(is_local) {
             continue;
         }
-        if *next_hop == local.ip() {
-            continue;
+        if let Some(route) = learned_route(input.local, &pools, own_blocks, *prefix, *next_hop) {
+            out.routes.insert(*prefix, route);
         }
-        if out
-            .routes
-            .get(prefix)
-            .is_some_and(|r| matches!(r.target, RouteTarget::Device { .. }))
-        {
-            // A pod of this node has the address: whatever a peer announces for it (a
-            // stale borrow, a misconfigured router) never takes the pod's route away.
-            continue;
-        }
-        let same_subnet = local.same_subnet(*next_hop);
-        let target = match pools
-            .containing(prefix)
-            .and_then(|p| p.spec.encap_towards(same_subnet))
-        {
-            // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
-            // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
-            // switching a pool to VXLAN leaves no instant without a route.
-            Some(Tunnel::Vxlan) if !same_subnet => continue,
-            Some(Tunnel::Vxlan) => RouteTarget::Gateway {
-                via: *next_hop,
-                dev: Some(local.interface.clone()),
-                onlink: false,
-            },
-            Some(Tunnel::Ipip) => RouteTarget::Gateway {
-                via: *next_hop,
-                dev: Some(IPIP_DEVICE.into()),
-                onlink: true,
-            },
-            _ => RouteTarget::Gateway {
-                via: *next_hop,
-                dev: same_subnet.then(|| local.interface.clone()),
-                onlink: false,
-            },
-        };
-        out.routes.insert(
-            *prefix,
-            Route {
-                dst: *prefix,
-                target,
-                protocol: PROTO_BIRD,
-            },
-        );
     }
+}
+
+/// A route of this node itself (its block's blackhole, a pod's route): whatever a peer
+/// announces for the same prefix (a stale borrow, a misconfigured router) never replaces it.
+fn is_local(route: &Route) -> bool {
+    matches!(
+        route.target,
+        RouteTarget::Device { .. } | RouteTarget::Blackhole
+    )
+}
+
+/// The route for one learned prefix, unless it is not to be programmed.
+fn learned_route(
+    local: &LocalNode,
+    pools: &Pools<'_>,
+    own_blocks: &[Ipv4Net],
+    prefix: Ipv4Net,
+    next_hop: Ipv4Addr,
+) -> Option<Route> {
+    if own_blocks.iter().any(|b| b.contains(&prefix)) && prefix.prefix_len() <= 26 {
+        // Never override our own block with someone else's announcement of it.
+        return None;
+    }
+    if next_hop == local.ip() {
+        return None;
+    }
+    let same_subnet = local.same_subnet(next_hop);
+    let target = match pools
+        .containing(&prefix)
+        .and_then(|p| p.spec.encap_towards(same_subnet))
+    {
+        // VXLAN pools are routed from the datastore: add_vxlan replaces this route once
+        // both VTEPs are known. Until then a same-subnet next hop is used as learned, so
+        // switching a pool to VXLAN leaves no instant without a route.
+        Some(Tunnel::Vxlan) if !same_subnet => return None,
+        Some(Tunnel::Vxlan) => RouteTarget::Gateway {
+            via: next_hop,
+            dev: Some(local.interface.clone()),
+            onlink: false,
+        },
+        Some(Tunnel::Ipip) => RouteTarget::Gateway {
+            via: next_hop,
+            dev: Some(IPIP_DEVICE.into()),
+            onlink: true,
+        },
+        _ => RouteTarget::Gateway {
+            via: next_hop,
+            dev: same_subnet.then(|| local.interface.clone()),
+            onlink: false,
+        },
+    };
+    Some(Route {
+        dst: prefix,
+        target,
+        protocol: PROTO_BIRD,
+    })
+}
+
+/// The changes to the desired routes `current` (computed by [`desired_state`] from the
+/// same state and `before`) when only the learned routes changed, to `input.learned`:
+/// per changed prefix its new route or none. Work in proportion to the change, where a
+/// full recomputation builds every route again. `None` where a learned route's fate is
+/// not decided by the prefix alone: under VXLAN the datastore's routes replace learned
+/// ones, and other backends have no learned routes.
+pub fn learned_changes(
+    input: &RouteInput<'_>,
+    before: &LearnedRoutes,
+    current: &BTreeMap<Ipv4Net, Route>,
+) -> Option<Vec<(Ipv4Net, Option<Route>)>> {
+    if input.backend != Backend::Bgp || vxlan_in_use(input.state) {
+        return None;
+    }
+    let me = input.local.name.as_str();
+    let own_blocks: Vec<Ipv4Net> = input
+        .state
+        .confirmed_blocks_of(me)
+        .filter_map(|b| v4(&b))
+        .collect();
+    let pools = Pools::of(input.state);
+    let mut changes = Vec::new();
+    for prefix in changed_keys(before, input.learned) {
+        if current.get(&prefix).is_some_and(is_local) {
+            continue;
+        }
+        let route = input.learned.get(&prefix).and_then(|next_hop| {
+            learned_route(input.local, &pools, &own_blocks, prefix, *next_hop)
+        });
+        changes.push((prefix, route));
+    }
+    Some(changes)
 }
 
 /// VXLAN from the datastore (Felix's `vxlan_mgr`): the device, and per remote node with a

@@ -311,3 +311,63 @@ fn a_pool_switched_to_vxlan_keeps_same_subnet_learned_routes_until_the_vteps_are
         ]
     );
 }
+
+#[test]
+fn learned_changes_bring_the_routes_to_what_a_full_recomputation_gives() {
+    for ipip in [Never, Always, CrossSubnet] {
+        let mut s = two_subnets(pool("p", "10.100.0.0/16", ipip, Never));
+        claim(&mut s, "n1", "10.100.1.0/26", AffinityState::Confirmed);
+        workload(&mut s, "n1", "pod-a", "10.100.1.5", "cali0000000000a");
+        let me = local("n1", "10.0.0.1/24");
+        let before = learned(&[
+            ("10.100.2.0/26", "10.0.0.2"),
+            ("10.100.3.0/26", "10.0.1.3"),
+            ("10.100.4.0/26", "10.0.0.2"),
+            ("10.100.1.5/32", "10.0.0.2"),
+        ]);
+        // New, withdrawn, moved to another next hop, our own pod's /32 and block, ours.
+        let after = learned(&[
+            ("10.100.2.0/26", "10.0.1.3"),
+            ("10.100.3.0/26", "10.0.1.3"),
+            ("10.100.5.0/26", "10.0.0.2"),
+            ("10.100.1.5/32", "10.0.1.3"),
+            ("10.100.1.0/26", "10.0.0.2"),
+            ("10.100.6.0/26", "10.0.0.1"),
+        ]);
+        let input = |learned| RouteInput {
+            state: &s,
+            local: &me,
+            backend: Backend::Bgp,
+            learned,
+        };
+        let mut routes = desired_state(&input(&before)).routes;
+        let changes = learned_changes(&input(&after), &before, &routes).expect("per prefix");
+        for (prefix, route) in changes {
+            match route {
+                Some(r) => routes.insert(prefix, r),
+                None => routes.remove(&prefix),
+            };
+        }
+        assert_eq!(
+            routes,
+            desired_state(&input(&after)).routes,
+            "ipip {ipip:?}"
+        );
+    }
+}
+
+#[test]
+fn under_vxlan_learned_changes_are_left_to_a_full_recomputation() {
+    let s = two_subnets(pool("p", "10.100.0.0/16", Never, Always));
+    let me = local("n1", "10.0.0.1/24");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &LearnedRoutes::new(),
+    };
+    assert_eq!(
+        learned_changes(&input, &LearnedRoutes::new(), &BTreeMap::new()),
+        None
+    );
+}

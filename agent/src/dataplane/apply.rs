@@ -153,6 +153,17 @@ impl<K: Kernel> Dataplane<K> {
         true
     }
 
+    /// Changes some desired routes, the rest of the desired state staying as it is; true
+    /// when any changed.
+    pub fn update_routes(&mut self, changes: Vec<(Ipv4Net, Option<Route>)>) -> bool {
+        self.routes.update_desired(changes)
+    }
+
+    /// The desired routes.
+    pub fn desired_routes(&self) -> &BTreeMap<Ipv4Net, Route> {
+        self.routes.desired()
+    }
+
     /// Holds (or releases) deletions of unwanted owned routes; see
     /// [`RouteTable::set_hold_deletions`].
     pub fn set_hold_deletions(&mut self, hold: bool) {

@@ -3,35 +3,61 @@
 //! dataplane view from a kernel dump, then apply deletions and updates, committing each
 //! success so a failed operation is simply retried on the next pass.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::maps::changed_keys;
 
 /// Desired versus actual state keyed by `K`. `satisfied(desired, actual)` decides whether
 /// the kernel's value already fulfils the desired one (it may be looser than equality).
+/// The keys where the two differ are kept up to date as either side changes, so a pass
+/// looks at what differs, not at every key (tables of a large cluster hold thousands).
 #[derive(Debug)]
-pub struct DeltaTracker<K: Ord + Clone, V: Clone> {
+pub struct DeltaTracker<K: Ord + Clone, V: Clone + PartialEq> {
     desired: BTreeMap<K, V>,
     dataplane: BTreeMap<K, V>,
     satisfied: fn(&V, &V) -> bool,
+    /// Exactly the keys whose desired and dataplane entries differ.
+    differing: BTreeSet<K>,
 }
 
-impl<K: Ord + Clone, V: Clone> DeltaTracker<K, V> {
+impl<K: Ord + Clone, V: Clone + PartialEq> DeltaTracker<K, V> {
     /// An empty tracker comparing values with `satisfied`.
     pub fn new(satisfied: fn(&V, &V) -> bool) -> DeltaTracker<K, V> {
         DeltaTracker {
             desired: BTreeMap::new(),
             dataplane: BTreeMap::new(),
             satisfied,
+            differing: BTreeSet::new(),
         }
     }
 
     /// Replaces the whole desired set.
     pub fn set_desired(&mut self, desired: BTreeMap<K, V>) {
-        self.desired = desired;
+        let old = std::mem::replace(&mut self.desired, desired);
+        for key in changed_keys(&old, &self.desired) {
+            self.recheck(key);
+        }
+    }
+
+    /// Changes one desired entry (`None`: no longer desired); true when it changed.
+    pub fn update_desired(&mut self, key: K, value: Option<V>) -> bool {
+        let old = match value {
+            Some(v) => self.desired.insert(key.clone(), v),
+            None => self.desired.remove(&key),
+        };
+        let changed = old.as_ref() != self.desired.get(&key);
+        if changed {
+            self.recheck(key);
+        }
+        changed
     }
 
     /// Replaces the whole dataplane view (after a kernel dump).
     pub fn set_dataplane(&mut self, dataplane: BTreeMap<K, V>) {
-        self.dataplane = dataplane;
+        let old = std::mem::replace(&mut self.dataplane, dataplane);
+        for key in changed_keys(&old, &self.dataplane) {
+            self.recheck(key);
+        }
     }
 
     /// The desired set.
@@ -46,38 +72,54 @@ impl<K: Ord + Clone, V: Clone> DeltaTracker<K, V> {
 
     /// Keys present in the dataplane but not desired, with their kernel value.
     pub fn pending_deletions(&self) -> Vec<(K, V)> {
-        self.dataplane
+        self.differing
             .iter()
-            .filter(|(k, _)| !self.desired.contains_key(*k))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|k| !self.desired.contains_key(*k))
+            .filter_map(|k| Some((k.clone(), self.dataplane.get(k)?.clone())))
             .collect()
     }
 
     /// Desired entries the kernel lacks or holds differently, with the kernel's current
     /// value when there is one (it must be replaced).
     pub fn pending_updates(&self) -> Vec<(K, V, Option<V>)> {
-        self.desired
+        self.differing
             .iter()
-            .filter_map(|(k, want)| match self.dataplane.get(k) {
-                Some(have) if (self.satisfied)(want, have) => None,
-                have => Some((k.clone(), want.clone(), have.cloned())),
+            .filter_map(|k| {
+                let want = self.desired.get(k)?;
+                Some((k.clone(), want.clone(), self.dataplane.get(k).cloned()))
             })
             .collect()
     }
 
     /// True when nothing is left to do.
     pub fn in_sync(&self) -> bool {
-        self.pending_deletions().is_empty() && self.pending_updates().is_empty()
+        self.differing.is_empty()
     }
 
     /// Records that the kernel now holds `value` at `key`.
     pub fn commit_update(&mut self, key: K, value: V) {
-        self.dataplane.insert(key, value);
+        self.dataplane.insert(key.clone(), value);
+        self.recheck(key);
     }
 
     /// Records that the kernel no longer holds `key`.
     pub fn commit_deletion(&mut self, key: &K) {
         self.dataplane.remove(key);
+        self.recheck(key.clone());
+    }
+
+    /// Files `key` as differing or not after one side changed there.
+    fn recheck(&mut self, key: K) {
+        let differs = match (self.desired.get(&key), self.dataplane.get(&key)) {
+            (Some(want), Some(have)) => !(self.satisfied)(want, have),
+            (None, None) => false,
+            _ => true,
+        };
+        if differs {
+            self.differing.insert(key);
+        } else {
+            self.differing.remove(&key);
+        }
     }
 }
 
@@ -100,6 +142,35 @@ mod tests {
         );
         assert_eq!(t.pending_deletions(), vec![(4, "d")]);
         assert!(!t.in_sync());
+    }
+
+    #[test]
+    fn only_what_differs_is_pending_as_either_side_changes() {
+        let mut t = tracker();
+        t.set_desired(BTreeMap::from([(1, "a"), (2, "b")]));
+        t.set_dataplane(BTreeMap::from([(1, "a"), (2, "b")]));
+        assert!(t.in_sync());
+        // The desired side changes one key, the kernel another.
+        t.set_desired(BTreeMap::from([(1, "a"), (2, "c")]));
+        t.set_dataplane(BTreeMap::from([(1, "z"), (2, "b"), (5, "e")]));
+        assert_eq!(
+            t.pending_updates(),
+            vec![(1, "a", Some("z")), (2, "c", Some("b"))]
+        );
+        assert_eq!(t.pending_deletions(), vec![(5, "e")]);
+        // A desired change to what the kernel already holds leaves nothing to do there.
+        t.set_desired(BTreeMap::from([(1, "z"), (2, "b")]));
+        assert_eq!(t.pending_updates(), vec![]);
+        // One entry at a time.
+        assert!(t.update_desired(3, Some("c")));
+        assert!(!t.update_desired(3, Some("c")));
+        assert!(t.update_desired(1, None));
+        assert_eq!(t.pending_updates(), vec![(3, "c", None)]);
+        assert_eq!(t.pending_deletions(), vec![(1, "z"), (5, "e")]);
+        t.commit_update(3, "c");
+        t.commit_deletion(&1);
+        t.commit_deletion(&5);
+        assert!(t.in_sync());
     }
 
     #[test]

@@ -95,6 +95,15 @@ impl RouteTable {
         self.tracker.set_desired(routes);
     }
 
+    /// Changes some desired routes (`None`: no longer desired); true when any changed.
+    pub fn update_desired(&mut self, changes: Vec<(Ipv4Net, Option<Route>)>) -> bool {
+        let mut changed = false;
+        for (dst, route) in changes {
+            changed |= self.tracker.update_desired(dst, route);
+        }
+        changed
+    }
+
     /// The desired routes.
     pub fn desired(&self) -> &BTreeMap<Ipv4Net, Route> {
         self.tracker.desired()

@@ -15,7 +15,7 @@ use rtnetlink::{MulticastGroup, new_multicast_connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
-use crate::calc::routes::{RouteInput, StateReads, desired_state};
+use crate::calc::routes::{RouteInput, StateReads, desired_state, learned_changes};
 use crate::calc::tunnels::pod_mtu;
 use crate::calc::{Backend, LearnedRoutes};
 use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState, Refresh};
@@ -289,13 +289,24 @@ impl<K: Kernel> DataplaneTask<K> {
         {
             return hold_changed;
         }
-        *computed_from = Some(inputs);
-        let mut desired = desired_state(&RouteInput {
+        let input = RouteInput {
             state: &state,
             local: &self.local,
             backend: self.backend,
             learned: &learned,
+        };
+        // Only the learned routes changed (a block elsewhere came or went): the routes of
+        // the prefixes that changed, not the whole state again.
+        let only_learned = computed_from.as_ref().is_some_and(|last| {
+            last.reads == inputs.reads && last.extra.is_none() && inputs.extra.is_none()
         });
+        let before = computed_from.replace(inputs).map(|last| last.learned);
+        if let (true, Some(before)) = (only_learned, before)
+            && let Some(changes) = learned_changes(&input, &before, self.dataplane.desired_routes())
+        {
+            return self.dataplane.update_routes(changes) || hold_changed;
+        }
+        let mut desired = desired_state(&input);
         if let Some(extra) = computed_from.as_ref().and_then(|i| i.extra.as_ref()) {
             desired.routes.extend(extra.routes.clone());
             desired
