@@ -6,7 +6,10 @@ use tracing_subscriber::EnvFilter;
 
 use agent::config::NodeConfig;
 
-#[tokio::main]
+// One thread: every task of the agent waits on I/O, and a second worker's wake-ups and
+// stealing cost more CPU than they save (bench_scale, 50 nodes: a third of the CPU per
+// claim). BFD runs on a thread of its own (tasks::bfd_link).
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let cfg = NodeConfig::parse();
     let filter = EnvFilter::try_from_default_env()

@@ -24,6 +24,30 @@ use tracing::{info, warn};
 /// the BGP task, and so calico-node, fail.
 type DriverTask = tokio::task::JoinHandle<Result<(), DriverError>>;
 
+/// The runtime BFD runs on: its own thread, so its timers (tens of milliseconds) never
+/// wait behind the agent's other work on the agent's runtime (decoding a relist of a
+/// large datastore is a long stretch of CPU). Started with the first BFD session.
+fn bfd_runtime() -> Result<tokio::runtime::Handle> {
+    static RUNTIME: std::sync::Mutex<Option<tokio::runtime::Handle>> = std::sync::Mutex::new(None);
+    let mut slot = RUNTIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
+        return Ok(handle.clone());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building the BFD runtime")?;
+    let handle = runtime.handle().clone();
+    std::thread::Builder::new()
+        .name("bfd".into())
+        .spawn(move || runtime.block_on(std::future::pending::<()>()))
+        .context("starting the BFD thread")?;
+    *slot = Some(handle.clone());
+    Ok(handle)
+}
+
 /// Counts for the Prometheus metrics (sessions by state come from `node status`), and
 /// the running BFD task's handle, for the AdminDown calico-node sends before it exits.
 #[derive(Debug, Default)]
@@ -80,13 +104,19 @@ impl BfdLink {
         }
         if self.running.is_none() && !wanted.is_empty() {
             let (tx, rx) = mpsc::unbounded_channel();
-            let (handle, task) = Bfd::start(self.local, tx)
-                .with_context(|| format!("starting BFD on {}", self.local))?;
+            let runtime = bfd_runtime()?;
+            // The sockets belong to the runtime they are made on.
+            let started = {
+                let _on_bfd_runtime = runtime.enter();
+                Bfd::start(self.local, tx)
+            };
+            let (handle, task) =
+                started.with_context(|| format!("starting BFD on {}", self.local))?;
             info!(address = %self.local, "BFD started");
             if let Ok(mut r) = self.metrics.running.lock() {
                 *r = Some(handle.clone());
             }
-            self.running = Some((handle, tokio::spawn(task), rx));
+            self.running = Some((handle, runtime.spawn(task), rx));
         }
         let Some((handle, _, _)) = &self.running else {
             return Ok(());
