@@ -1,7 +1,8 @@
 //! The dataplane task: recomputes the desired kernel state whenever the cluster state or
 //! the learned routes change and reconciles it when that changed what is wanted; it also
-//! reconciles on every kernel route or link event (drift is repaired at once, not at the
-//! next scan), on retries and on a slow timer.
+//! reconciles on every kernel route or link event that its view of the kernel lacks (drift
+//! is repaired at once, not at the next scan; the echoes of its own writes ask for
+//! nothing), on retries and on a slow timer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
