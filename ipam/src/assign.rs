@@ -16,7 +16,7 @@ use crate::claim::Claim;
 use crate::client::{Ipam, valid_key_segment};
 use crate::error::{Error, Result};
 use crate::pool::{AllowedUse, Pool, candidate_pools};
-use crate::store::{self, ReadBack, Retry};
+use crate::store::{self, ReadBack, Retry, Versioned};
 
 /// How a search for a new block ended.
 enum NewBlock {
@@ -155,11 +155,17 @@ impl Ipam {
                     continue;
                 }
                 let Some(pool) = in_pools(cidr) else { continue };
-                if !self.repair_affinity(&args.node, cidr, *state).await? {
+                let Some(block) = self.repair_affinity(&args.node, cidr, *state).await? else {
                     continue;
-                }
+                };
                 let ips = self
-                    .assign_from_block(cidr, args.num - got.len(), args, Some(&args.node))
+                    .assign_from_block(
+                        cidr,
+                        args.num - got.len(),
+                        args,
+                        Some(&args.node),
+                        Some(block),
+                    )
                     .await?;
                 got.extend(ips.into_iter().map(|ip| Assigned {
                     ip,
@@ -201,7 +207,7 @@ impl Ipam {
                         continue;
                     }
                     let ips = self
-                        .assign_from_block(&cidr, args.num - got.len(), args, None)
+                        .assign_from_block(&cidr, args.num - got.len(), args, None, None)
                         .await?;
                     for ip in ips {
                         info!(node = args.node, %ip, block = %cidr, "borrowed an address");
@@ -284,17 +290,23 @@ impl Ipam {
     }
 
     /// Takes up to `num` addresses from one block by compare-and-swap; with `only_for`,
-    /// only while the block is still affine to that node. The handle is counted first and
-    /// trimmed back to what was really taken.
+    /// only while the block is still affine to that node. `read`: the block as the caller
+    /// just read it (a stale copy only costs a failed swap and a fresh read). The handle
+    /// is counted first and trimmed back to what was really taken.
     async fn assign_from_block(
         &self,
         cidr: &IpNet,
         num: usize,
         args: &AutoAssignArgs,
         only_for: Option<&str>,
+        read: Option<Versioned<AllocationBlock>>,
     ) -> Result<Vec<IpAddr>> {
-        let Some(first) = store::get_block(self.ds.as_ref(), cidr).await? else {
-            return Ok(Vec::new());
+        let first = match read {
+            Some(block) => block,
+            None => match store::get_block(self.ds.as_ref(), cidr).await? {
+                Some(block) => block,
+                None => return Ok(Vec::new()),
+            },
         };
         let wanted = num.min(first.value.unallocated.len());
         if wanted == 0 || (only_for.is_some() && first.value.host() != only_for) {

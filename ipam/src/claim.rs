@@ -9,7 +9,7 @@ use tracing::{debug, info};
 
 use crate::client::Ipam;
 use crate::error::{Error, Result};
-use crate::store::{self, Retry};
+use crate::store::{self, Retry, Versioned};
 
 /// How a claim of one block ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,14 +51,17 @@ impl Ipam {
             state: AffinityState::Pending,
             deleted: false,
         };
-        match self
+        // The revision of the pending affinity we wrote: the confirmation can then update
+        // it at once instead of reading it back first (one round trip fewer per claim).
+        let ours = match self
             .ds
             .create(&aff_key, store::encode(&aff_key, &pending)?, None)
             .await
         {
-            Ok(_) | Err(datastore::Error::AlreadyExists { .. }) => {}
+            Ok(revision) => Some(revision),
+            Err(datastore::Error::AlreadyExists { .. }) => None,
             Err(e) => return Err(e.into()),
-        }
+        };
         let block_key = keys::block(cidr);
         let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
         match self
@@ -77,19 +80,33 @@ impl Ipam {
             }
             Err(e) => return Err(e.into()),
         }
-        self.confirm_affinity(node, cidr).await?;
+        self.confirm_affinity(node, cidr, ours).await?;
         info!(node, block = %cidr, "claimed block");
         Ok(Claim::Ours)
     }
 
     /// Sets the affinity of `node` to `cidr` confirmed (creating it if it vanished).
-    pub(crate) async fn confirm_affinity(&self, node: &str, cidr: &IpNet) -> Result<()> {
+    /// `written`: the revision at which this process wrote it pending, tried first; if it
+    /// moved since, the affinity is read and updated as it is.
+    pub(crate) async fn confirm_affinity(
+        &self,
+        node: &str,
+        cidr: &IpNet,
+        written: Option<datastore::Revision>,
+    ) -> Result<()> {
         let key = keys::affinity(node, cidr);
         let confirmed = BlockAffinity {
             state: AffinityState::Confirmed,
             deleted: false,
         };
         let value = store::encode(&key, &confirmed)?;
+        if let Some(revision) = written {
+            match self.ds.update(&key, value.clone(), revision, None).await {
+                Ok(_) => return Ok(()),
+                Err(e) if store::is_race(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut retry = Retry::new(&key);
         loop {
             retry.next().await?;
@@ -129,32 +146,37 @@ impl Ipam {
     /// Brings an affinity of `node` and its block back in step before allocating: a
     /// missing block is recreated (a crash between the two phases), a pending affinity
     /// over a block of ours is confirmed, one over another node's block is dropped.
-    /// Returns whether the block is usable as `node`'s.
+    /// Returns the block as read when it is usable as `node`'s (the allocation starts
+    /// from that copy instead of reading the block again), `None` when it is not.
     pub(crate) async fn repair_affinity(
         &self,
         node: &str,
         cidr: &IpNet,
         state: AffinityState,
-    ) -> Result<bool> {
+    ) -> Result<Option<Versioned<AllocationBlock>>> {
         if state == AffinityState::PendingDeletion {
-            return Ok(false);
+            return Ok(None);
         }
         match store::get_block(self.ds.as_ref(), cidr).await? {
             None => {
                 info!(node, block = %cidr, "affinity without block: recreating the block");
-                Ok(self.claim_block(node, cidr).await? == Claim::Ours)
+                if self.claim_block(node, cidr).await? == Claim::Ours {
+                    store::get_block(self.ds.as_ref(), cidr).await
+                } else {
+                    Ok(None)
+                }
             }
             Some(b) if b.value.host() == Some(node) => {
                 if state == AffinityState::Pending {
-                    self.confirm_affinity(node, cidr).await?;
+                    self.confirm_affinity(node, cidr, None).await?;
                 }
-                Ok(true)
+                Ok(Some(b))
             }
             Some(_) => {
                 if state == AffinityState::Pending {
                     self.delete_pending_affinity(node, cidr).await?;
                 }
-                Ok(false)
+                Ok(None)
             }
         }
     }
