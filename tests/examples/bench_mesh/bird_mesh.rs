@@ -98,9 +98,10 @@ pub struct BirdFigures {
     pub a_to_all: Samples,
     /// A learned route deleted on B -> back.
     pub drift: Samples,
-    /// VmRSS, VmHWM (KiB) per daemon.
+    /// VmRSS, VmHWM, RssAnon (KiB) per daemon.
     pub rss: Vec<u64>,
     pub hwm: Vec<u64>,
+    pub anon: Vec<u64>,
 }
 
 /// The BIRD lab: monitors drop first, then the daemons, then the namespaces.
@@ -153,9 +154,10 @@ pub fn run(n: usize, sizes: &Sizes) -> Result<BirdFigures> {
     }
     lab.drift(prefix(0)?, sizes.bird_drift_samples, &mut figures.drift)?;
     for node in &lab.cluster.nodes {
-        for (rss, hwm) in memory_of(&node.ns, "bird") {
-            figures.rss.push(rss);
-            figures.hwm.push(hwm);
+        for m in memory_of(&node.ns, "bird") {
+            figures.rss.push(m.rss);
+            figures.hwm.push(m.hwm);
+            figures.anon.push(m.anon);
         }
     }
     if lab.monitors.iter().any(|m| m.lost() > 0) {

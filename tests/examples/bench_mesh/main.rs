@@ -150,6 +150,12 @@ fn rows_for(n: usize, ours: &ours::OursFigures, bird: &bird_mesh::BirdFigures) -
             bird: memory_cell(&bird.hwm),
             ratio: memory_ratio(&ours.hwm, &bird.hwm),
         },
+        Row {
+            metric: m("4c RssAnon (private) per daemon, median (max)"),
+            ours: memory_cell(&ours.anon),
+            bird: memory_cell(&bird.anon),
+            ratio: memory_ratio(&ours.anon, &bird.anon),
+        },
     ]
 }
 
@@ -169,7 +175,9 @@ BGP update, so B can get the route first: negative); for BIRD the same as 1a.
 block; 2c + 2d split it at the etcd confirmation.
 3: B's route to A's block deleted with `ip route del`, from the deletion notification to \
 the re-add; BIRD's deletions are spread over its 2 s scan period.
-4: /proc/<pid>/status of every calico-node / bird at the end of the size's run.";
+4: /proc/<pid>/status of every calico-node / bird at the end of the size's run; VmRSS counts \
+the file pages of the binary and its libraries (shared by every process running them), RssAnon \
+only what the process holds itself.";
 
 fn main() -> Result<()> {
     if !is_root() {

@@ -42,9 +42,10 @@ pub struct OursFigures {
     pub a_to_b: Samples,
     /// A route the agent owns deleted on B -> back.
     pub drift: Samples,
-    /// VmRSS, VmHWM (KiB) per calico-node.
+    /// VmRSS, VmHWM, RssAnon (KiB) per calico-node.
     pub rss: Vec<u64>,
     pub hwm: Vec<u64>,
+    pub anon: Vec<u64>,
 }
 
 /// The lab, in drop order: client threads, monitors, pod namespaces, then the cluster.
@@ -115,9 +116,10 @@ pub fn run(n: usize, sizes: &Sizes) -> Result<OursFigures> {
     }
     lab.drift(first, sizes.drift_samples, &mut f.drift)?;
     for node in &lab.cluster.nodes {
-        for (rss, hwm) in memory_of(&node.ns, "calico-node") {
-            f.rss.push(rss);
-            f.hwm.push(hwm);
+        for m in memory_of(&node.ns, "calico-node") {
+            f.rss.push(m.rss);
+            f.hwm.push(m.hwm);
+            f.anon.push(m.anon);
         }
     }
     if lab.monitors.iter().any(|m| m.lost() > 0) {

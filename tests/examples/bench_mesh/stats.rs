@@ -187,8 +187,20 @@ fn command_line(program: &str, args: &[&str]) -> String {
         .unwrap_or_else(|_| format!("{program}: not found"))
 }
 
-/// VmRSS and VmHWM (KiB) of every process named `comm` in namespace `ns`.
-pub fn memory_of(ns: &Netns, comm: &str) -> Vec<(u64, u64)> {
+/// Memory of one process, in KiB, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// VmRSS: everything resident, the file pages of the binary and its libraries too
+    /// (shared by every process running them).
+    pub rss: u64,
+    /// VmHWM: the peak of VmRSS.
+    pub hwm: u64,
+    /// RssAnon: what the process holds privately (heap, stacks).
+    pub anon: u64,
+}
+
+/// [`Memory`] of every process named `comm` in namespace `ns`.
+pub fn memory_of(ns: &Netns, comm: &str) -> Vec<Memory> {
     let Ok(out) = std::process::Command::new("ip")
         .args(["netns", "pids", ns.name()])
         .output()
@@ -207,7 +219,11 @@ pub fn memory_of(ns: &Netns, comm: &str) -> Vec<(u64, u64)> {
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|v| v.parse::<u64>().ok())
             };
-            Some((field("VmRSS:")?, field("VmHWM:")?))
+            Some(Memory {
+                rss: field("VmRSS:")?,
+                hwm: field("VmHWM:")?,
+                anon: field("RssAnon:")?,
+            })
         })
         .collect()
 }

@@ -139,8 +139,11 @@ pub fn run(n: usize, topology: Topology, sizes: &Sizes) -> Result<ScaleFigures> 
         .zip(idle_etcd)
         .map(|((a, b), idle)| ((b - a) - idle * wall).max(0.0) / claims);
     for node in &lab.cluster.nodes {
-        f.rss
-            .extend(memory_of(&node.ns, "calico-node").into_iter().map(|m| m.0));
+        f.rss.extend(
+            memory_of(&node.ns, "calico-node")
+                .into_iter()
+                .map(|m| m.rss),
+        );
     }
     if sizes.logs > 0 {
         // The node that converged last: what held it up.
