@@ -158,7 +158,7 @@ fn classify(key: &str) -> KeyKind<'_> {
         if let Some((plural, name)) = rest.split_once('/') {
             return KeyKind::Resource { plural, name };
         }
-    } else if let Some(rest) = key.strip_prefix(&keys::blocks_prefix()) {
+    } else if let Some(rest) = key.strip_prefix(keys::BLOCKS_PREFIX) {
         if let Some(cidr) = rest.rsplit('/').next().and_then(keys::cidr_from_key_part) {
             return KeyKind::Block(cidr);
         }

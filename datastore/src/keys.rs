@@ -7,6 +7,11 @@ use ipnet::IpNet;
 pub const RESOURCES_PREFIX: &str = "/calico/resources/v3/projectcalico.org/";
 /// Root of the IPAM objects.
 pub const IPAM_PREFIX: &str = "/calico/ipam/v2/";
+/// Every block of both families (what [`blocks_prefix`] returns, for matching many keys
+/// without building it each time).
+pub const BLOCKS_PREFIX: &str = "/calico/ipam/v2/assignment/";
+/// Every block affinity (what [`affinities_prefix`] returns).
+pub const AFFINITIES_PREFIX: &str = "/calico/ipam/v2/host/";
 
 /// `/calico/resources/v3/projectcalico.org/<plural>/` : every resource of a kind.
 pub fn resource_prefix(plural: &str) -> String {
@@ -31,7 +36,10 @@ pub fn cidr_key_part(cidr: &IpNet) -> String {
 /// Parses the key form back: `10.244.1.0-26` -> `10.244.1.0/26`.
 pub fn cidr_from_key_part(part: &str) -> Option<IpNet> {
     let (addr, len) = part.rsplit_once('-')?;
-    format!("{addr}/{len}").parse().ok()
+    if len.is_empty() || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    IpNet::new(addr.parse().ok()?, len.parse().ok()?).ok()
 }
 
 fn family(cidr: &IpNet) -> &'static str {
@@ -48,7 +56,7 @@ pub fn blocks_prefix_v4() -> String {
 
 /// `/calico/ipam/v2/assignment/` : every block of both families.
 pub fn blocks_prefix() -> String {
-    format!("{IPAM_PREFIX}assignment/")
+    BLOCKS_PREFIX.to_string()
 }
 
 /// Key of an allocation block.
@@ -62,7 +70,7 @@ pub fn block(cidr: &IpNet) -> String {
 
 /// `/calico/ipam/v2/host/` : every affinity of every host.
 pub fn affinities_prefix() -> String {
-    format!("{IPAM_PREFIX}host/")
+    AFFINITIES_PREFIX.to_string()
 }
 
 /// `/calico/ipam/v2/host/<node>/` : every affinity of one host.
@@ -81,7 +89,7 @@ pub fn affinity(node: &str, cidr: &IpNet) -> String {
 
 /// Parses an affinity key into (node, block CIDR).
 pub fn parse_affinity(key: &str) -> Option<(String, IpNet)> {
-    let rest = key.strip_prefix(&affinities_prefix())?;
+    let rest = key.strip_prefix(AFFINITIES_PREFIX)?;
     let mut parts = rest.split('/');
     let node = parts.next()?;
     let _family = parts.next()?;
@@ -125,6 +133,33 @@ mod tests {
         assert_eq!(
             parse_affinity(&affinity("ubuntu-24", &cidr)),
             Some(("ubuntu-24".to_string(), cidr))
+        );
+    }
+
+    #[test]
+    fn block_key_parts_round_trip_and_bad_ones_are_refused() {
+        for text in [
+            "192.168.161.0/26",
+            "10.0.0.0/31",
+            "fd00:1::/122",
+            "fd00:1::40/128",
+        ] {
+            let cidr: IpNet = text.parse().expect("cidr");
+            assert_eq!(cidr_from_key_part(&cidr_key_part(&cidr)), Some(cidr));
+        }
+        for bad in [
+            "10.0.0.0",
+            "10.0.0.0-",
+            "10.0.0.0-+26",
+            "10.0.0.0-33",
+            "x-26",
+            "-26",
+        ] {
+            assert_eq!(cidr_from_key_part(bad), None, "{bad}");
+        }
+        assert!(block(&"10.0.0.0/26".parse().expect("cidr")).starts_with(BLOCKS_PREFIX));
+        assert!(
+            affinity("n1", &"10.0.0.0/26".parse().expect("cidr")).starts_with(AFFINITIES_PREFIX)
         );
     }
 
