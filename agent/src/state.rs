@@ -266,7 +266,6 @@ impl ClusterState {
             state.put(&kv.key, &kv.value);
         }
         state.revision = revision;
-        state.node_generations = NodeGenerations::stamped(&state);
         state
     }
 

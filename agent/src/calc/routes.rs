@@ -136,10 +136,7 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
 
     // Our own blocks: blackholed so unallocated addresses are dropped here, not bounced
     // back upstream (the /32 workload routes are more specific).
-    let own_blocks: Vec<Ipv4Net> = state
-        .confirmed_blocks_of(me)
-        .filter_map(|b| v4(&b))
-        .collect();
+    let own_blocks = own_v4_blocks(state, me);
     if input.backend != Backend::Flannel {
         for block in &own_blocks {
             out.routes.insert(
@@ -201,6 +198,14 @@ fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut 
             out.routes.insert(*prefix, route);
         }
     }
+}
+
+/// The IPv4 blocks confirmed as `me`'s.
+fn own_v4_blocks(state: &ClusterState, me: &str) -> Vec<Ipv4Net> {
+    state
+        .confirmed_blocks_of(me)
+        .filter_map(|b| v4(&b))
+        .collect()
 }
 
 /// A route of this node itself (its block's blackhole, a pod's route): whatever a peer
@@ -273,12 +278,7 @@ pub fn learned_changes(
     if input.backend != Backend::Bgp || vxlan_in_use(input.state) {
         return None;
     }
-    let me = input.local.name.as_str();
-    let own_blocks: Vec<Ipv4Net> = input
-        .state
-        .confirmed_blocks_of(me)
-        .filter_map(|b| v4(&b))
-        .collect();
+    let own_blocks = own_v4_blocks(input.state, &input.local.name);
     let pools = Pools::of(input.state);
     let mut changes = Vec::new();
     for prefix in changed_keys(before, input.learned) {

@@ -164,13 +164,10 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = heartbeat.tick() => continue,
-                changed = state.changed() => {
-                    if changed.is_err() {
+                // Other nodes' claims change nothing here.
+                changed = super::state_changed_from(&mut state, &reads, |s| s.ipam_generation_of(&node)) => {
+                    if !changed {
                         return;
-                    }
-                    // Other nodes' claims change nothing here.
-                    if state.borrow().ipam_generation_of(&node) == reads {
-                        continue;
                     }
                 }
                 () = &mut wake => {}

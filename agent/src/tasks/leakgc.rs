@@ -190,13 +190,10 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = heartbeat.tick() => continue,
-                changed = state.changed() => {
-                    if changed.is_err() {
+                // Other nodes' claims change no candidate.
+                changed = super::state_changed_from(&mut state, &reads, |s| candidate_reads(s, &node)) => {
+                    if !changed {
                         return;
-                    }
-                    // Other nodes' claims change no candidate.
-                    if candidate_reads(&state.borrow(), &node) == reads {
-                        continue;
                     }
                 }
                 () = &mut wake => {}

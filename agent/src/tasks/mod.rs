@@ -38,8 +38,12 @@ pub mod status;
 pub mod supervisor;
 pub mod tunnels;
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+use crate::state::ClusterState;
 
 /// A spawned task that is aborted when this guard drops (holo's `Task`), so a failing
 /// start-up or a shutdown never leaves tasks behind.
@@ -84,6 +88,24 @@ where
     F::Output: Send + 'static,
 {
     TaskGuard::new(tokio::spawn(fut))
+}
+
+/// Waits for a change of the cluster state that moves `reads` (the counters of the parts
+/// a task computes from) away from `last`: every node hears every write in the cluster,
+/// and most concern other nodes. False when the state is no longer published.
+pub async fn state_changed_from<T: PartialEq>(
+    rx: &mut watch::Receiver<Arc<ClusterState>>,
+    last: &T,
+    reads: impl Fn(&ClusterState) -> T,
+) -> bool {
+    loop {
+        if rx.changed().await.is_err() {
+            return false;
+        }
+        if reads(&rx.borrow()) != *last {
+            return true;
+        }
+    }
 }
 
 /// Waits for a change on a `watch` channel whose sender may legitimately be gone (an input
