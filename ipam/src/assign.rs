@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use datastore::keys;
+use datastore::model::IpFamily;
 use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -28,11 +29,14 @@ enum NewBlock {
     NoneFree,
 }
 
-/// A request for addresses (Calico's `AutoAssignArgs`, IPv4 only).
+/// A request for addresses of one family (Calico's `AutoAssignArgs` asks for `Num4` and
+/// `Num6` at once; a dual-stack caller makes one request per family).
 #[derive(Debug, Clone)]
 pub struct AutoAssignArgs {
     /// How many addresses (a pod wants 1).
     pub num: usize,
+    /// IPv4 or IPv6: only pools of this family are used.
+    pub family: IpFamily,
     /// The owner: `<network>.<containerID>` for a pod, `ipip-tunnel-addr-<node>`, ...
     pub handle: String,
     /// Secondary attributes stored with the allocation (`pod`, `namespace`, `node`,
@@ -40,7 +44,8 @@ pub struct AutoAssignArgs {
     pub attrs: BTreeMap<String, String>,
     /// The node the addresses are for: its blocks are used first.
     pub node: String,
-    /// Pools to restrict to, by name or CIDR (CNI `ipam.ipv4_pools`); empty = all.
+    /// Pools to restrict to, by name or CIDR (CNI `ipam.ipv4_pools` / `ipv6_pools`); empty
+    /// = all of the family.
     pub pools: Vec<String>,
     /// Workload or Tunnel: the pool's `allowedUses` must contain it.
     pub usage: AllowedUse,
@@ -49,10 +54,11 @@ pub struct AutoAssignArgs {
 }
 
 impl AutoAssignArgs {
-    /// One workload address for `handle` on `node` from any usable pool.
+    /// One IPv4 workload address for `handle` on `node` from any usable pool.
     pub fn one(handle: &str, node: &str) -> AutoAssignArgs {
         AutoAssignArgs {
             num: 1,
+            family: IpFamily::V4,
             handle: handle.to_string(),
             attrs: BTreeMap::new(),
             node: node.to_string(),
@@ -100,7 +106,14 @@ impl Ipam {
         // Independent reads, in one round trip's time.
         let (config, labels, all_pools) =
             tokio::try_join!(self.config(), self.node_labels(&args.node), self.pools())?;
-        let pools = candidate_pools(&all_pools, &args.pools, &args.node, &labels, args.usage)?;
+        let pools = candidate_pools(
+            &all_pools,
+            args.family,
+            &args.pools,
+            &args.node,
+            &labels,
+            args.usage,
+        )?;
         let mut got = Vec::new();
         match self.assign_into(args, &pools, config, &mut got).await {
             Ok(()) if got.len() >= args.num => Ok(got),
@@ -108,6 +121,7 @@ impl Ipam {
                 let allocated = got.len();
                 self.roll_back(&args.handle, &got).await;
                 Err(Error::Exhausted {
+                    family: args.family,
                     requested: args.num,
                     allocated,
                     pools: pools.iter().map(|p| p.cidr.to_string()).collect(),
@@ -177,12 +191,15 @@ impl Ipam {
             if got.len() >= args.num || !config.auto_allocate_blocks {
                 break;
             }
-            if affinities.len() >= limit as usize {
+            // The limit is per family, as Calico counts the affine blocks of one version.
+            let owned = affinities
+                .iter()
+                .filter(|(cidr, _)| IpFamily::of_net(cidr) == args.family)
+                .count();
+            if owned >= limit as usize {
                 warn!(
                     node = args.node,
-                    owned = affinities.len(),
-                    limit,
-                    "unable to allocate a new IPAM block: per host block limit"
+                    owned, limit, "unable to allocate a new IPAM block: per host block limit"
                 );
                 return Err(Error::BlockLimit);
             }

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use datastore::model::IpFamily;
 use ipnet::IpNet;
 use thiserror::Error;
 
@@ -19,20 +20,22 @@ pub enum Error {
     UnknownPool { pool: String },
     /// No pool is enabled, selects the node and allows the use.
     #[error(
-        "no IP pool usable for {usage} addresses on node {node:?} (considered: [{}]; a pool must be enabled, select the node with its nodeSelector and allow {usage} in allowedUses)",
+        "no {family} pool usable for {usage} addresses on node {node:?} (considered: [{}]; a pool must be {family}, enabled, select the node with its nodeSelector and allow {usage} in allowedUses)",
         considered.join(" ")
     )]
     NoUsablePools {
+        family: IpFamily,
         node: String,
         usage: AllowedUse,
         considered: Vec<String>,
     },
     /// Every candidate pool is full (or strictAffinity forbids borrowing).
     #[error(
-        "failed to request {requested} IPv4 addresses. IPAM allocated only {allocated} (No IPs available in pools: [{}])",
+        "failed to request {requested} {family} addresses. IPAM allocated only {allocated} (No IPs available in pools: [{}])",
         pools.join(" ")
     )]
     Exhausted {
+        family: IpFamily,
         requested: usize,
         allocated: usize,
         pools: Vec<String>,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use datastore::model::IpFamily;
 use datastore::model::ippool::{self, EncapMode, IPPool, Tunnel};
 use datastore::selector::Selector;
 use ipnet::IpNet;
@@ -135,10 +136,11 @@ fn default_block_size(cidr: &IpNet) -> u8 {
 }
 
 /// Chooses the pools a request may use, in order: the requested pools (names or CIDRs,
-/// unknown ones an error) or else every pool; then only the enabled IPv4 ones that select
-/// the node and allow `usage`.
+/// unknown ones an error) or else every pool; then only the enabled ones of `family` that
+/// select the node and allow `usage`.
 pub fn candidate_pools(
     all: &[Pool],
+    family: IpFamily,
     requested: &[String],
     node: &str,
     node_labels: &BTreeMap<String, String>,
@@ -159,7 +161,7 @@ pub fn candidate_pools(
     };
     let mut usable = Vec::new();
     for pool in chosen {
-        if pool.disabled || !matches!(pool.cidr, IpNet::V4(_)) {
+        if pool.disabled || IpFamily::of_net(&pool.cidr) != family {
             continue;
         }
         if !pool.allowed_uses.contains(&usage) || !pool.selects_node(node_labels)? {
@@ -169,6 +171,7 @@ pub fn candidate_pools(
     }
     if usable.is_empty() {
         return Err(Error::NoUsablePools {
+            family,
             node: node.to_string(),
             usage,
             considered: if requested.is_empty() {
@@ -213,7 +216,7 @@ mod tests {
         off.disabled = true;
         let all = vec![r1, r2, off];
         let labels: BTreeMap<String, String> = [("rack".to_string(), "r2".to_string())].into();
-        let got = candidate_pools(&all, &[], "n", &labels, AllowedUse::Workload)?;
+        let got = candidate_pools(&all, IpFamily::V4, &[], "n", &labels, AllowedUse::Workload)?;
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].name, "rack2");
         Ok(())
@@ -225,6 +228,7 @@ mod tests {
         let none = BTreeMap::new();
         let got = candidate_pools(
             &all,
+            IpFamily::V4,
             &["10.2.0.0/16".to_string(), "a".to_string()],
             "n",
             &none,
@@ -234,9 +238,37 @@ mod tests {
             got.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             ["b", "a"]
         );
-        let err = candidate_pools(&all, &["nope".into()], "n", &none, AllowedUse::Workload)
-            .expect_err("unknown pool");
+        let err = candidate_pools(
+            &all,
+            IpFamily::V4,
+            &["nope".into()],
+            "n",
+            &none,
+            AllowedUse::Workload,
+        )
+        .expect_err("unknown pool");
         assert!(matches!(err, Error::UnknownPool { .. }));
+        Ok(())
+    }
+
+    #[test]
+    fn each_family_draws_from_its_own_pools() -> Result<()> {
+        let all = vec![pool("v4", "10.1.0.0/16"), pool("v6", "fd00:10::/48")];
+        let none = BTreeMap::new();
+        let v6 = candidate_pools(&all, IpFamily::V6, &[], "n", &none, AllowedUse::Workload)?;
+        assert_eq!(v6.len(), 1);
+        assert_eq!((v6[0].name.as_str(), v6[0].block_size), ("v6", 122));
+        // A v4 pool asked for by name is no IPv6 pool.
+        let err = candidate_pools(
+            &all,
+            IpFamily::V6,
+            &["v4".into()],
+            "n",
+            &none,
+            AllowedUse::Workload,
+        )
+        .expect_err("a v4 pool for a v6 request");
+        assert!(err.to_string().starts_with("no IPv6 pool usable"), "{err}");
         Ok(())
     }
 
@@ -244,8 +276,15 @@ mod tests {
     fn allowed_uses_filter_tunnel_requests() {
         let mut w = pool("w", "10.1.0.0/16");
         w.allowed_uses = vec![AllowedUse::Workload];
-        let err = candidate_pools(&[w], &[], "n", &BTreeMap::new(), AllowedUse::Tunnel)
-            .expect_err("no tunnel pool");
+        let err = candidate_pools(
+            &[w],
+            IpFamily::V4,
+            &[],
+            "n",
+            &BTreeMap::new(),
+            AllowedUse::Tunnel,
+        )
+        .expect_err("no tunnel pool");
         assert!(matches!(err, Error::NoUsablePools { .. }));
     }
 }

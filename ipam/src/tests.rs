@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use datastore::model::IpFamily;
 use datastore::model::ipam::{AffinityState, BlockAffinity, IpamConfig};
 use datastore::{Datastore, MemoryStore, keys};
 use ipnet::IpNet;
@@ -984,5 +985,61 @@ async fn stuck_pending_deletion_claims_are_repaired() -> TestResult {
         ipam.repair_stuck_claim("node1", &used_block).await?,
         crate::StuckClaim::NotStuck
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_dual_stack_handle_gets_one_address_of_each_family_from_its_own_blocks() -> TestResult {
+    let ds = MemoryStore::new();
+    add_pool(&ds, "v4", json!({"cidr":"10.0.0.0/16"})).await;
+    add_pool(&ds, "v6", json!({"cidr":"fd00:10::/48"})).await;
+    let ipam = Ipam::new(Arc::new(ds.clone()));
+    // One block per family is within maxBlocksPerHost 1: the limit counts each family.
+    ipam.set_config(&IpamConfig {
+        max_blocks_per_host: 1,
+        ..IpamConfig::default()
+    })
+    .await?;
+    let v4 = ipam.auto_assign(&AutoAssignArgs::one("pod", "n1")).await?;
+    let v6 = ipam
+        .auto_assign(&AutoAssignArgs {
+            family: IpFamily::V6,
+            ..AutoAssignArgs::one("pod", "n1")
+        })
+        .await?;
+    assert_eq!((v4.len(), v6.len()), (1, 1));
+    assert!(net("10.0.0.0/16").contains(&v4[0].ip), "{:?}", v4[0]);
+    assert!(net("fd00:10::/48").contains(&v6[0].ip), "{:?}", v6[0]);
+    assert_eq!(v6[0].block.prefix_len(), 122);
+    let block = ds.get(&keys::block(&v6[0].block)).await?;
+    assert!(block.is_some(), "the v6 block is stored under its own key");
+    assert!(keys::block(&v6[0].block).contains("/ipv6/block/fd00:10:"));
+    let affinities = ipam.host_affinities("n1").await?;
+    assert_eq!(affinities.len(), 2, "{affinities:?}");
+    let mut held = ipam.ips_by_handle("pod").await?;
+    held.sort();
+    assert_eq!(held, vec![v4[0].ip, v6[0].ip]);
+    ipam.release_by_handle("pod").await?;
+    assert!(ipam.ips_by_handle("pod").await?.is_empty());
+    assert!(ipam.allocations().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_ipv6_request_without_an_ipv6_pool_says_so() -> TestResult {
+    let (_ds, ipam) = setup("10.0.0.0/16", 26).await;
+    let err = ipam
+        .auto_assign(&AutoAssignArgs {
+            family: IpFamily::V6,
+            ..AutoAssignArgs::one("pod", "n1")
+        })
+        .await
+        .expect_err("no v6 pool");
+    assert!(
+        err.to_string()
+            .starts_with("no IPv6 pool usable for Workload addresses"),
+        "{err}"
+    );
+    assert!(ipam.allocations().await?.is_empty());
     Ok(())
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use datastore::model::Tunnel;
 use datastore::model::ipam::attr;
+use datastore::model::{IpFamily, Tunnel};
 
 use crate::assign::AutoAssignArgs;
 use crate::claim::now_rfc3339;
@@ -69,7 +69,9 @@ impl Ipam {
         }
         let labels = self.node_labels(node).await?;
         let all = self.pools().await?;
-        let usable = candidate_pools(&all, &[], node, &labels, AllowedUse::Tunnel)?;
+        // The tunnel devices (tunl0, vxlan.calico) carry IPv4 addresses.
+        let family = IpFamily::V4;
+        let usable = candidate_pools(&all, family, &[], node, &labels, AllowedUse::Tunnel)?;
         let with_encap: Vec<String> = usable
             .iter()
             .filter(|p| p.uses(kind.tunnel()))
@@ -77,6 +79,7 @@ impl Ipam {
             .collect();
         if with_encap.is_empty() {
             return Err(Error::NoUsablePools {
+                family,
                 node: node.to_string(),
                 usage: AllowedUse::Tunnel,
                 considered: usable.iter().map(|p| p.name.clone()).collect(),
@@ -90,6 +93,7 @@ impl Ipam {
         .into();
         let args = AutoAssignArgs {
             num: 1,
+            family,
             handle,
             attrs,
             node: node.to_string(),
@@ -99,6 +103,7 @@ impl Ipam {
         };
         let got = self.auto_assign(&args).await?;
         got.first().map(|a| a.ip).ok_or_else(|| Error::Exhausted {
+            family,
             requested: 1,
             allocated: 0,
             pools: args.pools.clone(),

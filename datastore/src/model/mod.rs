@@ -11,6 +11,7 @@ pub mod bgpconfig;
 pub mod bgpfilter;
 pub mod bgppeer;
 pub mod clusterinformation;
+pub mod family;
 pub mod felixconfig;
 pub mod ipam;
 pub mod ipamconfig;
@@ -41,6 +42,7 @@ pub use bgppeer::{
     BGPPeer, BGPPeerSpec, BgpPassword, NextHopMode, ReversePeering, SecretKeyRef, SourceAddress,
 };
 pub use clusterinformation::{ClusterInformation, ClusterInformationSpec};
+pub use family::IpFamily;
 pub use felixconfig::{FelixConfiguration, FelixConfigurationSpec};
 pub use ipamconfig::{IPAMConfiguration, IPAMConfigurationSpec};
 pub use ippool::{AllowedUse, AssignmentMode, EncapMode, IPPool, IPPoolSpec, Tunnel};
