@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use datastore::model::IpFamily;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -24,9 +25,58 @@ pub struct IpamConf {
     /// The IPAM plugin to delegate to (`calico-ipam`).
     #[serde(rename = "type", default)]
     pub plugin: String,
-    /// Pools to allocate from, by name or CIDR; empty = every usable pool.
+    /// IPv4 pools to allocate from, by name or CIDR; empty = every usable pool.
     #[serde(default)]
     pub ipv4_pools: Vec<String>,
+    /// IPv6 pools to allocate from, by name or CIDR; empty = every usable pool.
+    #[serde(default)]
+    pub ipv6_pools: Vec<String>,
+    /// `"false"` = no IPv4 address (Calico's string; a JSON boolean is taken too).
+    #[serde(default)]
+    pub assign_ipv4: Option<Value>,
+    /// `"true"` = an IPv6 address as well.
+    #[serde(default)]
+    pub assign_ipv6: Option<Value>,
+}
+
+impl IpamConf {
+    /// The families a pod gets an address of: IPv4 unless `assign_ipv4` is false, IPv6
+    /// when `assign_ipv6` is true (Calico's defaults), IPv4 first. Errors name the key.
+    pub fn families(&self) -> Result<Vec<IpFamily>> {
+        let v4 = flag("ipam.assign_ipv4", self.assign_ipv4.as_ref())?.unwrap_or(true);
+        let v6 = flag("ipam.assign_ipv6", self.assign_ipv6.as_ref())?.unwrap_or(false);
+        let families: Vec<IpFamily> = [(IpFamily::V4, v4), (IpFamily::V6, v6)]
+            .into_iter()
+            .filter_map(|(f, on)| on.then_some(f))
+            .collect();
+        if families.is_empty() {
+            return Err(CniError::config(
+                "ipam.assign_ipv4 is \"false\" and ipam.assign_ipv6 is not \"true\": no address to assign",
+            ));
+        }
+        Ok(families)
+    }
+
+    /// The pools a request of `family` is limited to.
+    pub fn pools(&self, family: IpFamily) -> &[String] {
+        match family {
+            IpFamily::V4 => &self.ipv4_pools,
+            IpFamily::V6 => &self.ipv6_pools,
+        }
+    }
+}
+
+/// A Calico boolean key: the string "true" / "false" (or a JSON boolean).
+fn flag(key: &str, value: Option<&Value>) -> Result<Option<bool>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(Value::String(s)) if s == "true" => Ok(Some(true)),
+        Some(Value::String(s)) if s == "false" => Ok(Some(false)),
+        Some(other) => Err(CniError::config(format!(
+            "{key} must be \"true\" or \"false\", not {other}"
+        ))),
+    }
 }
 
 /// One network configuration as the runtime passes it to the plugin.
@@ -124,11 +174,15 @@ impl NetConf {
                 )));
             }
         }
-        for pool in &conf.ipam.ipv4_pools {
-            if pool.trim().is_empty() {
-                return Err(CniError::config("empty entry in ipam.ipv4_pools"));
+        for (key, pools) in [
+            ("ipam.ipv4_pools", &conf.ipam.ipv4_pools),
+            ("ipam.ipv6_pools", &conf.ipam.ipv6_pools),
+        ] {
+            if pools.iter().any(|p| p.trim().is_empty()) {
+                return Err(CniError::config(format!("empty entry in {key}")));
             }
         }
+        conf.ipam.families()?;
         Ok(conf)
     }
 
@@ -218,6 +272,29 @@ mod tests {
             NetConf::parse(br#"{"cniVersion":"1.0.0","name":"n","datastore_type":"kubernetes"}"#)
                 .expect_err("ds");
         assert_eq!(ds.code, code::INVALID_CONFIG);
+    }
+
+    #[test]
+    fn assign_ipv4_and_ipv6_choose_the_families() -> Result<()> {
+        let conf = |ipam: &str| {
+            NetConf::parse(
+                format!(r#"{{"cniVersion":"1.0.0","name":"n","ipam":{ipam}}}"#).as_bytes(),
+            )
+        };
+        assert_eq!(conf("{}")?.ipam.families()?, [IpFamily::V4]);
+        let dual = conf(r#"{"assign_ipv6":"true","ipv6_pools":["fd00::/48"]}"#)?;
+        assert_eq!(dual.ipam.families()?, [IpFamily::V4, IpFamily::V6]);
+        assert_eq!(dual.ipam.pools(IpFamily::V6), ["fd00::/48"]);
+        let v6 = conf(r#"{"assign_ipv4":"false","assign_ipv6":true}"#)?;
+        assert_eq!(v6.ipam.families()?, [IpFamily::V6]);
+        let none = conf(r#"{"assign_ipv4":"false"}"#).expect_err("nothing to assign");
+        assert_eq!(none.code, code::INVALID_CONFIG);
+        let bad = conf(r#"{"assign_ipv6":"yes"}"#).expect_err("not a Calico boolean");
+        assert_eq!(
+            bad.msg,
+            r#"ipam.assign_ipv6 must be "true" or "false", not "yes""#
+        );
+        Ok(())
     }
 
     #[test]

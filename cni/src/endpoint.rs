@@ -1,7 +1,7 @@
 //! The WorkloadEndpoint the calico plugin records for each pod interface (Calico's
 //! `projectcalico.org/v3` WorkloadEndpoint, namespaced), and its removal on DEL.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use datastore::model::{WorkloadEndpoint, WorkloadEndpointSpec};
@@ -9,7 +9,7 @@ use datastore::{Client, Datastore, Guard};
 
 use crate::env::CniEnv;
 use crate::error::{CniError, Result, code};
-use crate::names;
+use crate::{names, wiring};
 
 /// What the endpoint records about one wired interface.
 #[derive(Debug, Clone)]
@@ -18,7 +18,8 @@ pub struct EndpointInfo<'a> {
     pub network: &'a str,
     pub env: &'a CniEnv,
     pub host_if: &'a str,
-    pub ip: Ipv4Addr,
+    /// The pod's addresses, at most one per family.
+    pub ips: &'a [IpAddr],
     pub mac: &'a str,
 }
 
@@ -46,7 +47,11 @@ pub fn build(info: &EndpointInfo<'_>) -> WorkloadEndpoint {
         container_id: env.container_id.clone(),
         pod,
         endpoint: env.ifname.clone(),
-        ip_networks: vec![format!("{}/32", info.ip)],
+        ip_networks: info
+            .ips
+            .iter()
+            .map(|ip| format!("{ip}/{}", wiring::host_prefix_len(ip)))
+            .collect(),
         profiles,
         interface_name: info.host_if.to_string(),
         mac: info.mac.to_string(),

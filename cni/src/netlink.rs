@@ -2,7 +2,7 @@
 //! when [`Netlink::connect`] runs) and the few requests pod wiring needs. Kernel errors
 //! become [`CniError`]s naming what was being done.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
@@ -18,12 +18,12 @@ use rtnetlink::{Handle, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBu
 
 use crate::error::{CniError, Result};
 
-/// The kernel's view of one IPv4 route, as much as wiring and CHECK need.
+/// The kernel's view of one route, as much as wiring and CHECK need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
-    pub dst: Ipv4Addr,
+    pub dst: IpAddr,
     pub prefix_len: u8,
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Option<IpAddr>,
     pub oif: Option<u32>,
     pub scope: RouteScope,
     pub kind: RouteType,
@@ -93,8 +93,8 @@ impl Netlink {
         }
     }
 
-    /// Creates the veth pair `host` (here, MAC `host_mac`, up) / `peer` (created directly
-    /// in the namespace `peer_netns`), both with `mtu`.
+    /// Creates the veth pair `host` (here, MAC `host_mac`, down: its sysctls come first)
+    /// / `peer` (created directly in the namespace `peer_netns`), both with `mtu`.
     pub async fn create_veth(
         &self,
         host: &str,
@@ -112,7 +112,6 @@ impl Netlink {
             .name(host.to_string())
             .mtu(mtu)
             .address(host_mac.to_vec())
-            .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .build();
         self.handle
@@ -162,18 +161,18 @@ impl Netlink {
     }
 
     /// Adds `ip/prefix_len` to link `index` (replacing an identical one).
-    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix_len: u8) -> Result<()> {
+    pub async fn add_address(&self, index: u32, ip: IpAddr, prefix_len: u8) -> Result<()> {
         self.handle
             .address()
-            .add(index, IpAddr::V4(ip), prefix_len)
+            .add(index, ip, prefix_len)
             .replace()
             .execute()
             .await
             .map_err(|e| fail(format!("cannot add address {ip}/{prefix_len}"), e))
     }
 
-    /// The IPv4 addresses of link `index`.
-    pub async fn addresses(&self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
+    /// The addresses of link `index`, both families.
+    pub async fn addresses(&self, index: u32) -> Result<Vec<(IpAddr, u8)>> {
         let mut out = Vec::new();
         let mut stream = self
             .handle
@@ -185,7 +184,6 @@ impl Netlink {
             match stream.try_next().await {
                 Ok(Some(msg)) => {
                     if msg.header.index == index
-                        && msg.header.family == AddressFamily::Inet
                         && let Some(ip) = address_of(&msg)
                     {
                         out.push((ip, msg.header.prefix_len));
@@ -210,28 +208,36 @@ impl Netlink {
 
     /// `dst/len dev <oif> scope link`, protocol `boot` (Calico's `DeviceRouteProtocol`,
     /// which `ip route` does not print).
-    pub fn device_route(dst: Ipv4Addr, prefix_len: u8, oif: u32) -> RouteMessage {
-        RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst, prefix_len)
+    pub fn device_route(dst: IpAddr, prefix_len: u8, oif: u32) -> Result<RouteMessage> {
+        Ok(destination(dst, prefix_len)?
             .output_interface(oif)
             .scope(RouteScope::Link)
             .protocol(RouteProtocol::Boot)
-            .build()
+            .build())
     }
 
-    /// `dst/len via gw dev <oif>`, protocol `boot`.
-    pub fn gateway_route(dst: Ipv4Addr, prefix_len: u8, gw: Ipv4Addr, oif: u32) -> RouteMessage {
-        RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(dst, prefix_len)
+    /// `dst/len via gw dev <oif>`, protocol `boot`; `gw` of the same family as `dst`.
+    pub fn gateway_route(
+        dst: IpAddr,
+        prefix_len: u8,
+        gw: IpAddr,
+        oif: u32,
+    ) -> Result<RouteMessage> {
+        Ok(destination(dst, prefix_len)?
             .gateway(gw)
+            .map_err(invalid_route)?
             .output_interface(oif)
             .protocol(RouteProtocol::Boot)
-            .build()
+            .build())
     }
 
-    /// The IPv4 routes of the main table.
-    pub async fn routes(&self) -> Result<Vec<RouteInfo>> {
-        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+    /// The routes of the main table of one family (`ipv6`: IPv6, else IPv4).
+    pub async fn routes(&self, ipv6: bool) -> Result<Vec<RouteInfo>> {
+        let filter = if ipv6 {
+            RouteMessageBuilder::<Ipv6Addr>::new().build()
+        } else {
+            RouteMessageBuilder::<Ipv4Addr>::new().build()
+        };
         let mut stream = self.handle.route().get(filter).execute();
         let mut out = Vec::new();
         loop {
@@ -246,6 +252,16 @@ impl Netlink {
             }
         }
     }
+}
+
+fn destination(dst: IpAddr, prefix_len: u8) -> Result<RouteMessageBuilder<IpAddr>> {
+    RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(dst, prefix_len)
+        .map_err(invalid_route)
+}
+
+fn invalid_route(e: impl std::fmt::Display) -> CniError {
+    CniError::dataplane("cannot build a route", e.to_string())
 }
 
 fn link_info(msg: &LinkMessage) -> LinkInfo {
@@ -271,21 +287,31 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
     info
 }
 
-fn address_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
-    msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-            Some(*ip)
-        }
+/// An address message's address: IPv4 carries it as `Local`, IPv6 as `Address` only.
+fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
+    let local = msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Local(ip) => Some(*ip),
         _ => None,
+    });
+    local.or_else(|| {
+        msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        })
     })
 }
 
 fn route_info(msg: &RouteMessage) -> Option<RouteInfo> {
-    if msg.header.address_family != AddressFamily::Inet || msg.header.table != 254 {
+    let unspecified = match msg.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    if msg.header.table != 254 {
         return None;
     }
     let mut r = RouteInfo {
-        dst: Ipv4Addr::UNSPECIFIED,
+        dst: unspecified,
         prefix_len: msg.header.destination_prefix_length,
         gateway: None,
         oif: None,
@@ -294,8 +320,10 @@ fn route_info(msg: &RouteMessage) -> Option<RouteInfo> {
     };
     for attr in &msg.attributes {
         match attr {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => r.dst = *ip,
-            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(*ip),
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => r.dst = IpAddr::V4(*ip),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => r.dst = IpAddr::V6(*ip),
+            RouteAttribute::Gateway(RouteAddress::Inet(ip)) => r.gateway = Some(IpAddr::V4(*ip)),
+            RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => r.gateway = Some(IpAddr::V6(*ip)),
             RouteAttribute::Oif(i) => r.oif = Some(*i),
             _ => {}
         }

@@ -1,22 +1,26 @@
 //! Pod wiring as Calico does it (reference calico.md §4): a veth pair created directly in
 //! its final namespaces, the host end `cali…` with MAC ee:ee:ee:ee:ee:ee, proxy ARP and no
-//! address, a host route `<podIP> dev cali… scope link`; inside the pod `eth0` up with the
-//! /32, `169.254.1.1 dev eth0 scope link` and `default via 169.254.1.1 dev eth0`. Also the
-//! teardown (DEL) and the verification (CHECK).
+//! address, a host route `<podIP> dev cali… scope link` per address; inside the pod `eth0`
+//! up with a /32 and, for IPv4, `169.254.1.1 dev eth0 scope link` and `default via
+//! 169.254.1.1 dev eth0`; with a /128 and, for IPv6, `default via fe80::ecee:eeff:feee:eeee
+//! dev eth0`. Also the teardown (DEL) and the verification (CHECK).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use tracing::{debug, warn};
 
 use crate::error::{CniError, Result};
-use crate::netlink::{Netlink, mac_text};
+use crate::netlink::{Netlink, RouteInfo, mac_text};
 use crate::{netns, sysctl};
 
 /// The host-side MAC of every cali interface.
 pub const HOST_MAC: [u8; 6] = [0xee; 6];
-/// The next hop pods route through; never assigned anywhere, answered by proxy ARP.
+/// The next hop pods route IPv4 through; never assigned anywhere, answered by proxy ARP.
 pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The next hop pods route IPv6 through: the host end's link-local address, which its
+/// fixed MAC determines (EUI-64 of ee:ee:ee:ee:ee:ee), so no pod waits to learn it.
+pub const GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 
 /// What to wire.
 #[derive(Debug, Clone)]
@@ -30,8 +34,29 @@ pub struct Wiring {
     pub pod_if: String,
     /// Path of the pod's network namespace.
     pub netns: String,
-    pub ip: Ipv4Addr,
+    /// The pod's addresses: at most one per family.
+    pub ips: Vec<IpAddr>,
     pub mtu: u32,
+}
+
+impl Wiring {
+    fn has_ipv4(&self) -> bool {
+        self.ips.iter().any(IpAddr::is_ipv4)
+    }
+
+    fn has_ipv6(&self) -> bool {
+        self.ips.iter().any(IpAddr::is_ipv6)
+    }
+}
+
+/// The prefix length of a pod's address: the whole address.
+pub fn host_prefix_len(ip: &IpAddr) -> u8 {
+    if ip.is_ipv4() { 32 } else { 128 }
+}
+
+/// `ip route` spells a host route without its prefix length.
+fn host_route_text(ip: &IpAddr, dev: &str) -> String {
+    format!("{ip} dev {dev} scope link")
 }
 
 /// What wiring produced (for the result and the endpoint record).
@@ -71,50 +96,93 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
         .link(&w.host_if)
         .await?
         .ok_or_else(|| CniError::dataplane(format!("veth {} vanished", w.host_if), ""))?;
-    sysctl::configure_host_side(&w.host_if)?;
+    sysctl::configure_host_side(&w.host_if, w.has_ipv4(), w.has_ipv6())?;
     host.set_alias(host_link.index, &w.container_id).await?;
+    host.set_up(host_link.index).await?;
 
-    let (pod_if, ip) = (w.pod_if.clone(), w.ip);
+    let (pod_if, ips) = (w.pod_if.clone(), w.ips.clone());
     let pod_mac = netns::run_in(ns, move || async move {
         let nl = Netlink::connect()?;
         let link = nl.link(&pod_if).await?.ok_or_else(|| {
             CniError::dataplane(format!("{pod_if} did not appear in the pod namespace"), "")
         })?;
+        if ips.iter().any(IpAddr::is_ipv6) {
+            sysctl::configure_pod_side_ipv6(&pod_if)?;
+        }
         nl.set_up(link.index).await?;
-        nl.add_address(link.index, ip, 32).await?;
-        nl.replace_route(
-            Netlink::device_route(GATEWAY, 32, link.index),
-            "169.254.1.1 dev eth0 scope link",
-        )
-        .await?;
-        nl.replace_route(
-            Netlink::gateway_route(Ipv4Addr::UNSPECIFIED, 0, GATEWAY, link.index),
-            "default via 169.254.1.1",
-        )
-        .await?;
+        for ip in &ips {
+            nl.add_address(link.index, *ip, host_prefix_len(ip)).await?;
+        }
+        for (route, what) in pod_routes(&ips, link.index)? {
+            nl.replace_route(route, &what).await?;
+        }
         Ok(link.mac.map(|m| mac_text(&m)).unwrap_or_default())
     })
     .await?;
 
-    // Calico refuses to steal a pod address routed to another interface (#3940).
-    for r in host.routes().await? {
-        if r.dst == w.ip && r.prefix_len == 32 && r.oif.is_some_and(|o| o != host_link.index) {
+    for ip in &w.ips {
+        // Calico refuses to steal a pod address routed to another interface (#3940).
+        let len = host_prefix_len(ip);
+        let routes = host.routes(ip.is_ipv6()).await?;
+        if let Some(r) = routes.iter().find(|r| {
+            r.dst == *ip && r.prefix_len == len && r.oif.is_some_and(|o| o != host_link.index)
+        }) {
             return Err(CniError::dataplane(
                 format!(
-                    "route ({}/32) already exists for an interface other than '{}'",
-                    w.ip, w.host_if
+                    "route ({ip}/{len}) already exists for an interface other than '{}'",
+                    w.host_if
                 ),
                 format!("interface index {:?}", r.oif),
             ));
         }
+        host.replace_route(
+            Netlink::device_route(*ip, len, host_link.index)?,
+            &host_route_text(ip, &w.host_if),
+        )
+        .await?;
     }
-    host.replace_route(
-        Netlink::device_route(w.ip, 32, host_link.index),
-        &format!("{} dev {} scope link", w.ip, w.host_if),
-    )
-    .await?;
-    debug!(iface = w.host_if, ip = %w.ip, "pod wired");
+    debug!(iface = w.host_if, ips = ?w.ips, "pod wired");
     Ok(Wired { pod_mac })
+}
+
+/// The routes inside the pod, per family of its addresses, each with how `ip route`
+/// prints it.
+fn pod_routes(
+    ips: &[IpAddr],
+    pod_if: u32,
+) -> Result<Vec<(netlink_packet_route::route::RouteMessage, String)>> {
+    let mut out = Vec::new();
+    if ips.iter().any(IpAddr::is_ipv4) {
+        let gw = IpAddr::V4(GATEWAY);
+        out.push((
+            Netlink::device_route(gw, 32, pod_if)?,
+            format!("{GATEWAY} dev eth0 scope link"),
+        ));
+        out.push((
+            Netlink::gateway_route(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, gw, pod_if)?,
+            format!("default via {GATEWAY}"),
+        ));
+    }
+    if ips.iter().any(IpAddr::is_ipv6) {
+        // A link-local next hop is on the link by definition: no route to it first.
+        out.push((
+            Netlink::gateway_route(
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                0,
+                IpAddr::V6(GATEWAY_V6),
+                pod_if,
+            )?,
+            format!("default via {GATEWAY_V6}"),
+        ));
+    }
+    Ok(out)
+}
+
+/// The pod's default route of one family, as [`setup`] leaves it, is among `routes`.
+fn has_default_route(routes: &[RouteInfo], gateway: IpAddr, pod_if: u32) -> bool {
+    routes
+        .iter()
+        .any(|r| r.prefix_len == 0 && r.gateway == Some(gateway) && r.oif == Some(pod_if))
 }
 
 /// What DEL did with the pod's veth.
@@ -192,18 +260,27 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
             w.host_if
         ));
     }
-    if sysctl::read_ipv4_conf(&w.host_if, "proxy_arp").as_deref() != Some("1") {
+    if w.has_ipv4() && sysctl::read_conf("ipv4", &w.host_if, "proxy_arp").as_deref() != Some("1") {
         problems.push(format!("proxy_arp is not 1 on {}", w.host_if));
     }
-    let routes = host.routes().await?;
-    if !routes
-        .iter()
-        .any(|r| r.dst == w.ip && r.prefix_len == 32 && r.oif == Some(link.index))
-    {
-        problems.push(format!("host route {} dev {} is missing", w.ip, w.host_if));
+    if w.has_ipv6() && sysctl::read_conf("ipv6", &w.host_if, "proxy_ndp").as_deref() != Some("1") {
+        problems.push(format!("proxy_ndp is not 1 on {}", w.host_if));
+    }
+    for ip in &w.ips {
+        let len = host_prefix_len(ip);
+        let routes = host.routes(ip.is_ipv6()).await?;
+        if !routes
+            .iter()
+            .any(|r| r.dst == *ip && r.prefix_len == len && r.oif == Some(link.index))
+        {
+            problems.push(format!(
+                "host route {} is missing",
+                host_route_text(ip, &w.host_if)
+            ));
+        }
     }
     let ns = netns::open(&w.netns)?;
-    let (pod_if, ip) = (w.pod_if.clone(), w.ip);
+    let (pod_if, ips) = (w.pod_if.clone(), w.ips.clone());
     let pod_problems = netns::run_in(ns, move || async move {
         let mut problems = Vec::new();
         let nl = Netlink::connect()?;
@@ -214,26 +291,37 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
         if !link.up {
             problems.push(format!("{pod_if} is down"));
         }
-        if !nl.addresses(link.index).await?.contains(&(ip, 32)) {
-            problems.push(format!("{pod_if} does not have {ip}/32"));
+        let addresses = nl.addresses(link.index).await?;
+        for ip in &ips {
+            let len = host_prefix_len(ip);
+            if !addresses.contains(&(*ip, len)) {
+                problems.push(format!("{pod_if} does not have {ip}/{len}"));
+            }
         }
-        let routes = nl.routes().await?;
-        if !routes.iter().any(|r| {
-            r.dst == GATEWAY
-                && r.prefix_len == 32
-                && r.oif == Some(link.index)
-                && r.gateway.is_none()
-        }) {
-            problems.push(format!(
-                "route 169.254.1.1 dev {pod_if} scope link is missing"
-            ));
+        if ips.iter().any(IpAddr::is_ipv4) {
+            let routes = nl.routes(false).await?;
+            let gw = IpAddr::V4(GATEWAY);
+            if !routes.iter().any(|r| {
+                r.dst == gw
+                    && r.prefix_len == 32
+                    && r.oif == Some(link.index)
+                    && r.gateway.is_none()
+            }) {
+                problems.push(format!(
+                    "route {GATEWAY} dev {pod_if} scope link is missing"
+                ));
+            }
+            if !has_default_route(&routes, gw, link.index) {
+                problems.push(format!(
+                    "route default via {GATEWAY} dev {pod_if} is missing"
+                ));
+            }
         }
-        if !routes
-            .iter()
-            .any(|r| r.prefix_len == 0 && r.gateway == Some(GATEWAY) && r.oif == Some(link.index))
+        if ips.iter().any(IpAddr::is_ipv6)
+            && !has_default_route(&nl.routes(true).await?, IpAddr::V6(GATEWAY_V6), link.index)
         {
             problems.push(format!(
-                "route default via 169.254.1.1 dev {pod_if} is missing"
+                "route default via {GATEWAY_V6} dev {pod_if} is missing"
             ));
         }
         Ok(problems)

@@ -228,3 +228,117 @@ fn the_65th_pod_on_a_node_claims_a_second_block() -> Result<()> {
     assert!(report.allocations.is_empty());
     Ok(())
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn a_dual_stack_pod_gets_one_address_of_each_pool_and_del_frees_both() -> Result<()> {
+    let lab = CniLab::new("e26")?;
+    lab.add_pool("default-ipv4-ippool", "10.244.0.0/16", 26)?;
+    lab.add_pool("default-ipv6-ippool", "fd00:244::/48", 122)?;
+    lab.node.sh("sysctl -qw net.ipv6.conf.all.forwarding=1")?;
+    let mut conf = lab.conf("node-1");
+    conf.assign_ipv6 = true;
+    let conf = conf.json();
+    let pods: Vec<Netns> = (1..=2)
+        .map(|i| Netns::create(&format!("e26p{i}")))
+        .collect::<Result<_>>()?;
+    let mut v6 = Vec::new();
+    for (i, pod) in pods.iter().enumerate() {
+        let path = pod.path();
+        let out = lab.call(
+            &conf,
+            &Call {
+                plugin: "calico",
+                command: "ADD",
+                container_id: &format!("ctr{i}"),
+                netns: Some(&path),
+                ifname: "eth0",
+                args: &format!("K8S_POD_NAMESPACE=default;K8S_POD_NAME=dual-{i}"),
+            },
+        )?;
+        assert!(out.success(), "ADD failed: {}{}", out.stdout, out.stderr);
+        let result = out.json()?;
+        let addresses: Vec<&str> = result["ips"]
+            .as_array()
+            .map(|ips| ips.iter().filter_map(|ip| ip["address"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(addresses.len(), 2, "{result}");
+        assert!(addresses[0].starts_with("10.244.") && addresses[0].ends_with("/32"));
+        assert!(addresses[1].starts_with("fd00:244:") && addresses[1].ends_with("/128"));
+        assert_eq!(result["routes"][1]["dst"], "::/0", "{result}");
+        assert_eq!(result["routes"][1]["gw"], "fe80::ecee:eeff:feee:eeee");
+        let ip6 = addresses[1].trim_end_matches("/128").to_string();
+        let addr = pod.ip(&["-o", "-6", "addr", "show", "eth0"])?;
+        assert!(addr.contains(&format!("inet6 {ip6}/128")), "{addr}");
+        v6.push(ip6);
+    }
+    assert!(pods[0].ping(&v6[1], 2), "pod 0 cannot ping6 pod 1");
+
+    // Each family's block is affine to the node; the endpoint records both addresses.
+    let (blocks, wep) = lab.with_ipam(|ipam| async move {
+        let blocks = ipam.affine_blocks("node-1").await?;
+        let wep = datastore::Client::new(ipam.datastore().clone())
+            .try_get_in::<WorkloadEndpoint>("default", "node--1-k8s-dual--0-eth0")
+            .await?;
+        Ok((blocks, wep))
+    })?;
+    let prefixes: Vec<u8> = blocks.iter().map(|b| b.prefix_len()).collect();
+    assert_eq!(prefixes, [26, 122], "{blocks:?}");
+    let wep = wep.ok_or_else(|| anyhow::anyhow!("endpoint not recorded"))?;
+    assert_eq!(wep.spec.ip_networks.len(), 2, "{:?}", wep.spec.ip_networks);
+    assert_eq!(wep.spec.ip_networks[1], format!("{}/128", v6[0]));
+
+    // CHECK reads the IPv6 side too.
+    let path0 = pods[0].path();
+    let call0 = |command: &'static str| Call {
+        plugin: "calico",
+        command,
+        container_id: "ctr0",
+        netns: Some(&path0),
+        ifname: "eth0",
+        args: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=dual-0",
+    };
+    let ok = lab.call(&conf, &call0("CHECK"))?;
+    assert!(ok.success(), "CHECK: {}{}", ok.stdout, ok.stderr);
+    // DEL frees both addresses.
+    let out = lab.call(&conf, &call0("DEL"))?;
+    assert!(out.success(), "DEL: {}{}", out.stdout, out.stderr);
+    let held =
+        lab.with_ipam(|ipam| async move { Ok(ipam.ips_by_handle("k8s-pod-network.ctr0").await?) })?;
+    assert!(held.is_empty(), "{held:?}");
+    assert!(!lab.node.ip(&["-6", "route"])?.contains(&v6[0]));
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn a_dual_stack_add_without_an_ipv6_pool_fails_and_keeps_no_ipv4_address() -> Result<()> {
+    let lab = CniLab::new("e27")?;
+    lab.add_pool("default-ipv4-ippool", "10.244.0.0/16", 26)?;
+    let mut conf = lab.conf("node-1");
+    conf.assign_ipv6 = true;
+    let pod = Netns::create("e27p")?;
+    let path = pod.path();
+    let out = lab.call(
+        &conf.json(),
+        &Call {
+            plugin: "calico",
+            command: "ADD",
+            container_id: "ctr",
+            netns: Some(&path),
+            ifname: "eth0",
+            args: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=dual",
+        },
+    )?;
+    assert!(
+        !out.success(),
+        "ADD without an IPv6 pool succeeded: {}",
+        out.stdout
+    );
+    let msg = out.json()?["msg"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("no IPv6 pool usable"), "{msg}");
+    let allocations = lab.with_ipam(|ipam| async move { Ok(ipam.allocations().await?) })?;
+    assert!(allocations.is_empty(), "{allocations:?}");
+    assert!(lab.cali_links()?.is_empty());
+    Ok(())
+}

@@ -1,20 +1,24 @@
 //! The kernel side of pod wiring on its own (no datastore, no IPAM): pods wired by
 //! `cni::wiring` inside a lab node namespace answer ARP for 169.254.1.1 with
-//! ee:ee:ee:ee:ee:ee, reach each other, pass CHECK, and leave nothing behind on teardown.
+//! ee:ee:ee:ee:ee:ee, reach each other, pass CHECK, and leave nothing behind on teardown;
+//! dual-stack and IPv6-only pods route IPv6 through the host end's link-local address.
 //! Needs root: `cargo test -p cni -- --ignored`.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use cni::wiring::{self, Wiring};
 use lab::Netns;
 
-fn wiring_for(pod: &Netns, host_if: &str, ip: Ipv4Addr) -> Wiring {
+fn wiring_for(pod: &Netns, host_if: &str, ips: &[&str]) -> Wiring {
     Wiring {
         host_if: host_if.to_string(),
         container_id: format!("ctr-{host_if}"),
         pod_if: "eth0".to_string(),
         netns: pod.path(),
-        ip,
+        ips: ips
+            .iter()
+            .map(|ip| ip.parse::<IpAddr>().expect("test address"))
+            .collect(),
         mtu: 1500,
     }
 }
@@ -39,8 +43,8 @@ fn wired_pods_reach_the_host_gateway_and_each_other() -> anyhow::Result<()> {
     let node = Netns::create("wn")?;
     let p1 = Netns::create("wp1")?;
     let p2 = Netns::create("wp2")?;
-    let w1 = wiring_for(&p1, "caliaaaaaaaaaa1", "10.70.0.1".parse()?);
-    let w2 = wiring_for(&p2, "caliaaaaaaaaaa2", "10.70.0.2".parse()?);
+    let w1 = wiring_for(&p1, "caliaaaaaaaaaa1", &["10.70.0.1"]);
+    let w2 = wiring_for(&p2, "caliaaaaaaaaaa2", &["10.70.0.2"]);
     for w in [&w1, &w2] {
         let w = w.clone();
         in_node(&node, async move { wiring::setup(&w).await })?;
@@ -116,5 +120,90 @@ fn wired_pods_reach_the_host_gateway_and_each_other() -> anyhow::Result<()> {
     );
     assert!(!node.ip(&["link", "show"])?.contains("cali"));
     assert!(!p1.ip(&["link", "show"])?.contains("eth0"));
+    Ok(())
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn dual_stack_and_ipv6_only_pods_route_ipv6_through_the_host_link_local() -> anyhow::Result<()> {
+    lab::remove_leftovers();
+    let node = Netns::create("w6n")?;
+    let p1 = Netns::create("w6p1")?;
+    let p2 = Netns::create("w6p2")?;
+    let dual = wiring_for(&p1, "calibbbbbbbbbb1", &["10.71.0.1", "fd00:71::1"]);
+    let only6 = wiring_for(&p2, "calibbbbbbbbbb2", &["fd00:71::2"]);
+    for w in [&dual, &only6] {
+        let w = w.clone();
+        in_node(&node, async move { wiring::setup(&w).await })?;
+    }
+    node.sh("sysctl -qw net.ipv6.conf.all.forwarding=1")?;
+
+    // Inside the pod: the /128 and the default route through the host end's link-local.
+    let addr = p1.ip(&["-o", "addr", "show", "eth0"])?;
+    assert!(addr.contains("inet 10.71.0.1/32"), "{addr}");
+    assert!(addr.contains("inet6 fd00:71::1/128"), "{addr}");
+    assert!(!addr.contains("tentative"), "DAD is off in the pod: {addr}");
+    let routes6 = p1.ip(&["-6", "route", "show"])?;
+    assert!(
+        routes6.contains("default via fe80::ecee:eeff:feee:eeee dev eth0"),
+        "{routes6}"
+    );
+    let routes4 = p2.ip(&["-4", "route", "show"])?;
+    assert!(
+        routes4.trim().is_empty(),
+        "an IPv6-only pod has no IPv4 routes: {routes4}"
+    );
+    // Host side: the link-local address the MAC fixes, a /128 route per pod, proxy NDP.
+    let host = node.ip(&["-o", "addr", "show", "calibbbbbbbbbb1"])?;
+    assert!(
+        host.contains("inet6 fe80::ecee:eeff:feee:eeee/64 scope link"),
+        "{host}"
+    );
+    let host_routes = node.ip(&["-6", "route", "show"])?;
+    for (ip, dev) in [
+        ("fd00:71::1", "calibbbbbbbbbb1"),
+        ("fd00:71::2", "calibbbbbbbbbb2"),
+    ] {
+        assert!(
+            host_routes.contains(&format!("{ip} dev {dev} metric 1024")),
+            "{host_routes}"
+        );
+    }
+    assert_eq!(
+        node.sh("cat /proc/sys/net/ipv6/conf/calibbbbbbbbbb1/proxy_ndp")?
+            .trim(),
+        "1"
+    );
+    assert!(
+        p1.ping("fd00:71::2", 2),
+        "dual-stack pod cannot ping6 the IPv6-only pod"
+    );
+    assert!(
+        p2.ping("fd00:71::1", 2),
+        "IPv6-only pod cannot ping6 the dual-stack pod"
+    );
+
+    for w in [&dual, &only6] {
+        let w = w.clone();
+        let problems = in_node(&node, async move { wiring::check(&w).await })?;
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    p1.ip(&["-6", "route", "del", "default"])?;
+    let broken = {
+        let w = dual.clone();
+        in_node(&node, async move { wiring::check(&w).await })?
+    };
+    assert_eq!(
+        broken,
+        ["route default via fe80::ecee:eeff:feee:eeee dev eth0 is missing"],
+        "CHECK names the missing IPv6 route"
+    );
+    for w in [&dual, &only6] {
+        let w = w.clone();
+        in_node(&node, async move {
+            wiring::teardown(&w.host_if, Some(&w.netns), &w.pod_if, &w.container_id).await
+        })?;
+    }
+    assert!(!node.ip(&["-6", "route", "show"])?.contains("fd00:71::"));
     Ok(())
 }

@@ -61,6 +61,9 @@ pub struct CalicoConf {
     pub mtu: u32,
     pub mtu_file: Option<PathBuf>,
     pub ipv4_pools: Vec<String>,
+    /// `ipam.assign_ipv4` ("false" when off) and `ipam.assign_ipv6` ("true" when on).
+    pub assign_ipv4: bool,
+    pub assign_ipv6: bool,
     pub log_level: String,
     /// The host-wide IPAM lock file; `None` = the plugin's default
     /// (`/var/run/calico/ipam.lock`). Give each lab node its own.
@@ -78,6 +81,8 @@ impl CalicoConf {
             mtu: 1500,
             mtu_file: None,
             ipv4_pools: Vec::new(),
+            assign_ipv4: true,
+            assign_ipv6: false,
             log_level: "warn".to_string(),
             ipam_lock_file: None,
         }
@@ -112,6 +117,12 @@ impl CalicoConf {
         }
         if !self.ipv4_pools.is_empty() {
             v["ipam"]["ipv4_pools"] = json!(self.ipv4_pools);
+        }
+        if !self.assign_ipv4 {
+            v["ipam"]["assign_ipv4"] = json!("false");
+        }
+        if self.assign_ipv6 {
+            v["ipam"]["assign_ipv6"] = json!("true");
         }
         v.to_string()
     }

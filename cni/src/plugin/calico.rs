@@ -3,7 +3,7 @@
 //! ADD undoes every step already done, in reverse order. DEL undoes everything and
 //! succeeds when there is nothing left to undo. CHECK reports what differs.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use datastore::Datastore;
@@ -18,7 +18,7 @@ use crate::netns;
 use crate::plugin::calico_ipam::bounded;
 use crate::result::{CniResult, Interface, IpConfig, Route};
 use crate::skel::{Invocation, Plugin};
-use crate::wiring::{self, GATEWAY, Teardown, Wiring};
+use crate::wiring::{self, GATEWAY, GATEWAY_V6, Teardown, Wiring};
 use crate::{delegate, store};
 
 /// The `calico` plugin.
@@ -34,17 +34,20 @@ fn ipam_type(inv: &Invocation) -> Result<&str> {
     Ok(t)
 }
 
-fn first_ipv4(result: &CniResult) -> Option<Ipv4Addr> {
-    result
+/// The pod's addresses in an IPAM result (`addr/len` or a bare address): the first of
+/// each family, IPv4 first.
+fn pod_addresses(result: &CniResult) -> Vec<IpAddr> {
+    let all: Vec<IpAddr> = result
         .ips
         .iter()
-        .find_map(|ip| match ip.address.parse::<IpNet>() {
-            Ok(IpNet::V4(net)) => Some(net.addr()),
-            _ => match ip.address.parse::<IpAddr>() {
-                Ok(IpAddr::V4(v4)) => Some(v4),
-                _ => None,
-            },
+        .filter_map(|ip| match ip.address.parse::<IpNet>() {
+            Ok(net) => Some(net.addr()),
+            Err(_) => ip.address.parse::<IpAddr>().ok(),
         })
+        .collect();
+    let first_v4 = all.iter().find(|ip| ip.is_ipv4());
+    let first_v6 = all.iter().find(|ip| ip.is_ipv6());
+    first_v4.into_iter().chain(first_v6).copied().collect()
 }
 
 /// Removes this container's endpoint if it is there (a rollback's or a DEL's last look);
@@ -86,20 +89,21 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     let ipam_result = delegate::exec(ipam, "ADD", &inv.stdin, &inv.env)
         .await?
         .unwrap_or_default();
-    let Some(ip) = first_ipv4(&ipam_result) else {
+    let ips = pod_addresses(&ipam_result);
+    if ips.is_empty() {
         release_address(inv, ipam).await;
         return Err(CniError::new(
             code::IPAM_FAILURE,
-            format!("the IPAM plugin {ipam} returned no IPv4 address"),
+            format!("the IPAM plugin {ipam} returned no address"),
             "",
         ));
-    };
+    }
     let wiring = Wiring {
         host_if: host_if.clone(),
         container_id: inv.env.container_id.clone(),
         pod_if: inv.env.ifname.clone(),
         netns: netns_path.clone(),
-        ip,
+        ips: ips.clone(),
         mtu: inv.conf.effective_mtu(),
     };
     let wired = match wiring::setup(&wiring).await {
@@ -114,7 +118,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         network: &inv.conf.name,
         env: &inv.env,
         host_if: &host_if,
-        ip,
+        ips: &ips,
         mac: &wired.pod_mac,
     };
     let recorded = async {
@@ -143,7 +147,12 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         remove_own_endpoint(&ds, &node, inv).await;
         return Err(e);
     }
-    info!(container = inv.env.container_id, %ip, iface = host_if, "pod added");
+    info!(
+        container = inv.env.container_id,
+        ?ips,
+        iface = host_if,
+        "pod added"
+    );
     Ok(CniResult {
         interfaces: vec![
             Interface {
@@ -157,15 +166,27 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
                 sandbox: Some(netns_path),
             },
         ],
-        ips: vec![IpConfig {
-            address: format!("{ip}/32"),
-            gateway: None,
-            interface: Some(1),
-        }],
-        routes: vec![Route {
-            dst: "0.0.0.0/0".into(),
-            gw: Some(GATEWAY.to_string()),
-        }],
+        ips: ips
+            .iter()
+            .map(|ip| IpConfig {
+                address: format!("{ip}/{}", wiring::host_prefix_len(ip)),
+                gateway: None,
+                interface: Some(1),
+            })
+            .collect(),
+        routes: ips
+            .iter()
+            .map(|ip| match ip {
+                IpAddr::V4(_) => Route {
+                    dst: "0.0.0.0/0".into(),
+                    gw: Some(GATEWAY.to_string()),
+                },
+                IpAddr::V6(_) => Route {
+                    dst: "::/0".into(),
+                    gw: Some(GATEWAY_V6.to_string()),
+                },
+            })
+            .collect(),
         dns: inv.conf.dns.clone().unwrap_or_default(),
     })
 }
@@ -237,9 +258,9 @@ async fn check(inv: &Invocation) -> Result<()> {
         Some(v) => Some(CniResult::from_json(v.to_string().as_bytes())?),
         None => None,
     };
-    let ip = match prev.as_ref().and_then(first_ipv4) {
-        Some(ip) => ip,
-        None => {
+    let ips = match prev.as_ref().map(pod_addresses) {
+        Some(ips) if !ips.is_empty() => ips,
+        _ => {
             let node = inv.conf.node_name()?;
             let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
             let wep = bounded("reading the endpoint", endpoint::get(&ds, &node, &inv.env))
@@ -251,13 +272,20 @@ async fn check(inv: &Invocation) -> Result<()> {
                         names::endpoint_name(&node, &inv.env),
                     )
                 })?;
-            wep.spec
+            let ips: Vec<IpAddr> = wep
+                .spec
                 .ip_networks
                 .iter()
-                .find_map(|n| n.split('/').next()?.parse::<Ipv4Addr>().ok())
-                .ok_or_else(|| {
-                    CniError::new(code::CHECK_FAILED, "the endpoint has no IPv4 address", "")
-                })?
+                .filter_map(|n| n.split('/').next()?.parse::<IpAddr>().ok())
+                .collect();
+            if ips.is_empty() {
+                return Err(CniError::new(
+                    code::CHECK_FAILED,
+                    "the endpoint has no address",
+                    "",
+                ));
+            }
+            ips
         }
     };
     let wiring = Wiring {
@@ -265,7 +293,7 @@ async fn check(inv: &Invocation) -> Result<()> {
         container_id: inv.env.container_id.clone(),
         pod_if: inv.env.ifname.clone(),
         netns: netns_path,
-        ip,
+        ips,
         mtu: inv.conf.effective_mtu(),
     };
     let problems = wiring::check(&wiring).await?;

@@ -1,11 +1,14 @@
-//! `calico-ipam`: one IPv4 address per container from Calico IPAM, under the handle
-//! `<network name>.<containerID>` with the pod's attributes. ADD repeated for the same
-//! container returns the same address; DEL releases by handle and is idempotent.
+//! `calico-ipam`: one address per container and family (IPv4, and IPv6 with
+//! `assign_ipv6: "true"`) from Calico IPAM, under the handle `<network name>.<containerID>`
+//! with the pod's attributes. All or nothing: a family that cannot be served releases what
+//! the other got. ADD repeated for the same container returns the same addresses; DEL
+//! releases by handle and is idempotent.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use datastore::model::IpFamily;
 use datastore::model::ipam::attr;
 use ipam::{AllowedUse, AutoAssignArgs, Ipam};
 
@@ -54,35 +57,47 @@ fn handle(inv: &Invocation) -> String {
 
 async fn add(inv: &Invocation) -> Result<CniResult> {
     let node = inv.conf.node_name()?;
+    let families = inv.conf.ipam.families()?;
     let ipam = ipam_for_change(inv).await?;
     // Connected first, so the lock is only held for the IPAM work itself.
     let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
     let handle = handle(inv);
+    let held = ipam.ips_by_handle(&handle).await?;
     let mut ips = Vec::new();
-    for ip in ipam.ips_by_handle(&handle).await? {
-        if let Some(info) = ipam.ip_info(ip).await? {
-            ips.push(format!("{ip}/{}", info.block.prefix_len()));
-        }
-    }
-    if ips.is_empty() {
-        let mut attrs = BTreeMap::new();
-        attrs.insert(attr::NODE.to_string(), node.clone());
-        attrs.insert(attr::TIMESTAMP.to_string(), ipam::claim::now_rfc3339());
-        if let Some((ns, pod)) = inv.env.k8s_pod() {
-            attrs.insert(attr::NAMESPACE.to_string(), ns.to_string());
-            attrs.insert(attr::POD.to_string(), pod.to_string());
+    let mut fresh = Vec::new();
+    for family in families {
+        if let Some(ip) = held.iter().find(|ip| IpFamily::of_addr(ip) == family) {
+            if let Some(info) = ipam.ip_info(*ip).await? {
+                ips.push(format!("{ip}/{}", info.block.prefix_len()));
+            }
+            continue;
         }
         let args = AutoAssignArgs {
             num: 1,
+            family,
             handle: handle.clone(),
-            attrs,
-            node,
-            pools: inv.conf.ipam.ipv4_pools.clone(),
+            attrs: attributes(inv, &node),
+            node: node.clone(),
+            pools: inv.conf.ipam.pools(family).to_vec(),
             usage: AllowedUse::Workload,
             max_blocks_per_host: None,
         };
-        for a in ipam.auto_assign(&args).await? {
-            ips.push(format!("{}/{}", a.ip, a.block.prefix_len()));
+        match ipam.auto_assign(&args).await {
+            Ok(got) => {
+                for a in got {
+                    ips.push(format!("{}/{}", a.ip, a.block.prefix_len()));
+                    fresh.push(a.ip);
+                }
+            }
+            Err(e) => {
+                // Calico releases the other family's address when one family fails.
+                for ip in fresh {
+                    if let Err(re) = ipam.release_ip(ip, None).await {
+                        tracing::warn!(%ip, error = %re, "rollback: cannot release an address");
+                    }
+                }
+                return Err(e.into());
+            }
         }
     }
     tracing::info!(handle, ?ips, "assigned");
@@ -98,6 +113,18 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         dns: inv.conf.dns.clone().unwrap_or_default(),
         ..CniResult::default()
     })
+}
+
+/// The secondary attributes stored with a pod's allocation.
+fn attributes(inv: &Invocation, node: &str) -> BTreeMap<String, String> {
+    let mut attrs = BTreeMap::new();
+    attrs.insert(attr::NODE.to_string(), node.to_string());
+    attrs.insert(attr::TIMESTAMP.to_string(), ipam::claim::now_rfc3339());
+    if let Some((ns, pod)) = inv.env.k8s_pod() {
+        attrs.insert(attr::NAMESPACE.to_string(), ns.to_string());
+        attrs.insert(attr::POD.to_string(), pod.to_string());
+    }
+    attrs
 }
 
 impl Plugin for CalicoIpamPlugin {
