@@ -21,6 +21,19 @@ pub struct NodeConfig {
     #[arg(long, env = "IP_AUTODETECTION_METHOD", default_value = "first-found")]
     pub ip_autodetection_method: String,
 
+    /// Node IPv6 address with prefix length (`fd00:1::9/64`), `autodetect`, or `none` (no
+    /// IPv6 on this node, Calico's default).
+    #[arg(long, env = "IP6", default_value = "none")]
+    pub ip6: String,
+
+    /// IPv6 auto-detection, the same methods as `IP_AUTODETECTION_METHOD`.
+    #[arg(long, env = "IP6_AUTODETECTION_METHOD", default_value = "first-found")]
+    pub ip6_autodetection_method: String,
+
+    /// `false` turns IPv6 off whatever `IP6` says (Felix's `ipv6Support`).
+    #[arg(long, env = "FELIX_IPV6SUPPORT", default_value = "true")]
+    pub ipv6_support: String,
+
     /// This node's AS number (plain or dotted); the cluster default when unset.
     #[arg(long = "as", env = "AS")]
     pub as_number: Option<String>,
@@ -81,7 +94,28 @@ pub struct NodeConfig {
     #[arg(long, env = "CALICO_IPV4POOL_NODE_SELECTOR", default_value = "all()")]
     pub ipv4pool_node_selector: String,
 
-    /// Do not create the default pool.
+    /// CIDR of the default IPv6 pool, created when this node has IPv6 and no IPv6 pool
+    /// exists; unset: a random ULA /48 (as calico-node); `none`: no IPv6 pool.
+    #[arg(long, env = "CALICO_IPV6POOL_CIDR", default_value = "")]
+    pub ipv6pool_cidr: String,
+
+    /// Block size of the default IPv6 pool.
+    #[arg(long, env = "CALICO_IPV6POOL_BLOCK_SIZE", default_value_t = 122)]
+    pub ipv6pool_block_size: u8,
+
+    /// vxlanMode of the default IPv6 pool (only `Never` for now: no vxlan-v6.calico yet).
+    #[arg(long, env = "CALICO_IPV6POOL_VXLAN", default_value = "Never")]
+    pub ipv6pool_vxlan: String,
+
+    /// natOutgoing of the default IPv6 pool.
+    #[arg(long, env = "CALICO_IPV6POOL_NAT_OUTGOING", default_value = "false")]
+    pub ipv6pool_nat_outgoing: String,
+
+    /// nodeSelector of the default IPv6 pool.
+    #[arg(long, env = "CALICO_IPV6POOL_NODE_SELECTOR", default_value = "all()")]
+    pub ipv6pool_node_selector: String,
+
+    /// Do not create the default pools.
     #[arg(long, env = "NO_DEFAULT_POOLS", default_value = "false")]
     pub no_default_pools: String,
 

@@ -1,10 +1,10 @@
-//! `LocalNode`: who this agent is on the network — its node name, its address with the
+//! `LocalNode`: who this agent is on the network — its node name, its IPv4 address with the
 //! prefix length (CrossSubnet depends on it), the interface holding that address and the
-//! interface's MTU.
+//! interface's MTU, and its IPv6 address when it has one (`IP6`).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 /// This node's identity on the fabric, fixed at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +16,16 @@ pub struct LocalNode {
     pub interface: String,
     /// The MTU of `interface`.
     pub host_mtu: u32,
+    /// The node's IPv6 address and the interface holding it (`IP6`); none: no IPv6.
+    pub ipv6: Option<LocalV6>,
+}
+
+/// The node's IPv6 side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalV6 {
+    /// The address and its subnet, e.g. `fd00:1::9/64`.
+    pub address: Ipv6Net,
+    pub interface: String,
 }
 
 impl LocalNode {
@@ -24,8 +34,31 @@ impl LocalNode {
         self.address.addr()
     }
 
-    /// True when `other` is on this node's subnet (no encapsulation under CrossSubnet).
-    pub fn same_subnet(&self, other: Ipv4Addr) -> bool {
-        self.address.trunc().contains(&other)
+    /// True when `ip` is one of this node's own addresses.
+    pub fn is_own_address(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => v4 == self.ip(),
+            IpAddr::V6(v6) => self.ipv6.as_ref().is_some_and(|s| s.address.addr() == v6),
+        }
+    }
+
+    /// True when `other` is on this node's subnet of its family (no encapsulation under
+    /// CrossSubnet, the next hop is on the link).
+    pub fn same_subnet(&self, other: IpAddr) -> bool {
+        match other {
+            IpAddr::V4(v4) => self.address.trunc().contains(&v4),
+            IpAddr::V6(v6) => self
+                .ipv6
+                .as_ref()
+                .is_some_and(|s| s.address.trunc().contains(&v6)),
+        }
+    }
+
+    /// The interface that holds this node's address of `other`'s family.
+    pub fn interface_for(&self, other: IpAddr) -> &str {
+        match (other, &self.ipv6) {
+            (IpAddr::V6(_), Some(v6)) => &v6.interface,
+            _ => &self.interface,
+        }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::calc::{Backend, LearnedRoutes};
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, parse_bool};
 use crate::dataplane::apply::Dataplane;
 use crate::dataplane::kernel::Kernel;
 use crate::dataplane::nat::NatTable;
@@ -21,7 +21,7 @@ use crate::dataplane::netlink::NetlinkKernel;
 use crate::dataplane::ownership::OwnershipPolicy;
 use crate::dataplane::route_table::RouteTable;
 use crate::local::LocalNode;
-use crate::startup::{autodetect, ensure_cluster_information, ensure_default_pool, register_node};
+use crate::startup::{autodetect, ensure_cluster_information, ensure_default_pools, register_node};
 use crate::state::ClusterState;
 use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
@@ -95,16 +95,24 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     // Every netlink request below needs the connection running.
     tasks.spawn("netlink", kernel_connection);
     let links = kernel.links().await.context("listing interfaces")?;
-    let local = autodetect::detect(&cfg.ip, &cfg.ip_autodetection_method, &links, &name)?;
+    let mut local = autodetect::detect(&cfg.ip, &cfg.ip_autodetection_method, &links, &name)?;
+    if parse_bool("FELIX_IPV6SUPPORT", &cfg.ipv6_support).map_err(|e| anyhow::anyhow!(e))? {
+        local.ipv6 = autodetect::detect_v6(&cfg.ip6, &cfg.ip6_autodetection_method, &links)?;
+    }
     info!(node = %name, address = %local.address, interface = %local.interface, mtu = local.host_mtu, ?backend, "starting calico-node");
 
     let store = connect_datastore(&cfg).await?;
     let client = Client::new(store.clone());
     register_node(&client, &local, as_number).await?;
-    ensure_default_pool(&client, &cfg).await?;
+    ensure_default_pools(&client, &cfg, &local).await?;
     ensure_cluster_information(&client, &cfg.cluster_type).await?;
     if let Err(e) = kernel.set_sysctl("net/ipv4/ip_forward", "1").await {
         warn!(error = %e, "cannot enable IPv4 forwarding");
+    }
+    if local.ipv6.is_some()
+        && let Err(e) = kernel.set_sysctl("net/ipv6/conf/all/forwarding", "1").await
+    {
+        warn!(error = %e, "cannot enable IPv6 forwarding");
     }
 
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
@@ -303,13 +311,15 @@ async fn assemble_report(
     loop {
         let dp = dataplane.borrow_and_update().clone();
         let speaker = peers.borrow_and_update().clone();
+        let (peers_v6, peers_v4) = speaker.peers.into_iter().partition(|p| p.family == "ipv6");
         let report = NodeStatusReport {
             node: local.name.clone(),
             backend: backend.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             router_id: speaker.router_id.map(|r| r.to_string()).unwrap_or_default(),
             as_number: speaker.as_number,
-            peers_v4: speaker.peers,
+            peers_v4,
+            peers_v6,
             warnings: dp
                 .health
                 .ipip_unsupported

@@ -53,13 +53,13 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
     in_netns(&ns, || async {
         let kernel = NetlinkKernel::connect().expect("netlink");
         let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
-        let remote_vtep = "10.244.2.0".parse().expect("ip");
+        let remote_vtep: std::net::Ipv4Addr = "10.244.2.0".parse().expect("ip");
         let mac = [0x66, 1, 2, 3, 4, 5];
         let routes = [
             Route {
                 dst: "10.244.2.0/26".parse().expect("cidr"),
                 target: RouteTarget::Gateway {
-                    via: remote_vtep,
+                    via: remote_vtep.into(),
                     dev: Some("vxlan.calico".into()),
                     onlink: true,
                 },

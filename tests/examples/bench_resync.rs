@@ -26,7 +26,7 @@ use agent::dataplane::ownership::OwnershipPolicy;
 use agent::dataplane::route_table::{RouteReport, RouteTable};
 use agent::dataplane::types::{PROTO_BIRD, Route, RouteTarget};
 use anyhow::{Context, Result, anyhow, bail};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net};
 use lab::Netns;
 use lab::netns::is_root;
 use nix::sched::{CloneFlags, setns};
@@ -63,18 +63,20 @@ fn parse_args() -> Result<Args> {
 }
 
 /// The `i`-th /32 in 10.0.0.0/9 (clear of the device's 10.255.0.0/16).
-fn dst(i: u32) -> Ipv4Net {
-    Ipv4Net::from(Ipv4Addr::from(u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i))
+fn dst(i: u32) -> IpNet {
+    IpNet::V4(Ipv4Net::from(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(10, 0, 0, 0)) + i,
+    )))
 }
 
-fn desired(range: std::ops::Range<u32>) -> BTreeMap<Ipv4Net, Route> {
+fn desired(range: std::ops::Range<u32>) -> BTreeMap<IpNet, Route> {
     range
         .map(|i| {
             let dst = dst(i);
             let route = Route {
                 dst,
                 target: RouteTarget::Gateway {
-                    via: GATEWAY,
+                    via: GATEWAY.into(),
                     dev: Some(DEVICE.into()),
                     onlink: false,
                 },

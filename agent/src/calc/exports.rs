@@ -1,34 +1,27 @@
-//! What this node announces over BGP (Calico's BIRD export filter): each confirmed affine
-//! block as one aggregate, a /32 for each address this node uses from someone else's block
-//! (borrowed), the configured service CIDRs, and nothing from pools with
-//! `disableBGPExport`. Pending and pendingDeletion claims are never announced.
+//! What this node announces over BGP (Calico's BIRD and BIRD6 export filters): each
+//! confirmed affine block as one aggregate, a /32 (/128) for each address this node uses
+//! from someone else's block (borrowed), the configured service CIDRs, and nothing from
+//! pools with `disableBGPExport`. Pending and pendingDeletion claims are never announced.
+//! Both families: the speaker sends each over the sessions of its family.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
 
 use datastore::model::ipam::attr;
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::IpNet;
 
 use crate::state::ClusterState;
 
 /// One prefix to originate and the communities to tag it with.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Export {
-    pub prefix: Ipv4Net,
+    pub prefix: IpNet,
     /// Standard (`aa:nn`) and large (`aa:nn:mm`) communities from `prefixAdvertisements`.
     pub communities: Vec<String>,
 }
 
-fn v4(net: &IpNet) -> Option<Ipv4Net> {
-    match net {
-        IpNet::V4(n) => Some(*n),
-        IpNet::V6(_) => None,
-    }
-}
-
-fn export_disabled(state: &ClusterState, net: &Ipv4Net) -> bool {
+fn export_disabled(state: &ClusterState, net: &IpNet) -> bool {
     state
-        .pool_containing(&IpNet::V4(*net))
+        .pool_containing(net)
         .is_some_and(|p| p.spec.disable_bgp_export)
 }
 
@@ -50,20 +43,13 @@ impl ExportReads {
 }
 
 /// The prefixes `node` announces, keyed by prefix.
-pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Export> {
-    let mut prefixes: BTreeSet<Ipv4Net> = BTreeSet::new();
-    let own: Vec<Ipv4Net> = state
-        .confirmed_blocks_of(node)
-        .filter_map(|b| v4(&b))
-        .collect();
-    prefixes.extend(own.iter().copied());
+pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<IpNet, Export> {
+    let mut prefixes: BTreeSet<IpNet> = state.confirmed_blocks_of(node).collect();
 
-    // Addresses used here from blocks affine elsewhere: advertised as /32 so traffic for
-    // them comes here rather than to the block's owner.
+    // Addresses used here from blocks affine elsewhere: advertised as /32 (/128) so
+    // traffic for them comes here rather than to the block's owner.
     for block in state.blocks.values() {
-        let Some(cidr) = v4(&block.cidr) else {
-            continue;
-        };
+        let cidr = block.cidr;
         if block.host() == Some(node) {
             continue;
         }
@@ -74,12 +60,9 @@ pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Ex
                 .get(*index)
                 .and_then(|a| a.secondary.get(attr::NODE))
                 .is_some_and(|h| h == node);
-            let Ok(offset) = u32::try_from(ordinal) else {
-                continue;
-            };
             if here {
-                let ip = Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(offset));
-                if let Ok(net) = Ipv4Net::new(ip, 32) {
+                let ip = ipam::block::ip_at(&cidr, ordinal);
+                if let Ok(net) = IpNet::new(ip, cidr.max_prefix_len()) {
                     prefixes.insert(net);
                 }
             }
@@ -88,7 +71,7 @@ pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Ex
 
     if let Some(config) = state.bgp_default() {
         for svc in config.spec.advertised_service_cidrs() {
-            if let Some(net) = svc.cidr.parse::<IpNet>().ok().as_ref().and_then(v4) {
+            if let Ok(net) = svc.cidr.parse::<IpNet>() {
                 prefixes.insert(net.trunc());
             }
         }
@@ -117,7 +100,7 @@ pub fn desired_exports(state: &ClusterState, node: &str) -> BTreeMap<Ipv4Net, Ex
 
 /// `prefixAdvertisements` of the node's BGPConfiguration (else `default`), with community
 /// names resolved to values.
-fn prefix_advertisements(state: &ClusterState, node: &str) -> Vec<(Ipv4Net, Vec<String>)> {
+fn prefix_advertisements(state: &ClusterState, node: &str) -> Vec<(IpNet, Vec<String>)> {
     let config = state
         .bgp_configs
         .get(&format!("node.{node}"))
@@ -141,7 +124,7 @@ fn prefix_advertisements(state: &ClusterState, node: &str) -> Vec<(Ipv4Net, Vec<
         .prefix_advertisements
         .iter()
         .filter_map(|adv| {
-            let cidr = adv.cidr.parse::<IpNet>().ok().as_ref().and_then(v4)?;
+            let cidr = adv.cidr.parse::<IpNet>().ok()?;
             let values = adv
                 .communities
                 .iter()
@@ -187,6 +170,26 @@ mod tests {
         allocate(&mut s, "10.244.2.0/26", 8, "n2");
         assert_eq!(prefixes(&s, "n1"), vec!["10.244.1.0/26", "10.244.2.7/32"]);
         assert_eq!(prefixes(&s, "n2"), vec!["10.244.2.0/26"]);
+    }
+
+    #[test]
+    fn ipv6_blocks_and_borrowed_ipv6_addresses_are_announced_beside_ipv4_ones() {
+        let mut s = cluster(
+            vec![node("n1", "10.0.0.1/24"), node("n2", "10.0.0.2/24")],
+            vec![
+                pool("p", "10.244.0.0/16", Never, Never),
+                pool_v6("p6", "fd00:244::/48"),
+            ],
+        );
+        claim(&mut s, "n1", "10.244.1.0/26", AffinityState::Confirmed);
+        claim(&mut s, "n1", "fd00:244::/122", AffinityState::Confirmed);
+        claim(&mut s, "n2", "fd00:244::40/122", AffinityState::Confirmed);
+        allocate(&mut s, "fd00:244::40/122", 5, "n1");
+        assert_eq!(
+            prefixes(&s, "n1"),
+            ["10.244.1.0/26", "fd00:244::/122", "fd00:244::45/128"]
+        );
+        assert_eq!(prefixes(&s, "n2"), ["fd00:244::40/122"]);
     }
 
     #[test]

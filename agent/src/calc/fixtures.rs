@@ -22,6 +22,7 @@ pub fn local(name: &str, address: &str) -> LocalNode {
         address: address.parse().expect("test address"),
         interface: "eth0".into(),
         host_mtu: 1500,
+        ipv6: None,
     }
 }
 
@@ -116,10 +117,37 @@ pub fn workload(s: &mut ClusterState, node: &str, name: &str, ip: &str, iface: &
         name,
         WorkloadEndpointSpec {
             node: node.into(),
-            ip_networks: vec![format!("{ip}/32")],
+            ip_networks: vec![format!("{ip}/{}", if ip.contains(':') { 128 } else { 32 })],
             interface_name: iface.into(),
             ..WorkloadEndpointSpec::default()
         },
     );
     s.workloads.insert(format!("default/{name}"), wep);
+}
+
+/// A dual-stack node: IPv4 and IPv6 BGP addresses.
+pub fn node_dual(name: &str, address: &str, address_v6: &str) -> Node {
+    let mut n = node(name, address);
+    if let Some(bgp) = n.spec.bgp.as_mut() {
+        bgp.ipv6_address = Some(address_v6.into());
+    }
+    n
+}
+
+/// An IPv6 pool with Calico's default block size, 122.
+pub fn pool_v6(name: &str, range: &str) -> IPPool {
+    let mut p = pool(name, range, EncapMode::Never, EncapMode::Never);
+    p.spec.block_size = 122;
+    p
+}
+
+/// This node with an IPv6 address on eth0 as well.
+pub fn local_dual(name: &str, address: &str, address_v6: &str) -> LocalNode {
+    LocalNode {
+        ipv6: Some(crate::local::LocalV6 {
+            address: address_v6.parse().expect("test address"),
+            interface: "eth0".into(),
+        }),
+        ..local(name, address)
+    }
 }

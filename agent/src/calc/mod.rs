@@ -17,12 +17,12 @@ pub mod tunnel_addrs;
 pub mod tunnels;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// What the BGP speaker has learned: best next hop per prefix.
-pub type LearnedRoutes = BTreeMap<Ipv4Net, Ipv4Addr>;
+pub type LearnedRoutes = BTreeMap<IpNet, IpAddr>;
 
 /// `CALICO_NETWORKING_BACKEND`: who carries routes between nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! VXLAN devices, routes, neighbours and FDB entries from the datastore.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use datastore::model::ipam::attr;
 use datastore::model::{IPPool, Node, Tunnel};
@@ -69,12 +69,12 @@ fn v4(net: &IpNet) -> Option<Ipv4Net> {
     }
 }
 
-fn pool_network(pool: &IPPool) -> Option<Ipv4Net> {
-    pool.spec.cidr.parse::<IpNet>().ok().as_ref().and_then(v4)
+fn pool_network(pool: &IPPool) -> Option<IpNet> {
+    pool.spec.cidr.parse::<IpNet>().ok()
 }
 
-/// The IPv4 pools with their networks parsed once, for looking up many prefixes.
-struct Pools<'a>(Vec<(Ipv4Net, &'a IPPool)>);
+/// The pools with their networks parsed once, for looking up many prefixes.
+struct Pools<'a>(Vec<(IpNet, &'a IPPool)>);
 
 impl<'a> Pools<'a> {
     fn of(state: &'a ClusterState) -> Pools<'a> {
@@ -88,7 +88,7 @@ impl<'a> Pools<'a> {
     }
 
     /// The first pool (by name) containing `net`.
-    fn containing(&self, net: &Ipv4Net) -> Option<&'a IPPool> {
+    fn containing(&self, net: &IpNet) -> Option<&'a IPPool> {
         self.0
             .iter()
             .find(|(cidr, _)| cidr.contains(net))
@@ -134,9 +134,9 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
         PROTO_CALICO
     };
 
-    // Our own blocks: blackholed so unallocated addresses are dropped here, not bounced
-    // back upstream (the /32 workload routes are more specific).
-    let own_blocks = own_v4_blocks(state, me);
+    // Our own blocks, both families: blackholed so unallocated addresses are dropped
+    // here, not bounced back upstream (the /32 and /128 workload routes are more specific).
+    let own_blocks = own_blocks(state, me);
     if input.backend != Backend::Flannel {
         for block in &own_blocks {
             out.routes.insert(
@@ -150,16 +150,16 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
         }
     }
 
-    // Local workloads: `<ip>/32 dev caliX scope link`.
+    // Local workloads: `<ip>/32 dev caliX scope link`, `<ip>/128 dev caliX`.
     for wep in state.workloads_on(me) {
         if wep.spec.interface_name.is_empty() {
             continue;
         }
         for net in &wep.spec.ip_networks {
-            let Some(ip) = net.parse::<IpNet>().ok().as_ref().and_then(v4) else {
+            let Ok(ip) = net.parse::<IpNet>() else {
                 continue;
             };
-            let dst = Ipv4Net::new(ip.addr(), 32).unwrap_or(ip);
+            let dst = IpNet::new(ip.addr(), ip.max_prefix_len()).unwrap_or(ip);
             out.routes.insert(
                 dst,
                 Route {
@@ -188,7 +188,7 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
 /// tunl0 (onlink) unless CrossSubnet and the next hop is on our subnet; VXLAN pools only
 /// until the datastore's VXLAN route for the prefix exists (same-subnet next hops only);
 /// everything else via the next hop.
-fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut DesiredState) {
+fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[IpNet], out: &mut DesiredState) {
     let pools = Pools::of(input.state);
     for (prefix, next_hop) in input.learned {
         if out.routes.get(prefix).is_some_and(is_local) {
@@ -200,12 +200,9 @@ fn add_learned_routes(input: &RouteInput<'_>, own_blocks: &[Ipv4Net], out: &mut 
     }
 }
 
-/// The IPv4 blocks confirmed as `me`'s.
-fn own_v4_blocks(state: &ClusterState, me: &str) -> Vec<Ipv4Net> {
-    state
-        .confirmed_blocks_of(me)
-        .filter_map(|b| v4(&b))
-        .collect()
+/// The blocks, of both families, confirmed as `me`'s.
+fn own_blocks(state: &ClusterState, me: &str) -> Vec<IpNet> {
+    state.confirmed_blocks_of(me).collect()
 }
 
 /// A route of this node itself (its block's blackhole, a pod's route): whatever a peer
@@ -221,15 +218,18 @@ fn is_local(route: &Route) -> bool {
 fn learned_route(
     local: &LocalNode,
     pools: &Pools<'_>,
-    own_blocks: &[Ipv4Net],
-    prefix: Ipv4Net,
-    next_hop: Ipv4Addr,
+    own_blocks: &[IpNet],
+    prefix: IpNet,
+    next_hop: IpAddr,
 ) -> Option<Route> {
-    if own_blocks.iter().any(|b| b.contains(&prefix)) && prefix.prefix_len() <= 26 {
+    if own_blocks
+        .iter()
+        .any(|b| b.contains(&prefix) && prefix.prefix_len() <= b.prefix_len())
+    {
         // Never override our own block with someone else's announcement of it.
         return None;
     }
-    if next_hop == local.ip() {
+    if local.is_own_address(next_hop) || next_hop.is_ipv4() != prefix.addr().is_ipv4() {
         return None;
     }
     let same_subnet = local.same_subnet(next_hop);
@@ -243,7 +243,7 @@ fn learned_route(
         Some(Tunnel::Vxlan) if !same_subnet => return None,
         Some(Tunnel::Vxlan) => RouteTarget::Gateway {
             via: next_hop,
-            dev: Some(local.interface.clone()),
+            dev: Some(local.interface_for(next_hop).to_string()),
             onlink: false,
         },
         Some(Tunnel::Ipip) => RouteTarget::Gateway {
@@ -253,7 +253,7 @@ fn learned_route(
         },
         _ => RouteTarget::Gateway {
             via: next_hop,
-            dev: same_subnet.then(|| local.interface.clone()),
+            dev: same_subnet.then(|| local.interface_for(next_hop).to_string()),
             onlink: false,
         },
     };
@@ -273,12 +273,12 @@ fn learned_route(
 pub fn learned_changes(
     input: &RouteInput<'_>,
     before: &LearnedRoutes,
-    current: &BTreeMap<Ipv4Net, Route>,
-) -> Option<Vec<(Ipv4Net, Option<Route>)>> {
+    current: &BTreeMap<IpNet, Route>,
+) -> Option<Vec<(IpNet, Option<Route>)>> {
     if input.backend != Backend::Bgp || vxlan_in_use(input.state) {
         return None;
     }
-    let own_blocks = own_v4_blocks(input.state, &input.local.name);
+    let own_blocks = own_blocks(input.state, &input.local.name);
     let pools = Pools::of(input.state);
     let mut changes = Vec::new();
     for prefix in changed_keys(before, input.learned) {
@@ -343,6 +343,7 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
             if tunnelled {
                 used.insert(node.to_string());
             }
+            let dst = IpNet::V4(dst);
             out.routes.insert(
                 dst,
                 Route {
@@ -372,7 +373,7 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
         // A VTEP address outside the node's own blocks (borrowed): reach it directly.
         if !blocks.iter().any(|b| b.contains(&vtep.tunnel_ip)) {
             used_vteps.insert((*node).to_string());
-            let dst = Ipv4Net::new(vtep.tunnel_ip, 32).unwrap_or_default();
+            let dst = IpNet::V4(Ipv4Net::new(vtep.tunnel_ip, 32).unwrap_or_default());
             out.routes.insert(
                 dst,
                 Route {
@@ -446,14 +447,17 @@ fn vxlan_target(
     vtep: &Vtep,
     dst: &Ipv4Net,
 ) -> Option<(RouteTarget, bool)> {
-    let pool = pools.containing(dst)?;
+    let pool = pools.containing(&IpNet::V4(*dst))?;
     if !pool.spec.uses(Tunnel::Vxlan) {
         return None;
     }
-    match pool.spec.encap_towards(local.same_subnet(vtep.node_ip)) {
+    match pool
+        .spec
+        .encap_towards(local.same_subnet(IpAddr::V4(vtep.node_ip)))
+    {
         Some(Tunnel::Vxlan) => Some((
             RouteTarget::Gateway {
-                via: vtep.tunnel_ip,
+                via: IpAddr::V4(vtep.tunnel_ip),
                 dev: Some(VXLAN_DEVICE.into()),
                 onlink: true,
             },
@@ -461,7 +465,7 @@ fn vxlan_target(
         )),
         _ => Some((
             RouteTarget::Gateway {
-                via: vtep.node_ip,
+                via: IpAddr::V4(vtep.node_ip),
                 dev: Some(local.interface.clone()),
                 onlink: true,
             },

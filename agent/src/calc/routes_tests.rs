@@ -371,3 +371,47 @@ fn under_vxlan_learned_changes_are_left_to_a_full_recomputation() {
         None
     );
 }
+
+#[test]
+fn dual_stack_blackholes_routes_pods_and_learned_blocks_in_both_families() {
+    let mut s = cluster(
+        vec![
+            node_dual("n1", "10.1.10.9/24", "fd00:1::9/64"),
+            node_dual("n2", "10.1.10.10/24", "fd00:1::10/64"),
+        ],
+        vec![
+            pool("p", "10.100.0.0/16", Never, Never),
+            pool_v6("p6", "fd00:100::/48"),
+        ],
+    );
+    claim(&mut s, "n1", "10.100.84.128/26", AffinityState::Confirmed);
+    claim(&mut s, "n1", "fd00:100::/122", AffinityState::Confirmed);
+    claim(&mut s, "n2", "fd00:100::40/122", AffinityState::Confirmed);
+    workload(&mut s, "n1", "pod-a", "fd00:100::5", "califee22f61266");
+    let me = local_dual("n1", "10.1.10.9/24", "fd00:1::9/64");
+    let learned = learned(&[
+        ("fd00:100::40/122", "fd00:1::10"),
+        // Off this node's IPv6 subnet: via the next hop, the kernel picks the device.
+        ("fd00:100::80/122", "fd00:2::7"),
+        // Our own block, announced by someone else: never replaces the blackhole.
+        ("fd00:100::/122", "fd00:1::10"),
+        // A next hop of the other family is not a route.
+        ("fd00:100::c0/122", "10.1.10.10"),
+    ]);
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned,
+    };
+    assert_eq!(
+        routes(&input),
+        vec![
+            "blackhole 10.100.84.128/26 proto bird",
+            "blackhole fd00:100::/122 proto bird",
+            "fd00:100::5 dev califee22f61266 scope link",
+            "fd00:100::40/122 via fd00:1::10 dev eth0 proto bird",
+            "fd00:100::80/122 via fd00:2::7 proto bird",
+        ]
+    );
+}

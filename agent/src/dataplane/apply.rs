@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::kernel::{Kernel, KernelError, KernelEvent, LinkInfo};
@@ -19,7 +19,7 @@ use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
 /// Everything calico-node wants in the kernel, as computed from the datastore and the RIB.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredState {
-    pub routes: BTreeMap<Ipv4Net, Route>,
+    pub routes: BTreeMap<IpNet, Route>,
     /// `vxlan.calico` and/or `flannel.1`.
     pub vxlan_devices: Vec<VxlanDevice>,
     /// `tunl0`, when an IPIP pool is in use.
@@ -29,7 +29,7 @@ pub struct DesiredState {
     /// Permanent FDB entries on the VXLAN devices.
     pub fdb: BTreeSet<FdbEntry>,
     /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
-    pub managed_cidrs: Vec<Ipv4Net>,
+    pub managed_cidrs: Vec<IpNet>,
     /// natOutgoing sets and rules, when a pool asks for them.
     pub nat: Option<NatOutgoing>,
 }
@@ -155,12 +155,12 @@ impl<K: Kernel> Dataplane<K> {
 
     /// Changes some desired routes, the rest of the desired state staying as it is; true
     /// when any changed.
-    pub fn update_routes(&mut self, changes: Vec<(Ipv4Net, Option<Route>)>) -> bool {
+    pub fn update_routes(&mut self, changes: Vec<(IpNet, Option<Route>)>) -> bool {
         self.routes.update_desired(changes)
     }
 
     /// The desired routes.
-    pub fn desired_routes(&self) -> &BTreeMap<Ipv4Net, Route> {
+    pub fn desired_routes(&self) -> &BTreeMap<IpNet, Route> {
         self.routes.desired()
     }
 
@@ -481,7 +481,7 @@ mod tests {
         let route = Route {
             dst: "10.244.2.0/26".parse().expect("cidr"),
             target: RouteTarget::Gateway {
-                via: remote_vtep,
+                via: remote_vtep.into(),
                 dev: Some(VXLAN_DEVICE.into()),
                 onlink: true,
             },

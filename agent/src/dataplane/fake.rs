@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::kernel::{Kernel, KernelError, LinkInfo};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
@@ -15,12 +15,12 @@ use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
 #[derive(Default)]
 struct State {
     links: BTreeMap<String, LinkInfo>,
-    routes: BTreeMap<Ipv4Net, Route>,
+    routes: BTreeMap<IpNet, Route>,
     neighbours: BTreeSet<Neighbour>,
     fdb: BTreeSet<FdbEntry>,
     sysctls: BTreeMap<String, String>,
     ipip_supported: bool,
-    unreachable: BTreeSet<std::net::Ipv4Addr>,
+    unreachable: BTreeSet<std::net::IpAddr>,
 }
 
 /// An in-memory kernel.
@@ -65,12 +65,13 @@ impl FakeKernel {
                 mac: None,
                 up: true,
                 addresses: Vec::new(),
+                addresses_v6: Vec::new(),
             },
         );
     }
 
     /// Makes routes through `gateway` fail as ENETUNREACH does (a next hop off-link).
-    pub fn unreachable_gateway(&self, gateway: std::net::Ipv4Addr) {
+    pub fn unreachable_gateway(&self, gateway: std::net::IpAddr) {
         self.lock().unreachable.insert(gateway);
     }
 
@@ -80,7 +81,7 @@ impl FakeKernel {
     }
 
     /// Removes a route as `ip route del` by hand would.
-    pub fn remove_route(&self, dst: &Ipv4Net) {
+    pub fn remove_route(&self, dst: &IpNet) {
         self.lock().routes.remove(dst);
     }
 
@@ -166,6 +167,7 @@ impl Kernel for FakeKernel {
                 mac: Some(dev.mac),
                 up: true,
                 addresses: dev.address.map(|a| (a, 32)).into_iter().collect(),
+                addresses_v6: Vec::new(),
             },
         );
         Ok(())
@@ -190,6 +192,7 @@ impl Kernel for FakeKernel {
                 mac: None,
                 up: true,
                 addresses: dev.address.map(|a| (a, 32)).into_iter().collect(),
+                addresses_v6: Vec::new(),
             },
         );
         Ok(())

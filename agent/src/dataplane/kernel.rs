@@ -1,7 +1,7 @@
 //! The kernel behind a small trait, so reconcilers are tested against an in-memory fake
 //! (`fake.rs`) and run for real through rtnetlink (`netlink.rs`).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 use netlink_packet_route::route::RouteMessage;
@@ -43,6 +43,8 @@ pub struct LinkInfo {
     pub up: bool,
     /// IPv4 addresses with their prefix length.
     pub addresses: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 addresses with their prefix length (link-local ones included).
+    pub addresses_v6: Vec<(Ipv6Addr, u8)>,
 }
 
 /// What the kernel announced on its route and link multicast groups.

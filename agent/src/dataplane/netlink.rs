@@ -2,12 +2,12 @@
 //! it, `.replace()` for idempotent writes, errors mapped to [`KernelError`] by errno.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -117,13 +117,13 @@ impl NetlinkKernel {
     }
 
     async fn route_message(&self, route: &Route) -> Result<RouteMessage, KernelError> {
-        let mut builder = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(route.dst.addr(), route.dst.prefix_len())
-            .protocol(RouteProtocol::from(route.protocol));
+        let mut builder = destination(route)?.protocol(RouteProtocol::from(route.protocol));
         match &route.target {
             RouteTarget::Blackhole => builder = builder.kind(RouteType::BlackHole),
             RouteTarget::Gateway { via, dev, onlink } => {
-                builder = builder.gateway(*via);
+                builder = builder
+                    .gateway(*via)
+                    .map_err(|e| KernelError::Other(format!("route {route}: {e}")))?;
                 if let Some(dev) = dev {
                     builder = builder.output_interface(self.index_of(dev).await?);
                 }
@@ -266,11 +266,15 @@ impl NetlinkKernel {
 #[async_trait]
 impl Kernel for NetlinkKernel {
     async fn dump_routes(&self) -> Result<Vec<Route>, KernelError> {
-        let query = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let mut messages = Vec::new();
-        let mut stream = self.handle.route().get(query).execute();
-        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
-            messages.push(msg);
+        for query in [
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        ] {
+            let mut stream = self.handle.route().get(query).execute();
+            while let Some(msg) = stream.try_next().await.map_err(map_err)? {
+                messages.push(msg);
+            }
         }
         // The device names known suffice unless a route names a device not seen yet.
         let mut names = self.known_names().clone();
@@ -309,8 +313,7 @@ impl Kernel for NetlinkKernel {
         // Scope "nowhere" matches a route of any scope (as `ip route del` does): the
         // builder's default, universe, does not match a pod's scope-link route, and the
         // kernel's "no such process" for that mismatch reads like "already gone".
-        let mut msg = RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(route.dst.addr(), route.dst.prefix_len())
+        let mut msg = destination(route)?
             .protocol(RouteProtocol::from(route.protocol))
             .scope(RouteScope::NoWhere)
             .build();
@@ -326,7 +329,7 @@ impl Kernel for NetlinkKernel {
     }
 
     fn read_route_notice(&self, msg: &RouteMessage, removed: bool) -> RouteNotice {
-        if !in_main_v4_table(msg) {
+        if !in_main_table(msg) {
             return RouteNotice::Elsewhere;
         }
         let names = self.known_names();
@@ -342,13 +345,20 @@ impl Kernel for NetlinkKernel {
 
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         let mut addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
+        let mut addresses_v6: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
         let mut addrs = self.handle.address().get().execute();
         while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
-            if let (AddressFamily::Inet, Some(addr)) = (msg.header.family, address_of(&msg)) {
-                addresses
-                    .entry(msg.header.index)
-                    .or_default()
-                    .push((addr, msg.header.prefix_len));
+            let (index, len) = (msg.header.index, msg.header.prefix_len);
+            match (msg.header.family, address_of(&msg)) {
+                (AddressFamily::Inet, Some(addr)) => {
+                    addresses.entry(index).or_default().push((addr, len));
+                }
+                (AddressFamily::Inet6, _) => {
+                    if let Some(addr) = address_v6_of(&msg) {
+                        addresses_v6.entry(index).or_default().push((addr, len));
+                    }
+                }
+                _ => {}
             }
         }
         let mut out = Vec::new();
@@ -375,6 +385,7 @@ impl Kernel for NetlinkKernel {
                 }),
                 up: link.header.flags.contains(LinkFlags::Up),
                 addresses: addresses.remove(&link.header.index).unwrap_or_default(),
+                addresses_v6: addresses_v6.remove(&link.header.index).unwrap_or_default(),
             });
         }
         *self.known_names() = out.iter().map(|l| (l.index, l.name.clone())).collect();
@@ -601,6 +612,14 @@ fn vxlan_matches(link: &LinkMessage, dev: &VxlanDevice, parent: u32) -> bool {
     ok == (true, true, true, true)
 }
 
+/// An IPv6 address message's address (IPv6 carries it as `Address` only).
+fn address_v6_of(msg: &AddressMessage) -> Option<Ipv6Addr> {
+    msg.attributes.iter().find_map(|a| match a {
+        AddressAttribute::Address(IpAddr::V6(ip)) => Some(*ip),
+        _ => None,
+    })
+}
+
 fn address_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
     msg.attributes.iter().find_map(|a| match a {
         AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
@@ -631,8 +650,8 @@ fn neigh_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {
     })
 }
 
-/// True for a route of the IPv4 main table, the only table calico-rs programs.
-fn in_main_v4_table(msg: &RouteMessage) -> bool {
+/// True for a route of the main table (either family), the only table calico-rs programs.
+fn in_main_table(msg: &RouteMessage) -> bool {
     let table = msg
         .attributes
         .iter()
@@ -641,27 +660,42 @@ fn in_main_v4_table(msg: &RouteMessage) -> bool {
             _ => None,
         })
         .unwrap_or(u32::from(msg.header.table));
-    msg.header.address_family == AddressFamily::Inet
-        && table == u32::from(RouteHeader::RT_TABLE_MAIN)
+    matches!(
+        msg.header.address_family,
+        AddressFamily::Inet | AddressFamily::Inet6
+    ) && table == u32::from(RouteHeader::RT_TABLE_MAIN)
 }
 
-/// Turns a main-table IPv4 route into a [`Route`], or `None` for what we never program
-/// (other tables, local/broadcast routes, multipath, ...).
+/// The builder of a route message for `route.dst`, of its family.
+fn destination(route: &Route) -> Result<RouteMessageBuilder<IpAddr>, KernelError> {
+    RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(route.dst.addr(), route.dst.prefix_len())
+        .map_err(|e| KernelError::Other(format!("route {route}: {e}")))
+}
+
+/// Turns a main-table route into a [`Route`], or `None` for what we never program (other
+/// tables, local/broadcast routes, multipath, ...).
 fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
-    if !in_main_v4_table(msg) {
+    if !in_main_table(msg) {
         return None;
     }
+    let unspecified = match msg.header.address_family {
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    };
     let dst_addr = msg
         .attributes
         .iter()
         .find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(*ip),
+            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
             _ => None,
         })
-        .unwrap_or(Ipv4Addr::UNSPECIFIED);
-    let dst = Ipv4Net::new(dst_addr, msg.header.destination_prefix_length).ok()?;
+        .unwrap_or(unspecified);
+    let dst = IpNet::new(dst_addr, msg.header.destination_prefix_length).ok()?;
     let gateway = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(*ip),
+        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
+        RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
         _ => None,
     });
     let dev = msg

@@ -17,7 +17,7 @@
 //!   reported as a conflict (Calico fails CNI ADD in that case, #3940);
 //! - an owned device removed by hand: recreated on the next pass, its routes with it.
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::types::{PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route};
 
@@ -37,7 +37,7 @@ pub const FLANNEL_DEVICE: &str = "flannel.1";
 #[derive(Debug, Clone, Default)]
 pub struct OwnershipPolicy {
     /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
-    pub managed_cidrs: Vec<Ipv4Net>,
+    pub managed_cidrs: Vec<IpNet>,
 }
 
 impl OwnershipPolicy {

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use super::delta::DeltaTracker;
@@ -34,11 +34,11 @@ pub struct RouteReport {
     pub added: usize,
     pub removed: usize,
     /// Desired routes whose destination is held by a route we do not own.
-    pub conflicts: Vec<Ipv4Net>,
+    pub conflicts: Vec<IpNet>,
     /// Operations that failed and will be retried on the next pass.
     pub failures: Vec<String>,
     /// Desired routes the kernel refused because their gateway is not reachable.
-    pub unreachable: Vec<Ipv4Net>,
+    pub unreachable: Vec<IpNet>,
     /// When a pass is needed again without any new event (grace periods, failures).
     pub retry_at: Option<Instant>,
 }
@@ -46,13 +46,13 @@ pub struct RouteReport {
 /// Owns the routes calico-rs programs in the main table.
 pub struct RouteTable {
     policy: OwnershipPolicy,
-    tracker: DeltaTracker<Ipv4Net, Route>,
-    foreign: BTreeMap<Ipv4Net, Route>,
-    unknown_workload_since: HashMap<Ipv4Net, Instant>,
+    tracker: DeltaTracker<IpNet, Route>,
+    foreign: BTreeMap<IpNet, Route>,
+    unknown_workload_since: HashMap<IpNet, Instant>,
     grace: Duration,
     hold_deletions: bool,
     /// Routes already reported as unreachable (warned about once).
-    unreachable: std::collections::BTreeSet<Ipv4Net>,
+    unreachable: std::collections::BTreeSet<IpNet>,
     /// The table has been read at least once (the dataplane view is meaningful).
     synced: bool,
 }
@@ -91,12 +91,12 @@ impl RouteTable {
     }
 
     /// Replaces the desired routes.
-    pub fn set_desired(&mut self, routes: BTreeMap<Ipv4Net, Route>) {
+    pub fn set_desired(&mut self, routes: BTreeMap<IpNet, Route>) {
         self.tracker.set_desired(routes);
     }
 
     /// Changes some desired routes (`None`: no longer desired); true when any changed.
-    pub fn update_desired(&mut self, changes: Vec<(Ipv4Net, Option<Route>)>) -> bool {
+    pub fn update_desired(&mut self, changes: Vec<(IpNet, Option<Route>)>) -> bool {
         let mut changed = false;
         for (dst, route) in changes {
             changed |= self.tracker.update_desired(dst, route);
@@ -105,7 +105,7 @@ impl RouteTable {
     }
 
     /// The desired routes.
-    pub fn desired(&self) -> &BTreeMap<Ipv4Net, Route> {
+    pub fn desired(&self) -> &BTreeMap<IpNet, Route> {
         self.tracker.desired()
     }
 
@@ -258,13 +258,13 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv4Addr;
+    use std::net::IpAddr;
 
     use super::super::fake::FakeKernel;
     use super::super::types::{PROTO_BIRD, PROTO_BOOT, RouteTarget};
     use super::*;
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().expect("cidr")
     }
 
@@ -272,7 +272,7 @@ mod tests {
         Route {
             dst: net(dst),
             target: RouteTarget::Gateway {
-                via: gw.parse::<Ipv4Addr>().expect("ip"),
+                via: gw.parse::<IpAddr>().expect("ip"),
                 dev: Some(dev.into()),
                 onlink: false,
             },
@@ -280,7 +280,7 @@ mod tests {
         }
     }
 
-    fn desired(routes: &[Route]) -> BTreeMap<Ipv4Net, Route> {
+    fn desired(routes: &[Route]) -> BTreeMap<IpNet, Route> {
         routes.iter().map(|r| (r.dst, r.clone())).collect()
     }
 

@@ -3,9 +3,9 @@
 //! with what the kernel holds.
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 /// `proto boot`: what the CNI plugin (and flannel) use, not printed by `ip route`.
 pub const PROTO_BOOT: u8 = 3;
@@ -22,7 +22,7 @@ pub enum RouteTarget {
     /// `<dst> via <via> [dev <dev>] [onlink]`. A `dev` of `None` lets the kernel pick the
     /// device, and then any device matches when comparing with the kernel.
     Gateway {
-        via: Ipv4Addr,
+        via: IpAddr,
         dev: Option<String>,
         onlink: bool,
     },
@@ -30,10 +30,10 @@ pub enum RouteTarget {
     Device { dev: String },
 }
 
-/// One IPv4 route in the main table.
+/// One route in the main table, of either family (`via` is of the family of `dst`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Route {
-    pub dst: Ipv4Net,
+    pub dst: IpNet,
     pub target: RouteTarget,
     pub protocol: u8,
 }
@@ -74,8 +74,8 @@ impl Route {
 impl fmt::Display for Route {
     /// Formats the route the way `ip route` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `ip route` prints host routes without their /32.
-        let dst = if self.dst.prefix_len() == 32 {
+        // `ip route` prints host routes without their /32 (/128).
+        let dst = if self.dst.prefix_len() == self.dst.max_prefix_len() {
             self.dst.addr().to_string()
         } else {
             self.dst.to_string()
@@ -163,7 +163,7 @@ pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
 mod tests {
     use super::*;
 
-    fn net(s: &str) -> Ipv4Net {
+    fn net(s: &str) -> IpNet {
         s.parse().expect("test cidr")
     }
 

@@ -129,7 +129,7 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
         config, me, own, ..
     } = *input;
     let mut out = FlannelDesired::default();
-    out.state.managed_cidrs = vec![config.network];
+    out.state.managed_cidrs = vec![config.network.into()];
     out.state.nat = input.ip_masq.then(|| ip_masq_nat(config));
     let kind = config.backend.kind;
     let dev = device_name(config.backend.vni);
@@ -170,9 +170,9 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
         }
         let adjacent = me.iface_net.contains(&attrs.public_ip);
         let direct = Route {
-            dst: *subnet,
+            dst: (*subnet).into(),
             target: RouteTarget::Gateway {
-                via: attrs.public_ip,
+                via: attrs.public_ip.into(),
                 dev: Some(me.iface.clone()),
                 onlink: false,
             },
@@ -180,7 +180,7 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
         };
         match kind {
             BackendType::HostGw if adjacent => {
-                out.state.routes.insert(*subnet, direct);
+                out.state.routes.insert((*subnet).into(), direct);
             }
             BackendType::HostGw => {
                 out.ignored.insert(
@@ -192,7 +192,7 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
                 );
             }
             BackendType::Vxlan if config.backend.direct_routing && adjacent => {
-                out.state.routes.insert(*subnet, direct);
+                out.state.routes.insert((*subnet).into(), direct);
             }
             BackendType::Vxlan => {
                 let Some(mac) = attrs.vtep_mac() else {
@@ -212,11 +212,11 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
                     dst: attrs.public_ip,
                 });
                 out.state.routes.insert(
-                    *subnet,
+                    (*subnet).into(),
                     Route {
-                        dst: *subnet,
+                        dst: (*subnet).into(),
                         target: RouteTarget::Gateway {
-                            via: vtep,
+                            via: vtep.into(),
                             dev: Some(dev.clone()),
                             onlink: true,
                         },

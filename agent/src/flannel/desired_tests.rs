@@ -116,7 +116,10 @@ fn vxlan_gives_the_device_and_per_peer_neighbour_fdb_and_onlink_route() {
         ]
     );
     assert!(d.state.routes.values().all(|r| r.protocol == PROTO_BOOT));
-    assert_eq!(d.state.managed_cidrs, vec![net("10.244.0.0/16")]);
+    assert_eq!(
+        d.state.managed_cidrs,
+        vec![ipnet::IpNet::V4(net("10.244.0.0/16"))]
+    );
     assert!(d.ignored.is_empty(), "{:?}", d.ignored);
 }
 
@@ -190,7 +193,10 @@ fn host_gw_routes_via_the_peers_public_ip_and_skips_non_adjacent_peers() {
     assert!(d.state.neighbours.is_empty() && d.state.fdb.is_empty());
     assert_eq!(routes(&d), vec!["10.244.2.0/24 via 10.0.0.2 dev eth0"]);
     assert!(d.ignored[&net("10.244.3.0/24")].contains("L2"));
-    assert_eq!(d.state.managed_cidrs, vec![net("10.244.0.0/16")]);
+    assert_eq!(
+        d.state.managed_cidrs,
+        vec![ipnet::IpNet::V4(net("10.244.0.0/16"))]
+    );
     assert_eq!(backend_mtu(&cfg, 1500), 1500);
 }
 

@@ -1,15 +1,18 @@
-//! The node address: given (`IP=10.0.0.1/24`) or auto-detected as calico-node does
-//! (`IP_AUTODETECTION_METHOD`: `first-found`, `interface=<regex>`, `can-reach=<ip>`,
-//! `cidr=<cidr>,...`). The prefix length is kept: CrossSubnet needs it (Calico #2375).
+//! The node addresses: given (`IP=10.0.0.1/24`, `IP6=fd00:1::9/64`) or auto-detected as
+//! calico-node does (`IP_AUTODETECTION_METHOD` / `IP6_AUTODETECTION_METHOD`: `first-found`,
+//! `interface=<regex>`, `can-reach=<ip>`, `cidr=<cidr>,...`), one rule for both families.
+//! The prefix length is kept: CrossSubnet needs it (Calico #2375). `IP6=none` (the
+//! default, as Calico's) leaves the node without IPv6.
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 
-use ipnet::Ipv4Net;
+use datastore::model::IpFamily;
+use ipnet::IpNet;
 use regex::Regex;
 use thiserror::Error;
 
 use crate::dataplane::kernel::LinkInfo;
-use crate::local::LocalNode;
+use crate::local::{LocalNode, LocalV6};
 
 /// Interfaces never chosen by auto-detection (Calico's default exclusions).
 const EXCLUDED: &[&str] = &[
@@ -31,90 +34,177 @@ const EXCLUDED: &[&str] = &[
     "^nodelocaldns.*",
 ];
 
+/// The variable that gives the address of a family.
+fn ip_var(family: &IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "IP",
+        IpFamily::V6 => "IP6",
+    }
+}
+
+/// The variable that chooses the detection method of a family.
+fn method_var(family: &IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "IP_AUTODETECTION_METHOD",
+        IpFamily::V6 => "IP6_AUTODETECTION_METHOD",
+    }
+}
+
+fn example(family: &IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "10.0.0.1/24",
+        IpFamily::V6 => "fd00:1::9/64",
+    }
+}
+
 /// Why no node address could be settled on.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AutodetectError {
     #[error(
-        "IP_AUTODETECTION_METHOD: '{0}' is not one of first-found, interface=<regex>, can-reach=<ip>, cidr=<cidr>"
+        "{m}: '{1}' is not one of first-found, interface=<regex>, can-reach=<ip>, cidr=<cidr>",
+        m = method_var(.0)
     )]
-    UnknownMethod(String),
-    #[error("IP_AUTODETECTION_METHOD: bad regular expression '{0}': {1}")]
-    BadRegex(String, String),
-    #[error("IP_AUTODETECTION_METHOD: bad CIDR '{0}'")]
-    BadCidr(String),
+    UnknownMethod(IpFamily, String),
+    #[error("{m}: bad regular expression '{1}': {2}", m = method_var(.0))]
+    BadRegex(IpFamily, String, String),
+    #[error("{m}: bad {0} CIDR '{1}'", m = method_var(.0))]
+    BadCidr(IpFamily, String),
     #[error(
-        "IP: '{0}' is not an IPv4 address with a prefix length (e.g. 10.0.0.1/24) or 'autodetect'"
+        "{v}: '{1}' is not an {0} address with a prefix length (e.g. {e}) or 'autodetect'",
+        v = ip_var(.0),
+        e = example(.0)
     )]
-    BadAddress(String),
-    #[error("IP: {0} is not assigned to any interface on this host")]
-    NotOnHost(Ipv4Addr),
-    #[error("no IPv4 address found by IP_AUTODETECTION_METHOD={0} (interfaces seen: {1})")]
-    NothingFound(String, String),
-    #[error("IP_AUTODETECTION_METHOD=can-reach={0}: {1}")]
-    Unreachable(String, String),
+    BadAddress(IpFamily, String),
+    #[error("{v}: {1} is not assigned to any interface on this host", v = ip_var(.0))]
+    NotOnHost(IpFamily, IpAddr),
+    #[error("no {0} address found by {m}={1} (interfaces seen: {2})", m = method_var(.0))]
+    NothingFound(IpFamily, String, String),
+    #[error("{m}=can-reach={1}: {2}", m = method_var(.0))]
+    Unreachable(IpFamily, String, String),
 }
 
-/// Picks the node address and its interface from the host's interfaces.
+/// Picks the node's IPv4 address and its interface from the host's interfaces.
 pub fn detect(
     ip: &str,
     method: &str,
     links: &[LinkInfo],
     node: &str,
 ) -> Result<LocalNode, AutodetectError> {
-    let found = if ip != "autodetect" && !ip.is_empty() {
-        let net: Ipv4Net = ip
-            .parse()
-            .or_else(|_| {
-                ip.parse::<Ipv4Addr>()
-                    .map(|a| Ipv4Net::new(a, 32).unwrap_or_default())
-            })
-            .map_err(|_| AutodetectError::BadAddress(ip.to_string()))?;
-        let (link, prefix) =
-            find_address(links, net.addr()).ok_or(AutodetectError::NotOnHost(net.addr()))?;
-        // A bare address takes the interface's prefix length.
-        let prefix = if ip.contains('/') {
-            net.prefix_len()
-        } else {
-            prefix
-        };
-        (link, Ipv4Net::new(net.addr(), prefix).unwrap_or(net))
-    } else {
-        by_method(method, links)?
+    let (link, net) = pick(IpFamily::V4, ip, method, links)?;
+    let IpNet::V4(address) = net else {
+        return Err(AutodetectError::BadAddress(IpFamily::V4, ip.to_string()));
     };
     Ok(LocalNode {
         name: node.to_string(),
-        address: found.1,
-        interface: found.0.name.clone(),
-        host_mtu: found.0.mtu,
+        address,
+        interface: link.name.clone(),
+        host_mtu: link.mtu,
+        ipv6: None,
     })
 }
 
-fn find_address(links: &[LinkInfo], addr: Ipv4Addr) -> Option<(&LinkInfo, u8)> {
+/// Picks the node's IPv6 address (`IP6`): none for `none` or unset.
+pub fn detect_v6(
+    ip6: &str,
+    method: &str,
+    links: &[LinkInfo],
+) -> Result<Option<LocalV6>, AutodetectError> {
+    if ip6.is_empty() || ip6 == "none" {
+        return Ok(None);
+    }
+    let (link, net) = pick(IpFamily::V6, ip6, method, links)?;
+    let IpNet::V6(address) = net else {
+        return Err(AutodetectError::BadAddress(IpFamily::V6, ip6.to_string()));
+    };
+    Ok(Some(LocalV6 {
+        address,
+        interface: link.name.clone(),
+    }))
+}
+
+/// The address of `family` given as `ip` (with or without its prefix length) or, for
+/// `autodetect`, found by `method`; with the link holding it.
+fn pick<'a>(
+    family: IpFamily,
+    ip: &str,
+    method: &str,
+    links: &'a [LinkInfo],
+) -> Result<(&'a LinkInfo, IpNet), AutodetectError> {
+    if ip == "autodetect" || ip.is_empty() {
+        return by_method(family, method, links);
+    }
+    let bad = || AutodetectError::BadAddress(family, ip.to_string());
+    let net: IpNet = ip
+        .parse()
+        .or_else(|_| ip.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| bad())?;
+    if IpFamily::of_net(&net) != family {
+        return Err(bad());
+    }
+    let (link, prefix) =
+        find_address(links, net.addr()).ok_or(AutodetectError::NotOnHost(family, net.addr()))?;
+    // A bare address takes the interface's prefix length.
+    let prefix = if ip.contains('/') {
+        net.prefix_len()
+    } else {
+        prefix
+    };
+    Ok((link, IpNet::new(net.addr(), prefix).unwrap_or(net)))
+}
+
+/// The addresses of `link` in `family`.
+fn addresses_of(link: &LinkInfo, family: IpFamily) -> Vec<(IpAddr, u8)> {
+    match family {
+        IpFamily::V4 => link
+            .addresses
+            .iter()
+            .map(|(a, p)| (IpAddr::V4(*a), *p))
+            .collect(),
+        IpFamily::V6 => link
+            .addresses_v6
+            .iter()
+            .map(|(a, p)| (IpAddr::V6(*a), *p))
+            .collect(),
+    }
+}
+
+fn find_address(links: &[LinkInfo], addr: IpAddr) -> Option<(&LinkInfo, u8)> {
     links.iter().find_map(|l| {
-        l.addresses
+        addresses_of(l, IpFamily::of_addr(&addr))
             .iter()
             .find(|(a, _)| *a == addr)
             .map(|(_, p)| (l, *p))
     })
 }
 
-fn candidates(links: &[LinkInfo]) -> impl Iterator<Item = (&LinkInfo, Ipv4Net)> {
+/// Never a node address: loopback, unspecified, link-local of either family.
+fn usable(ip: &IpAddr) -> bool {
+    let link_local = match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    !ip.is_loopback() && !ip.is_unspecified() && !link_local
+}
+
+fn candidates(links: &[LinkInfo], family: IpFamily) -> Vec<(&LinkInfo, IpNet)> {
     let excluded: Vec<Regex> = EXCLUDED.iter().filter_map(|r| Regex::new(r).ok()).collect();
     links
         .iter()
-        .filter(move |l| !excluded.iter().any(|r| r.is_match(&l.name)))
+        .filter(|l| !excluded.iter().any(|r| r.is_match(&l.name)))
         .flat_map(|l| {
-            l.addresses.iter().filter_map(move |(a, p)| {
-                let usable = !a.is_loopback() && !a.is_link_local() && !a.is_unspecified();
-                usable.then(|| (l, Ipv4Net::new(*a, *p).unwrap_or_default()))
-            })
+            addresses_of(l, family)
+                .into_iter()
+                .filter(|(a, _)| usable(a))
+                .filter_map(move |(a, p)| Some((l, IpNet::new(a, p).ok()?)))
         })
+        .collect()
 }
 
 fn by_method<'a>(
+    family: IpFamily,
     method: &str,
     links: &'a [LinkInfo],
-) -> Result<(&'a LinkInfo, Ipv4Net), AutodetectError> {
+) -> Result<(&'a LinkInfo, IpNet), AutodetectError> {
     let seen = || {
         links
             .iter()
@@ -122,14 +212,16 @@ fn by_method<'a>(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let nothing = || AutodetectError::NothingFound(method.to_string(), seen());
+    let nothing = || AutodetectError::NothingFound(family, method.to_string(), seen());
+    let found = candidates(links, family);
     if method.is_empty() || method == "first-found" {
-        return candidates(links).next().ok_or_else(nothing);
+        return found.into_iter().next().ok_or_else(nothing);
     }
     if let Some(pattern) = method.strip_prefix("interface=") {
         let re = Regex::new(pattern)
-            .map_err(|e| AutodetectError::BadRegex(pattern.to_string(), e.to_string()))?;
-        return candidates(links)
+            .map_err(|e| AutodetectError::BadRegex(family, pattern.to_string(), e.to_string()))?;
+        return found
+            .into_iter()
             .find(|(l, _)| re.is_match(&l.name))
             .ok_or_else(nothing);
     }
@@ -138,35 +230,43 @@ fn by_method<'a>(
             .split(',')
             .map(|c| {
                 c.trim()
-                    .parse::<Ipv4Net>()
-                    .map_err(|_| AutodetectError::BadCidr(c.to_string()))
+                    .parse::<IpNet>()
+                    .ok()
+                    .filter(|n| IpFamily::of_net(n) == family)
+                    .ok_or_else(|| AutodetectError::BadCidr(family, c.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        return candidates(links)
+        return found
+            .into_iter()
             .find(|(_, a)| cidrs.iter().any(|c| c.contains(&a.addr())))
             .ok_or_else(nothing);
     }
     if let Some(target) = method.strip_prefix("can-reach=") {
-        let source = source_towards(target)
-            .map_err(|e| AutodetectError::Unreachable(target.to_string(), e))?;
+        let source = source_towards(family, target)
+            .map_err(|e| AutodetectError::Unreachable(family, target.to_string(), e))?;
         let (link, prefix) = find_address(links, source).ok_or_else(nothing)?;
-        return Ok((link, Ipv4Net::new(source, prefix).unwrap_or_default()));
+        let net = IpNet::new(source, prefix).map_err(|_| nothing())?;
+        return Ok((link, net));
     }
-    Err(AutodetectError::UnknownMethod(method.to_string()))
+    Err(AutodetectError::UnknownMethod(family, method.to_string()))
 }
 
 /// The source address the kernel would use towards `target`: a connected UDP socket
 /// (nothing is sent), as calico-node does.
-fn source_towards(target: &str) -> Result<Ipv4Addr, String> {
+fn source_towards(family: IpFamily, target: &str) -> Result<IpAddr, String> {
     let ip: IpAddr = target
         .parse()
         .map_err(|_| format!("'{target}' is not an IP address"))?;
-    let socket = UdpSocket::bind("0.0.0.0:0").map_err(|e| e.to_string())?;
-    socket.connect((ip, 80)).map_err(|e| e.to_string())?;
-    match socket.local_addr().map_err(|e| e.to_string())?.ip() {
-        IpAddr::V4(v4) => Ok(v4),
-        IpAddr::V6(_) => Err("only IPv4 node addresses are supported".into()),
+    if IpFamily::of_addr(&ip) != family {
+        return Err(format!("'{target}' is not an {family} address"));
     }
+    let any = match family {
+        IpFamily::V4 => "0.0.0.0:0",
+        IpFamily::V6 => "[::]:0",
+    };
+    let socket = UdpSocket::bind(any).map_err(|e| e.to_string())?;
+    socket.connect((ip, 80)).map_err(|e| e.to_string())?;
+    Ok(socket.local_addr().map_err(|e| e.to_string())?.ip())
 }
 
 #[cfg(test)]
@@ -174,18 +274,23 @@ mod tests {
     use super::*;
 
     fn link(name: &str, addrs: &[(&str, u8)]) -> LinkInfo {
-        LinkInfo {
+        let mut link = LinkInfo {
             index: 1,
             name: name.into(),
             kind: None,
             mtu: 1500,
             mac: None,
             up: true,
-            addresses: addrs
-                .iter()
-                .map(|(a, p)| (a.parse().expect("ip"), *p))
-                .collect(),
+            addresses: Vec::new(),
+            addresses_v6: Vec::new(),
+        };
+        for (a, p) in addrs {
+            match a.parse::<IpAddr>().expect("ip") {
+                IpAddr::V4(v4) => link.addresses.push((v4, *p)),
+                IpAddr::V6(v6) => link.addresses_v6.push((v6, *p)),
+            }
         }
+        link
     }
 
     fn host() -> Vec<LinkInfo> {
@@ -193,8 +298,11 @@ mod tests {
             link("lo", &[("127.0.0.1", 8)]),
             link("cali12345678901", &[]),
             link("docker0", &[("172.17.0.1", 16)]),
-            link("eth0", &[("10.1.10.9", 24)]),
-            link("eth1", &[("192.168.50.4", 24)]),
+            link(
+                "eth0",
+                &[("10.1.10.9", 24), ("fe80::1", 64), ("fd00:1::9", 64)],
+            ),
+            link("eth1", &[("192.168.50.4", 24), ("fd00:2::4", 64)]),
         ]
     }
 
@@ -219,7 +327,10 @@ mod tests {
         assert_eq!(n.interface, "eth0");
         assert_eq!(
             detect("10.9.9.9/24", "first-found", &host(), "n1"),
-            Err(AutodetectError::NotOnHost("10.9.9.9".parse().expect("ip")))
+            Err(AutodetectError::NotOnHost(
+                IpFamily::V4,
+                "10.9.9.9".parse().expect("ip")
+            ))
         );
         let bare = detect("10.1.10.9", "first-found", &host(), "n1").expect("found");
         assert_eq!(bare.address.prefix_len(), 24);
@@ -230,6 +341,41 @@ mod tests {
         let e = detect("autodetect", "magic", &host(), "n1").expect_err("bad");
         assert!(e.to_string().contains("'magic'"));
         let e = detect("autodetect", "cidr=10.0.0.0/99", &host(), "n1").expect_err("bad");
-        assert_eq!(e, AutodetectError::BadCidr("10.0.0.0/99".into()));
+        assert_eq!(
+            e,
+            AutodetectError::BadCidr(IpFamily::V4, "10.0.0.0/99".into())
+        );
+    }
+
+    #[test]
+    fn ipv6_is_off_unless_ip6_asks_and_is_found_by_the_same_methods() {
+        assert_eq!(detect_v6("none", "first-found", &host()), Ok(None));
+        assert_eq!(detect_v6("", "first-found", &host()), Ok(None));
+        let first = detect_v6("autodetect", "first-found", &host())
+            .expect("found")
+            .expect("some");
+        // The link-local address is never a node address.
+        assert_eq!(
+            (first.address.to_string(), first.interface.as_str()),
+            ("fd00:1::9/64".to_string(), "eth0")
+        );
+        let by_cidr = detect_v6("autodetect", "cidr=fd00:2::/64", &host())
+            .expect("found")
+            .expect("some");
+        assert_eq!(by_cidr.interface, "eth1");
+        let given = detect_v6("fd00:2::4", "first-found", &host())
+            .expect("found")
+            .expect("some");
+        assert_eq!(given.address.to_string(), "fd00:2::4/64");
+        let e = detect_v6("10.1.10.9/24", "first-found", &host()).expect_err("v4 in IP6");
+        assert_eq!(
+            e.to_string(),
+            "IP6: '10.1.10.9/24' is not an IPv6 address with a prefix length (e.g. fd00:1::9/64) or 'autodetect'"
+        );
+        let e = detect_v6("autodetect", "cidr=10.0.0.0/8", &host()).expect_err("v4 cidr");
+        assert_eq!(
+            e.to_string(),
+            "IP6_AUTODETECTION_METHOD: bad IPv6 CIDR '10.0.0.0/8'"
+        );
     }
 }

@@ -5,9 +5,10 @@ pub mod autodetect;
 
 use datastore::Client;
 use datastore::model::{
-    AsNumber, ClusterInformation, ClusterInformationSpec, EncapMode, IPPool, IPPoolSpec, Node,
-    NodeBgpSpec, NodeSpec, Object,
+    AsNumber, ClusterInformation, ClusterInformationSpec, EncapMode, IPPool, IPPoolSpec, IpFamily,
+    Node, NodeBgpSpec, NodeSpec, Object,
 };
+use ipnet::IpNet;
 use thiserror::Error;
 use tracing::info;
 
@@ -18,8 +19,12 @@ use crate::local::LocalNode;
 #[derive(Debug, Error)]
 pub enum StartupError {
     /// Another node is registered with our address (Calico #1628).
-    #[error("Calico node '{other}' is already using the IPv4 address {ip}.")]
-    AddressInUse { other: String, ip: String },
+    #[error("Calico node '{other}' is already using the {family} address {ip}.")]
+    AddressInUse {
+        other: String,
+        family: IpFamily,
+        ip: String,
+    },
     #[error("{0}")]
     Config(String),
     #[error(transparent)]
@@ -73,78 +78,162 @@ pub async fn modify_node(
     )))
 }
 
-/// Registers this node: `spec.bgp.ipv4Address` with its prefix, the AS when given; other
-/// fields (labels, tunnel addresses, route reflector id) are kept.
+/// The address of a family (without its prefix) a Node is registered with.
+fn registered_address(node: &Node, family: IpFamily) -> Option<&str> {
+    let bgp = node.spec.bgp.as_ref()?;
+    let text = match family {
+        IpFamily::V4 => bgp.ipv4_address.as_deref()?,
+        IpFamily::V6 => bgp.ipv6_address.as_deref()?,
+    };
+    text.split('/').next()
+}
+
+/// Registers this node: `spec.bgp.ipv4Address` and `ipv6Address` (none without IPv6)
+/// with their prefixes, the AS when given; other fields (labels, tunnel addresses, route
+/// reflector id) are kept.
 pub async fn register_node(
     client: &Client,
     local: &LocalNode,
     as_number: Option<AsNumber>,
 ) -> Result<Node, StartupError> {
-    let ip = local.ip().to_string();
+    let mine: Vec<(IpFamily, String)> = std::iter::once((IpFamily::V4, local.ip().to_string()))
+        .chain(
+            local
+                .ipv6
+                .as_ref()
+                .map(|v6| (IpFamily::V6, v6.address.addr().to_string())),
+        )
+        .collect();
     for other in client.list::<Node>().await?.items {
         if other.name() == local.name {
             continue;
         }
-        let theirs = other
-            .spec
-            .bgp
-            .as_ref()
-            .and_then(|b| b.ipv4_address.as_deref())
-            .and_then(|a| a.split('/').next());
-        if theirs == Some(ip.as_str()) {
-            return Err(StartupError::AddressInUse {
-                other: other.name().to_string(),
-                ip,
-            });
+        for (family, ip) in &mine {
+            if registered_address(&other, *family) == Some(ip.as_str()) {
+                return Err(StartupError::AddressInUse {
+                    other: other.name().to_string(),
+                    family: *family,
+                    ip: ip.clone(),
+                });
+            }
         }
     }
     let address = local.address.to_string();
+    let address_v6 = local.ipv6.as_ref().map(|v6| v6.address.to_string());
     let node = modify_node(client, &local.name, true, |node| {
         let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
         bgp.ipv4_address = Some(address.clone());
+        bgp.ipv6_address = address_v6.clone();
         if let Some(asn) = as_number {
             bgp.as_number = Some(asn);
         }
     })
     .await?;
-    info!(node = %local.name, address = %local.address, interface = %local.interface, "registered node");
+    info!(node = %local.name, address = %local.address, ipv6 = ?address_v6, interface = %local.interface, "registered node");
     Ok(node)
 }
 
-/// Creates `default-ipv4-ippool` from `CALICO_IPV4POOL_*` unless `NO_DEFAULT_POOLS` is set
-/// or a pool already exists.
-pub async fn ensure_default_pool(client: &Client, cfg: &NodeConfig) -> Result<(), StartupError> {
-    if parse_bool("NO_DEFAULT_POOLS", &cfg.no_default_pools).map_err(StartupError::Config)? {
-        return Ok(());
-    }
-    if !client.list::<IPPool>().await?.items.is_empty() {
+/// Creates `default-ipv4-ippool` from `CALICO_IPV4POOL_*` when no IPv4 pool exists and,
+/// when this node has IPv6, `default-ipv6-ippool` from `CALICO_IPV6POOL_*` when no IPv6
+/// pool exists; neither under `NO_DEFAULT_POOLS`, nor a family whose CIDR is `none`.
+/// (calico-node creates the IPv6 pool whenever the kernel has IPv6 and
+/// `FELIX_IPV6SUPPORT` is not false, which Calico's manifests set; here it follows the
+/// node's own IPv6, so an IPv4 cluster gets no IPv6 pool it did not ask for.)
+pub async fn ensure_default_pools(
+    client: &Client,
+    cfg: &NodeConfig,
+    local: &LocalNode,
+) -> Result<(), StartupError> {
+    let config = |r: Result<bool, String>| r.map_err(StartupError::Config);
+    if config(parse_bool("NO_DEFAULT_POOLS", &cfg.no_default_pools))? {
         return Ok(());
     }
     let mode = |name: &str, value: &str| -> Result<EncapMode, StartupError> {
         parse_encap_mode(name, value).map_err(StartupError::Config)
     };
-    let pool: IPPool = Object::new(
-        "default-ipv4-ippool",
-        IPPoolSpec {
-            cidr: cfg.ipv4pool_cidr.clone(),
-            block_size: cfg.ipv4pool_block_size,
-            ipip_mode: mode("CALICO_IPV4POOL_IPIP", &cfg.ipv4pool_ipip)?,
-            vxlan_mode: mode("CALICO_IPV4POOL_VXLAN", &cfg.ipv4pool_vxlan)?,
-            nat_outgoing: parse_bool("CALICO_IPV4POOL_NAT_OUTGOING", &cfg.ipv4pool_nat_outgoing)
-                .map_err(StartupError::Config)?,
-            node_selector: cfg.ipv4pool_node_selector.clone(),
-            ..IPPoolSpec::default()
-        },
-    );
-    match client.create(pool).await {
-        Ok(p) => {
-            info!(cidr = %p.spec.cidr, "created the default IP pool");
-            Ok(())
-        }
-        // Another node created it first.
-        Err(datastore::Error::AlreadyExists { .. }) => Ok(()),
-        Err(e) => Err(e.into()),
+    let mut wanted = Vec::new();
+    if cfg.ipv4pool_cidr != "none" {
+        wanted.push(Object::new(
+            "default-ipv4-ippool",
+            IPPoolSpec {
+                cidr: cfg.ipv4pool_cidr.clone(),
+                block_size: cfg.ipv4pool_block_size,
+                ipip_mode: mode("CALICO_IPV4POOL_IPIP", &cfg.ipv4pool_ipip)?,
+                vxlan_mode: mode("CALICO_IPV4POOL_VXLAN", &cfg.ipv4pool_vxlan)?,
+                nat_outgoing: config(parse_bool(
+                    "CALICO_IPV4POOL_NAT_OUTGOING",
+                    &cfg.ipv4pool_nat_outgoing,
+                ))?,
+                node_selector: cfg.ipv4pool_node_selector.clone(),
+                ..IPPoolSpec::default()
+            },
+        ));
     }
+    if local.ipv6.is_some() && cfg.ipv6pool_cidr != "none" {
+        let vxlan = mode("CALICO_IPV6POOL_VXLAN", &cfg.ipv6pool_vxlan)?;
+        if vxlan != EncapMode::Never {
+            return Err(StartupError::Config(format!(
+                "CALICO_IPV6POOL_VXLAN: '{}' is not supported yet (no vxlan-v6.calico); use Never",
+                cfg.ipv6pool_vxlan
+            )));
+        }
+        let cidr = if cfg.ipv6pool_cidr.is_empty() {
+            random_ula_prefix()
+        } else {
+            cfg.ipv6pool_cidr.clone()
+        };
+        wanted.push(Object::new(
+            "default-ipv6-ippool",
+            IPPoolSpec {
+                cidr,
+                block_size: cfg.ipv6pool_block_size,
+                vxlan_mode: vxlan,
+                nat_outgoing: config(parse_bool(
+                    "CALICO_IPV6POOL_NAT_OUTGOING",
+                    &cfg.ipv6pool_nat_outgoing,
+                ))?,
+                node_selector: cfg.ipv6pool_node_selector.clone(),
+                ..IPPoolSpec::default()
+            },
+        ));
+    }
+    let existing = client.list::<IPPool>().await?.items;
+    let family_of = |p: &IPPool| {
+        p.spec
+            .cidr
+            .parse::<IpNet>()
+            .ok()
+            .map(|n| IpFamily::of_net(&n))
+    };
+    for pool in wanted {
+        let pool: IPPool = pool;
+        let family = family_of(&pool).ok_or_else(|| {
+            StartupError::Config(format!(
+                "the default pool's CIDR '{}' is not an IP network",
+                pool.spec.cidr
+            ))
+        })?;
+        if existing.iter().any(|p| family_of(p) == Some(family)) {
+            continue;
+        }
+        match client.create(pool).await {
+            Ok(p) => info!(cidr = %p.spec.cidr, "created the default {family} pool"),
+            // Another node created it first.
+            Err(datastore::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// A random unique local IPv6 /48 (RFC 4193: fd + 40 random bits), as calico-node picks
+/// for its default IPv6 pool.
+fn random_ula_prefix() -> String {
+    let random = uuid::Uuid::new_v4().into_bytes();
+    let mut octets = [0u8; 16];
+    octets[0] = 0xfd;
+    octets[1..6].copy_from_slice(&random[..5]);
+    format!("{}/48", std::net::Ipv6Addr::from(octets))
 }
 
 /// Makes sure ClusterInformation `default` exists (as calico-node does at start): a

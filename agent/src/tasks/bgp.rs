@@ -269,7 +269,7 @@ struct Wiring {
     held: BTreeMap<SocketAddr, (DesiredPeer, SystemTime)>,
     /// The import limit every session gets.
     import_limit: Option<ImportLimit>,
-    exports: BTreeMap<Ipv4Net, Export>,
+    exports: BTreeMap<IpNet, Export>,
     router_id: Ipv4Addr,
     /// The node's addresses, where the speaker listens.
     listen: (Ipv4Addr, Option<Ipv6Addr>),
@@ -561,12 +561,12 @@ impl Wiring {
             .exports
             .keys()
             .filter(|p| !exports.contains_key(p))
-            .map(|p| IpNet::V4(*p))
+            .copied()
             .collect();
         let new: Vec<(IpNet, OriginAttrs)> = exports
             .iter()
             .filter(|(p, e)| self.exports.get(p) != Some(e))
-            .map(|(p, e)| (IpNet::V4(*p), origin_attrs(e)))
+            .map(|(p, e)| (*p, origin_attrs(e)))
             .collect();
         if !gone.is_empty() {
             info!(prefixes = ?gone, "withdrawing");
@@ -608,13 +608,9 @@ fn apply_event(learned: &mut LearnedRoutes, event: RouteEvent) -> Change {
     };
     match event {
         RouteEvent::Best {
-            prefix: IpNet::V4(prefix),
-            next_hop: IpAddr::V4(nh),
-            ..
-        } => routes(learned.insert(prefix, nh) != Some(nh)),
-        RouteEvent::Withdrawn {
-            prefix: IpNet::V4(prefix),
-        } => routes(learned.remove(&prefix).is_some()),
+            prefix, next_hop, ..
+        } => routes(learned.insert(prefix, next_hop) != Some(next_hop)),
+        RouteEvent::Withdrawn { prefix } => routes(learned.remove(&prefix).is_some()),
         RouteEvent::PeerUp { peer, name } => {
             info!(%peer, %name, "BGP session established");
             Change {

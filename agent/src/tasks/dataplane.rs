@@ -80,14 +80,17 @@ pub struct DataplaneTask<K: Kernel> {
 /// what each event makes it read again (nothing for the echo of its own route writes). The
 /// receiver closes if the subscription ends.
 fn kernel_events() -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
-    let (conn, _handle, mut messages) =
-        match new_multicast_connection(&[MulticastGroup::Link, MulticastGroup::Ipv4Route]) {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot subscribe to kernel events; relying on the resync timer");
-                return None;
-            }
-        };
+    let (conn, _handle, mut messages) = match new_multicast_connection(&[
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Ipv6Route,
+    ]) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "cannot subscribe to kernel events; relying on the resync timer");
+            return None;
+        }
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     // The socket's I/O and the pump end together, and then the sender drops.
     tokio::spawn(async move {

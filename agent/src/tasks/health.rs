@@ -55,8 +55,7 @@ async fn readiness(State(s): State<HealthState>) -> (StatusCode, String) {
     if !r.dataplane_ready {
         problems.push("dataplane not in sync with the desired state".to_string());
     }
-    if r.backend == "bird" && !r.peers_v4.is_empty() && !r.peers_v4.iter().any(|p| p.state == "up")
-    {
+    if r.backend == "bird" && r.peers().next().is_some() && !r.peers().any(|p| p.state == "up") {
         problems.push("BGP not established with any peer".to_string());
     }
     if problems.is_empty() {
@@ -116,15 +115,14 @@ async fn metrics(State(s): State<HealthState>) -> String {
         out,
         "# HELP calico_rs_dataplane_last_pass_seconds Duration of the last reconcile pass.\n# TYPE calico_rs_dataplane_last_pass_seconds gauge\ncalico_rs_dataplane_last_pass_seconds {last}"
     );
-    let up = r.peers_v4.iter().filter(|p| p.state == "up").count();
+    let up = r.peers().filter(|p| p.state == "up").count();
     let _ = writeln!(
         out,
         "# HELP calico_rs_bgp_peers BGP sessions by state.\n# TYPE calico_rs_bgp_peers gauge\ncalico_rs_bgp_peers{{state=\"up\"}} {up}\ncalico_rs_bgp_peers{{state=\"other\"}} {}",
-        r.peers_v4.len() - up
+        r.peers().count() - up
     );
     let bfd: Vec<&str> = r
-        .peers_v4
-        .iter()
+        .peers()
         .filter_map(|p| p.bfd.as_ref().map(|b| b.state.as_str()))
         .collect();
     let bfd_up = bfd.iter().filter(|s| **s == "Up").count();

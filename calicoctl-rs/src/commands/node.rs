@@ -105,8 +105,7 @@ impl StatusView {
             return StatusView::default();
         };
         let peers = r
-            .peers_v4
-            .iter()
+            .peers()
             .map(|p| BgpPeerStatus {
                 info: one_spaced(&p.info),
                 ..p.clone()
@@ -205,16 +204,19 @@ pub fn format_status(report: &NodeStatusReport) -> String {
             report.backend
         ));
     } else {
-        out.push_str("\nIPv4 BGP status\n");
-        if report.peers_v4.is_empty() {
-            out.push_str("No IPv4 peers found.\n");
-        } else {
-            out.push_str(&peer_table(&report.peers_v4));
+        for (family, peers) in [("IPv4", &report.peers_v4), ("IPv6", &report.peers_v6)] {
+            out.push_str(&format!("\n{family} BGP status\n"));
+            if peers.is_empty() {
+                out.push_str(&format!("No {family} peers found.\n"));
+            } else {
+                out.push_str(&peer_table(peers));
+            }
         }
-        out.push_str("\nIPv6 BGP status\nNo IPv6 peers found.\n");
-        if let Some(t) = bfd_table(&report.peers_v4) {
-            out.push_str("\nIPv4 BFD status\n");
-            out.push_str(&t);
+        for (family, peers) in [("IPv4", &report.peers_v4), ("IPv6", &report.peers_v6)] {
+            if let Some(t) = bfd_table(peers) {
+                out.push_str(&format!("\n{family} BFD status\n"));
+                out.push_str(&t);
+            }
         }
     }
     for w in &report.warnings {
@@ -313,6 +315,32 @@ IPv4 BGP status
 
 IPv6 BGP status
 No IPv6 peers found.
+
+";
+        assert_eq!(format_status(&report), expected);
+    }
+
+    #[test]
+    fn ipv6_sessions_get_the_ipv6_table() {
+        let report = NodeStatusReport {
+            backend: "bird".into(),
+            datastore: "in-sync".into(),
+            dataplane_ready: true,
+            peers_v6: vec![peer("fd00:0:0::2", "Established", "up", "17:38:47")],
+            ..NodeStatusReport::default()
+        };
+        let expected = "\
+Calico process is running.
+
+IPv4 BGP status
+No IPv4 peers found.
+
+IPv6 BGP status
++--------------+-------------------+-------+----------+-------------+
+| PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |    INFO     |
++--------------+-------------------+-------+----------+-------------+
+| fd00:0:0::2  | node-to-node mesh | up    | 17:38:47 | Established |
++--------------+-------------------+-------+----------+-------------+
 
 ";
         assert_eq!(format_status(&report), expected);

@@ -24,6 +24,9 @@ pub struct NodeStatusReport {
     /// IPv4 BGP sessions, one row each.
     #[serde(default)]
     pub peers_v4: Vec<BgpPeerStatus>,
+    /// IPv6 BGP sessions (BIRD6's), one row each.
+    #[serde(default)]
+    pub peers_v6: Vec<BgpPeerStatus>,
     /// Problems worth a line in `node status` (e.g. "kernel has no ipip support").
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -31,6 +34,13 @@ pub struct NodeStatusReport {
     pub datastore: String,
     /// True while the dataplane is programmed and its last pass left nothing to retry.
     pub dataplane_ready: bool,
+}
+
+impl NodeStatusReport {
+    /// Every BGP session, IPv4 first.
+    pub fn peers(&self) -> impl Iterator<Item = &BgpPeerStatus> {
+        self.peers_v4.iter().chain(&self.peers_v6)
+    }
 }
 
 /// One BGP session: BIRD's `show protocols` columns as calicoctl prints them, then what
