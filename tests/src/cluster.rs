@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
 use crate::bins::bin;
-use crate::cni::{CalicoConf, Call, CniBin, CniOutput, Store, add_pod, del_pod};
+use crate::cni::{CalicoConf, Call, CniBin, CniOutput, Store, add_pod_output, del_pod};
 use crate::etcd::EtcdServer;
 use crate::netns::{Daemon, Netns, remove_leftovers, veth, wait_until};
 
@@ -33,6 +33,8 @@ pub struct LabNode {
     pub name: String,
     /// The node's address with prefix, e.g. `10.0.0.1/24`.
     pub address: String,
+    /// In a dual-stack lab, the node's IPv6 address with prefix, e.g. `fd00:0:0::1/64`.
+    pub address_v6: Option<String>,
     pub subnet: usize,
     pub ns: Netns,
     pub run_dir: PathBuf,
@@ -45,6 +47,11 @@ impl LabNode {
     /// The node's IP without prefix.
     pub fn ip(&self) -> &str {
         self.address.split('/').next().unwrap_or(&self.address)
+    }
+
+    /// The node's IPv6 address without prefix (a dual-stack lab's nodes have one).
+    pub fn ip6(&self) -> Option<&str> {
+        self.address_v6.as_deref().and_then(|a| a.split('/').next())
     }
 
     /// True while calico-node runs.
@@ -102,6 +109,19 @@ impl LabNode {
     pub fn has_route(&self, needle: &str) -> bool {
         self.routes().iter().any(|r| r.contains(needle))
     }
+
+    /// `ip -6 route` in the node, one line per route.
+    pub fn routes_v6(&self) -> Vec<String> {
+        self.ns
+            .ip(&["-6", "route", "show"])
+            .map(|s| s.lines().map(|l| l.trim().to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    /// True when some IPv6 route line contains `needle`.
+    pub fn has_route_v6(&self, needle: &str) -> bool {
+        self.routes_v6().iter().any(|r| r.contains(needle))
+    }
 }
 
 /// A pod: a namespace wired by the CNI plugin on a node.
@@ -109,6 +129,8 @@ pub struct Pod {
     pub name: String,
     pub node: usize,
     pub ip: Ipv4Addr,
+    /// The pod's IPv6 address, in a dual-stack lab.
+    pub ip6: Option<std::net::Ipv6Addr>,
     pub container_id: String,
     pub ns: Netns,
 }
@@ -124,6 +146,10 @@ pub struct LabSpec {
     pub start_agents: bool,
     /// etcd members (1, or 3 for a cluster that survives losing its leader).
     pub etcd_members: usize,
+    /// Every node, the router and the pods get IPv6 beside IPv4: nodes `fd00:0:<subnet>::<n>/64`
+    /// (`fd00::1/64` on subnet 0),
+    /// `IP6=autodetect`, the CNI's `assign_ipv6`.
+    pub dual_stack: bool,
 }
 
 impl LabSpec {
@@ -134,7 +160,14 @@ impl LabSpec {
             agent_env: BTreeMap::new(),
             start_agents: true,
             etcd_members: 1,
+            dual_stack: false,
         }
+    }
+
+    /// Makes the lab dual-stack (see [`LabSpec::dual_stack`]).
+    pub fn dual_stack(mut self) -> LabSpec {
+        self.dual_stack = true;
+        self
     }
 
     /// Adds an environment variable for every agent.
@@ -158,6 +191,7 @@ pub struct Cluster {
     agent_env: BTreeMap<String, String>,
     pub dir: TempDir,
     subnets: usize,
+    dual_stack: bool,
     next_fabric_port: usize,
     /// Distinguishes this lab's namespaces from other labs of the same test process.
     tag: String,
@@ -168,6 +202,14 @@ static LABS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::ne
 
 fn subnet_ip(subnet: usize, host: usize) -> String {
     format!("10.0.{subnet}.{host}")
+}
+
+/// A host's IPv6 address on a subnet of a dual-stack lab, as the kernel prints it (the
+/// host number in hex digits reads the same as in the IPv4 address).
+fn subnet_ip6(subnet: usize, host: usize) -> String {
+    let text = format!("fd00:0:{subnet}::{host}");
+    text.parse::<std::net::Ipv6Addr>()
+        .map_or(text, |ip| ip.to_string())
 }
 
 impl Cluster {
@@ -207,6 +249,20 @@ impl Cluster {
                 "dev",
                 &format!("eth{s}"),
             ])?;
+            if spec.dual_stack {
+                ctl.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{}/64", subnet_ip6(s, 254)),
+                    "dev",
+                    &format!("eth{s}"),
+                    "nodad",
+                ])?;
+            }
+        }
+        if spec.dual_stack {
+            ctl.sh("sysctl -qw net.ipv6.conf.all.forwarding=1")?;
         }
         let mut members = if spec.etcd_members > 1 {
             EtcdServer::start_cluster_in(&ctl, CTL_IP.parse()?, spec.etcd_members)?
@@ -228,6 +284,7 @@ impl Cluster {
             agent_env: spec.agent_env.clone(),
             dir,
             subnets,
+            dual_stack: spec.dual_stack,
             next_fabric_port: 0,
             tag,
         };
@@ -273,11 +330,27 @@ impl Cluster {
         let ns = Netns::create(&format!("{}n{}", self.tag, index + 1))?;
         let address = format!("{}/24", subnet_ip(subnet, index + 1));
         self.attach(&ns, "eth0", subnet, &address)?;
+        let address_v6 = if self.dual_stack {
+            let v6 = format!("{}/64", subnet_ip6(subnet, index + 1));
+            ns.ip(&["-6", "addr", "add", &v6, "dev", "eth0", "nodad"])?;
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &subnet_ip6(subnet, 254),
+            ])?;
+            Some(v6)
+        } else {
+            None
+        };
         let node_dir = self.dir.path().join(name);
         std::fs::create_dir_all(&node_dir)?;
         self.nodes.push(LabNode {
             name: name.to_string(),
             address,
+            address_v6,
             subnet,
             ns,
             run_dir: node_dir.join("run"),
@@ -394,6 +467,13 @@ impl Cluster {
             ),
             ("CALICO_LOG_LEVEL".to_string(), "info".to_string()),
         ]);
+        if self.dual_stack {
+            env.insert("IP6".to_string(), "autodetect".to_string());
+            env.insert(
+                "IP6_AUTODETECTION_METHOD".to_string(),
+                "interface=eth0".to_string(),
+            );
+        }
         env.extend(self.agent_env.clone());
         env
     }
@@ -472,6 +552,7 @@ impl Cluster {
         conf.mtu = 0;
         conf.mtu_file = Some(self.nodes[i].mtu_file.clone());
         conf.ipam_lock_file = Some(self.nodes[i].run_dir.join("ipam.lock"));
+        conf.assign_ipv6 = self.dual_stack;
         conf
     }
 
@@ -486,12 +567,18 @@ impl Cluster {
         let ns = Netns::create(&format!("{}p-{name}", self.tag))?;
         let container_id = format!("{name}-{}", std::process::id());
         let conf = self.cni_conf(i);
-        let ip = add_pod(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)
+        let out = add_pod_output(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)
             .with_context(|| format!("adding pod {name} on {}", self.nodes[i].name))?;
+        let ip = out.ip()?;
+        let ip6 = out.ipv6();
+        if self.dual_stack && ip6.is_none() {
+            bail!("pod {name} got no IPv6 address: {}", out.stdout);
+        }
         self.pods.push(Pod {
             name: name.to_string(),
             node: i,
             ip,
+            ip6,
             container_id,
             ns,
         });
@@ -555,6 +642,13 @@ impl Cluster {
     /// Pings pod `to` from pod `from` (a few packets); true when any reply came back.
     pub fn pods_ping(&self, from: usize, to: usize) -> bool {
         self.pods[from].ns.ping(&self.pods[to].ip.to_string(), 2)
+    }
+
+    /// Pings pod `to`'s IPv6 address from pod `from`; false when `to` has none.
+    pub fn pods_ping6(&self, from: usize, to: usize) -> bool {
+        self.pods[to]
+            .ip6
+            .is_some_and(|ip| self.pods[from].ns.ping(&ip.to_string(), 2))
     }
 
     /// Where the lab keeps its files (logs, run dirs).

@@ -148,6 +148,15 @@ impl CniOutput {
             .with_context(|| format!("plugin stdout is not JSON: {:?}", self.stdout))
     }
 
+    /// The IPv6 address of an ADD result, if it has one.
+    pub fn ipv6(&self) -> Option<std::net::Ipv6Addr> {
+        let v = self.json().ok()?;
+        v["ips"].as_array()?.iter().find_map(|ip| {
+            let addr = ip["address"].as_str()?;
+            addr.split('/').next()?.parse().ok()
+        })
+    }
+
     /// The first address of an ADD result, without its prefix length.
     pub fn ip(&self) -> Result<Ipv4Addr> {
         let v = self.json()?;
@@ -276,6 +285,17 @@ pub fn add_pod(
     pod: &Netns,
     container_id: &str,
 ) -> Result<Ipv4Addr> {
+    add_pod_output(node, bin, conf, pod, container_id)?.ip()
+}
+
+/// ADDs `pod` as [`add_pod`] does; returns the whole successful result.
+pub fn add_pod_output(
+    node: &Netns,
+    bin: &CniBin,
+    conf: &CalicoConf,
+    pod: &Netns,
+    container_id: &str,
+) -> Result<CniOutput> {
     let path = pod.path();
     let out = run(
         node,
@@ -298,7 +318,7 @@ pub fn add_pod(
             out.stderr.trim()
         );
     }
-    out.ip()
+    Ok(out)
 }
 
 /// DELs a pod added with [`add_pod`]; `pod` may be gone already.

@@ -20,6 +20,7 @@ fn lab(subnets: Vec<usize>, env: &[(&str, &str)], start: bool) -> Cluster {
         agent_env: Default::default(),
         start_agents: start,
         etcd_members: 1,
+        dual_stack: false,
     };
     spec = spec.env("CALICO_IPV4POOL_CIDR", POOL_CIDR);
     for (k, v) in env {

@@ -177,6 +177,7 @@ impl Cluster {
             name: name.to_string(),
             node: i,
             ip,
+            ip6: None,
             container_id,
             ns,
         });

@@ -1,0 +1,212 @@
+//! Dual stack end to end (issue 13): calico-node with `IP6=autodetect` in a three-node
+//! BGP mesh over IPv4 and IPv6, real etcd, pods wired by the CNI plugins with
+//! `assign_ipv6`. Every pod gets an IPv4 and an IPv6 address and reaches every other pod
+//! over both; each node holds the others' blocks of both families and its own blackholes;
+//! `calicoctl node status` shows both tables Established; a deleted pod leaves no route of
+//! either family behind.
+//! Needs root: `cargo test -p lab --test dual_stack -- --ignored`.
+
+use std::net::Ipv6Addr;
+use std::process::Output;
+use std::time::Duration;
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use lab::cluster::{Cluster, LabSpec};
+use lab::wait_until;
+
+const POOL: &str = "10.244.0.0/16";
+const POOL_V6: &str = "fd00:244::/48";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A dual-stack lab of `n` nodes in the default full mesh, one pod per node.
+fn dual_mesh(n: usize) -> Cluster {
+    let spec = LabSpec::nodes(n)
+        .dual_stack()
+        .env("CALICO_IPV4POOL_CIDR", POOL)
+        .env("CALICO_IPV6POOL_CIDR", POOL_V6);
+    let mut c = Cluster::start(spec).expect("lab");
+    for i in 0..n {
+        c.add_pod(i, &format!("p{}", i + 1)).expect("pod");
+    }
+    c
+}
+
+fn ip6_of(c: &Cluster, p: usize) -> Ipv6Addr {
+    c.pods[p].ip6.expect("a dual-stack pod has an IPv6 address")
+}
+
+/// The /122 block holding pod `p`'s IPv6 address.
+fn block6_of(c: &Cluster, p: usize) -> String {
+    Ipv6Net::new(ip6_of(c, p), 122)
+        .expect("prefix")
+        .trunc()
+        .to_string()
+}
+
+fn block_of(c: &Cluster, p: usize) -> String {
+    Ipv4Net::new(c.pods[p].ip, 26)
+        .expect("prefix")
+        .trunc()
+        .to_string()
+}
+
+fn wait_route6(c: &Cluster, node: usize, route: &str) {
+    assert!(
+        wait_until(WAIT, || c.nodes[node].has_route_v6(route)),
+        "{} never got `{route}`; it has {:#?}\n{}",
+        c.nodes[node].name,
+        c.nodes[node].routes_v6(),
+        c.logs(40)
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn dual_stack_pods_reach_each_other_over_both_families_in_a_mesh() {
+    let c = dual_mesh(3);
+
+    // Every node registered its IPv6 address; get nodes -o wide shows it.
+    let nodes = text(
+        &c.calicoctl(0, &["get", "nodes", "-o", "wide"])
+            .expect("calicoctl"),
+    );
+    for node in &c.nodes {
+        let v6 = node.address_v6.as_deref().expect("dual-stack node");
+        assert!(nodes.contains(v6), "no {v6} in:\n{nodes}");
+    }
+    let pools = text(
+        &c.calicoctl(0, &["get", "ippool", "-o", "wide"])
+            .expect("calicoctl"),
+    );
+    assert!(pools.contains("default-ipv6-ippool"), "{pools}");
+    assert!(pools.contains(POOL_V6), "{pools}");
+
+    // Each node: its own blocks blackholed in both families, the others' blocks learned
+    // over the IPv6 sessions via their IPv6 addresses.
+    for (n, node) in c.nodes.iter().enumerate() {
+        // The kernel hangs IPv6 blackholes on lo.
+        wait_route6(
+            &c,
+            n,
+            &format!("blackhole {} dev lo proto bird", block6_of(&c, n)),
+        );
+        let pod = &c.pods[n];
+        let host_route = format!("{} dev ", ip6_of(&c, n));
+        assert!(
+            node.has_route_v6(&host_route),
+            "no /128 route to {} on {}: {:#?}",
+            pod.name,
+            node.name,
+            node.routes_v6()
+        );
+        for (m, other) in c.nodes.iter().enumerate() {
+            if m == n {
+                continue;
+            }
+            let via = other.ip6().expect("dual-stack node");
+            wait_route6(
+                &c,
+                n,
+                &format!("{} via {via} dev eth0 proto bird", block6_of(&c, m)),
+            );
+            assert!(
+                wait_until(WAIT, || node.has_route(&format!(
+                    "{} via {} dev eth0 proto bird",
+                    block_of(&c, m),
+                    other.ip()
+                ))),
+                "{} has no IPv4 route to {}'s block: {:#?}",
+                node.name,
+                other.name,
+                node.routes()
+            );
+        }
+    }
+
+    // Pods reach each other over both families.
+    for a in 0..c.pods.len() {
+        for b in 0..c.pods.len() {
+            if a == b {
+                continue;
+            }
+            assert!(
+                wait_until(WAIT, || c.pods_ping6(a, b)),
+                "pod {} cannot ping6 pod {} ({})\n{}",
+                c.pods[a].name,
+                c.pods[b].name,
+                ip6_of(&c, b),
+                c.logs(40)
+            );
+            assert!(
+                c.pods_ping(a, b),
+                "pod {} cannot ping pod {} over IPv4",
+                c.pods[a].name,
+                c.pods[b].name
+            );
+        }
+    }
+
+    // node status: both tables, both peers Established in each.
+    let status_ok = |out: &str| {
+        let v6_table = out.split("IPv6 BGP status").nth(1).unwrap_or_default();
+        let v4_table = out.split("IPv6 BGP status").next().unwrap_or_default();
+        let v6_up = c.nodes[1..].iter().all(|n| {
+            v6_table
+                .lines()
+                .any(|l| l.contains(n.ip6().unwrap_or("?")) && l.contains("Established"))
+        });
+        let v4_up = c.nodes[1..].iter().all(|n| {
+            v4_table
+                .lines()
+                .any(|l| l.contains(&format!("| {} ", n.ip())) && l.contains("Established"))
+        });
+        v4_up && v6_up
+    };
+    let mut last = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            last = text(&c.calicoctl(0, &["node", "status"]).expect("calicoctl"));
+            status_ok(&last)
+        }),
+        "node status does not show both families established:\n{last}"
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn a_deleted_dual_stack_pod_leaves_no_route_of_either_family() {
+    let mut c = dual_mesh(2);
+    let ip6 = ip6_of(&c, 1);
+    let ip4 = c.pods[1].ip;
+    // Node 1 routes node 2's IPv6 block: the speaker exported it.
+    let block6 = block6_of(&c, 1);
+    let via = c.nodes[1].ip6().expect("dual-stack node").to_string();
+    wait_route6(&c, 0, &format!("{block6} via {via} dev eth0 proto bird"));
+    assert!(wait_until(WAIT, || c.pods_ping6(0, 1)), "{}", c.logs(40));
+
+    c.delete_pod(1).expect("DEL");
+    let gone = |needle: String| {
+        wait_until(WAIT, || {
+            !c.nodes[1]
+                .routes_v6()
+                .iter()
+                .chain(&c.nodes[1].routes())
+                .any(|r| r.starts_with(&needle))
+        })
+    };
+    assert!(gone(format!("{ip6} ")), "{:#?}", c.nodes[1].routes_v6());
+    assert!(gone(format!("{ip4} ")), "{:#?}", c.nodes[1].routes());
+    let ipam = text(
+        &c.calicoctl(0, &["ipam", "show", "--ip", &ip6.to_string()])
+            .expect("calicoctl"),
+    );
+    assert!(ipam.contains("is not currently assigned"), "{ipam}");
+}
