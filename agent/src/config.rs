@@ -21,9 +21,10 @@ pub struct NodeConfig {
     #[arg(long, env = "IP_AUTODETECTION_METHOD", default_value = "first-found")]
     pub ip_autodetection_method: String,
 
-    /// Node IPv6 address with prefix length (`fd00:1::9/64`), `autodetect`, or `none` (no
-    /// IPv6 on this node, Calico's default).
-    #[arg(long, env = "IP6", default_value = "none")]
+    /// Node IPv6 address with prefix length (`fd00:1::9/64`), `autodetect`, or `none` /
+    /// unset: the Node's stored `spec.bgp.ipv6Address` if it has one, else no IPv6 (as
+    /// calico-node).
+    #[arg(long, env = "IP6", default_value = "")]
     pub ip6: String,
 
     /// IPv6 auto-detection, the same methods as `IP_AUTODETECTION_METHOD`.

@@ -32,6 +32,12 @@ use crate::tasks::{bgp, blockgc, health, leakgc, status, tunnels};
 /// How long start-up waits for the datastore before giving up (a supervisor restarts us).
 const DATASTORE_WAIT: Duration = Duration::from_secs(60);
 
+/// The IPv6 address this node's Node already has (`IP6` unset or `none` keeps it).
+async fn stored_ipv6(client: &Client, name: &str) -> Result<Option<String>> {
+    let node = client.try_get::<datastore::model::Node>(name).await?;
+    Ok(node.and_then(|n| n.spec.bgp?.ipv6_address))
+}
+
 /// The node name: `NODENAME`, else the hostname.
 fn node_name(cfg: &NodeConfig) -> Result<String> {
     if let Some(name) = cfg.nodename.as_deref().filter(|n| !n.is_empty()) {
@@ -96,13 +102,20 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     tasks.spawn("netlink", kernel_connection);
     let links = kernel.links().await.context("listing interfaces")?;
     let mut local = autodetect::detect(&cfg.ip, &cfg.ip_autodetection_method, &links, &name)?;
-    if parse_bool("FELIX_IPV6SUPPORT", &cfg.ipv6_support).map_err(|e| anyhow::anyhow!(e))? {
+    let ipv6 =
+        parse_bool("FELIX_IPV6SUPPORT", &cfg.ipv6_support).map_err(|e| anyhow::anyhow!(e))?;
+    if ipv6 {
         local.ipv6 = autodetect::detect_v6(&cfg.ip6, &cfg.ip6_autodetection_method, &links)?;
     }
     info!(node = %name, address = %local.address, interface = %local.interface, mtu = local.host_mtu, ?backend, "starting calico-node");
 
     let store = connect_datastore(&cfg).await?;
     let client = Client::new(store.clone());
+    if ipv6 && local.ipv6.is_none() {
+        local.ipv6 = stored_ipv6(&client, &name)
+            .await?
+            .and_then(|a| autodetect::stored_v6(&a, &links, &local.interface));
+    }
     register_node(&client, &local, as_number).await?;
     ensure_default_pools(&client, &cfg, &local).await?;
     ensure_cluster_information(&client, &cfg.cluster_type).await?;

@@ -1,25 +1,28 @@
-//! The calico-rs demo: a three-node cluster in network namespaces on this machine, pods on
-//! every node pinging each other over routes the embedded BGP speaker exchanged, the
-//! operator's view through `calicoctl`, a live switch of the pool to VXLAN and back by
-//! `calicoctl apply -f`, and the top-of-rack case with a real BIRD 2 router.
+//! The calico-rs demo: a three-node dual-stack cluster in network namespaces on this
+//! machine, pods on every node pinging each other over IPv4 and IPv6 along routes the
+//! embedded BGP speaker exchanged, the operator's view through `calicoctl` (both BGP
+//! tables), a live switch of the IPv4 pool to VXLAN and back by `calicoctl apply -f`, and
+//! the top-of-rack case with a real BIRD 2 router peered in both families.
 //!
 //! Run it with `sudo scripts/demo` (it installs what is missing and builds first).
 //! `--keep` leaves the lab running; `scripts/cleanup` removes it.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use lab::bgp_peers::RouterKind;
 use lab::cluster::{Cluster, LabSpec};
-use lab::tor::{TOR_IP, TOR_PEERING, tor_spec};
+use lab::tor::{TOR_IP, TOR_IP6, TOR_PEERING, TOR_PEERING_V6, tor_spec};
 use lab::wait_until;
 
 const POOL_CIDR: &str = "10.244.0.0/16";
-/// The pool's block size (calico-node's default).
+const POOL_V6_CIDR: &str = "fd00:244::/48";
+/// The pools' block sizes (calico-node's defaults).
 const BLOCK_PREFIX: u32 = 26;
+const BLOCK_PREFIX_V6: u32 = 122;
 /// How long a step may take to converge before the demo stops with what is missing.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -65,17 +68,47 @@ fn block_of(ip: Ipv4Addr) -> String {
     format!("{}/{BLOCK_PREFIX}", Ipv4Addr::from(u32::from(ip) & mask))
 }
 
-/// Every pod's block with the node it lives on.
+/// The /122 block holding `ip`, as `ip -6 route` prints it.
+fn block6_of(ip: Ipv6Addr) -> String {
+    let mask = u128::MAX << (128 - BLOCK_PREFIX_V6);
+    format!(
+        "{}/{BLOCK_PREFIX_V6}",
+        Ipv6Addr::from(u128::from(ip) & mask)
+    )
+}
+
+/// Every pod's IPv4 block with the node it lives on.
 fn blocks(c: &Cluster) -> BTreeSet<(String, usize)> {
     c.pods.iter().map(|p| (block_of(p.ip), p.node)).collect()
+}
+
+/// Every pod's IPv6 block with the node it lives on.
+fn blocks6(c: &Cluster) -> BTreeSet<(String, usize)> {
+    c.pods
+        .iter()
+        .filter_map(|p| Some((block6_of(p.ip6?), p.node)))
+        .collect()
 }
 
 /// True when every block of the other nodes has a route on `node` that contains the text
 /// `via(owner)` gives for its owner (e.g. "via 10.0.0.2 dev eth0"), and every block of its
 /// own pods a blackhole.
 fn routes_converged(c: &Cluster, node: usize, via: impl Fn(usize) -> String) -> bool {
-    let routes = c.nodes[node].routes();
-    blocks(c).iter().all(|(block, owner)| {
+    all_routed(&c.nodes[node].routes(), &blocks(c), node, via)
+}
+
+/// [`routes_converged`] for the IPv6 blocks (`via(owner)` e.g. "via fd00::2 dev eth0").
+fn routes6_converged(c: &Cluster, node: usize, via: impl Fn(usize) -> String) -> bool {
+    all_routed(&c.nodes[node].routes_v6(), &blocks6(c), node, via)
+}
+
+fn all_routed(
+    routes: &[String],
+    blocks: &BTreeSet<(String, usize)>,
+    node: usize,
+    via: impl Fn(usize) -> String,
+) -> bool {
+    blocks.iter().all(|(block, owner)| {
         let (prefix, text) = if *owner == node {
             (format!("blackhole {block} "), String::new())
         } else {
@@ -87,7 +120,7 @@ fn routes_converged(c: &Cluster, node: usize, via: impl Fn(usize) -> String) -> 
     })
 }
 
-/// `calicoctl node status` on node 1 lists `n` sessions Established.
+/// `calicoctl node status` on node 1 lists `n` sessions Established (both tables).
 fn sessions_established(c: &Cluster, n: usize) -> bool {
     c.calicoctl(0, &["node", "status"])
         .map(|o| {
@@ -104,27 +137,35 @@ fn routes(c: &Cluster, node: usize) {
     for r in c.nodes[node].routes() {
         println!("{r}");
     }
+    println!("{}$ ip -6 route | grep -v fe80::", c.nodes[node].name);
+    for r in c.nodes[node].routes_v6() {
+        if !r.starts_with("fe80::") {
+            println!("{r}");
+        }
+    }
 }
 
-/// Pings between every pair of pods on different nodes; prints one line per source pod.
+/// Pings between every pair of pods on different nodes, over IPv4 and over IPv6; prints
+/// one line per source pod (`v4/v6` per destination).
 fn ping_all(c: &Cluster) -> Result<()> {
     let mut failures = Vec::new();
     let mut pairs = 0;
+    let word = |ok: bool| if ok { "ok" } else { "FAILED" };
     for a in 0..c.pods.len() {
-        let mut line = format!("  {} ({}) ->", c.pods[a].name, c.pods[a].ip);
+        let mut line = format!("  {} ->", c.pods[a].name);
         for b in 0..c.pods.len() {
             if c.pods[a].node == c.pods[b].node {
                 continue;
             }
             pairs += 1;
-            let ok = wait_until(WAIT, || c.pods_ping(a, b));
-            line.push_str(&format!(
-                " {} {}",
-                c.pods[b].name,
-                if ok { "ok" } else { "FAILED" }
-            ));
-            if !ok {
-                failures.push(format!("{} -> {}", c.pods[a].name, c.pods[b].name));
+            let v4 = wait_until(WAIT, || c.pods_ping(a, b));
+            let v6 = wait_until(WAIT, || c.pods_ping6(a, b));
+            line.push_str(&format!(" {} {}/{}", c.pods[b].name, word(v4), word(v6)));
+            if !v4 {
+                failures.push(format!("{} -> {} (IPv4)", c.pods[a].name, c.pods[b].name));
+            }
+            if !v6 {
+                failures.push(format!("{} -> {} (IPv6)", c.pods[a].name, c.pods[b].name));
             }
         }
         println!("{line}");
@@ -136,7 +177,7 @@ fn ping_all(c: &Cluster) -> Result<()> {
             c.logs(30)
         );
     }
-    println!("  {pairs}/{pairs} cross-node pod pairs answer ping");
+    println!("  {pairs}/{pairs} cross-node pod pairs answer ping over IPv4 and IPv6");
     Ok(())
 }
 
@@ -153,10 +194,13 @@ fn main() -> Result<()> {
     }
 
     section(
-        "A 3-node cluster: calico-node with its embedded BGP speaker on each, etcd, BGP full mesh",
+        "A 3-node dual-stack cluster: calico-node with its embedded BGP speaker on each, etcd, BGP full mesh in both families",
     );
-    let mut c = Cluster::start(LabSpec::nodes(3).env("CALICO_IPV4POOL_CIDR", POOL_CIDR))
-        .context("starting the lab")?;
+    let spec = LabSpec::nodes(3)
+        .dual_stack()
+        .env("CALICO_IPV4POOL_CIDR", POOL_CIDR)
+        .env("CALICO_IPV6POOL_CIDR", POOL_V6_CIDR);
+    let mut c = Cluster::start(spec).context("starting the lab")?;
     for n in 0..3 {
         for k in 0..2 {
             let name = format!("pod{}{}", n + 1, ['a', 'b'][k]);
@@ -167,13 +211,22 @@ fn main() -> Result<()> {
         "nodes: {}",
         c.nodes
             .iter()
-            .map(|n| format!("{} ({})", n.name, n.address))
+            .map(|n| format!(
+                "{} ({}, {})",
+                n.name,
+                n.address,
+                n.address_v6.as_deref().unwrap_or("-")
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
     println!("pods (CNI ADD through the calico plugin, addresses from calico-ipam):");
     for p in &c.pods {
-        println!("  {:<6} on {}  {}", p.name, c.nodes[p.node].name, p.ip);
+        let ip6 = p.ip6.map(|ip| ip.to_string()).unwrap_or_default();
+        println!(
+            "  {:<6} on {}  {:<14} {ip6}",
+            p.name, c.nodes[p.node].name, p.ip
+        );
     }
 
     section("Pods ping each other across nodes");
@@ -182,18 +235,21 @@ fn main() -> Result<()> {
     section("What an operator sees");
     calicoctl(&c, 0, &["get", "nodes", "-o", "wide"])?;
     calicoctl(&c, 0, &["get", "ippool", "-o", "wide"])?;
-    converge("node1's two mesh sessions Established", &c, || {
-        sessions_established(&c, 2)
-    })?;
+    converge(
+        "node1's two mesh sessions Established in each family",
+        &c,
+        || sessions_established(&c, 4),
+    )?;
     calicoctl(&c, 0, &["node", "status"])?;
     calicoctl(&c, 0, &["ipam", "show", "--show-blocks"])?;
     let plain = |owner: usize| format!("via {} dev eth0", c.nodes[owner].ip());
+    let plain6 = |owner: usize| format!("via {} dev eth0", c.nodes[owner].ip6().unwrap_or("?"));
     converge("node1's routes to every block over BGP", &c, || {
-        routes_converged(&c, 0, plain)
+        routes_converged(&c, 0, plain) && routes6_converged(&c, 0, plain6)
     })?;
     routes(&c, 0);
 
-    section("Switch the pool to VXLAN, live, with calicoctl apply -f");
+    section("Switch the IPv4 pool to VXLAN, live, with calicoctl apply -f");
     apply(&c, &pool_yaml("Always"))?;
     converge(
         "node1's routes to every block through vxlan.calico",
@@ -213,40 +269,60 @@ fn main() -> Result<()> {
     routes(&c, 0);
     ping_all(&c)?;
 
-    section("Top of rack: mesh off, every node peers with a BIRD 2 router over eBGP");
+    section(
+        "Top of rack: mesh off, every node peers with a BIRD 2 router over eBGP, a session per family",
+    );
     let spec = tor_spec(&c);
     let (tor, bird) = c.start_tor(RouterKind::Bird, spec)?;
-    apply(&c, TOR_PEERING)?;
-    converge("node1: only the ToR session, Established", &c, || {
+    apply(&c, &format!("{TOR_PEERING}---\n{TOR_PEERING_V6}"))?;
+    converge("node1: only the two ToR sessions, Established", &c, || {
         c.calicoctl(0, &["node", "status"]).is_ok_and(|o| {
             let t = String::from_utf8_lossy(&o.stdout);
             t.contains("global")
                 && !t.contains("node-to-node")
-                && t.matches("Established").count() == 1
+                && t.matches("Established").count() == 2
         })
     })?;
     calicoctl(&c, 0, &["node", "status"])?;
-    let all_blocks = blocks(&c);
+    let all_blocks: Vec<(String, String)> = blocks(&c)
+        .into_iter()
+        .map(|(b, owner)| (b, c.nodes[owner].ip().to_string()))
+        .chain(
+            blocks6(&c)
+                .into_iter()
+                .map(|(b, owner)| (b, c.nodes[owner].ip6().unwrap_or("?").to_string())),
+        )
+        .collect();
     converge("the ToR's BIRD and kernel hold every block", &c, || {
-        let (Ok(rib), Ok(kernel)) = (
+        let (Ok(rib), Ok(v4), Ok(v6)) = (
             bird.birdc("show route"),
             c.extra(tor).ip(&["route", "show"]),
+            c.extra(tor).ip(&["-6", "route", "show"]),
         ) else {
             return false;
         };
-        all_blocks.iter().all(|(block, owner)| {
-            let via = format!("{block} via {} ", c.nodes[*owner].ip());
-            rib.contains(block.as_str()) && kernel.lines().any(|l| l.starts_with(&via))
+        all_blocks.iter().all(|(block, node)| {
+            let via = format!("{block} via {node} ");
+            rib.contains(block.as_str())
+                && v4.lines().chain(v6.lines()).any(|l| l.starts_with(&via))
         })
     })?;
     println!("tor$ birdc show route");
     print!("{}", bird.birdc("show route")?);
-    println!("tor$ ip route");
+    println!("tor$ ip route; ip -6 route | grep -v fe80::");
     print!("{}", c.extra(tor).ip(&["route", "show"])?);
+    for l in c.extra(tor).ip(&["-6", "route", "show"])?.lines() {
+        if !l.starts_with("fe80::") {
+            println!("{l}");
+        }
+    }
     converge(
         "node1's routes to every other block via the ToR",
         &c,
-        || routes_converged(&c, 0, |_| format!("via {TOR_IP} dev eth0")),
+        || {
+            routes_converged(&c, 0, |_| format!("via {TOR_IP} dev eth0"))
+                && routes6_converged(&c, 0, |_| format!("via {TOR_IP6} dev eth0"))
+        },
     )?;
     routes(&c, 0);
     ping_all(&c)?;

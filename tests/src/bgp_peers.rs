@@ -35,7 +35,8 @@ pub enum RouterKind {
 /// One neighbor of a lab router.
 #[derive(Debug, Clone)]
 pub struct NeighborSpec {
-    /// Neighbor address.
+    /// Neighbor address (BIRD: an IPv6 one is a session carrying IPv6 only, from the
+    /// router's [`RouterSpec::ipv6`] address).
     pub address: String,
     /// Neighbor AS.
     pub asn: u32,
@@ -154,6 +155,9 @@ pub fn bird_config(spec: &RouterSpec) -> String {
     );
     if spec.install_routes {
         c.push_str("protocol kernel { ipv4 { import none; export where source = RTS_BGP; }; }\n");
+        c.push_str(
+            "protocol kernel k6 { ipv6 { import none; export where source = RTS_BGP; }; }\n",
+        );
     }
     if let Some(t) = spec.bfd {
         c.push_str(&format!(
@@ -163,11 +167,18 @@ pub fn bird_config(spec: &RouterSpec) -> String {
         ));
     }
     for (i, n) in spec.neighbors.iter().enumerate() {
+        // A neighbor on an IPv6 address is a session of its own carrying IPv6 only, as
+        // Calico's BIRD6 sessions: it starts from the router's IPv6 address.
+        let v6_session = n.address.parse::<std::net::Ipv6Addr>().is_ok();
+        let local = match (&spec.ipv6, v6_session) {
+            (Some(v6), true) => v6.as_str(),
+            _ => spec.router_id.as_str(),
+        };
         c.push_str(&format!(
-            "protocol bgp n{i} {{\n  local {} as {};\n  neighbor {} as {};\n  \
+            "protocol bgp n{i} {{\n  local {local} as {};\n  neighbor {} as {};\n  \
              hold time 9; keepalive time 3; connect retry time 1; connect delay time 1;\n  \
              error wait time 1, 5;\n",
-            spec.router_id, spec.asn, n.address, n.asn
+            spec.asn, n.address, n.asn
         ));
         if n.graceful_restart {
             c.push_str("  graceful restart on;\n");
@@ -193,6 +204,12 @@ pub fn bird_config(spec: &RouterSpec) -> String {
         } else {
             ""
         };
+        if v6_session {
+            c.push_str(&format!(
+                "  ipv6 {{ import all; export filter own_and_bgp; gateway direct;{nh_self} }};\n}}\n"
+            ));
+            continue;
+        }
         c.push_str(&format!(
             "  ipv4 {{ import all; export filter own_and_bgp; gateway direct;{nh_self} }};\n"
         ));

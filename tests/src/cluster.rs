@@ -222,6 +222,11 @@ impl Cluster {
         &self.tag
     }
 
+    /// True for a lab started with [`LabSpec::dual_stack`].
+    pub fn is_dual_stack(&self) -> bool {
+        self.dual_stack
+    }
+
     pub fn start(spec: LabSpec) -> Result<Cluster> {
         remove_leftovers();
         let dir = tempfile::Builder::new()

@@ -2,8 +2,10 @@
 //! BGP mesh over IPv4 and IPv6, real etcd, pods wired by the CNI plugins with
 //! `assign_ipv6`. Every pod gets an IPv4 and an IPv6 address and reaches every other pod
 //! over both; each node holds the others' blocks of both families and its own blackholes;
-//! `calicoctl node status` shows both tables Established; a deleted pod leaves no route of
-//! either family behind.
+//! `calicoctl node status` shows both tables Established; a BIRD top-of-rack router peered
+//! over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
+//! a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
+//! calico-node with the variable named and nothing written.
 //! Needs root: `cargo test -p lab --test dual_stack -- --ignored`.
 
 use std::net::Ipv6Addr;
@@ -11,7 +13,9 @@ use std::process::Output;
 use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
+use lab::bgp_peers::RouterKind;
 use lab::cluster::{Cluster, LabSpec};
+use lab::tor::{TOR_IP, TOR_IP6, TOR_PEERING, TOR_PEERING_V6, tor_spec};
 use lab::wait_until;
 
 const POOL: &str = "10.244.0.0/16";
@@ -209,4 +213,94 @@ fn a_deleted_dual_stack_pod_leaves_no_route_of_either_family() {
             .expect("calicoctl"),
     );
     assert!(ipam.contains("is not currently assigned"), "{ipam}");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn a_bird_tor_peered_in_both_families_learns_every_block_and_carries_the_pods() {
+    let mut c = dual_mesh(2);
+    let spec = tor_spec(&c);
+    let (tor, bird) = c.start_tor(RouterKind::Bird, spec).expect("ToR");
+    c.apply(&format!("{TOR_PEERING}---\n{TOR_PEERING_V6}"))
+        .expect("apply");
+    // The ToR's BIRD and kernel hold every block of both families via its node.
+    let wanted: Vec<(String, String)> = (0..2)
+        .flat_map(|n| {
+            [
+                (block_of(&c, n), c.nodes[n].ip().to_string()),
+                (
+                    block6_of(&c, n),
+                    c.nodes[n].ip6().unwrap_or_default().to_string(),
+                ),
+            ]
+        })
+        .collect();
+    let mut kernel = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            let v4 = c.extra(tor).ip(&["route", "show"]).unwrap_or_default();
+            let v6 = c
+                .extra(tor)
+                .ip(&["-6", "route", "show"])
+                .unwrap_or_default();
+            kernel = format!("{v4}{v6}");
+            wanted.iter().all(|(block, via)| {
+                kernel
+                    .lines()
+                    .any(|l| l.starts_with(&format!("{block} via {via} ")))
+            })
+        }),
+        "the ToR's kernel lacks blocks {wanted:?}:\n{kernel}\n{}\n{}",
+        bird.birdc("show protocols").unwrap_or_default(),
+        c.logs(40)
+    );
+    // Each node now reaches the other's blocks through the ToR in both families, and the
+    // pods' traffic crosses it.
+    wait_route6(
+        &c,
+        0,
+        &format!("{} via {TOR_IP6} dev eth0 proto bird", block6_of(&c, 1)),
+    );
+    assert!(
+        wait_until(WAIT, || c.nodes[0].has_route(&format!(
+            "{} via {TOR_IP} dev eth0 proto bird",
+            block_of(&c, 1)
+        ))),
+        "{:#?}",
+        c.nodes[0].routes()
+    );
+    assert!(wait_until(WAIT, || c.pods_ping6(0, 1)), "{}", c.logs(40));
+    assert!(wait_until(WAIT, || c.pods_ping(0, 1)), "{}", c.logs(40));
+    let status = text(&c.calicoctl(0, &["node", "status"]).expect("calicoctl"));
+    let v6_table = status.split("IPv6 BGP status").nth(1).unwrap_or_default();
+    assert!(
+        v6_table
+            .lines()
+            .any(|l| l.contains(TOR_IP6) && l.contains("global") && l.contains("Established")),
+        "{status}"
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn an_ipv4_address_in_ip6_stops_calico_node_naming_the_variable_and_writes_nothing() {
+    let mut c = Cluster::start(LabSpec {
+        start_agents: false,
+        ..LabSpec::nodes(1).dual_stack().env("IP6", "10.0.0.1/24")
+    })
+    .expect("lab");
+    let _ = c.start_agent(0);
+    assert!(
+        wait_until(WAIT, || !c.nodes[0].agent_running()),
+        "calico-node kept running with IP6=10.0.0.1/24"
+    );
+    let status = c.nodes[0].agent_exit_status();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = c.nodes[0].agent_log(20);
+    assert!(
+        log.contains("IP6: '10.0.0.1/24' is not an IPv6 address"),
+        "{log}"
+    );
+    let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
+    assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
 }

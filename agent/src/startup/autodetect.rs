@@ -103,7 +103,23 @@ pub fn detect(
     })
 }
 
-/// Picks the node's IPv6 address (`IP6`): none for `none` or unset.
+/// The node's IPv6 side from the address its Node already has (`IP6` unset or `none`
+/// keeps it, as calico-node does): on the link holding it, else (calico-node only warns)
+/// on the IPv4 interface.
+pub fn stored_v6(stored: &str, links: &[LinkInfo], v4_interface: &str) -> Option<LocalV6> {
+    let address: ipnet::Ipv6Net = stored.parse().ok()?;
+    let interface = match find_address(links, IpAddr::V6(address.addr())) {
+        Some((link, _)) => link.name.clone(),
+        None => {
+            tracing::warn!(address = %address, "the Node's ipv6Address is on no interface of this host");
+            v4_interface.to_string()
+        }
+    };
+    Some(LocalV6 { address, interface })
+}
+
+/// Picks the node's IPv6 address (`IP6`): none for `none` or unset (the caller then keeps
+/// the Node's stored one, [`stored_v6`]).
 pub fn detect_v6(
     ip6: &str,
     method: &str,
@@ -350,6 +366,8 @@ mod tests {
     #[test]
     fn ipv6_is_off_unless_ip6_asks_and_is_found_by_the_same_methods() {
         assert_eq!(detect_v6("none", "first-found", &host()), Ok(None));
+        let kept = stored_v6("fd00:2::4/64", &host(), "eth0").expect("stored");
+        assert_eq!(kept.interface, "eth1");
         assert_eq!(detect_v6("", "first-found", &host()), Ok(None));
         let first = detect_v6("autodetect", "first-found", &host())
             .expect("found")

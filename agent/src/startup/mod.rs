@@ -88,9 +88,9 @@ fn registered_address(node: &Node, family: IpFamily) -> Option<&str> {
     text.split('/').next()
 }
 
-/// Registers this node: `spec.bgp.ipv4Address` and `ipv6Address` (none without IPv6)
-/// with their prefixes, the AS when given; other fields (labels, tunnel addresses, route
-/// reflector id) are kept.
+/// Registers this node: `spec.bgp.ipv4Address` and, when it has IPv6, `ipv6Address` with
+/// their prefixes, the AS when given; other fields (labels, tunnel addresses, route
+/// reflector id, an IPv6 address this start does not set) are kept, as calico-node does.
 pub async fn register_node(
     client: &Client,
     local: &LocalNode,
@@ -123,7 +123,9 @@ pub async fn register_node(
     let node = modify_node(client, &local.name, true, |node| {
         let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
         bgp.ipv4_address = Some(address.clone());
-        bgp.ipv6_address = address_v6.clone();
+        if let Some(v6) = &address_v6 {
+            bgp.ipv6_address = Some(v6.clone());
+        }
         if let Some(asn) = as_number {
             bgp.as_number = Some(asn);
         }
