@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use datastore::model::{AsNumber, NodeStatusReport, STATUS_SOCKET};
+use datastore::model::{AsNumber, IpFamily, NodeStatusReport, STATUS_SOCKET};
 use datastore::{Client, Datastore};
 use ipam::Ipam;
 use tokio::sync::watch;
@@ -207,9 +207,21 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         crate::flannel::start(&cfg, &local, &links, backend, store.clone(), &mut tasks).await?;
     let flannel_ready = crate::flannel::first_state(extra.clone());
     let resync_interval = Duration::from_secs(cfg.route_refresh_interval.max(1));
+    let nat_table = |family| {
+        NatTable::new(
+            family,
+            Box::new(NetfilterTools::new(family)),
+            resync_interval,
+        )
+    };
+    let mut dataplane = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()))
+        .with_nat(nat_table(IpFamily::V4));
+    // IPv6 NAT only where this node has IPv6: a host without it may have no ip6tables nat.
+    if local.ipv6.is_some() {
+        dataplane = dataplane.with_nat(nat_table(IpFamily::V6));
+    }
     let mut dataplane = DataplaneTask {
-        dataplane: Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()))
-            .with_nat(NatTable::new(Box::new(NetfilterTools), resync_interval)),
+        dataplane,
         local: local.clone(),
         backend,
         state: state_rx.clone(),

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use agent::dataplane::nat::{NatOutgoing, NatTable};
 use agent::dataplane::netfilter::NetfilterTools;
-use ipnet::Ipv4Net;
+use datastore::model::IpFamily;
+use ipnet::IpNet;
 use lab::Netns;
 use nix::sched::{CloneFlags, setns};
 
@@ -32,7 +33,7 @@ where
     .expect("test thread");
 }
 
-fn nets(list: &[&str]) -> BTreeSet<Ipv4Net> {
+fn nets(list: &[&str]) -> BTreeSet<IpNet> {
     list.iter().map(|s| s.parse().expect("cidr")).collect()
 }
 
@@ -54,7 +55,12 @@ fn nat_outgoing_is_programmed_repaired_and_removed_in_a_real_netfilter() {
     ns.sh(&format!("iptables -t nat -A POSTROUTING {FOREIGN}"))
         .expect("foreign rule");
     in_netns(&ns, || async {
-        let mut t = NatTable::new(Box::new(NetfilterTools), Duration::from_secs(90));
+        let v4 = IpFamily::V4;
+        let mut t = NatTable::new(
+            v4,
+            Box::new(NetfilterTools::new(v4)),
+            Duration::from_secs(90),
+        );
         let mut want = NatOutgoing {
             masq_pools: nets(&["10.244.0.0/16"]),
             all_pools: nets(&["10.244.0.0/16", "10.99.0.0/16"]),
@@ -115,5 +121,63 @@ fn nat_outgoing_is_programmed_repaired_and_removed_in_a_real_netfilter() {
         assert!(!rules.contains("cali-"), "{rules}");
         assert!(rules.contains(FOREIGN), "{rules}");
         assert_eq!(sh("ipset list -n").trim(), "");
+    });
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p agent --test nat_netfilter -- --ignored"]
+fn ipv6_nat_outgoing_goes_to_ip6tables_and_inet6_sets_beside_the_ipv4_one() {
+    lab::remove_leftovers();
+    let ns = Netns::create("nat6").expect("netns");
+    in_netns(&ns, || async {
+        let table = |family| {
+            NatTable::new(
+                family,
+                Box::new(NetfilterTools::new(family)),
+                Duration::from_secs(90),
+            )
+        };
+        let (mut t4, mut t6) = (table(IpFamily::V4), table(IpFamily::V6));
+        t4.set_desired(Some(NatOutgoing {
+            masq_pools: nets(&["10.244.0.0/16"]),
+            all_pools: nets(&["10.244.0.0/16"]),
+            snat_to: None,
+        }));
+        t6.set_desired(Some(NatOutgoing {
+            masq_pools: nets(&["fd00:244::/48"]),
+            all_pools: nets(&["fd00:244::/48", "fd00:99::/48"]),
+            snat_to: None,
+        }));
+        let mut now = Instant::now();
+        assert!(t4.reconcile(now).await.expect("program v4").changed);
+        assert!(t6.reconcile(now).await.expect("program v6").changed);
+        let rules6 = sh("ip6tables-save -t nat");
+        assert!(
+            rules6.contains(
+                "-A cali-nat-outgoing -m comment --comment \"cali:flqWnvo8yq4ULQLa\" -m set --match-set cali60masq-ipam-pools src -m set ! --match-set cali60all-ipam-pools dst -j MASQUERADE --random-fully"
+            ),
+            "{rules6}"
+        );
+        assert!(sh("iptables-save -t nat").contains("cali40masq-ipam-pools"));
+        let sets = sh("ipset save");
+        assert!(
+            sets.contains("create cali60masq-ipam-pools hash:net family inet6"),
+            "{sets}"
+        );
+        assert!(
+            sets.contains("add cali60all-ipam-pools fd00:99::/48"),
+            "{sets}"
+        );
+        now += Duration::from_secs(100);
+        assert!(!t6.reconcile(now).await.expect("resync v6").changed);
+        // Removing the IPv6 NAT leaves the IPv4 one alone.
+        t6.set_desired(None);
+        assert!(t6.reconcile(now).await.expect("remove v6").changed);
+        assert!(!sh("ip6tables-save -t nat").contains("cali-"));
+        assert!(sh("iptables-save -t nat").contains("cali-nat-outgoing"));
+        let left = sh("ipset list -n");
+        assert!(!left.contains("cali60"), "{left}");
+        t4.set_desired(None);
+        assert!(t4.reconcile(now).await.expect("remove v4").changed);
     });
 }

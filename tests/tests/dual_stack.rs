@@ -304,3 +304,41 @@ fn an_ipv4_address_in_ip6_stops_calico_node_naming_the_variable_and_writes_nothi
     let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
     assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
 }
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn nat_outgoing_on_the_ipv6_pool_lets_pods_reach_an_address_outside_every_pool() {
+    let c = dual_mesh(1);
+    // The router knows no route back to the pods' IPv6 pool: without NAT its replies
+    // are lost.
+    let router = "fd00::254";
+    let pod = &c.pods[0];
+    assert!(
+        !pod.ns.ping(router, 2),
+        "the pod reached {router} without NAT: the test would prove nothing"
+    );
+    c.apply(&format!(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: default-ipv6-ippool\nspec:\n  cidr: {POOL_V6}\n  blockSize: 122\n  natOutgoing: true\n  nodeSelector: all()\n"
+    ))
+    .expect("apply");
+    assert!(
+        wait_until(WAIT, || pod.ns.ping(router, 1)),
+        "the pod cannot reach {router} through IPv6 natOutgoing\n{}\n{}",
+        c.nodes[0]
+            .ns
+            .sh("ip6tables-save -t nat; ipset list -n")
+            .unwrap_or_default(),
+        c.logs(30)
+    );
+    let rules = c.nodes[0]
+        .ns
+        .sh("ip6tables-save -t nat")
+        .unwrap_or_default();
+    assert!(
+        rules.contains("--match-set cali60masq-ipam-pools src -m set ! --match-set cali60all-ipam-pools dst -j MASQUERADE"),
+        "{rules}"
+    );
+    // The IPv4 pool's NAT (on by default) is in iptables, apart.
+    let rules4 = c.nodes[0].ns.sh("iptables-save -t nat").unwrap_or_default();
+    assert!(rules4.contains("cali40masq-ipam-pools"), "{rules4}");
+}

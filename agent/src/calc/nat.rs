@@ -1,30 +1,35 @@
 //! natOutgoing (Felix's `masq_mgr`): which source and destination networks are
-//! masqueraded. Traffic from a pool with `natOutgoing: true` to anything outside every pool
-//! leaves with the node's address; traffic between pools (pod to pod, on any node) keeps
-//! its source. A pure function of the pools and Felix's `natOutgoingAddress`.
+//! masqueraded, per address family. Traffic from a pool with `natOutgoing: true` to
+//! anything outside every pool of its family leaves with the node's address; traffic
+//! between pools (pod to pod, on any node) keeps its source. A pure function of the pools
+//! and Felix's `natOutgoingAddress`.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net};
+use datastore::model::IpFamily;
+use ipnet::IpNet;
 
 use super::tunnels::felix_setting;
 use crate::dataplane::nat::NatOutgoing;
 use crate::state::ClusterState;
 
-/// The natOutgoing rules this node wants, or `None` when no pool asks for NAT (then
-/// nothing is programmed and whatever was is removed).
+/// The natOutgoing rules this node wants in `family`, or `None` when no pool of the
+/// family asks for NAT (then nothing is programmed and whatever was is removed).
 ///
-/// As in Felix, every IPv4 pool counts, disabled ones included: a disabled pool keeps the
-/// addresses already handed out, and those pods keep their NAT.
-pub fn desired_nat(state: &ClusterState, node: &str) -> Option<NatOutgoing> {
+/// As in Felix, every pool of the family counts, disabled ones included: a disabled pool
+/// keeps the addresses already handed out, and those pods keep their NAT.
+pub fn desired_nat(state: &ClusterState, node: &str, family: IpFamily) -> Option<NatOutgoing> {
     let mut masq_pools = BTreeSet::new();
     let mut all_pools = BTreeSet::new();
     for pool in state.pools.values() {
-        let Ok(IpNet::V4(cidr)) = pool.spec.cidr.parse::<IpNet>() else {
+        let Ok(cidr) = pool.spec.cidr.parse::<IpNet>() else {
             continue;
         };
-        let cidr: Ipv4Net = cidr.trunc();
+        if IpFamily::of_net(&cidr) != family {
+            continue;
+        }
+        let cidr = cidr.trunc();
         all_pools.insert(cidr);
         if pool.spec.nat_outgoing {
             masq_pools.insert(cidr);
@@ -33,11 +38,13 @@ pub fn desired_nat(state: &ClusterState, node: &str) -> Option<NatOutgoing> {
     if masq_pools.is_empty() {
         return None;
     }
+    // natOutgoingAddress applies to the family of the address given.
     let snat_to = felix_setting(state, node, |f| {
         f.spec
             .nat_outgoing_address
             .as_deref()
-            .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .filter(|a| IpFamily::of_addr(a) == family)
     });
     Some(NatOutgoing {
         masq_pools,
@@ -54,7 +61,7 @@ mod tests {
     use super::*;
     use crate::calc::fixtures::{cluster, node, pool};
 
-    fn nets(list: &[&str]) -> BTreeSet<Ipv4Net> {
+    fn nets(list: &[&str]) -> BTreeSet<IpNet> {
         list.iter().map(|s| s.parse().expect("cidr")).collect()
     }
 
@@ -64,7 +71,7 @@ mod tests {
             vec![node("n1", "10.0.0.1/24")],
             vec![pool("p", "10.244.0.0/16", Never, Never)],
         );
-        assert_eq!(desired_nat(&s, "n1"), None);
+        assert_eq!(desired_nat(&s, "n1", IpFamily::V4), None);
     }
 
     #[test]
@@ -80,13 +87,28 @@ mod tests {
             vec![node("n1", "10.0.0.1/24")],
             vec![nat, disabled, plain, v6],
         );
-        let want = desired_nat(&s, "n1").expect("NAT wanted");
+        let want = desired_nat(&s, "n1", IpFamily::V4).expect("NAT wanted");
         assert_eq!(want.masq_pools, nets(&["10.10.0.0/16", "10.244.0.0/16"]));
         assert_eq!(
             want.all_pools,
             nets(&["10.10.0.0/16", "10.244.0.0/16", "10.99.0.0/16"])
         );
         assert_eq!(want.snat_to, None);
+        // The IPv6 pool has no natOutgoing: no IPv6 NAT.
+        assert_eq!(desired_nat(&s, "n1", IpFamily::V6), None);
+    }
+
+    #[test]
+    fn ipv6_pools_get_their_own_nat_beside_ipv4_ones() {
+        let mut v6 = pool("v6", "fd00:244::/48", Never, Never);
+        v6.spec.nat_outgoing = true;
+        let plain6 = pool("plain6", "fd00:99::/48", Never, Never);
+        let v4 = pool("v4", "10.244.0.0/16", Never, Never);
+        let s = cluster(vec![node("n1", "10.0.0.1/24")], vec![v6, plain6, v4]);
+        let want = desired_nat(&s, "n1", IpFamily::V6).expect("IPv6 NAT wanted");
+        assert_eq!(want.masq_pools, nets(&["fd00:244::/48"]));
+        assert_eq!(want.all_pools, nets(&["fd00:244::/48", "fd00:99::/48"]));
+        assert_eq!(desired_nat(&s, "n1", IpFamily::V4), None);
     }
 
     #[test]
@@ -108,11 +130,11 @@ mod tests {
         s.felix_configs
             .insert("node.n2".into(), felix("10.0.0.202"));
         assert_eq!(
-            desired_nat(&s, "n1").and_then(|n| n.snat_to),
+            desired_nat(&s, "n1", IpFamily::V4).and_then(|n| n.snat_to),
             Some("10.0.0.200".parse().expect("ip"))
         );
         assert_eq!(
-            desired_nat(&s, "n2").and_then(|n| n.snat_to),
+            desired_nat(&s, "n2", IpFamily::V4).and_then(|n| n.snat_to),
             Some("10.0.0.202".parse().expect("ip"))
         );
     }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 
+use datastore::model::IpFamily;
 use datastore::model::ipam::attr;
 use datastore::model::{IPPool, Node, Tunnel};
 use ipnet::{IpNet, Ipv4Net};
@@ -180,7 +181,8 @@ pub fn desired_state(input: &RouteInput<'_>) -> DesiredState {
         add_vxlan(input, &mut out);
         add_ipip_device(input, &mut out);
     }
-    out.nat = super::nat::desired_nat(state, me);
+    out.nat = super::nat::desired_nat(state, me, IpFamily::V4);
+    out.nat6 = super::nat::desired_nat(state, me, IpFamily::V6);
     out
 }
 

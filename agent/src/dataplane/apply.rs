@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
+use datastore::model::IpFamily;
 use ipnet::IpNet;
 use tracing::{info, warn};
 
@@ -30,8 +31,20 @@ pub struct DesiredState {
     pub fdb: BTreeSet<FdbEntry>,
     /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
     pub managed_cidrs: Vec<IpNet>,
-    /// natOutgoing sets and rules, when a pool asks for them.
+    /// natOutgoing sets and rules, when an IPv4 pool asks for them.
     pub nat: Option<NatOutgoing>,
+    /// The same for IPv6 pools (ip6tables, `cali60…` sets).
+    pub nat6: Option<NatOutgoing>,
+}
+
+impl DesiredState {
+    /// The natOutgoing wanted in `family`.
+    pub fn nat_of(&self, family: IpFamily) -> Option<&NatOutgoing> {
+        match family {
+            IpFamily::V4 => self.nat.as_ref(),
+            IpFamily::V6 => self.nat6.as_ref(),
+        }
+    }
 }
 
 /// What one pass did, for logs, metrics and the status endpoint.
@@ -105,8 +118,8 @@ pub struct Dataplane<K: Kernel> {
     /// Workload devices (name, ifindex) whose sysctls are set.
     configured_workloads: BTreeSet<(String, u32)>,
     health: DataplaneHealth,
-    /// natOutgoing, when attached with [`with_nat`](Self::with_nat).
-    nat: Option<NatTable>,
+    /// natOutgoing, one table per family attached with [`with_nat`](Self::with_nat).
+    nat: Vec<NatTable>,
 }
 
 impl<K: Kernel> Dataplane<K> {
@@ -119,13 +132,13 @@ impl<K: Kernel> Dataplane<K> {
             desired: DesiredState::default(),
             configured_workloads: BTreeSet::new(),
             health: DataplaneHealth::default(),
-            nat: None,
+            nat: Vec::new(),
         }
     }
 
-    /// Also programs natOutgoing through `nat`.
+    /// Also programs natOutgoing of `nat`'s family through it.
     pub fn with_nat(mut self, nat: NatTable) -> Dataplane<K> {
-        self.nat = Some(nat);
+        self.nat.push(nat);
         self
     }
 
@@ -146,8 +159,8 @@ impl<K: Kernel> Dataplane<K> {
             managed_cidrs: desired.managed_cidrs.clone(),
         });
         self.routes.set_desired(routes);
-        if let Some(nat) = self.nat.as_mut() {
-            nat.set_desired(desired.nat.clone());
+        for nat in &mut self.nat {
+            nat.set_desired(desired.nat_of(nat.family()).cloned());
         }
         self.desired = desired;
         true
@@ -326,22 +339,22 @@ impl<K: Kernel> Dataplane<K> {
     /// natOutgoing, when a [`NatTable`] is attached (it reads the kernel only when the
     /// wanted state changed or its resync is due).
     async fn apply_nat(&mut self, now: Instant, report: &mut ApplyReport) {
-        let Some(nat) = self.nat.as_mut() else {
-            return;
-        };
-        match nat.reconcile(now).await {
-            Ok(r) => {
-                report.other_changes += usize::from(r.changed);
-                self.health.nat_unavailable = None;
-            }
-            Err(e @ NetfilterError::Missing(_)) => {
-                if self.health.nat_unavailable.is_none() {
-                    warn!(error = %e, "natOutgoing pools cannot be programmed on this node");
+        let mut unavailable = None;
+        for nat in &mut self.nat {
+            match nat.reconcile(now).await {
+                Ok(r) => report.other_changes += usize::from(r.changed),
+                Err(e @ NetfilterError::Missing(_)) => {
+                    unavailable = Some(format!("natOutgoing not programmed: {e}"));
                 }
-                self.health.nat_unavailable = Some(format!("natOutgoing not programmed: {e}"));
+                Err(e) => report
+                    .failures
+                    .push(format!("{} natOutgoing: {e}", nat.family())),
             }
-            Err(e) => report.failures.push(format!("natOutgoing: {e}")),
         }
+        if unavailable.is_some() && self.health.nat_unavailable.is_none() {
+            warn!(error = ?unavailable, "natOutgoing pools cannot be programmed on this node");
+        }
+        self.health.nat_unavailable = unavailable;
     }
 
     /// Felix's per-interface sysctls for every `cali*` device (the CNI plugin sets them too;

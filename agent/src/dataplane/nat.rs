@@ -1,7 +1,7 @@
-//! The natOutgoing reconciler, in Felix's shape: two `hash:net` ipsets
-//! (`cali40masq-ipam-pools`: pools with natOutgoing; `cali40all-ipam-pools`: every pool)
-//! and, in the nat table, `cali-POSTROUTING` (jumped from `POSTROUTING`) jumping to
-//! `cali-nat-outgoing`:
+//! The natOutgoing reconciler, in Felix's shape, one per address family: two `hash:net`
+//! ipsets (`cali40masq-ipam-pools`: pools with natOutgoing; `cali40all-ipam-pools`: every
+//! pool; `cali60…` for IPv6) and, in the nat table of `iptables` (`ip6tables`),
+//! `cali-POSTROUTING` (jumped from `POSTROUTING`) jumping to `cali-nat-outgoing`:
 //!
 //! ```text
 //! -A cali-nat-outgoing -m set --match-set cali40masq-ipam-pools src
@@ -17,44 +17,72 @@
 //! resync timer, so drift is repaired; when no pool has natOutgoing everything is removed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use ipnet::Ipv4Net;
+use datastore::model::IpFamily;
+use ipnet::IpNet;
 use tracing::info;
 
 use super::netfilter::{Netfilter, NetfilterError};
 
-/// The set of pools whose traffic is masqueraded.
-pub const MASQ_SET: &str = "cali40masq-ipam-pools";
-/// The set of all pools (destinations that are never masqueraded).
-pub const ALL_SET: &str = "cali40all-ipam-pools";
 /// Our chain jumped from the nat table's `POSTROUTING`.
 pub const POSTROUTING_CHAIN: &str = "cali-POSTROUTING";
 /// The chain holding the masquerade rule.
 pub const NAT_OUTGOING_CHAIN: &str = "cali-nat-outgoing";
 /// The chains we own, in creation order.
 const OWNED_CHAINS: [&str; 2] = [POSTROUTING_CHAIN, NAT_OUTGOING_CHAIN];
-/// The sets we own.
-const OWNED_SETS: [&str; 2] = [MASQ_SET, ALL_SET];
-/// Sets are filled under these names and swapped in.
-const TEMP_SETS: [&str; 2] = ["cali4tmasq-ipam-pools", "cali4tall-ipam-pools"];
 /// The jump from `POSTROUTING`, as `iptables-save` prints it.
 const JUMP_RULE: &str = r#"-m comment --comment "cali:O3lYWMrLQYEMJtB5" -j cali-POSTROUTING"#;
 /// `cali-POSTROUTING`'s rule.
 const TO_NAT_OUTGOING_RULE: &str =
     r#"-m comment --comment "cali:Z-c7XtVd2Bq7s_hA" -j cali-nat-outgoing"#;
-const SET_OPTIONS: &str = "hash:net family inet maxelem 1048576";
 
-/// The natOutgoing state one node wants (computed by [`crate::calc::nat`]).
+/// The names of one family's sets (Felix's `cali40` / `cali60` prefixes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatSets {
+    /// Pools whose traffic is masqueraded.
+    pub masq: &'static str,
+    /// Every pool (destinations never masqueraded).
+    pub all: &'static str,
+    /// The names the sets are filled under before being swapped in.
+    temps: [&'static str; 2],
+    /// `ipset create` options.
+    options: &'static str,
+}
+
+impl NatSets {
+    pub fn of(family: IpFamily) -> NatSets {
+        match family {
+            IpFamily::V4 => NatSets {
+                masq: "cali40masq-ipam-pools",
+                all: "cali40all-ipam-pools",
+                temps: ["cali4tmasq-ipam-pools", "cali4tall-ipam-pools"],
+                options: "hash:net family inet maxelem 1048576",
+            },
+            IpFamily::V6 => NatSets {
+                masq: "cali60masq-ipam-pools",
+                all: "cali60all-ipam-pools",
+                temps: ["cali6tmasq-ipam-pools", "cali6tall-ipam-pools"],
+                options: "hash:net family inet6 maxelem 1048576",
+            },
+        }
+    }
+
+    fn owned(&self) -> [&'static str; 2] {
+        [self.masq, self.all]
+    }
+}
+
+/// The natOutgoing state one node wants in one family (computed by [`crate::calc::nat`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatOutgoing {
     /// Pools with `natOutgoing: true`: sources to masquerade.
-    pub masq_pools: BTreeSet<Ipv4Net>,
+    pub masq_pools: BTreeSet<IpNet>,
     /// Every pool: destinations never masqueraded.
-    pub all_pools: BTreeSet<Ipv4Net>,
+    pub all_pools: BTreeSet<IpNet>,
     /// FelixConfiguration `natOutgoingAddress`: SNAT to it instead of MASQUERADE.
-    pub snat_to: Option<Ipv4Addr>,
+    pub snat_to: Option<IpAddr>,
 }
 
 /// What the kernel holds of ours: present sets with their members, present owned chains
@@ -62,38 +90,42 @@ pub struct NatOutgoing {
 /// rules in `POSTROUTING` that jump to `cali-POSTROUTING`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NatDataplane {
-    pub sets: BTreeMap<String, BTreeSet<Ipv4Net>>,
+    pub sets: BTreeMap<String, BTreeSet<IpNet>>,
     pub chains: BTreeMap<String, Vec<String>>,
     pub jumps: Vec<String>,
 }
 
 /// The rule in `cali-nat-outgoing`.
-pub fn nat_outgoing_rule(nat: &NatOutgoing) -> String {
+pub fn nat_outgoing_rule(nat: &NatOutgoing, sets: NatSets) -> String {
     let target = match nat.snat_to {
         Some(addr) => format!("SNAT --to-source {addr} --random-fully"),
         None => "MASQUERADE --random-fully".to_string(),
     };
     format!(
-        r#"-m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set {MASQ_SET} src -m set ! --match-set {ALL_SET} dst -j {target}"#
+        r#"-m comment --comment "cali:flqWnvo8yq4ULQLa" -m set --match-set {} src -m set ! --match-set {} dst -j {target}"#,
+        sets.masq, sets.all
     )
 }
 
 /// The kernel state `desired` amounts to.
-pub fn expected(desired: Option<&NatOutgoing>) -> NatDataplane {
+pub fn expected(desired: Option<&NatOutgoing>, sets: NatSets) -> NatDataplane {
     let Some(nat) = desired else {
         return NatDataplane::default();
     };
     NatDataplane {
         sets: BTreeMap::from([
-            (MASQ_SET.to_string(), nat.masq_pools.clone()),
-            (ALL_SET.to_string(), nat.all_pools.clone()),
+            (sets.masq.to_string(), nat.masq_pools.clone()),
+            (sets.all.to_string(), nat.all_pools.clone()),
         ]),
         chains: BTreeMap::from([
             (
                 POSTROUTING_CHAIN.to_string(),
                 vec![TO_NAT_OUTGOING_RULE.to_string()],
             ),
-            (NAT_OUTGOING_CHAIN.to_string(), vec![nat_outgoing_rule(nat)]),
+            (
+                NAT_OUTGOING_CHAIN.to_string(),
+                vec![nat_outgoing_rule(nat, sets)],
+            ),
         ]),
         jumps: vec![JUMP_RULE.to_string()],
     }
@@ -124,28 +156,32 @@ pub fn parse_iptables_save(text: &str, into: &mut NatDataplane) {
 }
 
 /// The members of a set from `ipset save <name>`.
-pub fn parse_ipset_save(text: &str) -> BTreeSet<Ipv4Net> {
+pub fn parse_ipset_save(text: &str) -> BTreeSet<IpNet> {
     text.lines()
         .filter_map(|l| l.strip_prefix("add "))
         .filter_map(|l| l.split_whitespace().nth(1))
         .filter_map(|m| {
-            m.parse::<Ipv4Net>()
+            m.parse::<IpNet>()
                 .ok()
-                .or_else(|| m.parse::<Ipv4Addr>().ok().map(Ipv4Net::from))
+                .or_else(|| m.parse::<IpAddr>().ok().map(IpNet::from))
         })
         .collect()
 }
 
 /// An `ipset restore` script that makes `name` hold exactly `members`: filled under a
 /// temporary name and swapped in, so the live set is never half-written.
-pub fn ipset_script(name: &str, temp: &str, exists: bool, members: &BTreeSet<Ipv4Net>) -> String {
+pub fn ipset_script(
+    name: &str,
+    temp: &str,
+    options: &str,
+    exists: bool,
+    members: &BTreeSet<IpNet>,
+) -> String {
     let mut s = String::new();
     if !exists {
-        s.push_str(&format!("create {name} {SET_OPTIONS}\n"));
+        s.push_str(&format!("create {name} {options}\n"));
     }
-    s.push_str(&format!(
-        "create {temp} {SET_OPTIONS} -exist\nflush {temp}\n"
-    ));
+    s.push_str(&format!("create {temp} {options} -exist\nflush {temp}\n"));
     for m in members {
         s.push_str(&format!("add {temp} {m}\n"));
     }
@@ -155,8 +191,12 @@ pub fn ipset_script(name: &str, temp: &str, exists: bool, members: &BTreeSet<Ipv
 
 /// An `iptables-restore --noflush` script taking the nat table from `current` to what
 /// `desired` wants (declaring a chain flushes it; only our chains and jumps are named).
-pub fn iptables_script(desired: Option<&NatOutgoing>, current: &NatDataplane) -> String {
-    let want = expected(desired);
+pub fn iptables_script(
+    desired: Option<&NatOutgoing>,
+    current: &NatDataplane,
+    sets: NatSets,
+) -> String {
+    let want = expected(desired, sets);
     let mut s = String::from("*nat\n");
     // Jumps: keep one exact copy when wanted, delete every other.
     let mut kept = false;
@@ -205,8 +245,10 @@ pub struct NatReport {
     pub changed: bool,
 }
 
-/// Owns the natOutgoing sets and chains.
+/// Owns the natOutgoing sets and chains of one family.
 pub struct NatTable {
+    family: IpFamily,
+    sets: NatSets,
     netfilter: Box<dyn Netfilter>,
     desired: Option<NatOutgoing>,
     /// The desired state last confirmed in the kernel, if it still holds.
@@ -216,15 +258,23 @@ pub struct NatTable {
 }
 
 impl NatTable {
-    /// A table that reads and repairs the kernel at least every `interval`.
-    pub fn new(netfilter: Box<dyn Netfilter>, interval: Duration) -> NatTable {
+    /// A table of `family` that reads and repairs the kernel at least every `interval`
+    /// (`netfilter`: that family's tools).
+    pub fn new(family: IpFamily, netfilter: Box<dyn Netfilter>, interval: Duration) -> NatTable {
         NatTable {
+            family,
+            sets: NatSets::of(family),
             netfilter,
             desired: None,
             verified: None,
             next_check: Instant::now(),
             interval,
         }
+    }
+
+    /// The family this table programs.
+    pub fn family(&self) -> IpFamily {
+        self.family
     }
 
     /// Replaces what is wanted; the next [`reconcile`](Self::reconcile) acts on it.
@@ -264,7 +314,7 @@ impl NatTable {
     pub async fn read(&self) -> Result<NatDataplane, NetfilterError> {
         let mut current = NatDataplane::default();
         parse_iptables_save(&self.netfilter.save_nat().await?, &mut current);
-        for set in OWNED_SETS {
+        for set in self.sets.owned() {
             if let Some(text) = self.netfilter.save_ipset(set).await? {
                 current
                     .sets
@@ -276,26 +326,28 @@ impl NatTable {
 
     async fn check(&self) -> Result<NatReport, NetfilterError> {
         let current = self.read().await?;
-        let want = expected(self.desired.as_ref());
+        let want = expected(self.desired.as_ref(), self.sets);
         if current == want {
             return Ok(NatReport::default());
         }
         match &self.desired {
             Some(_) => {
                 // Sets first: the rule refers to them.
-                for (set, temp) in OWNED_SETS.into_iter().zip(TEMP_SETS) {
+                for (set, temp) in self.sets.owned().into_iter().zip(self.sets.temps) {
                     let members = want.sets.get(set).cloned().unwrap_or_default();
                     let have = current.sets.get(set);
                     if have != Some(&members) {
-                        let script = ipset_script(set, temp, have.is_some(), &members);
+                        let script =
+                            ipset_script(set, temp, self.sets.options, have.is_some(), &members);
                         self.netfilter.restore_ipset(&script).await?;
                     }
                 }
                 if current.chains != want.chains || current.jumps != want.jumps {
-                    let script = iptables_script(self.desired.as_ref(), &current);
+                    let script = iptables_script(self.desired.as_ref(), &current, self.sets);
                     self.netfilter.restore_nat(&script).await?;
                 }
                 info!(
+                    family = %self.family,
                     masq = ?self.desired.as_ref().map(|d| &d.masq_pools),
                     "programmed natOutgoing"
                 );
@@ -303,7 +355,7 @@ impl NatTable {
             None => {
                 // Rules first: a set still referenced cannot be destroyed.
                 if !current.chains.is_empty() || !current.jumps.is_empty() {
-                    let script = iptables_script(None, &current);
+                    let script = iptables_script(None, &current, self.sets);
                     self.netfilter.restore_nat(&script).await?;
                 }
                 for set in current.sets.keys() {
@@ -311,7 +363,7 @@ impl NatTable {
                         .restore_ipset(&format!("destroy {set}\n"))
                         .await?;
                 }
-                info!("removed natOutgoing rules: no pool has natOutgoing");
+                info!(family = %self.family, "removed natOutgoing rules: no pool has natOutgoing");
             }
         }
         Ok(NatReport { changed: true })

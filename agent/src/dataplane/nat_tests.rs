@@ -11,7 +11,7 @@ use super::*;
 struct Tables {
     /// Chain name -> rules (`POSTROUTING` included), in order.
     chains: BTreeMap<String, Vec<String>>,
-    sets: BTreeMap<String, BTreeSet<Ipv4Net>>,
+    sets: BTreeMap<String, BTreeSet<IpNet>>,
     restores: usize,
 }
 
@@ -153,7 +153,7 @@ impl Netfilter for FakeNetfilter {
     }
 }
 
-fn nets(list: &[&str]) -> BTreeSet<Ipv4Net> {
+fn nets(list: &[&str]) -> BTreeSet<IpNet> {
     list.iter().map(|s| s.parse().expect("cidr")).collect()
 }
 
@@ -168,8 +168,15 @@ fn nat(masq: &[&str], all: &[&str]) -> NatOutgoing {
 const FOREIGN: &str = "-s 172.17.0.0/16 ! -o docker0 -j MASQUERADE";
 
 fn table(fake: &FakeNetfilter) -> NatTable {
-    NatTable::new(Box::new(fake.clone()), Duration::from_secs(90))
+    NatTable::new(
+        IpFamily::V4,
+        Box::new(fake.clone()),
+        Duration::from_secs(90),
+    )
 }
+
+const MASQ_SET: &str = "cali40masq-ipam-pools";
+const ALL_SET: &str = "cali40all-ipam-pools";
 
 #[tokio::test]
 async fn nat_outgoing_is_programmed_in_felix_shape_beside_foreign_rules() {
@@ -200,7 +207,7 @@ async fn nat_outgoing_is_programmed_in_felix_shape_beside_foreign_rules() {
         tables.sets.get(ALL_SET),
         Some(&nets(&["10.244.0.0/16", "10.99.0.0/16"]))
     );
-    assert!(!tables.sets.contains_key(TEMP_SETS[0]));
+    assert!(!tables.sets.contains_key("cali4tmasq-ipam-pools"));
 }
 
 #[tokio::test]
@@ -319,7 +326,7 @@ async fn nothing_wanted_and_no_tools_is_not_an_error() {
             Err(NetfilterError::Missing("ipset".into()))
         }
     }
-    let mut t = NatTable::new(Box::new(NoTools), Duration::from_secs(90));
+    let mut t = NatTable::new(IpFamily::V4, Box::new(NoTools), Duration::from_secs(90));
     assert_eq!(t.reconcile(Instant::now()).await, Ok(NatReport::default()));
     t.set_desired(Some(nat(&["10.244.0.0/16"], &["10.244.0.0/16"])));
     assert!(matches!(
@@ -332,7 +339,10 @@ async fn nothing_wanted_and_no_tools_is_not_an_error() {
 fn snat_address_replaces_masquerade() {
     let mut n = nat(&["10.244.0.0/16"], &["10.244.0.0/16"]);
     n.snat_to = Some("10.0.0.200".parse().expect("ip"));
-    assert!(nat_outgoing_rule(&n).ends_with("-j SNAT --to-source 10.0.0.200 --random-fully"));
+    assert!(
+        nat_outgoing_rule(&n, NatSets::of(IpFamily::V4))
+            .ends_with("-j SNAT --to-source 10.0.0.200 --random-fully")
+    );
 }
 
 #[test]
@@ -342,5 +352,34 @@ fn ipset_save_output_is_parsed() {
     assert_eq!(
         parse_ipset_save(text),
         nets(&["10.244.0.0/16", "10.1.2.3/32"])
+    );
+}
+
+#[tokio::test]
+async fn an_ipv6_table_programs_the_cali60_sets_in_inet6() {
+    let fake = FakeNetfilter::new();
+    let mut t = NatTable::new(
+        IpFamily::V6,
+        Box::new(fake.clone()),
+        Duration::from_secs(90),
+    );
+    t.set_desired(Some(nat(
+        &["fd00:244::/48"],
+        &["fd00:244::/48", "fd00:99::/48"],
+    )));
+    let report = t.reconcile(Instant::now()).await.expect("reconcile");
+    assert!(report.changed);
+    let tables = fake.lock();
+    assert_eq!(
+        tables.sets.get("cali60masq-ipam-pools"),
+        Some(&nets(&["fd00:244::/48"]))
+    );
+    assert!(!tables.sets.contains_key("cali40masq-ipam-pools"));
+    let rule = &tables.chains["cali-nat-outgoing"][0];
+    assert!(
+        rule.contains(
+            "--match-set cali60masq-ipam-pools src -m set ! --match-set cali60all-ipam-pools dst"
+        ),
+        "{rule}"
     );
 }

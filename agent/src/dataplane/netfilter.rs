@@ -1,7 +1,8 @@
 //! The netfilter tools behind a small trait: `iptables-save` / `iptables-restore
-//! --noflush` for the nat table and `ipset save` / `ipset restore` for sets, run as
-//! processes in this network namespace (as Felix does). `iptables` is whichever backend
-//! the host's alternatives select (iptables-nft on Debian 12); both read the same rules.
+//! --noflush` (`ip6tables-…` for IPv6) for the nat table and `ipset save` / `ipset restore`
+//! for sets, run as processes in this network namespace (as Felix does). `iptables` is
+//! whichever backend the host's alternatives select (iptables-nft on Debian 12); both read
+//! the same rules.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -38,9 +39,28 @@ pub trait Netfilter: Send + Sync {
     async fn restore_ipset(&self, script: &str) -> Result<(), NetfilterError>;
 }
 
-/// [`Netfilter`] through the command-line tools found on `PATH`.
-#[derive(Debug, Clone, Default)]
-pub struct NetfilterTools;
+/// [`Netfilter`] through the command-line tools found on `PATH`, for one family's nat
+/// table.
+#[derive(Debug, Clone)]
+pub struct NetfilterTools {
+    save: &'static str,
+    restore: &'static str,
+}
+
+impl NetfilterTools {
+    pub fn new(family: datastore::model::IpFamily) -> NetfilterTools {
+        match family {
+            datastore::model::IpFamily::V4 => NetfilterTools {
+                save: "iptables-save",
+                restore: "iptables-restore",
+            },
+            datastore::model::IpFamily::V6 => NetfilterTools {
+                save: "ip6tables-save",
+                restore: "ip6tables-restore",
+            },
+        }
+    }
+}
 
 /// Runs `program args` with `stdin`, returning stdout, or the error with stderr.
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, NetfilterError> {
@@ -93,12 +113,12 @@ async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String
 #[async_trait]
 impl Netfilter for NetfilterTools {
     async fn save_nat(&self) -> Result<String, NetfilterError> {
-        run("iptables-save", &["-t", "nat"], None).await
+        run(self.save, &["-t", "nat"], None).await
     }
 
     async fn restore_nat(&self, script: &str) -> Result<(), NetfilterError> {
         // -w: wait for the xtables lock other writers (kube-proxy, Docker) may hold.
-        run("iptables-restore", &["--noflush", "-w", "5"], Some(script))
+        run(self.restore, &["--noflush", "-w", "5"], Some(script))
             .await
             .map(drop)
     }

@@ -83,8 +83,8 @@ pub fn own_attrs(config: &NetworkConfig, me: &Identity) -> LeaseAttrs {
 /// that is never masqueraded (pod to pod keeps its source on every node).
 pub fn ip_masq_nat(config: &NetworkConfig) -> NatOutgoing {
     NatOutgoing {
-        masq_pools: BTreeSet::from([config.network]),
-        all_pools: BTreeSet::from([config.network]),
+        masq_pools: BTreeSet::from([config.network.into()]),
+        all_pools: BTreeSet::from([config.network.into()]),
         snat_to: None,
     }
 }

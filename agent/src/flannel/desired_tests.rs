@@ -281,11 +281,14 @@ fn ip_masq_masquerades_the_network_and_merges_with_pool_nat() {
     assert_eq!(desired_state(&input(false)).state.nat, None);
     let nat = desired_state(&input(true)).state.nat.expect("nat");
     assert_eq!(nat, ip_masq_nat(&cfg));
-    assert_eq!(nat.masq_pools, BTreeSet::from([net("10.244.0.0/16")]));
+    assert_eq!(
+        nat.masq_pools,
+        BTreeSet::from([ipnet::IpNet::V4(net("10.244.0.0/16"))])
+    );
     // Merged with a Calico pool's natOutgoing.
     let mut pools = Some(NatOutgoing {
-        masq_pools: BTreeSet::from([net("192.168.0.0/16")]),
-        all_pools: BTreeSet::from([net("192.168.0.0/16")]),
+        masq_pools: BTreeSet::from([ipnet::IpNet::V4(net("192.168.0.0/16"))]),
+        all_pools: BTreeSet::from([ipnet::IpNet::V4(net("192.168.0.0/16"))]),
         snat_to: None,
     });
     merge_nat(&mut pools, Some(&nat));
