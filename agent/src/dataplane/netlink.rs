@@ -650,8 +650,19 @@ fn neigh_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {
     })
 }
 
-/// True for a route of the main table (either family), the only table calico-rs programs.
+/// True for a route calico-rs could own: in the main table (either family), the only
+/// table it programs, and not to an IPv6 link-local network (every interface has its
+/// `fe80::/64 proto kernel`, one per device under the same destination; a new pod's
+/// would otherwise read as a change nobody made).
 fn in_main_table(msg: &RouteMessage) -> bool {
+    let link_local = msg.header.address_family == AddressFamily::Inet6
+        && msg.attributes.iter().any(|a| {
+            matches!(a, RouteAttribute::Destination(RouteAddress::Inet6(ip))
+                if (ip.segments()[0] & 0xffc0) == 0xfe80)
+        });
+    if link_local {
+        return false;
+    }
     let table = msg
         .attributes
         .iter()

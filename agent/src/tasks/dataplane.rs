@@ -79,12 +79,13 @@ pub struct DataplaneTask<K: Kernel> {
 /// Subscribes to route and link changes in this network namespace. The dataplane decides
 /// what each event makes it read again (nothing for the echo of its own route writes). The
 /// receiver closes if the subscription ends.
-fn kernel_events() -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
-    let (conn, _handle, mut messages) = match new_multicast_connection(&[
-        MulticastGroup::Link,
-        MulticastGroup::Ipv4Route,
-        MulticastGroup::Ipv6Route,
-    ]) {
+fn kernel_events(ipv6: bool) -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
+    // IPv6 route changes matter only to a node with IPv6 (it programs none otherwise).
+    let mut groups = vec![MulticastGroup::Link, MulticastGroup::Ipv4Route];
+    if ipv6 {
+        groups.push(MulticastGroup::Ipv6Route);
+    }
+    let (conn, _handle, mut messages) = match new_multicast_connection(&groups) {
         Ok(c) => c,
         Err(e) => {
             warn!(error = %e, "cannot subscribe to kernel events; relying on the resync timer");
@@ -126,7 +127,7 @@ impl<K: Kernel> DataplaneTask<K> {
     /// kernel's event subscription ends (drift would go unnoticed).
     pub async fn run(mut self) -> anyhow::Result<()> {
         // Subscribe first so nothing that happens during the wait is missed.
-        let mut events = kernel_events();
+        let mut events = kernel_events(self.local.ipv6.is_some());
         while *self.sync.borrow_and_update() == SyncStatus::WaitingForDatastore {
             tokio::select! {
                 changed = self.sync.changed() => if changed.is_err() { return Ok(()) },
