@@ -97,7 +97,7 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
             }],
             neighbours: BTreeSet::from([Neighbour {
                 dev: "vxlan.calico".into(),
-                ip: remote_vtep,
+                ip: remote_vtep.into(),
                 mac,
             }]),
             fdb: BTreeSet::from([FdbEntry {
@@ -193,6 +193,120 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
         "{routes}"
     );
     assert!(!routes.contains("blackhole"), "{routes}");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p agent --test netlink_kernel -- --ignored"]
+fn dataplane_programs_ipv6_vxlan_in_a_real_kernel() {
+    lab::remove_leftovers();
+    let ns = Netns::create("nlk6").expect("netns");
+    ns.ip(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p",
+    ])
+    .expect("veth");
+    ns.ip(&["link", "set", "eth0p", "up"]).expect("up");
+    ns.ip(&["-6", "addr", "add", "fd00::1/64", "dev", "eth0", "nodad"])
+        .expect("addr");
+    ns.ip(&["link", "set", "eth0", "up"]).expect("up");
+    let device = "vxlan-v6.calico";
+    let remote_vtep: std::net::IpAddr = "fd10::2:0".parse().expect("ip");
+    let mac = [0x66, 1, 2, 3, 4, 6];
+    let desired = DesiredState {
+        routes: [Route {
+            dst: "fd10::2:0/122".parse().expect("cidr"),
+            target: RouteTarget::Gateway {
+                via: remote_vtep,
+                dev: Some(device.into()),
+                onlink: true,
+            },
+            protocol: PROTO_CALICO,
+        }]
+        .into_iter()
+        .map(|r| (r.dst, r))
+        .collect(),
+        vxlan_devices: vec![VxlanDevice {
+            name: device.into(),
+            vni: 4096,
+            port: 4789,
+            parent: "eth0".into(),
+            local: "fd00::1".parse().expect("ip"),
+            mac: [0x66, 0xaa, 0xbb, 0xcc, 0xdd, 0xef],
+            mtu: 1430,
+            address: Some("fd10::1:0".parse().expect("ip")),
+        }],
+        neighbours: BTreeSet::from([Neighbour {
+            dev: device.into(),
+            ip: remote_vtep,
+            mac,
+        }]),
+        fdb: BTreeSet::from([FdbEntry {
+            dev: device.into(),
+            mac,
+            dst: "fd00::2".parse().expect("ip"),
+        }]),
+        ..DesiredState::default()
+    };
+    in_netns(&ns, || async move {
+        let kernel = NetlinkKernel::connect().expect("netlink");
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(desired);
+        let report = dp.apply(Instant::now()).await.expect("apply");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        // A second pass finds nothing to do: the device's own link-local address, the
+        // NDP entry and the FDB entry all read back as what was asked for.
+        let again = dp.apply(Instant::now()).await.expect("apply");
+        assert_eq!(
+            (
+                again.routes_added,
+                again.routes_removed,
+                again.other_changes
+            ),
+            (0, 0, 0),
+            "{:?}",
+            again.failures
+        );
+    });
+    let routes = ns.ip(&["-6", "route", "show"]).expect("routes");
+    assert!(
+        routes.lines().any(|l| l
+            .starts_with("fd10::2:0/122 via fd10::2:0 dev vxlan-v6.calico proto 80")
+            && l.contains(" onlink")),
+        "{routes}"
+    );
+    let link = ns.ip(&["-d", "link", "show", device]).expect("link");
+    assert!(
+        link.contains("mtu 1430")
+            && link.contains("vxlan id 4096")
+            && link.contains("local fd00::1"),
+        "{link}"
+    );
+    let addrs = ns.ip(&["-6", "addr", "show", "dev", device]).expect("addr");
+    assert!(addrs.contains("inet6 fd10::1:0/128"), "{addrs}");
+    let neigh = ns
+        .ip(&["-6", "neigh", "show", "dev", device])
+        .expect("neigh");
+    assert!(
+        neigh.contains("fd10::2:0 lladdr 66:01:02:03:04:06 PERMANENT"),
+        "{neigh}"
+    );
+    let fdb = ns.sh("bridge fdb show dev vxlan-v6.calico").expect("fdb");
+    assert!(
+        fdb.contains("66:01:02:03:04:06 dst fd00::2 self permanent"),
+        "{fdb}"
+    );
+
+    // A fresh agent that wants none of it removes the device and its route.
+    in_netns(&ns, || async {
+        let kernel = NetlinkKernel::connect().expect("netlink");
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(DesiredState::default());
+        let report = dp.apply(Instant::now()).await.expect("apply");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+    });
+    let link = ns.ip(&["-d", "link", "show", device]);
+    assert!(link.is_err(), "device left behind: {link:?}");
+    let routes = ns.ip(&["-6", "route", "show"]).expect("routes");
+    assert!(!routes.contains("fd10::"), "{routes}");
 }
 
 /// A pod route the agent no longer wants (its endpoint moved to another address on the

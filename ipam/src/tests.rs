@@ -478,6 +478,44 @@ async fn tunnel_addresses_are_stable_and_typed() -> TestResult {
 }
 
 #[tokio::test]
+async fn an_ipv6_vxlan_tunnel_address_comes_from_an_ipv6_vxlan_pool_only() -> TestResult {
+    let ds = MemoryStore::new();
+    add_pool(
+        &ds,
+        "vxlan4",
+        json!({"cidr":"10.2.0.0/16","vxlanMode":"Always"}),
+    )
+    .await;
+    add_pool(
+        &ds,
+        "vxlan6",
+        json!({"cidr":"fd00:100::/48","vxlanMode":"Always"}),
+    )
+    .await;
+    let ipam = Ipam::new(Arc::new(ds.clone()));
+    let v6 = ipam
+        .assign_tunnel_address("n1", TunnelKind::VxlanV6)
+        .await?;
+    assert!(net("fd00:100::/48").contains(&v6), "{v6}");
+    let v4 = ipam.assign_tunnel_address("n1", TunnelKind::Vxlan).await?;
+    assert!(net("10.2.0.0/16").contains(&v4), "{v4}");
+    let info = ipam.ip_info(v6).await?.ok_or("allocated")?;
+    assert_eq!(info.handle.as_deref(), Some("vxlan-v6-tunnel-addr-n1"));
+    assert_eq!(
+        info.attrs.get("type").map(String::as_str),
+        Some("vxlanV6TunnelAddress")
+    );
+    // Each family's address is released by its own handle.
+    assert_eq!(
+        ipam.release_tunnel_address("n1", TunnelKind::VxlanV6)
+            .await?,
+        vec![v6]
+    );
+    assert!(ipam.ip_info(v4).await?.is_some());
+    Ok(())
+}
+
+#[tokio::test]
 async fn check_finds_leaks_orphan_handles_and_affinity_drift() -> TestResult {
     let (ds, ipam) = setup("10.0.0.0/24", 26).await;
     let a = one(&ipam, "net.leaky", "n1").await?;

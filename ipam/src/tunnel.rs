@@ -1,5 +1,6 @@
-//! A node's IPIP / VXLAN tunnel address (calico-node's `allocateip`): one address under
-//! handle `ipip-tunnel-addr-<node>` / `vxlan-tunnel-addr-<node>`, from a pool with that
+//! A node's IPIP / VXLAN tunnel addresses (calico-node's `allocateip`): one address per
+//! kind under handle `ipip-tunnel-addr-<node>` / `vxlan-tunnel-addr-<node>` /
+//! `vxlan-v6-tunnel-addr-<node>`, from a pool of the kind's family with that
 //! encapsulation that allows `Tunnel` and selects the node, so usually the node's own
 //! affine block.
 
@@ -20,8 +21,10 @@ use crate::pool::{AllowedUse, candidate_pools};
 pub enum TunnelKind {
     /// `tunl0`, from a pool with ipipMode Always/CrossSubnet.
     Ipip,
-    /// `vxlan.calico`, from a pool with vxlanMode Always/CrossSubnet.
+    /// `vxlan.calico`, from an IPv4 pool with vxlanMode Always/CrossSubnet.
     Vxlan,
+    /// `vxlan-v6.calico`, from an IPv6 pool with vxlanMode Always/CrossSubnet.
+    VxlanV6,
 }
 
 impl TunnelKind {
@@ -29,30 +32,45 @@ impl TunnelKind {
     pub fn tunnel(self) -> Tunnel {
         match self {
             TunnelKind::Ipip => Tunnel::Ipip,
-            TunnelKind::Vxlan => Tunnel::Vxlan,
+            TunnelKind::Vxlan | TunnelKind::VxlanV6 => Tunnel::Vxlan,
         }
     }
 
-    /// The IPAM handle: `ipip-tunnel-addr-<node>` / `vxlan-tunnel-addr-<node>`.
+    /// The family of the address (and of the pools it comes from): IPIP is IPv4-only.
+    pub fn family(self) -> IpFamily {
+        match self {
+            TunnelKind::Ipip | TunnelKind::Vxlan => IpFamily::V4,
+            TunnelKind::VxlanV6 => IpFamily::V6,
+        }
+    }
+
+    /// Every kind, IPv4 ones first.
+    pub const ALL: [TunnelKind; 3] = [TunnelKind::Ipip, TunnelKind::Vxlan, TunnelKind::VxlanV6];
+
+    /// The IPAM handle: `ipip-tunnel-addr-<node>` / `vxlan-tunnel-addr-<node>` /
+    /// `vxlan-v6-tunnel-addr-<node>`.
     pub fn handle(self, node: &str) -> String {
         match self {
             TunnelKind::Ipip => format!("ipip-tunnel-addr-{node}"),
             TunnelKind::Vxlan => format!("vxlan-tunnel-addr-{node}"),
+            TunnelKind::VxlanV6 => format!("vxlan-v6-tunnel-addr-{node}"),
         }
     }
 
-    /// The `type` attribute: `ipipTunnelAddress` / `vxlanTunnelAddress`.
+    /// The `type` attribute: `ipipTunnelAddress` / `vxlanTunnelAddress` /
+    /// `vxlanV6TunnelAddress`.
     pub fn attr_type(self) -> &'static str {
         match self {
             TunnelKind::Ipip => attr::TYPE_IPIP,
             TunnelKind::Vxlan => attr::TYPE_VXLAN,
+            TunnelKind::VxlanV6 => attr::TYPE_VXLAN_V6,
         }
     }
 }
 
 /// Whether `handle` is a tunnel address's handle (of any node).
 pub fn is_tunnel_handle(handle: &str) -> bool {
-    [TunnelKind::Ipip, TunnelKind::Vxlan]
+    TunnelKind::ALL
         .iter()
         .any(|k| handle.starts_with(&k.handle("")))
 }
@@ -69,8 +87,7 @@ impl Ipam {
         }
         let labels = self.node_labels(node).await?;
         let all = self.pools().await?;
-        // The tunnel devices (tunl0, vxlan.calico) carry IPv4 addresses.
-        let family = IpFamily::V4;
+        let family = kind.family();
         let usable = candidate_pools(&all, family, &[], node, &labels, AllowedUse::Tunnel)?;
         let with_encap: Vec<String> = usable
             .iter()

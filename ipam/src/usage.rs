@@ -17,7 +17,8 @@ pub fn workload_addresses(w: &WorkloadEndpoint) -> Vec<IpAddr> {
     w.spec.ip_networks.iter().filter_map(|n| ip_of(n)).collect()
 }
 
-/// The tunnel addresses a Node records, with the tunnel's name (`ipip`, `vxlan`).
+/// The tunnel addresses a Node records, with the tunnel's name (`ipip`, `vxlan`,
+/// `vxlan-v6`).
 pub fn tunnel_addresses(n: &Node) -> Vec<(IpAddr, &'static str)> {
     let ipip = n
         .spec
@@ -32,7 +33,13 @@ pub fn tunnel_addresses(n: &Node) -> Vec<(IpAddr, &'static str)> {
         .as_deref()
         .and_then(ip_of)
         .map(|ip| (ip, "vxlan"));
-    ipip.into_iter().chain(vxlan).collect()
+    let vxlan_v6 = n
+        .spec
+        .ipv6_vxlan_tunnel_addr
+        .as_deref()
+        .and_then(ip_of)
+        .map(|ip| (ip, "vxlan-v6"));
+    ipip.into_iter().chain(vxlan).chain(vxlan_v6).collect()
 }
 
 /// Whether an allocation may be collected as leaked once nothing uses it: one made for a
@@ -42,7 +49,7 @@ pub fn tunnel_addresses(n: &Node) -> Vec<(IpAddr, &'static str)> {
 pub fn collectable(handle: Option<&str>, attrs: &BTreeMap<String, String>) -> bool {
     let tunnel = matches!(
         attrs.get(attr::TYPE).map(String::as_str),
-        Some(attr::TYPE_IPIP | attr::TYPE_VXLAN)
+        Some(attr::TYPE_IPIP | attr::TYPE_VXLAN | attr::TYPE_VXLAN_V6)
     ) || handle.is_some_and(crate::tunnel::is_tunnel_handle);
     let pod = [attr::NAMESPACE, attr::POD]
         .iter()

@@ -9,17 +9,19 @@ use std::net::{IpAddr, Ipv4Addr};
 use datastore::model::IpFamily;
 use datastore::model::ipam::attr;
 use datastore::model::{IPPool, Node, Tunnel};
-use ipnet::{IpNet, Ipv4Net};
+use ipam::block::ip_at;
+use ipnet::IpNet;
 
 use super::tunnels::{
-    derived_vtep_mac, ipip_in_use, ipip_mtu, vxlan_in_use, vxlan_mtu, vxlan_port, vxlan_vni,
+    ipip_in_use, ipip_mtu, vtep_mac, vxlan_in_use, vxlan_in_use_for, vxlan_mtu, vxlan_port,
+    vxlan_vni,
 };
 use super::{Backend, LearnedRoutes};
 use crate::dataplane::apply::DesiredState;
-use crate::dataplane::ownership::{IPIP_DEVICE, VXLAN_DEVICE};
+use crate::dataplane::ownership::{IPIP_DEVICE, VXLAN_DEVICE, VXLAN_DEVICE_V6};
 use crate::dataplane::types::{
     FdbEntry, IpipDevice, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route, RouteTarget,
-    VxlanDevice, parse_mac,
+    VxlanDevice,
 };
 use crate::local::LocalNode;
 use crate::maps::changed_keys;
@@ -34,40 +36,27 @@ pub struct RouteInput<'a> {
     pub learned: &'a LearnedRoutes,
 }
 
-/// A remote node as the VXLAN calculation needs it.
+/// A remote node as the VXLAN calculation of one family needs it.
 struct Vtep {
-    node_ip: Ipv4Addr,
-    tunnel_ip: Ipv4Addr,
+    node_ip: IpAddr,
+    tunnel_ip: IpAddr,
     mac: [u8; 6],
 }
 
 /// The node's IPv4 address (without prefix) from `spec.bgp.ipv4Address`.
 pub fn node_ip(node: &Node) -> Option<Ipv4Addr> {
-    let text = node.spec.bgp.as_ref()?.ipv4_address.as_deref()?;
-    let addr = text.split('/').next()?;
-    addr.parse().ok()
-}
-
-fn vtep_of(node: &Node) -> Option<Vtep> {
-    let tunnel_ip = node.spec.ipv4_vxlan_tunnel_addr.as_deref()?.parse().ok()?;
-    let mac = node
-        .spec
-        .vxlan_tunnel_mac_addr
-        .as_deref()
-        .and_then(parse_mac)
-        .unwrap_or_else(|| derived_vtep_mac(node.name()));
-    Some(Vtep {
-        node_ip: node_ip(node)?,
-        tunnel_ip,
-        mac,
-    })
-}
-
-fn v4(net: &IpNet) -> Option<Ipv4Net> {
-    match net {
-        IpNet::V4(n) => Some(*n),
-        IpNet::V6(_) => None,
+    match node.spec.address_of(IpFamily::V4)? {
+        IpAddr::V4(ip) => Some(ip),
+        IpAddr::V6(_) => None,
     }
+}
+
+fn vtep_of(node: &Node, family: IpFamily) -> Option<Vtep> {
+    Some(Vtep {
+        node_ip: node.spec.address_of(family)?,
+        tunnel_ip: node.spec.vxlan_tunnel_addr_of(family)?,
+        mac: vtep_mac(node, family),
+    })
 }
 
 fn pool_network(pool: &IPPool) -> Option<IpNet> {
@@ -295,43 +284,62 @@ pub fn learned_changes(
     Some(changes)
 }
 
-/// VXLAN from the datastore (Felix's `vxlan_mgr`): the device, and per remote node with a
-/// VTEP its blocks `via <vtep> dev vxlan.calico onlink`, a permanent neighbour and an FDB
-/// entry; under CrossSubnet, same-subnet nodes are routed directly instead.
+/// VXLAN from the datastore (Felix's `vxlan_mgr`), once per family: the device
+/// (`vxlan.calico` over the node's IPv4 address, `vxlan-v6.calico` over its IPv6 one),
+/// and per remote node with a VTEP of that family its blocks `via <vtep> dev <device>
+/// onlink`, a permanent neighbour and an FDB entry; under CrossSubnet, same-subnet nodes
+/// are routed directly instead.
 fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
+    for family in IpFamily::ALL {
+        add_vxlan_family(input, family, out);
+    }
+}
+
+/// The device name and this node's underlay (source address, parent interface) of
+/// `family`'s VXLAN; none on a node without an address of that family.
+fn vxlan_underlay(local: &LocalNode, family: IpFamily) -> Option<(&'static str, IpAddr, &str)> {
+    match family {
+        IpFamily::V4 => Some((
+            VXLAN_DEVICE,
+            IpAddr::V4(local.ip()),
+            local.interface.as_str(),
+        )),
+        IpFamily::V6 => local.ipv6.as_ref().map(|v6| {
+            (
+                VXLAN_DEVICE_V6,
+                IpAddr::V6(v6.address.addr()),
+                v6.interface.as_str(),
+            )
+        }),
+    }
+}
+
+fn add_vxlan_family(input: &RouteInput<'_>, family: IpFamily, out: &mut DesiredState) {
     let state = input.state;
     let local = input.local;
     let me = local.name.as_str();
-    if !vxlan_in_use(state) {
+    if !vxlan_in_use_for(state, family) {
         return;
     }
+    let Some((device, source, parent)) = vxlan_underlay(local, family) else {
+        return;
+    };
     let Some(my_node) = state.nodes.get(me) else {
         return;
     };
-    let pools = Pools::of(state);
-    let Some(my_tunnel_ip) = my_node
-        .spec
-        .ipv4_vxlan_tunnel_addr
-        .as_deref()
-        .and_then(|a| a.parse::<Ipv4Addr>().ok())
-    else {
+    let Some(my_tunnel_ip) = my_node.spec.vxlan_tunnel_addr_of(family) else {
         // The tunnel address is allocated by the tunnel manager; the device follows.
         return;
     };
-    let my_mac = my_node
-        .spec
-        .vxlan_tunnel_mac_addr
-        .as_deref()
-        .and_then(parse_mac)
-        .unwrap_or_else(|| derived_vtep_mac(me));
+    let pools = Pools::of(state);
     out.vxlan_devices.push(VxlanDevice {
-        name: VXLAN_DEVICE.into(),
+        name: device.into(),
         vni: vxlan_vni(state, me),
         port: vxlan_port(state, me),
-        parent: local.interface.clone(),
-        local: local.ip(),
-        mac: my_mac,
-        mtu: vxlan_mtu(state, me, local.host_mtu),
+        parent: parent.to_string(),
+        local: source,
+        mac: vtep_mac(my_node, family),
+        mtu: vxlan_mtu(state, me, local.host_mtu, family),
         address: Some(my_tunnel_ip),
     });
 
@@ -340,12 +348,11 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
                     used: &mut BTreeSet<String>,
                     node: &str,
                     vtep: &Vtep,
-                    dst: Ipv4Net| {
-        if let Some((target, tunnelled)) = vxlan_target(&pools, local, vtep, &dst) {
+                    dst: IpNet| {
+        if let Some((target, tunnelled)) = vxlan_target(&pools, local, device, vtep, &dst) {
             if tunnelled {
                 used.insert(node.to_string());
             }
-            let dst = IpNet::V4(dst);
             out.routes.insert(
                 dst,
                 Route {
@@ -361,12 +368,12 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
         .nodes
         .values()
         .filter(|n| n.name() != me)
-        .filter_map(|n| vtep_of(n).map(|v| (n.name(), v)))
+        .filter_map(|n| vtep_of(n, family).map(|v| (n.name(), v)))
         .collect();
     for (node, vtep) in &vteps {
-        let mut blocks: Vec<Ipv4Net> = state
+        let mut blocks: Vec<IpNet> = state
             .confirmed_blocks_of(node)
-            .filter_map(|b| v4(&b))
+            .filter(|b| IpFamily::of_net(b) == family)
             .collect();
         blocks.sort();
         for block in &blocks {
@@ -375,14 +382,13 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
         // A VTEP address outside the node's own blocks (borrowed): reach it directly.
         if !blocks.iter().any(|b| b.contains(&vtep.tunnel_ip)) {
             used_vteps.insert((*node).to_string());
-            let dst = IpNet::V4(Ipv4Net::new(vtep.tunnel_ip, 32).unwrap_or_default());
+            let dst = IpNet::new(vtep.tunnel_ip, family.host_prefix_len())
+                .unwrap_or(IpNet::from(vtep.tunnel_ip));
             out.routes.insert(
                 dst,
                 Route {
                     dst,
-                    target: RouteTarget::Device {
-                        dev: VXLAN_DEVICE.into(),
-                    },
+                    target: RouteTarget::Device { dev: device.into() },
                     protocol: PROTO_CALICO,
                 },
             );
@@ -392,9 +398,9 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
     // Borrowed addresses: an allocation in someone's block made for a workload on another
     // node is routed to the node that runs it.
     for block in state.blocks.values() {
-        let Some(cidr) = v4(&block.cidr) else {
+        if IpFamily::of_net(&block.cidr) != family {
             continue;
-        };
+        }
         let owner = block.host();
         for (ordinal, slot) in block.allocations.iter().enumerate() {
             let Some(attr_index) = slot else { continue };
@@ -411,15 +417,11 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
             let Some(vtep) = vteps.get(host.as_str()) else {
                 continue;
             };
-            let Ok(offset) = u32::try_from(ordinal) else {
-                continue;
-            };
-            let ip = Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(offset));
+            let ip = ip_at(&block.cidr, ordinal);
             if ip == vtep.tunnel_ip {
                 continue; // already reachable as the VTEP itself
             }
-            let dst = Ipv4Net::new(ip, 32).unwrap_or_default();
-            route_to(out, &mut used_vteps, host, vtep, dst);
+            route_to(out, &mut used_vteps, host, vtep, IpNet::from(ip));
         }
     }
 
@@ -428,47 +430,45 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
             continue;
         };
         out.neighbours.insert(Neighbour {
-            dev: VXLAN_DEVICE.into(),
+            dev: device.into(),
             ip: vtep.tunnel_ip,
             mac: vtep.mac,
         });
         out.fdb.insert(FdbEntry {
-            dev: VXLAN_DEVICE.into(),
+            dev: device.into(),
             mac: vtep.mac,
             dst: vtep.node_ip,
         });
     }
 }
 
-/// How a VXLAN-pool destination on a remote node is reached: through the tunnel (true) or,
-/// under CrossSubnet towards a same-subnet node, directly on the parent device (false).
-/// `None` when the destination is not in a VXLAN pool.
+/// How a VXLAN-pool destination on a remote node is reached: through the tunnel `device`
+/// (true) or, under CrossSubnet towards a same-subnet node, directly on the underlay
+/// device (false). `None` when the destination is not in a VXLAN pool.
 fn vxlan_target(
     pools: &Pools<'_>,
     local: &LocalNode,
+    device: &str,
     vtep: &Vtep,
-    dst: &Ipv4Net,
+    dst: &IpNet,
 ) -> Option<(RouteTarget, bool)> {
-    let pool = pools.containing(&IpNet::V4(*dst))?;
+    let pool = pools.containing(dst)?;
     if !pool.spec.uses(Tunnel::Vxlan) {
         return None;
     }
-    match pool
-        .spec
-        .encap_towards(local.same_subnet(IpAddr::V4(vtep.node_ip)))
-    {
+    match pool.spec.encap_towards(local.same_subnet(vtep.node_ip)) {
         Some(Tunnel::Vxlan) => Some((
             RouteTarget::Gateway {
-                via: IpAddr::V4(vtep.tunnel_ip),
-                dev: Some(VXLAN_DEVICE.into()),
+                via: vtep.tunnel_ip,
+                dev: Some(device.into()),
                 onlink: true,
             },
             true,
         )),
         _ => Some((
             RouteTarget::Gateway {
-                via: IpAddr::V4(vtep.node_ip),
-                dev: Some(local.interface.clone()),
+                via: vtep.node_ip,
+                dev: Some(local.interface_for(vtep.node_ip).to_string()),
                 onlink: true,
             },
             false,

@@ -4,6 +4,7 @@ use datastore::model::EncapMode::{Always, CrossSubnet, Never};
 use datastore::model::ipam::AffinityState;
 
 use super::super::fixtures::*;
+use super::super::tunnels::derived_vtep_mac;
 use super::*;
 
 fn routes(input: &RouteInput<'_>) -> Vec<String> {
@@ -206,11 +207,12 @@ fn vxlan_always_programs_device_routes_neighbours_and_fdb_per_remote_node() {
     let dev = &d.vxlan_devices[0];
     assert_eq!((dev.vni, dev.port, dev.mtu), (4096, 4789, 1450));
     assert_eq!(dev.address, Some("10.244.1.0".parse().expect("ip")));
-    assert_eq!(dev.mac, derived_vtep_mac("n1"));
+    assert_eq!(dev.mac, derived_vtep_mac("n1", IpFamily::V4));
     assert_eq!(d.neighbours.len(), 2);
     let fdb: BTreeMap<_, _> = d.fdb.iter().map(|e| (e.mac, e.dst.to_string())).collect();
     assert_eq!(
-        fdb.get(&derived_vtep_mac("n2")).map(String::as_str),
+        fdb.get(&derived_vtep_mac("n2", IpFamily::V4))
+            .map(String::as_str),
         Some("10.0.0.2")
     );
 }
@@ -414,4 +416,105 @@ fn dual_stack_blackholes_routes_pods_and_learned_blocks_in_both_families() {
             "fd00:100::80/122 via fd00:2::7 proto bird",
         ]
     );
+}
+
+/// n1, n2 on fd00:1::/64 and n3 on fd00:2::/64, an IPv4 pool without encapsulation and
+/// an IPv6 pool with VXLAN in `mode`, each node with an IPv6 tunnel address and block.
+fn vxlan_v6_cluster(mode: datastore::model::EncapMode) -> ClusterState {
+    let mut p6 = pool_v6("p6", "fd00:100::/48");
+    p6.spec.vxlan_mode = mode;
+    let mut s = cluster(
+        vec![
+            node_dual("n1", "10.0.0.1/24", "fd00:1::1/64"),
+            node_dual("n2", "10.0.0.2/24", "fd00:1::2/64"),
+            node_dual("n3", "10.0.1.3/24", "fd00:2::3/64"),
+        ],
+        vec![pool("p", "10.244.0.0/16", Never, Never), p6],
+    );
+    for (n, tun, block) in [
+        ("n1", "fd00:100::", "fd00:100::/122"),
+        ("n2", "fd00:100::40", "fd00:100::40/122"),
+        ("n3", "fd00:100::80", "fd00:100::80/122"),
+    ] {
+        s.nodes
+            .get_mut(n)
+            .expect("node")
+            .spec
+            .ipv6_vxlan_tunnel_addr = Some(tun.into());
+        claim(&mut s, n, block, AffinityState::Confirmed);
+    }
+    s
+}
+
+#[test]
+fn ipv6_vxlan_programs_its_own_device_over_the_ipv6_underlay() {
+    let s = vxlan_v6_cluster(Always);
+    let me = local_dual("n1", "10.0.0.1/24", "fd00:1::1/64");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &learned(&[("fd00:100::40/122", "fd00:1::2")]),
+    };
+    let d = desired_state(&input);
+    assert_eq!(
+        d.routes
+            .values()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        vec![
+            "blackhole fd00:100::/122 proto bird",
+            "fd00:100::40/122 via fd00:100::40 dev vxlan-v6.calico onlink proto 80",
+            "fd00:100::80/122 via fd00:100::80 dev vxlan-v6.calico onlink proto 80",
+        ]
+    );
+    // Only the IPv6 device: no IPv4 pool uses VXLAN.
+    assert_eq!(d.vxlan_devices.len(), 1);
+    let dev = &d.vxlan_devices[0];
+    assert_eq!(dev.name, "vxlan-v6.calico");
+    assert_eq!((dev.vni, dev.port, dev.mtu), (4096, 4789, 1430));
+    assert_eq!(dev.local, "fd00:1::1".parse::<IpAddr>().expect("ip"));
+    assert_eq!(dev.address, Some("fd00:100::".parse().expect("ip")));
+    assert_eq!(dev.mac, derived_vtep_mac("n1", IpFamily::V6));
+    let neighbours: Vec<String> = d.neighbours.iter().map(|n| n.ip.to_string()).collect();
+    assert_eq!(neighbours, vec!["fd00:100::40", "fd00:100::80"]);
+    let fdb: BTreeMap<_, _> = d.fdb.iter().map(|e| (e.mac, e.dst.to_string())).collect();
+    assert_eq!(
+        fdb.get(&derived_vtep_mac("n2", IpFamily::V6))
+            .map(String::as_str),
+        Some("fd00:1::2")
+    );
+}
+
+#[test]
+fn ipv6_vxlan_cross_subnet_routes_same_ipv6_subnet_nodes_directly() {
+    let s = vxlan_v6_cluster(CrossSubnet);
+    let me = local_dual("n1", "10.0.0.1/24", "fd00:1::1/64");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Vxlan,
+        learned: &LearnedRoutes::new(),
+    };
+    assert_eq!(
+        routes(&input),
+        vec![
+            "blackhole fd00:100::/122 proto 80",
+            "fd00:100::40/122 via fd00:1::2 dev eth0 onlink proto 80",
+            "fd00:100::80/122 via fd00:100::80 dev vxlan-v6.calico onlink proto 80",
+        ]
+    );
+}
+
+#[test]
+fn a_node_without_ipv6_gets_no_ipv6_vxlan_device() {
+    let s = vxlan_v6_cluster(Always);
+    let me = local("n1", "10.0.0.1/24");
+    let input = RouteInput {
+        state: &s,
+        local: &me,
+        backend: Backend::Bgp,
+        learned: &LearnedRoutes::new(),
+    };
+    assert!(desired_state(&input).vxlan_devices.is_empty());
 }

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use datastore::model::Node;
 use datastore::selector::Selector;
 use ipam::TunnelKind;
+use ipam::block::ordinal_of;
 
 use crate::state::ClusterState;
 
@@ -25,6 +26,7 @@ pub enum TunnelPlan {
 fn pool_wants(state: &ClusterState, node: &Node, kind: TunnelKind) -> bool {
     state.pools.values().any(|p| {
         p.spec.uses(kind.tunnel())
+            && p.spec.family() == Some(kind.family())
             && !p.spec.disabled
             && Selector::parse(&p.spec.node_selector)
                 .map(|s| p.spec.node_selector.is_empty() || s.matches(&node.metadata.labels))
@@ -32,25 +34,30 @@ fn pool_wants(state: &ClusterState, node: &Node, kind: TunnelKind) -> bool {
     })
 }
 
-fn recorded(node: &Node, kind: TunnelKind) -> Option<IpAddr> {
-    let text = match kind {
-        TunnelKind::Ipip => node.spec.bgp.as_ref()?.ipv4_ipip_tunnel_addr.as_deref(),
-        TunnelKind::Vxlan => node.spec.ipv4_vxlan_tunnel_addr.as_deref(),
-    }?;
-    text.parse().ok()
+/// The address the node records for `kind`, and whether a MAC goes with it and is
+/// missing (VXLAN records the VTEP MAC next to the address).
+fn recorded(node: &Node, kind: TunnelKind) -> (Option<IpAddr>, bool) {
+    match kind {
+        TunnelKind::Ipip => (
+            node.spec
+                .bgp
+                .as_ref()
+                .and_then(|b| b.ipip_tunnel_addr())
+                .map(IpAddr::V4),
+            false,
+        ),
+        TunnelKind::Vxlan | TunnelKind::VxlanV6 => (
+            node.spec.vxlan_tunnel_addr_of(kind.family()),
+            node.spec.vxlan_mac_of(kind.family()).is_none(),
+        ),
+    }
 }
 
 /// True when `ip` is allocated in some block under the node's tunnel handle.
 fn allocated_to_handle(state: &ClusterState, ip: IpAddr, handle: &str) -> bool {
     state.blocks.values().any(|b| {
-        if !b.cidr.contains(&ip) {
+        let Some(offset) = ordinal_of(&b.cidr, ip) else {
             return false;
-        }
-        let offset = match (b.cidr.network(), ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                u32::from(ip).wrapping_sub(u32::from(net)) as usize
-            }
-            _ => return false,
         };
         b.allocations
             .get(offset)
@@ -68,18 +75,13 @@ pub fn plan(state: &ClusterState, node_name: &str, kind: TunnelKind) -> TunnelPl
         return TunnelPlan::Keep;
     };
     let wanted = pool_wants(state, node, kind);
-    let have = recorded(node, kind);
+    let (have, mac_missing) = recorded(node, kind);
     match (wanted, have) {
         (true, None) => TunnelPlan::Assign,
         (true, Some(ip)) if !allocated_to_handle(state, ip, &kind.handle(node_name)) => {
             TunnelPlan::Assign
         }
-        (true, Some(ip))
-            if kind == TunnelKind::Vxlan && node.spec.vxlan_tunnel_mac_addr.is_none() =>
-        {
-            let _ = ip;
-            TunnelPlan::Assign
-        }
+        (true, Some(_)) if mac_missing => TunnelPlan::Assign,
         (false, Some(_)) => TunnelPlan::Release,
         _ => TunnelPlan::Keep,
     }
@@ -88,6 +90,8 @@ pub fn plan(state: &ClusterState, node_name: &str, kind: TunnelKind) -> TunnelPl
 #[cfg(test)]
 mod tests {
     use datastore::model::EncapMode::{Always, Never};
+    use datastore::model::IpFamily;
+    use datastore::model::ipam::{AffinityState, AllocationAttribute};
 
     use super::*;
     use crate::calc::fixtures::*;
@@ -122,5 +126,31 @@ mod tests {
             .ipv4_ipip_tunnel_addr = Some("10.244.1.0".into());
         // No block holds it: stale (e.g. the pool was recreated).
         assert_eq!(plan(&s, "n1", TunnelKind::Ipip), TunnelPlan::Assign);
+    }
+
+    #[test]
+    fn an_ipv6_vxlan_pool_asks_for_an_ipv6_tunnel_address_only() {
+        let mut p6 = pool("p6", "fd00:100::/48", Never, Always);
+        p6.spec.block_size = 122;
+        let mut s = cluster(vec![node("n1", "10.0.0.1/24")], vec![p6]);
+        assert_eq!(plan(&s, "n1", TunnelKind::VxlanV6), TunnelPlan::Assign);
+        assert_eq!(plan(&s, "n1", TunnelKind::Vxlan), TunnelPlan::Keep);
+        // Recorded, held under the node's handle, with its MAC: nothing to do.
+        claim(&mut s, "n1", "fd00:100::/122", AffinityState::Confirmed);
+        let block = s.blocks.get_mut(&cidr("fd00:100::/122")).expect("block");
+        block.attributes.push(AllocationAttribute {
+            handle_id: Some(TunnelKind::VxlanV6.handle("n1")),
+            secondary: Default::default(),
+        });
+        block.allocations[0] = Some(0);
+        let n1 = s.nodes.get_mut("n1").expect("n1");
+        n1.spec.set_vxlan_tunnel(
+            IpFamily::V6,
+            Some("fd00:100::".parse().expect("ip")),
+            "66:00:00:00:00:01",
+        );
+        assert_eq!(plan(&s, "n1", TunnelKind::VxlanV6), TunnelPlan::Keep);
+        s.pools.get_mut("p6").expect("p6").spec.vxlan_mode = Never;
+        assert_eq!(plan(&s, "n1", TunnelKind::VxlanV6), TunnelPlan::Release);
     }
 }

@@ -2,6 +2,7 @@
 //! routes, workload sysctls) to the kernel in dependency order, and reports what it did.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use datastore::model::IpFamily;
@@ -12,7 +13,7 @@ use super::kernel::{Kernel, KernelError, KernelEvent, LinkInfo};
 use super::nat::{NatOutgoing, NatTable};
 use super::netfilter::NetfilterError;
 use super::ownership::{
-    FLANNEL_DEVICE, IPIP_DEVICE, OwnershipPolicy, VXLAN_DEVICE, WORKLOAD_PREFIX,
+    FLANNEL_DEVICE, IPIP_DEVICE, OwnershipPolicy, VXLAN_DEVICE, VXLAN_DEVICE_V6, WORKLOAD_PREFIX,
 };
 use super::route_table::RouteTable;
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
@@ -263,7 +264,7 @@ impl<K: Kernel> Dataplane<K> {
             let in_sync = current.is_some_and(|l| {
                 l.up && l.mtu == dev.mtu
                     && l.mac == Some(dev.mac)
-                    && l.addresses == dev.address.map(|a| (a, 32)).into_iter().collect::<Vec<_>>()
+                    && l.has_only_address(dev.local.is_ipv6(), dev.address)
             });
             if in_sync {
                 continue;
@@ -282,12 +283,7 @@ impl<K: Kernel> Dataplane<K> {
             (Some(want), current) => {
                 let in_sync = current.is_some_and(|l| {
                     l.up && l.mtu == want.mtu
-                        && l.addresses
-                            == want
-                                .address
-                                .map(|a| (a, 32))
-                                .into_iter()
-                                .collect::<Vec<_>>()
+                        && l.has_only_address(false, want.address.map(IpAddr::V4))
                 });
                 if !in_sync {
                     match self.kernel.ensure_ipip(want).await {
@@ -322,7 +318,7 @@ impl<K: Kernel> Dataplane<K> {
 
     /// Deletes the VXLAN devices nothing wants any more (after their routes are gone).
     async fn remove_unwanted_devices(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
-        for name in [VXLAN_DEVICE, FLANNEL_DEVICE] {
+        for name in [VXLAN_DEVICE, VXLAN_DEVICE_V6, FLANNEL_DEVICE] {
             let wanted = self.desired.vxlan_devices.iter().any(|d| d.name == name);
             if !wanted && links.iter().any(|l| l.name == name) {
                 match self.kernel.delete_link(name).await {
@@ -505,7 +501,7 @@ mod tests {
             vxlan_devices: vec![vxlan("10.244.1.0")],
             neighbours: BTreeSet::from([Neighbour {
                 dev: VXLAN_DEVICE.into(),
-                ip: remote_vtep,
+                ip: remote_vtep.into(),
                 mac,
             }]),
             fdb: BTreeSet::from([FdbEntry {

@@ -3,6 +3,7 @@
 //! more.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -166,8 +167,22 @@ impl Kernel for FakeKernel {
                 mtu: dev.mtu,
                 mac: Some(dev.mac),
                 up: true,
-                addresses: dev.address.map(|a| (a, 32)).into_iter().collect(),
-                addresses_v6: Vec::new(),
+                addresses: dev
+                    .address
+                    .and_then(|a| match a {
+                        IpAddr::V4(a) => Some((a, 32)),
+                        IpAddr::V6(_) => None,
+                    })
+                    .into_iter()
+                    .collect(),
+                addresses_v6: dev
+                    .address
+                    .and_then(|a| match a {
+                        IpAddr::V6(a) => Some((a, 128)),
+                        IpAddr::V4(_) => None,
+                    })
+                    .into_iter()
+                    .collect(),
             },
         );
         Ok(())

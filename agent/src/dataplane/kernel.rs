@@ -1,7 +1,7 @@
 //! The kernel behind a small trait, so reconcilers are tested against an in-memory fake
 //! (`fake.rs`) and run for real through rtnetlink (`netlink.rs`).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 use netlink_packet_route::route::RouteMessage;
@@ -45,6 +45,32 @@ pub struct LinkInfo {
     pub addresses: Vec<(Ipv4Addr, u8)>,
     /// IPv6 addresses with their prefix length (link-local ones included).
     pub addresses_v6: Vec<(Ipv6Addr, u8)>,
+}
+
+impl LinkInfo {
+    /// True when the device's addresses of one family are exactly `want` as a host
+    /// address (/32, /128), or none; IPv6 link-local addresses are the kernel's and do not
+    /// count.
+    pub fn has_only_address(&self, ipv6: bool, want: Option<IpAddr>) -> bool {
+        if ipv6 {
+            let have: Vec<IpAddr> = self
+                .addresses_v6
+                .iter()
+                .filter(|(a, _)| !a.is_unicast_link_local())
+                .map(|(a, len)| (*len == 128).then_some(IpAddr::V6(*a)))
+                .collect::<Option<_>>()
+                .unwrap_or_else(|| vec![IpAddr::V6(Ipv6Addr::UNSPECIFIED)]);
+            have == want.into_iter().collect::<Vec<_>>()
+        } else {
+            let have: Vec<IpAddr> = self
+                .addresses
+                .iter()
+                .map(|(a, len)| (*len == 32).then_some(IpAddr::V4(*a)))
+                .collect::<Option<_>>()
+                .unwrap_or_else(|| vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)]);
+            have == want.into_iter().collect::<Vec<_>>()
+        }
+    }
 }
 
 /// What the kernel announced on its route and link multicast groups.

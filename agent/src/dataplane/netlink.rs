@@ -140,11 +140,13 @@ impl NetlinkKernel {
         Ok(builder.build())
     }
 
-    /// Sets exactly `want` (a /32, or nothing) as the IPv4 addresses of device `index`.
+    /// Sets exactly `want` (a host address, or nothing) as the addresses of `family` on
+    /// device `index`. IPv6 link-local addresses are the kernel's and stay.
     async fn set_only_address(
         &self,
         index: u32,
-        want: Option<Ipv4Addr>,
+        family: AddressFamily,
+        want: Option<IpAddr>,
     ) -> Result<(), KernelError> {
         let mut have: Vec<AddressMessage> = Vec::new();
         let mut addrs = self
@@ -154,14 +156,25 @@ impl NetlinkKernel {
             .set_link_index_filter(index)
             .execute();
         while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
-            if msg.header.family == AddressFamily::Inet && msg.header.index == index {
+            if msg.header.family == family && msg.header.index == index {
                 have.push(msg);
             }
         }
         let mut present = false;
         for msg in have {
-            let addr = address_of(&msg);
-            if want.is_some() && addr == want && msg.header.prefix_len == 32 {
+            let addr = match family {
+                AddressFamily::Inet6 => address_v6_of(&msg).map(IpAddr::V6),
+                _ => address_of(&msg).map(IpAddr::V4),
+            };
+            if let Some(IpAddr::V6(ip)) = addr
+                && ip.is_unicast_link_local()
+            {
+                continue;
+            }
+            if let (Some(a), Some(w)) = (addr, want)
+                && a == w
+                && msg.header.prefix_len == host_prefix_len(w)
+            {
                 present = true;
                 continue;
             }
@@ -175,7 +188,7 @@ impl NetlinkKernel {
         if let (Some(addr), false) = (want, present) {
             self.handle
                 .address()
-                .add(index, IpAddr::V4(addr), 32)
+                .add(index, addr, host_prefix_len(addr))
                 .replace()
                 .execute()
                 .await
@@ -195,26 +208,31 @@ impl NetlinkKernel {
         }
     }
 
-    /// Permanent neighbour-table entries of `dev` in `family` (`Inet`: ARP entries, IP ->
-    /// MAC; `Bridge`: FDB entries, MAC -> remote VTEP) as (IPv4, MAC) pairs.
+    /// Permanent neighbour-table entries of `dev` in `families` (`Inet`/`Inet6`: ARP and
+    /// NDP entries, IP -> MAC; `Bridge`: FDB entries, MAC -> remote VTEP) as (IP, MAC)
+    /// pairs, from one dump of `dump_family` (`Unspec` covers both IP families).
     async fn permanent_entries(
         &self,
         dev: &str,
-        family: AddressFamily,
-    ) -> Result<Vec<(Ipv4Addr, [u8; 6])>, KernelError> {
+        dump_family: AddressFamily,
+        families: &[AddressFamily],
+    ) -> Result<Vec<(IpAddr, [u8; 6])>, KernelError> {
         let index = self.index_of(dev).await?;
         let mut out = Vec::new();
         let mut stream = self
             .handle
             .neighbours()
             .get()
-            .set_address_family(family)
+            .set_address_family(dump_family)
             .execute();
         while let Some(msg) = stream.try_next().await.map_err(map_err)? {
-            if msg.header.ifindex != index || msg.header.state != NeighbourState::Permanent {
+            if msg.header.ifindex != index
+                || msg.header.state != NeighbourState::Permanent
+                || !families.contains(&msg.header.family)
+            {
                 continue;
             }
-            if let (Some(IpAddr::V4(ip)), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
+            if let (Some(ip), Some(mac)) = (neigh_destination(&msg), neigh_mac(&msg)) {
                 out.push((ip, mac));
             }
         }
@@ -398,7 +416,9 @@ impl Kernel for NetlinkKernel {
             if vxlan_matches(&link, dev, parent) {
                 self.set_link(link.header.index, dev.mtu, Some(dev.mac))
                     .await?;
-                return self.set_only_address(link.header.index, dev.address).await;
+                return self
+                    .set_only_address(link.header.index, family_of(dev.local), dev.address)
+                    .await;
             }
             // VNI, port, source or parent changed: those cannot be edited in place.
             self.handle
@@ -408,10 +428,14 @@ impl Kernel for NetlinkKernel {
                 .await
                 .or_else(ignore_not_found)?;
         }
-        let msg = LinkVxlan::new(&dev.name, dev.vni)
+        let builder = LinkVxlan::new(&dev.name, dev.vni)
             .dev(parent)
-            .port(dev.port)
-            .local(dev.local)
+            .port(dev.port);
+        let builder = match dev.local {
+            IpAddr::V4(ip) => builder.local(ip),
+            IpAddr::V6(ip) => builder.local6(ip),
+        };
+        let msg = builder
             .learning(false)
             .mtu(dev.mtu)
             .address(dev.mac.to_vec())
@@ -424,7 +448,8 @@ impl Kernel for NetlinkKernel {
             .await
             .map_err(map_err)?;
         let index = self.index_of(&dev.name).await?;
-        self.set_only_address(index, dev.address).await
+        self.set_only_address(index, family_of(dev.local), dev.address)
+            .await
     }
 
     async fn ensure_ipip(&self, dev: &IpipDevice) -> Result<(), KernelError> {
@@ -453,7 +478,12 @@ impl Kernel for NetlinkKernel {
             }
         };
         self.set_link(link.header.index, dev.mtu, None).await?;
-        self.set_only_address(link.header.index, dev.address).await
+        self.set_only_address(
+            link.header.index,
+            AddressFamily::Inet,
+            dev.address.map(IpAddr::V4),
+        )
+        .await
     }
 
     async fn delete_link(&self, name: &str) -> Result<(), KernelError> {
@@ -468,11 +498,15 @@ impl Kernel for NetlinkKernel {
 
     async fn flush_addresses(&self, name: &str) -> Result<(), KernelError> {
         let index = self.index_of(name).await?;
-        self.set_only_address(index, None).await
+        self.set_only_address(index, AddressFamily::Inet, None)
+            .await
     }
 
     async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError> {
-        let entries = self.permanent_entries(dev, AddressFamily::Inet).await?;
+        let families = [AddressFamily::Inet, AddressFamily::Inet6];
+        let entries = self
+            .permanent_entries(dev, AddressFamily::Unspec, &families)
+            .await?;
         Ok(entries
             .into_iter()
             .map(|(ip, mac)| Neighbour {
@@ -487,7 +521,7 @@ impl Kernel for NetlinkKernel {
         let index = self.index_of(&n.dev).await?;
         self.handle
             .neighbours()
-            .add(index, IpAddr::V4(n.ip))
+            .add(index, n.ip)
             .link_layer_address(&n.mac)
             .state(NeighbourState::Permanent)
             .replace()
@@ -497,18 +531,16 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn delete_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
-        let dst = NeighbourAttribute::Destination(NeighbourAddress::Inet(n.ip));
-        self.delete_entry(
-            &n.dev,
-            AddressFamily::Inet,
-            NeighbourFlags::empty(),
-            vec![dst],
-        )
-        .await
+        let dst = NeighbourAttribute::Destination(neighbour_address(n.ip));
+        self.delete_entry(&n.dev, family_of(n.ip), NeighbourFlags::empty(), vec![dst])
+            .await
     }
 
     async fn dump_fdb(&self, dev: &str) -> Result<Vec<FdbEntry>, KernelError> {
-        let entries = self.permanent_entries(dev, AddressFamily::Bridge).await?;
+        let bridge = [AddressFamily::Bridge];
+        let entries = self
+            .permanent_entries(dev, AddressFamily::Bridge, &bridge)
+            .await?;
         Ok(entries
             .into_iter()
             .map(|(dst, mac)| FdbEntry {
@@ -524,7 +556,7 @@ impl Kernel for NetlinkKernel {
         self.handle
             .neighbours()
             .add_bridge(index, &e.mac)
-            .destination(IpAddr::V4(e.dst))
+            .destination(e.dst)
             .flags(NeighbourFlags::Own)
             .state(NeighbourState::Permanent)
             .replace()
@@ -536,7 +568,7 @@ impl Kernel for NetlinkKernel {
     async fn delete_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
         let attrs = vec![
             NeighbourAttribute::LinkLayerAddress(e.mac.to_vec()),
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(e.dst)),
+            NeighbourAttribute::Destination(neighbour_address(e.dst)),
         ];
         self.delete_entry(&e.dev, AddressFamily::Bridge, NeighbourFlags::Own, attrs)
             .await
@@ -604,7 +636,8 @@ fn vxlan_matches(link: &LinkMessage, dev: &VxlanDevice, parent: u32) -> bool {
         match item {
             InfoVxlan::Id(v) => ok.0 = *v == dev.vni,
             InfoVxlan::Port(p) => ok.1 = *p == dev.port,
-            InfoVxlan::Local(l) => ok.2 = *l == dev.local,
+            InfoVxlan::Local(l) => ok.2 = IpAddr::V4(*l) == dev.local,
+            InfoVxlan::Local6(l) => ok.2 = IpAddr::V6(*l) == dev.local,
             InfoVxlan::Link(l) => ok.3 = *l == parent,
             _ => {}
         }
@@ -633,14 +666,41 @@ fn neigh_destination(msg: &NeighbourMessage) -> Option<IpAddr> {
     msg.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
         NeighbourAttribute::Destination(NeighbourAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
-        // Bridge-family (FDB) messages carry the VTEP address unparsed.
-        NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => {
-            <[u8; 4]>::try_from(bytes.as_slice())
+        // Bridge-family (FDB) messages carry the VTEP address unparsed: 4 or 16 bytes.
+        NeighbourAttribute::Destination(NeighbourAddress::Other(bytes)) => match bytes.len() {
+            4 => <[u8; 4]>::try_from(bytes.as_slice())
                 .ok()
-                .map(|b| IpAddr::V4(Ipv4Addr::from(b)))
-        }
+                .map(|b| IpAddr::V4(Ipv4Addr::from(b))),
+            16 => <[u8; 16]>::try_from(bytes.as_slice())
+                .ok()
+                .map(|b| IpAddr::V6(Ipv6Addr::from(b))),
+            _ => None,
+        },
         _ => None,
     })
+}
+
+/// The netlink address family of an address.
+fn family_of(ip: IpAddr) -> AddressFamily {
+    match ip {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    }
+}
+
+/// A host address's prefix length: 32 or 128.
+fn host_prefix_len(ip: IpAddr) -> u8 {
+    match ip {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
+    match ip {
+        IpAddr::V4(ip) => NeighbourAddress::Inet(ip),
+        IpAddr::V6(ip) => NeighbourAddress::Inet6(ip),
+    }
 }
 
 fn neigh_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {

@@ -1,11 +1,11 @@
 //! Which kernel state calico-node owns, written down as a type (after Felix's
 //! `OwnershipPolicy`). Everything else on the host is never touched.
 //!
-//! Owned routes (main table, IPv4):
+//! Owned routes (main table, both families):
 //! - `proto bird` (12) and `proto 80` routes: only calico-rs (or the BIRD it replaces)
 //!   writes those;
-//! - routes through our devices (`cali*`, `tunl0`, `vxlan.calico`, `flannel.1`) except the
-//!   kernel's own (`proto kernel`);
+//! - routes through our devices (`cali*`, `tunl0`, `vxlan.calico`, `vxlan-v6.calico`,
+//!   `flannel.1`) except the kernel's own (`proto kernel`);
 //! - in flannel host-gw mode, `proto boot` routes inside the flannel network (passed in as
 //!   `managed_cidrs`).
 //!
@@ -30,6 +30,8 @@ pub const WORKLOAD_PREFIX: &str = "cali";
 pub const IPIP_DEVICE: &str = "tunl0";
 /// Calico's VXLAN device.
 pub const VXLAN_DEVICE: &str = "vxlan.calico";
+/// Calico's VXLAN device for IPv6 pools (IPv6 underlay).
+pub const VXLAN_DEVICE_V6: &str = "vxlan-v6.calico";
 /// Flannel's VXLAN device.
 pub const FLANNEL_DEVICE: &str = "flannel.1";
 
@@ -46,6 +48,7 @@ impl OwnershipPolicy {
         dev.starts_with(WORKLOAD_PREFIX)
             || dev == IPIP_DEVICE
             || dev == VXLAN_DEVICE
+            || dev == VXLAN_DEVICE_V6
             || dev == FLANNEL_DEVICE
     }
 

@@ -101,11 +101,12 @@ impl fmt::Display for Route {
     }
 }
 
-/// A permanent neighbour (ARP) entry: `<ip> dev <dev> lladdr <mac> PERMANENT`.
+/// A permanent neighbour (ARP, or NDP for IPv6) entry:
+/// `<ip> dev <dev> lladdr <mac> PERMANENT`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Neighbour {
     pub dev: String,
-    pub ip: Ipv4Addr,
+    pub ip: IpAddr,
     pub mac: [u8; 6],
 }
 
@@ -114,10 +115,12 @@ pub struct Neighbour {
 pub struct FdbEntry {
     pub dev: String,
     pub mac: [u8; 6],
-    pub dst: Ipv4Addr,
+    /// The remote VTEP's node address, of the device's family.
+    pub dst: IpAddr,
 }
 
-/// A VXLAN device as Calico (vxlan.calico) or flannel (flannel.1) sets it up.
+/// A VXLAN device as Calico (vxlan.calico, vxlan-v6.calico) or flannel (flannel.1) sets
+/// it up. Its family is the family of `local`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VxlanDevice {
     pub name: String,
@@ -125,12 +128,12 @@ pub struct VxlanDevice {
     pub port: u16,
     /// The underlay device (the node's interface).
     pub parent: String,
-    /// The node's own address, the tunnel's source.
-    pub local: Ipv4Addr,
+    /// The node's own address, the tunnel's source (and the underlay's family).
+    pub local: IpAddr,
     pub mac: [u8; 6],
     pub mtu: u32,
-    /// The tunnel address, programmed as `<addr>/32`.
-    pub address: Option<Ipv4Addr>,
+    /// The tunnel address, of the family of `local`, programmed as `<addr>/32` (`/128`).
+    pub address: Option<IpAddr>,
 }
 
 /// The IPIP device (tunl0) as Calico sets it up.

@@ -139,10 +139,10 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
             vni: config.backend.vni,
             port: config.backend.port,
             parent: me.iface.clone(),
-            local: me.public_ip,
+            local: me.public_ip.into(),
             mac: me.vtep_mac,
             mtu: backend_mtu(config, me.iface_mtu),
-            address: Some(own.network()),
+            address: Some(own.network().into()),
         });
     }
     for (subnet, lease) in input.leases {
@@ -203,13 +203,13 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
                 let vtep = subnet.network();
                 out.state.neighbours.insert(Neighbour {
                     dev: dev.clone(),
-                    ip: vtep,
+                    ip: vtep.into(),
                     mac,
                 });
                 out.state.fdb.insert(FdbEntry {
                     dev: dev.clone(),
                     mac,
-                    dst: attrs.public_ip,
+                    dst: attrs.public_ip.into(),
                 });
                 out.state.routes.insert(
                     (*subnet).into(),

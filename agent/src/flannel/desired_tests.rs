@@ -72,10 +72,10 @@ fn vxlan_gives_the_device_and_per_peer_neighbour_fdb_and_onlink_route() {
             vni: 1,
             port: 8472,
             parent: "eth0".into(),
-            local: ip("10.0.0.1"),
+            local: ip("10.0.0.1").into(),
             mac: me().vtep_mac,
             mtu: 1450,
-            address: Some(ip("10.244.1.0")),
+            address: Some(ip("10.244.1.0").into()),
         }]
     );
     assert_eq!(
@@ -90,12 +90,12 @@ fn vxlan_gives_the_device_and_per_peer_neighbour_fdb_and_onlink_route() {
         vec![
             Neighbour {
                 dev: "flannel.1".into(),
-                ip: ip("10.244.2.0"),
+                ip: ip("10.244.2.0").into(),
                 mac: MAC2
             },
             Neighbour {
                 dev: "flannel.1".into(),
-                ip: ip("10.244.3.0"),
+                ip: ip("10.244.3.0").into(),
                 mac: MAC3
             },
         ]
@@ -106,12 +106,12 @@ fn vxlan_gives_the_device_and_per_peer_neighbour_fdb_and_onlink_route() {
             FdbEntry {
                 dev: "flannel.1".into(),
                 mac: MAC2,
-                dst: ip("10.0.0.2")
+                dst: ip("10.0.0.2").into()
             },
             FdbEntry {
                 dev: "flannel.1".into(),
                 mac: MAC3,
-                dst: ip("10.0.1.3")
+                dst: ip("10.0.1.3").into()
             },
         ]
     );
@@ -249,7 +249,10 @@ fn a_node_alone_still_gets_its_device() {
         ip_masq: false,
     });
     assert_eq!(d.state.vxlan_devices.len(), 1);
-    assert_eq!(d.state.vxlan_devices[0].address, Some(ip("10.244.7.0")));
+    assert_eq!(
+        d.state.vxlan_devices[0].address,
+        Some(ip("10.244.7.0").into())
+    );
     assert!(d.state.routes.is_empty());
 }
 

@@ -1,8 +1,9 @@
 //! The tunnel-address task (calico-node's `allocateip`): while a pool selecting this node
 //! uses IPIP (or VXLAN), the node holds one tunnel address from it, recorded in
 //! `spec.bgp.ipv4IPIPTunnelAddr` (or `spec.ipv4VXLANTunnelAddr` with the VTEP MAC in
-//! `vxlanTunnelMACAddr`); when no pool needs it any more, the address is released and the
-//! field cleared. Runs on every cluster-state change, so `calicoctl apply` of a pool's
+//! `vxlanTunnelMACAddr`, and for IPv6 VXLAN pools `ipv6VXLANTunnelAddr` with
+//! `vxlanTunnelMACAddrV6`); when no pool needs it any more, the address is released and
+//! the field cleared. Runs on every cluster-state change, so `calicoctl apply` of a pool's
 //! mode takes effect live.
 
 use std::net::IpAddr;
@@ -29,7 +30,7 @@ async fn record(
     kind: TunnelKind,
     ip: Option<IpAddr>,
 ) -> datastore::Result<bool> {
-    let mac = format_mac(&derived_vtep_mac(node));
+    let mac = format_mac(&derived_vtep_mac(node, kind.family()));
     let mut changed = false;
     modify_node(client, node, false, |n| {
         let before = n.spec.clone();
@@ -47,17 +48,7 @@ fn set_tunnel_fields(n: &mut Node, kind: TunnelKind, ip: Option<IpAddr>, mac: &s
                 bgp.ipv4_ipip_tunnel_addr = ip.map(|a| a.to_string());
             }
         }
-        TunnelKind::Vxlan => {
-            n.spec.ipv4_vxlan_tunnel_addr = ip.map(|a| a.to_string());
-            n.spec.vxlan_tunnel_mac_addr = match ip {
-                Some(_) => n
-                    .spec
-                    .vxlan_tunnel_mac_addr
-                    .clone()
-                    .or_else(|| Some(mac.to_string())),
-                None => None,
-            };
-        }
+        TunnelKind::Vxlan | TunnelKind::VxlanV6 => n.spec.set_vxlan_tunnel(kind.family(), ip, mac),
     }
 }
 
@@ -113,7 +104,7 @@ pub async fn run(
         // unless a consumer still holds the previous one.
         let plans = {
             let snapshot = state.borrow_and_update();
-            [TunnelKind::Ipip, TunnelKind::Vxlan].map(|kind| (kind, plan(&snapshot, &node, kind)))
+            TunnelKind::ALL.map(|kind| (kind, plan(&snapshot, &node, kind)))
         };
         let mut failed = false;
         for (kind, p) in plans {

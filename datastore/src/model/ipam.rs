@@ -17,6 +17,7 @@ pub mod attr {
     pub const TIMESTAMP: &str = "timestamp";
     pub const TYPE_IPIP: &str = "ipipTunnelAddress";
     pub const TYPE_VXLAN: &str = "vxlanTunnelAddress";
+    pub const TYPE_VXLAN_V6: &str = "vxlanV6TunnelAddress";
 }
 
 /// One allocation block (`/calico/ipam/v2/assignment/ipv4/block/<a.b.c.d>-<len>`).

@@ -6,6 +6,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::IpFamily;
 use crate::model::meta::{Object, ObjectMeta};
 use crate::model::resource::Spec;
 use crate::model::types::string_enum;
@@ -163,6 +164,12 @@ impl IPPoolSpec {
                 e.to_string(),
             )
         })
+    }
+
+    /// The pool's address family (`None` for a CIDR that does not parse, which a stored,
+    /// validated pool never has).
+    pub fn family(&self) -> Option<IpFamily> {
+        self.network().ok().map(|n| IpFamily::of_net(&n))
     }
 
     /// The block size in effect (26 for IPv4 / 122 for IPv6 when unset).

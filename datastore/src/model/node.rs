@@ -9,6 +9,7 @@ use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::model::IpFamily;
 use crate::model::meta::{Object, ObjectMeta};
 use crate::model::resource::Spec;
 use crate::model::types::AsNumber;
@@ -166,6 +167,62 @@ impl NodeSpec {
     /// The VXLAN tunnel address, parsed.
     pub fn vxlan_tunnel_addr(&self) -> Option<IpAddr> {
         self.ipv4_vxlan_tunnel_addr.as_deref()?.parse().ok()
+    }
+
+    /// The node's address of `family` without its prefix (`spec.bgp.ipv4Address` /
+    /// `ipv6Address`), if it is set and of that family.
+    pub fn address_of(&self, family: IpFamily) -> Option<IpAddr> {
+        let bgp = self.bgp.as_ref()?;
+        let text = match family {
+            IpFamily::V4 => bgp.ipv4_address.as_deref(),
+            IpFamily::V6 => bgp.ipv6_address.as_deref(),
+        }?;
+        let ip: IpAddr = text.split('/').next()?.parse().ok()?;
+        (IpFamily::of_addr(&ip) == family).then_some(ip)
+    }
+
+    /// The VXLAN tunnel address of `family` (`ipv4VXLANTunnelAddr` /
+    /// `ipv6VXLANTunnelAddr`), if it is set and of that family.
+    pub fn vxlan_tunnel_addr_of(&self, family: IpFamily) -> Option<IpAddr> {
+        let ip: IpAddr = self.vxlan_fields(family).0.as_deref()?.parse().ok()?;
+        (IpFamily::of_addr(&ip) == family).then_some(ip)
+    }
+
+    /// The recorded VTEP MAC of `family`'s VXLAN device (`vxlanTunnelMACAddr` /
+    /// `vxlanTunnelMACAddrV6`).
+    pub fn vxlan_mac_of(&self, family: IpFamily) -> Option<&str> {
+        self.vxlan_fields(family).1.as_deref()
+    }
+
+    /// Records `family`'s VXLAN tunnel address, keeping a MAC already recorded and
+    /// otherwise recording `mac`; `None` clears both.
+    pub fn set_vxlan_tunnel(&mut self, family: IpFamily, addr: Option<IpAddr>, mac: &str) {
+        let (addr_field, mac_field) = self.vxlan_fields_mut(family);
+        *addr_field = addr.map(|a| a.to_string());
+        *mac_field = match addr {
+            Some(_) => mac_field.take().or_else(|| Some(mac.to_string())),
+            None => None,
+        };
+    }
+
+    fn vxlan_fields(&self, family: IpFamily) -> (&Option<String>, &Option<String>) {
+        match family {
+            IpFamily::V4 => (&self.ipv4_vxlan_tunnel_addr, &self.vxlan_tunnel_mac_addr),
+            IpFamily::V6 => (&self.ipv6_vxlan_tunnel_addr, &self.vxlan_tunnel_mac_addr_v6),
+        }
+    }
+
+    fn vxlan_fields_mut(&mut self, family: IpFamily) -> (&mut Option<String>, &mut Option<String>) {
+        match family {
+            IpFamily::V4 => (
+                &mut self.ipv4_vxlan_tunnel_addr,
+                &mut self.vxlan_tunnel_mac_addr,
+            ),
+            IpFamily::V6 => (
+                &mut self.ipv6_vxlan_tunnel_addr,
+                &mut self.vxlan_tunnel_mac_addr_v6,
+            ),
+        }
     }
 }
 
