@@ -4,7 +4,8 @@
 //! over both; each node holds the others' blocks of both families and its own blackholes;
 //! `calicoctl node status` shows both tables Established; a BIRD top-of-rack router peered
 //! over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
-//! a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
+//! the IPv6 pool switched to VXLAN (vxlan-v6.calico) and back by `calicoctl apply`, live,
+//! nothing stale; a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
 //! calico-node with the variable named and nothing written.
 //! Needs root: `cargo test -p lab --test dual_stack -- --ignored`.
 
@@ -341,4 +342,146 @@ fn nat_outgoing_on_the_ipv6_pool_lets_pods_reach_an_address_outside_every_pool()
     // The IPv4 pool's NAT (on by default) is in iptables, apart.
     let rules4 = c.nodes[0].ns.sh("iptables-save -t nat").unwrap_or_default();
     assert!(rules4.contains("cali40masq-ipam-pools"), "{rules4}");
+}
+
+/// The IPv6 pool as a user applies it, with `vxlanMode` set.
+fn pool_v6_yaml(vxlan: &str) -> String {
+    format!(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata:\n  name: default-ipv6-ippool\nspec:\n  cidr: {POOL_V6}\n  blockSize: 122\n  vxlanMode: {vxlan}\n  nodeSelector: all()\n"
+    )
+}
+
+/// Packets sent on `dev` of node `n` (0 when the device is absent).
+fn tx_packets(c: &Cluster, n: usize, dev: &str) -> u64 {
+    c.nodes[n]
+        .ns
+        .sh(&format!("cat /sys/class/net/{dev}/statistics/tx_packets"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn the_ipv6_pool_switches_to_vxlan_and_back_live_leaving_nothing_behind() {
+    let c = dual_mesh(2);
+    let v6_of = |n: usize| c.nodes[n].ip6().expect("dual-stack node").to_string();
+    wait_route6(
+        &c,
+        0,
+        &format!("{} via {} dev eth0 proto bird", block6_of(&c, 1), v6_of(1)),
+    );
+    assert!(wait_until(WAIT, || c.pods_ping6(0, 1)), "{}", c.logs(40));
+
+    c.apply(&pool_v6_yaml("Always")).expect("apply Always");
+    // Each node: its own vxlan-v6.calico over its IPv6 address, the other's IPv6 block
+    // through it (via the other's VTEP, onlink, Felix's proto 80); IPv4 is untouched.
+    let mut last = Vec::new();
+    for (n, m) in [(0, 1), (1, 0)] {
+        let block = block6_of(&c, m);
+        assert!(
+            wait_until(WAIT, || {
+                last = c.nodes[n].routes_v6();
+                last.iter().any(|r| {
+                    r.starts_with(&format!("{block} via "))
+                        && r.contains("dev vxlan-v6.calico proto 80")
+                        && r.contains("onlink")
+                })
+            }),
+            "{} has no VXLAN route to {block}: {last:#?}\n{}\n{}",
+            c.nodes[n].name,
+            text(
+                &c.calicoctl(0, &["get", "nodes", "-o", "yaml"])
+                    .expect("calicoctl")
+            ),
+            c.logs(40)
+        );
+        let link = c.nodes[n]
+            .ns
+            .ip(&["-d", "link", "show", "vxlan-v6.calico"])
+            .expect("vxlan-v6.calico exists");
+        assert!(
+            link.contains("mtu 1430")
+                && link.contains("vxlan id 4096")
+                && link.contains(&format!("local {}", v6_of(n))),
+            "{link}"
+        );
+        let neigh = c.nodes[n]
+            .ns
+            .ip(&["-6", "neigh", "show", "dev", "vxlan-v6.calico"])
+            .unwrap_or_default();
+        assert!(neigh.contains("PERMANENT"), "no NDP entry: {neigh}");
+        let fdb = c.nodes[n]
+            .ns
+            .sh("bridge fdb show dev vxlan-v6.calico")
+            .unwrap_or_default();
+        assert!(
+            fdb.contains(&format!("dst {} self permanent", v6_of(m))),
+            "{fdb}"
+        );
+        assert!(
+            c.nodes[n].has_route(&format!(
+                "{} via {} dev eth0 proto bird",
+                block_of(&c, m),
+                c.nodes[m].ip()
+            )),
+            "{:#?}",
+            c.nodes[n].routes()
+        );
+        assert!(
+            c.nodes[n].ns.ip(&["link", "show", "vxlan.calico"]).is_err(),
+            "no IPv4 pool uses VXLAN, yet vxlan.calico exists"
+        );
+    }
+    // The Node records its IPv6 VTEP.
+    let node = text(
+        &c.calicoctl(0, &["get", "node", &c.nodes[0].name, "-o", "yaml"])
+            .expect("calicoctl"),
+    );
+    assert!(
+        node.contains("ipv6VXLANTunnelAddr:") && node.contains("vxlanTunnelMACAddrV6:"),
+        "{node}"
+    );
+    // Pods' IPv6 traffic crosses the tunnel.
+    let before = tx_packets(&c, 0, "vxlan-v6.calico");
+    assert!(wait_until(WAIT, || c.pods_ping6(0, 1)), "{}", c.logs(40));
+    let after = tx_packets(&c, 0, "vxlan-v6.calico");
+    assert!(after > before, "vxlan-v6.calico tx {before} -> {after}");
+    println!("node1 vxlan-v6.calico tx packets: {before} -> {after}");
+
+    c.apply(&pool_v6_yaml("Never")).expect("apply Never");
+    for (n, m) in [(0, 1), (1, 0)] {
+        wait_route6(
+            &c,
+            n,
+            &format!("{} via {} dev eth0 proto bird", block6_of(&c, m), v6_of(m)),
+        );
+        assert!(
+            wait_until(WAIT, || c.nodes[n]
+                .ns
+                .ip(&["link", "show", "vxlan-v6.calico"])
+                .is_err()),
+            "{}: vxlan-v6.calico left behind",
+            c.nodes[n].name
+        );
+        let stale: Vec<String> = c.nodes[n]
+            .routes_v6()
+            .into_iter()
+            .filter(|r| r.contains("vxlan") || r.contains("proto 80"))
+            .collect();
+        assert!(stale.is_empty(), "stale routes: {stale:#?}");
+    }
+    let node = text(
+        &c.calicoctl(0, &["get", "node", &c.nodes[0].name, "-o", "yaml"])
+            .expect("calicoctl"),
+    );
+    assert!(
+        wait_until(WAIT, || !text(
+            &c.calicoctl(0, &["get", "node", &c.nodes[0].name, "-o", "yaml"])
+                .expect("calicoctl")
+        )
+        .contains("ipv6VXLANTunnelAddr")),
+        "the IPv6 tunnel address was not released: {node}"
+    );
+    assert!(wait_until(WAIT, || c.pods_ping6(0, 1)), "{}", c.logs(40));
 }

@@ -10,6 +10,7 @@
 //! table's own writes ask for none ([`already_knows`](RouteTable::already_knows)).
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -19,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::delta::DeltaTracker;
 use super::kernel::{Kernel, KernelError, RouteNotice};
 use super::ownership::OwnershipPolicy;
-use super::types::Route;
+use super::types::{Route, RouteTarget};
 
 /// How long an unknown `cali*` route is left alone: the CNI plugin adds it before the
 /// agent hears of the WorkloadEndpoint.
@@ -196,12 +197,19 @@ impl RouteTable {
                 report.conflicts.push(dst);
                 continue;
             }
-            writes.push((dst, want));
+            let first_remove = have.filter(|have| must_remove_first(&want, have));
+            writes.push((dst, want, first_remove));
         }
         // Several requests in flight on the one netlink socket: a burst of new routes (a
         // restart, a large cluster's blocks) costs a round trip per batch, not per route.
         let results: Vec<_> = futures::stream::iter(writes)
-            .map(|(dst, want)| async move {
+            .map(|(dst, want, first_remove)| async move {
+                if let Some(old) = first_remove {
+                    match kernel.delete_route(&old).await {
+                        Ok(()) | Err(KernelError::NotFound(_)) => {}
+                        Err(e) => return (dst, want, Err(e)),
+                    }
+                }
                 let result = kernel.replace_route(&want).await;
                 (dst, want, result)
             })
@@ -254,6 +262,25 @@ impl RouteTable {
         self.tracker.set_dataplane(owned);
         Ok(())
     }
+}
+
+/// True when `have` has to leave the kernel before `want` can replace it: IPv6 refuses an
+/// onlink gateway that a (non-default) route through another device covers
+/// (`ip6_route_check_nh_onlink`: "Nexthop has invalid gateway or device mismatch"), and
+/// a remote block switched to VXLAN has its VTEP inside the block, whose learned route
+/// still points at the underlay.
+fn must_remove_first(want: &Route, have: &Route) -> bool {
+    let RouteTarget::Gateway {
+        via: via @ IpAddr::V6(_),
+        dev: Some(dev),
+        onlink: true,
+    } = &want.target
+    else {
+        return false;
+    };
+    have.dst.contains(via)
+        && !matches!(have.target, RouteTarget::Blackhole)
+        && have.dev() != Some(dev.as_str())
 }
 
 #[cfg(test)]
@@ -458,5 +485,41 @@ mod tests {
             .await
             .expect("pass");
         assert_eq!(report.added, 1);
+    }
+
+    #[test]
+    fn an_ipv6_vtep_inside_the_replaced_route_makes_it_go_first() {
+        let learned = Route {
+            dst: net("fd00:244::40/122"),
+            target: RouteTarget::Gateway {
+                via: "fd00::2".parse().expect("ip"),
+                dev: Some("eth0".into()),
+                onlink: false,
+            },
+            protocol: 12,
+        };
+        let vxlan = Route {
+            dst: net("fd00:244::40/122"),
+            target: RouteTarget::Gateway {
+                via: "fd00:244::41".parse().expect("ip"),
+                dev: Some("vxlan-v6.calico".into()),
+                onlink: true,
+            },
+            protocol: 80,
+        };
+        assert!(must_remove_first(&vxlan, &learned));
+        // Back to plain routing, or IPv4 (which has no such check): replaced in place.
+        assert!(!must_remove_first(&learned, &vxlan));
+        let v4 = via("10.244.2.0/26", "10.244.2.0", "vxlan.calico");
+        let mut v4_onlink = v4.clone();
+        v4_onlink.target = RouteTarget::Gateway {
+            via: "10.244.2.0".parse().expect("ip"),
+            dev: Some("vxlan.calico".into()),
+            onlink: true,
+        };
+        assert!(!must_remove_first(
+            &v4_onlink,
+            &via("10.244.2.0/26", "10.0.0.2", "eth0")
+        ));
     }
 }

@@ -253,8 +253,18 @@ impl<K: Kernel> DataplaneTask<K> {
             u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        for f in &report.failures {
-            debug!(failure = %f, "dataplane operation to retry");
+        // A failure is a warning when it first appears, its retries are debug: one line
+        // names what keeps failing, without one per second.
+        {
+            // (The status guard is dropped before the status is sent below.)
+            let status = self.status.borrow();
+            for f in &report.failures {
+                if status.last_failures.contains(f) {
+                    debug!(failure = %f, "dataplane operation to retry");
+                } else {
+                    warn!(failure = %f, "dataplane operation failed; retrying");
+                }
+            }
         }
         let status = DataplaneStatus {
             programmed: true,
