@@ -13,7 +13,8 @@ pub struct NodeConfig {
     #[arg(long, env = "NODENAME")]
     pub nodename: Option<String>,
 
-    /// Node IPv4 address with prefix length (`10.0.0.1/24`), or `autodetect`.
+    /// Node IPv4 address with prefix length (`10.0.0.1/24`), `autodetect`, or `none` (an
+    /// IPv6-only node; the Node's stored ipv4Address is kept).
     #[arg(long, env = "IP", default_value = "autodetect")]
     pub ip: String,
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use datastore::model::{AsNumber, IpFamily, NodeStatusReport, STATUS_SOCKET};
+use datastore::model::{AsNumber, NodeStatusReport, STATUS_SOCKET};
 use datastore::{Client, Datastore};
 use ipam::Ipam;
 use tokio::sync::watch;
@@ -32,10 +32,11 @@ use crate::tasks::{bgp, blockgc, health, leakgc, status, tunnels};
 /// How long start-up waits for the datastore before giving up (a supervisor restarts us).
 const DATASTORE_WAIT: Duration = Duration::from_secs(60);
 
-/// The IPv6 address this node's Node already has (`IP6` unset or `none` keeps it).
-async fn stored_ipv6(client: &Client, name: &str) -> Result<Option<String>> {
+/// The addresses this node's Node already has (`IP=none`, `IP6` unset or `none` keep
+/// them).
+async fn stored_addresses(client: &Client, name: &str) -> Result<datastore::model::NodeBgpSpec> {
     let node = client.try_get::<datastore::model::Node>(name).await?;
-    Ok(node.and_then(|n| n.spec.bgp?.ipv6_address))
+    Ok(node.and_then(|n| n.spec.bgp).unwrap_or_default())
 }
 
 /// The node name: `NODENAME`, else the hostname.
@@ -107,15 +108,31 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
     if ipv6 {
         local.ipv6 = autodetect::detect_v6(&cfg.ip6, &cfg.ip6_autodetection_method, &links)?;
     }
-    info!(node = %name, address = %local.address, interface = %local.interface, mtu = local.host_mtu, ?backend, "starting calico-node");
 
     let store = connect_datastore(&cfg).await?;
     let client = Client::new(store.clone());
-    if ipv6 && local.ipv6.is_none() {
-        local.ipv6 = stored_ipv6(&client, &name)
-            .await?
-            .and_then(|a| autodetect::stored_v6(&a, &links, &local.interface));
+    let stored = stored_addresses(&client, &name).await?;
+    if local.address.is_none()
+        && let Some((address, link)) = stored
+            .ipv4_address
+            .as_deref()
+            .and_then(|a| autodetect::stored_v4(a, &links))
+    {
+        local.address = Some(address);
+        local.interface = link.name.clone();
+        local.host_mtu = link.mtu;
     }
+    if ipv6 && local.ipv6.is_none() {
+        local.ipv6 = stored
+            .ipv6_address
+            .as_deref()
+            .and_then(|a| autodetect::stored_v6(a, &links, &local.interface));
+    }
+    autodetect::settle_interface(&mut local, &links);
+    if local.families().next().is_none() && backend != Backend::None {
+        bail!("no IPv4 or IPv6 addresses configured or detected, required for Calico networking");
+    }
+    info!(node = %name, address = ?local.address, ipv6 = ?local.ipv6.as_ref().map(|v6| v6.address), interface = %local.interface, mtu = local.host_mtu, ?backend, "starting calico-node");
     register_node(&client, &local, as_number).await?;
     ensure_default_pools(&client, &cfg, &local).await?;
     ensure_cluster_information(&client, &cfg.cluster_type).await?;
@@ -214,11 +231,10 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
             resync_interval,
         )
     };
-    let mut dataplane = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()))
-        .with_nat(nat_table(IpFamily::V4));
-    // IPv6 NAT only where this node has IPv6: a host without it may have no ip6tables nat.
-    if local.ipv6.is_some() {
-        dataplane = dataplane.with_nat(nat_table(IpFamily::V6));
+    let mut dataplane = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+    // NAT in the families this node has: a host without IPv6 may have no ip6tables nat.
+    for family in local.families() {
+        dataplane = dataplane.with_nat(nat_table(family));
     }
     let mut dataplane = DataplaneTask {
         dataplane,

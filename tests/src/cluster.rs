@@ -590,6 +590,25 @@ impl Cluster {
         Ok(self.pods.len() - 1)
     }
 
+    /// Creates an IPv6-only pod `name` on node `i` through CNI ADD (`assign_ipv4` off,
+    /// `assign_ipv6` on): its namespace, which the caller owns, and its address.
+    pub fn add_pod_v6_only(&self, i: usize, name: &str) -> Result<(Netns, std::net::Ipv6Addr)> {
+        let ns = Netns::create(&format!("{}p-{name}", self.tag))?;
+        let container_id = format!("{name}-{}", std::process::id());
+        let mut conf = self.cni_conf(i);
+        conf.assign_ipv4 = false;
+        conf.assign_ipv6 = true;
+        let out = add_pod_output(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)
+            .with_context(|| format!("adding pod {name} on {}", self.nodes[i].name))?;
+        if out.ip().is_ok() {
+            bail!("IPv6-only pod {name} got an IPv4 address: {}", out.stdout);
+        }
+        let ip6 = out
+            .ipv6()
+            .with_context(|| format!("pod {name} got no IPv6 address: {}", out.stdout))?;
+        Ok((ns, ip6))
+    }
+
     /// Deletes pod `p` through CNI DEL and removes its namespace.
     pub fn delete_pod(&mut self, p: usize) -> Result<()> {
         let pod = self.pods.remove(p);

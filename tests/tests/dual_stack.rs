@@ -6,7 +6,8 @@
 //! over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
 //! the IPv6 pool switched to VXLAN (vxlan-v6.calico) and back by `calicoctl apply`, live,
 //! nothing stale; a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
-//! calico-node with the variable named and nothing written.
+//! calico-node with the variable named and nothing written; an IPv6-only cluster (`IP=none`,
+//! IPv6-only pods) meshes, routes and pings over IPv6 alone.
 //! Needs root: `cargo test -p lab --test dual_stack -- --ignored`.
 
 use std::net::Ipv6Addr;
@@ -484,4 +485,126 @@ fn the_ipv6_pool_switches_to_vxlan_and_back_live_leaving_nothing_behind() {
         "the IPv6 tunnel address was not released: {node}"
     );
     assert!(wait_until(WAIT, || c.pods_ping6(0, 1)), "{}", c.logs(40));
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn an_ipv6_only_cluster_meshes_routes_and_carries_pods_over_ipv6_alone() {
+    // IP=none: calico-node networks in IPv6 only (the hosts keep their IPv4 underlay for
+    // etcd, as a management network would).
+    let spec = LabSpec::nodes(3)
+        .dual_stack()
+        .env("IP", "none")
+        .env("CALICO_IPV4POOL_CIDR", "none")
+        .env("CALICO_IPV6POOL_CIDR", POOL_V6);
+    let c = Cluster::start(spec).expect("lab");
+    // Declared after the lab: dropped (namespaces removed) before it.
+    let pods: Vec<(lab::netns::Netns, Ipv6Addr)> = (0..c.nodes.len())
+        .map(|i| c.add_pod_v6_only(i, &format!("p{}", i + 1)).expect("pod"))
+        .collect();
+    let block6 = |p: usize| {
+        Ipv6Net::new(pods[p].1, 122)
+            .expect("prefix")
+            .trunc()
+            .to_string()
+    };
+
+    // Registered with its IPv6 address only.
+    let nodes = text(
+        &c.calicoctl(0, &["get", "nodes", "-o", "wide"])
+            .expect("calicoctl"),
+    );
+    for node in &c.nodes {
+        let v6 = node.address_v6.as_deref().expect("dual-stack host");
+        let line = nodes
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", node.name)))
+            .unwrap_or_default();
+        assert!(line.contains(v6), "no {v6} for {}:\n{nodes}", node.name);
+        assert!(
+            !line.contains(node.ip()),
+            "an IPv4 address registered:\n{nodes}"
+        );
+    }
+
+    for (n, node) in c.nodes.iter().enumerate() {
+        wait_route6(&c, n, &format!("blackhole {} dev lo proto bird", block6(n)));
+        for (m, other) in c.nodes.iter().enumerate() {
+            if m != n {
+                let via = other.ip6().expect("dual-stack host");
+                wait_route6(
+                    &c,
+                    n,
+                    &format!("{} via {via} dev eth0 proto bird", block6(m)),
+                );
+            }
+        }
+        let v4_bird: Vec<String> = node
+            .routes()
+            .into_iter()
+            .filter(|r| r.contains("proto bird"))
+            .collect();
+        assert!(
+            v4_bird.is_empty(),
+            "{} has IPv4 BGP routes: {v4_bird:#?}",
+            node.name
+        );
+    }
+
+    for (a, (from, _)) in pods.iter().enumerate() {
+        for (b, (_, to)) in pods.iter().enumerate() {
+            if a != b {
+                assert!(
+                    wait_until(WAIT, || from.ping(&to.to_string(), 2)),
+                    "pod p{} cannot ping6 pod p{} ({to})\n{}",
+                    a + 1,
+                    b + 1,
+                    c.logs(40)
+                );
+            }
+        }
+    }
+
+    // node status: the IPv6 table has both peers Established, the IPv4 one none.
+    let mut last = String::new();
+    let status_ok = |out: &str| {
+        let (v4_table, v6_table) = out.split_once("IPv6 BGP status").unwrap_or_default();
+        v4_table.contains("No IPv4 peers found.")
+            && c.nodes[1..].iter().all(|n| {
+                v6_table
+                    .lines()
+                    .any(|l| l.contains(n.ip6().unwrap_or("?")) && l.contains("Established"))
+            })
+    };
+    assert!(
+        wait_until(WAIT, || {
+            last = text(&c.calicoctl(0, &["node", "status"]).expect("calicoctl"));
+            status_ok(&last)
+        }),
+        "node status of an IPv6-only node:\n{last}"
+    );
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn ip_none_without_an_ipv6_address_stops_calico_node_with_calicos_message() {
+    let mut c = Cluster::start(LabSpec {
+        start_agents: false,
+        ..LabSpec::nodes(1).env("IP", "none")
+    })
+    .expect("lab");
+    let _ = c.start_agent(0);
+    assert!(
+        wait_until(WAIT, || !c.nodes[0].agent_running()),
+        "calico-node kept running with IP=none and no IPv6"
+    );
+    let status = c.nodes[0].agent_exit_status();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = c.nodes[0].agent_log(20);
+    assert!(
+        log.contains("no IPv4 or IPv6 addresses configured or detected"),
+        "{log}"
+    );
+    let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
+    assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
 }

@@ -45,11 +45,12 @@ pub fn interface_config(
         .map(session_config)
 }
 
-/// The sessions wanted towards `peers`: those on `subnet` (reached over `interface`).
+/// The sessions wanted towards `peers`: those on `subnet` (reached over `interface`); none
+/// on an IPv6-only node (BFD runs over IPv4 only).
 pub fn desired_bfd(
     state: &ClusterState,
     node: &str,
-    subnet: Ipv4Net,
+    subnet: Option<Ipv4Net>,
     interface: &str,
     peers: impl IntoIterator<Item = IpAddr>,
 ) -> BTreeMap<IpAddr, SessionConfig> {
@@ -59,7 +60,7 @@ pub fn desired_bfd(
     peers
         .into_iter()
         .filter(|p| match p {
-            IpAddr::V4(v4) => subnet.contains(v4) && *v4 != subnet.addr(),
+            IpAddr::V4(v4) => subnet.is_some_and(|s| s.contains(v4) && *v4 != s.addr()),
             IpAddr::V6(_) => false,
         })
         .map(|p| (p, cfg))
@@ -99,8 +100,8 @@ mod tests {
             .collect()
     }
 
-    fn subnet() -> Ipv4Net {
-        "10.0.0.1/24".parse().unwrap_or_default()
+    fn subnet() -> Option<Ipv4Net> {
+        "10.0.0.1/24".parse().ok()
     }
 
     #[test]

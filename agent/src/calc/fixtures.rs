@@ -19,7 +19,7 @@ pub fn cidr(s: &str) -> IpNet {
 pub fn local(name: &str, address: &str) -> LocalNode {
     LocalNode {
         name: name.into(),
-        address: address.parse().expect("test address"),
+        address: Some(address.parse().expect("test address")),
         interface: "eth0".into(),
         host_mtu: 1500,
         ipv6: None,
@@ -130,6 +130,15 @@ pub fn node_dual(name: &str, address: &str, address_v6: &str) -> Node {
     let mut n = node(name, address);
     if let Some(bgp) = n.spec.bgp.as_mut() {
         bgp.ipv6_address = Some(address_v6.into());
+    }
+    n
+}
+
+/// An IPv6-only node (`IP=none`): an IPv6 BGP address only.
+pub fn node_v6(name: &str, address_v6: &str) -> Node {
+    let mut n = node_dual(name, "", address_v6);
+    if let Some(bgp) = n.spec.bgp.as_mut() {
+        bgp.ipv4_address = None;
     }
     n
 }

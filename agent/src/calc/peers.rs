@@ -430,7 +430,7 @@ pub fn desired_peers(input: &PeerInput<'_>) -> BTreeMap<SocketAddr, DesiredPeer>
     let Some(me) = state.nodes.get(input.node) else {
         return out;
     };
-    if node_addr(me, false).is_none() {
+    if node_addr(me, false).is_none() && node_addr(me, true).is_none() {
         return out; // a policy-only node (no spec.bgp address) runs no BGP
     }
     let my_addr = |ip: IpAddr| node_addr(me, ip.is_ipv6());

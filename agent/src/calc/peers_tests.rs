@@ -57,6 +57,26 @@ fn mesh_peers_with_every_other_node_and_dials_only_higher_addresses() {
 }
 
 #[test]
+fn ipv6_only_nodes_mesh_over_their_ipv6_addresses_and_dual_stack_ones_in_both_families() {
+    let s = cluster(
+        vec![
+            node_v6("n1", "fd00:1::1/64"),
+            node_v6("n2", "fd00:1::2/64"),
+            node_dual("n3", "10.0.0.3/24", "fd00:1::3/64"),
+        ],
+        vec![],
+    );
+    let p = peers(&s, "n2");
+    assert_eq!(names(&p), vec!["Mesh_fd00_1__1", "Mesh_fd00_1__3"]);
+    let to_n1 = &p[&"fd00:1::1".parse::<IpAddr>().expect("ip")];
+    assert_eq!(to_n1.source, Some("fd00:1::2".parse().expect("ip")));
+    assert!(!to_n1.passive, "n1 < n2: n2 dials");
+    // The dual-stack node meshes with the IPv6-only ones over IPv6 only.
+    let p3 = peers(&s, "n3");
+    assert_eq!(names(&p3), vec!["Mesh_fd00_1__1", "Mesh_fd00_1__2"]);
+}
+
+#[test]
 fn mesh_off_with_a_global_tor_peer() {
     let mut s = three_nodes();
     s.bgp_configs

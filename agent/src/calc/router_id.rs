@@ -1,15 +1,22 @@
 //! The BGP router ID: `CALICO_ROUTER_ID` as calico-node reads it (`hash`, a fixed IPv4
-//! address, or unset for the node's IPv4 address).
+//! address, or unset for the node's IPv4 address). An IPv6-only node with no setting gets
+//! the hashed ID: Calico leaves such a node without a router ID until the user sets
+//! `CALICO_ROUTER_ID=hash`, which is the only value that works there.
 
 use std::net::Ipv4Addr;
 
 use sha2::{Digest, Sha256};
 
-/// The router ID for `node` at `node_ip` under the `CALICO_ROUTER_ID` setting; an error
-/// naming the variable when it is neither `hash` nor an IPv4 address.
-pub fn router_id(setting: Option<&str>, node: &str, node_ip: Ipv4Addr) -> Result<Ipv4Addr, String> {
+/// The router ID for `node` at `node_ip` (none on an IPv6-only node) under the
+/// `CALICO_ROUTER_ID` setting; an error naming the variable when it is neither `hash` nor
+/// an IPv4 address.
+pub fn router_id(
+    setting: Option<&str>,
+    node: &str,
+    node_ip: Option<Ipv4Addr>,
+) -> Result<Ipv4Addr, String> {
     match setting.map(str::trim) {
-        None | Some("") => Ok(node_ip),
+        None | Some("") => Ok(node_ip.unwrap_or_else(|| hashed(node))),
         Some("hash") => Ok(hashed(node)),
         Some(text) => text
             .parse()
@@ -37,22 +44,33 @@ mod tests {
 
     #[test]
     fn unset_is_the_node_ip_hash_is_calicos_and_a_fixed_id_is_kept() {
-        assert_eq!(router_id(None, "kube-master", NODE_IP), Ok(NODE_IP));
-        assert_eq!(router_id(Some(""), "kube-master", NODE_IP), Ok(NODE_IP));
+        assert_eq!(router_id(None, "kube-master", Some(NODE_IP)), Ok(NODE_IP));
+        assert_eq!(
+            router_id(Some(""), "kube-master", Some(NODE_IP)),
+            Ok(NODE_IP)
+        );
         // Calico's confd corpus, mesh/hash: kube-master hashes to 25.79.212.8.
         assert_eq!(
-            router_id(Some("hash"), "kube-master", NODE_IP),
+            router_id(Some("hash"), "kube-master", Some(NODE_IP)),
             Ok(Ipv4Addr::new(25, 79, 212, 8))
         );
         assert_eq!(
-            router_id(Some("10.10.10.10"), "kube-master", NODE_IP),
+            router_id(Some("10.10.10.10"), "kube-master", Some(NODE_IP)),
             Ok(Ipv4Addr::new(10, 10, 10, 10))
         );
     }
 
     #[test]
+    fn an_ipv6_only_node_without_a_setting_gets_the_hashed_id() {
+        assert_eq!(
+            router_id(None, "kube-master", None),
+            Ok(Ipv4Addr::new(25, 79, 212, 8))
+        );
+    }
+
+    #[test]
     fn anything_else_is_refused_naming_the_variable() {
-        let err = router_id(Some("fe80::1"), "n", NODE_IP).expect_err("refused");
+        let err = router_id(Some("fe80::1"), "n", Some(NODE_IP)).expect_err("refused");
         assert!(err.contains("CALICO_ROUTER_ID"), "{err}");
     }
 

@@ -299,11 +299,9 @@ fn add_vxlan(input: &RouteInput<'_>, out: &mut DesiredState) {
 /// `family`'s VXLAN; none on a node without an address of that family.
 fn vxlan_underlay(local: &LocalNode, family: IpFamily) -> Option<(&'static str, IpAddr, &str)> {
     match family {
-        IpFamily::V4 => Some((
-            VXLAN_DEVICE,
-            IpAddr::V4(local.ip()),
-            local.interface.as_str(),
-        )),
+        IpFamily::V4 => local
+            .ip()
+            .map(|ip| (VXLAN_DEVICE, IpAddr::V4(ip), local.interface.as_str())),
         IpFamily::V6 => local.ipv6.as_ref().map(|v6| {
             (
                 VXLAN_DEVICE_V6,

@@ -51,18 +51,20 @@ pub fn identity(cfg: &NodeConfig, local: &LocalNode, links: &[LinkInfo]) -> Resu
         .as_deref()
         .filter(|i| !i.is_empty())
         .unwrap_or(&local.interface);
-    let (iface_net, iface_mtu) =
-        if iface == local.interface {
-            (local.address, local.host_mtu)
-        } else {
+    let (iface_net, iface_mtu) = match local.address {
+        Some(address) if iface == local.interface => (address, local.host_mtu),
+        _ => {
             let link = links.iter().find(|l| l.name == iface).ok_or_else(|| {
                 anyhow!("FLANNELD_IFACE: no interface named '{iface}' on this host")
             })?;
             let (ip, len): (Ipv4Addr, u8) = *link.addresses.first().ok_or_else(|| {
-                anyhow!("FLANNELD_IFACE: interface '{iface}' has no IPv4 address")
+                anyhow!(
+                    "FLANNELD_IFACE: interface '{iface}' has no IPv4 address (flannel's backends run over IPv4)"
+                )
             })?;
             (Ipv4Net::new(ip, len)?, link.mtu)
-        };
+        }
+    };
     if iface_mtu == 0 {
         bail!("FLANNELD_IFACE: interface '{iface}' reports MTU 0");
     }

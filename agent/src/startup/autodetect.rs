@@ -83,24 +83,67 @@ pub enum AutodetectError {
     Unreachable(IpFamily, String, String),
 }
 
-/// Picks the node's IPv4 address and its interface from the host's interfaces.
+/// The MTU assumed for a node that has no interface of its own yet (`IP=none`).
+const DEFAULT_MTU: u32 = 1500;
+
+/// Picks the node's IPv4 address and its interface from the host's interfaces; `IP=none`
+/// gives a node without IPv4 (the caller then keeps the Node's stored one, [`stored_v4`],
+/// and takes the IPv6 address's interface, [`settle_interface`]).
 pub fn detect(
     ip: &str,
     method: &str,
     links: &[LinkInfo],
     node: &str,
 ) -> Result<LocalNode, AutodetectError> {
+    let mut local = LocalNode {
+        name: node.to_string(),
+        address: None,
+        interface: String::new(),
+        host_mtu: DEFAULT_MTU,
+        ipv6: None,
+    };
+    if ip == "none" {
+        return Ok(local);
+    }
     let (link, net) = pick(IpFamily::V4, ip, method, links)?;
     let IpNet::V4(address) = net else {
         return Err(AutodetectError::BadAddress(IpFamily::V4, ip.to_string()));
     };
-    Ok(LocalNode {
-        name: node.to_string(),
-        address,
-        interface: link.name.clone(),
-        host_mtu: link.mtu,
-        ipv6: None,
-    })
+    local.address = Some(address);
+    local.interface = link.name.clone();
+    local.host_mtu = link.mtu;
+    Ok(local)
+}
+
+/// The node's IPv4 side from the address its Node already has (`IP=none` keeps it, as
+/// calico-node does), with the link holding it; none (with a warning) when no link of this
+/// host has it.
+pub fn stored_v4<'a>(
+    stored: &str,
+    links: &'a [LinkInfo],
+) -> Option<(ipnet::Ipv4Net, &'a LinkInfo)> {
+    let address: ipnet::Ipv4Net = stored.parse().ok()?;
+    match find_address(links, IpAddr::V4(address.addr())) {
+        Some((link, _)) => Some((address, link)),
+        None => {
+            tracing::warn!(address = %address, "the Node's ipv4Address is on no interface of this host; running without IPv4");
+            None
+        }
+    }
+}
+
+/// An IPv6-only node's interface and MTU are those of its IPv6 address.
+pub fn settle_interface(local: &mut LocalNode, links: &[LinkInfo]) {
+    if local.address.is_some() {
+        return;
+    }
+    let Some(v6) = &local.ipv6 else {
+        return;
+    };
+    local.interface = v6.interface.clone();
+    if let Some(link) = links.iter().find(|l| l.name == v6.interface) {
+        local.host_mtu = link.mtu;
+    }
 }
 
 /// The node's IPv6 side from the address its Node already has (`IP6` unset or `none`
@@ -325,14 +368,20 @@ mod tests {
     #[test]
     fn first_found_skips_calico_docker_and_loopback_and_keeps_the_prefix() {
         let n = detect("autodetect", "first-found", &host(), "n1").expect("found");
-        assert_eq!(n.address.to_string(), "10.1.10.9/24");
+        assert_eq!(
+            n.address.map(|a| a.to_string()).as_deref(),
+            Some("10.1.10.9/24")
+        );
         assert_eq!(n.interface, "eth0");
     }
 
     #[test]
     fn interface_and_cidr_methods_select_the_right_address() {
         let n = detect("autodetect", "interface=eth1", &host(), "n1").expect("found");
-        assert_eq!(n.address.to_string(), "192.168.50.4/24");
+        assert_eq!(
+            n.address.map(|a| a.to_string()).as_deref(),
+            Some("192.168.50.4/24")
+        );
         let n = detect("autodetect", "cidr=192.168.0.0/16", &host(), "n1").expect("found");
         assert_eq!(n.interface, "eth1");
     }
@@ -349,7 +398,24 @@ mod tests {
             ))
         );
         let bare = detect("10.1.10.9", "first-found", &host(), "n1").expect("found");
-        assert_eq!(bare.address.prefix_len(), 24);
+        assert_eq!(bare.address.map(|a| a.prefix_len()), Some(24));
+    }
+
+    #[test]
+    fn ip_none_is_an_ipv6_only_node_on_the_interface_of_its_ipv6_address() {
+        let mut n = detect("none", "first-found", &host(), "n1").expect("none");
+        assert_eq!(n.address, None);
+        n.ipv6 = detect_v6("fd00:2::4/64", "first-found", &host()).expect("found");
+        settle_interface(&mut n, &host());
+        assert_eq!((n.interface.as_str(), n.host_mtu), ("eth1", 1500));
+        // A stored IPv4 address is kept when it is on the host, as calico-node keeps it.
+        let kept =
+            stored_v4("192.168.50.4/24", &host()).map(|(a, l)| (a.to_string(), l.name.clone()));
+        assert_eq!(
+            kept,
+            Some(("192.168.50.4/24".to_string(), "eth1".to_string()))
+        );
+        assert!(stored_v4("10.9.9.9/24", &host()).is_none());
     }
 
     #[test]

@@ -88,21 +88,17 @@ fn registered_address(node: &Node, family: IpFamily) -> Option<&str> {
     text.split('/').next()
 }
 
-/// Registers this node: `spec.bgp.ipv4Address` and, when it has IPv6, `ipv6Address` with
-/// their prefixes, the AS when given; other fields (labels, tunnel addresses, route
-/// reflector id, an IPv6 address this start does not set) are kept, as calico-node does.
+/// Registers this node: the `spec.bgp.ipv4Address` and `ipv6Address` it has, with their
+/// prefixes, the AS when given; other fields (labels, tunnel addresses, route reflector
+/// id, an address this start does not set) are kept, as calico-node does.
 pub async fn register_node(
     client: &Client,
     local: &LocalNode,
     as_number: Option<AsNumber>,
 ) -> Result<Node, StartupError> {
-    let mine: Vec<(IpFamily, String)> = std::iter::once((IpFamily::V4, local.ip().to_string()))
-        .chain(
-            local
-                .ipv6
-                .as_ref()
-                .map(|v6| (IpFamily::V6, v6.address.addr().to_string())),
-        )
+    let mine: Vec<(IpFamily, String)> = local
+        .families()
+        .filter_map(|f| Some((f, local.address_of(f)?.to_string())))
         .collect();
     for other in client.list::<Node>().await?.items {
         if other.name() == local.name {
@@ -118,11 +114,13 @@ pub async fn register_node(
             }
         }
     }
-    let address = local.address.to_string();
+    let address = local.address.map(|a| a.to_string());
     let address_v6 = local.ipv6.as_ref().map(|v6| v6.address.to_string());
     let node = modify_node(client, &local.name, true, |node| {
         let bgp = node.spec.bgp.get_or_insert_with(NodeBgpSpec::default);
-        bgp.ipv4_address = Some(address.clone());
+        if let Some(v4) = &address {
+            bgp.ipv4_address = Some(v4.clone());
+        }
         if let Some(v6) = &address_v6 {
             bgp.ipv6_address = Some(v6.clone());
         }
@@ -131,7 +129,7 @@ pub async fn register_node(
         }
     })
     .await?;
-    info!(node = %local.name, address = %local.address, ipv6 = ?address_v6, interface = %local.interface, "registered node");
+    info!(node = %local.name, address = ?address, ipv6 = ?address_v6, interface = %local.interface, "registered node");
     Ok(node)
 }
 
@@ -173,12 +171,6 @@ pub async fn ensure_default_pools(
     }
     if local.ipv6.is_some() && cfg.ipv6pool_cidr != "none" {
         let vxlan = mode("CALICO_IPV6POOL_VXLAN", &cfg.ipv6pool_vxlan)?;
-        if vxlan != EncapMode::Never {
-            return Err(StartupError::Config(format!(
-                "CALICO_IPV6POOL_VXLAN: '{}' is not supported yet (no vxlan-v6.calico); use Never",
-                cfg.ipv6pool_vxlan
-            )));
-        }
         let cidr = if cfg.ipv6pool_cidr.is_empty() {
             random_ula_prefix()
         } else {

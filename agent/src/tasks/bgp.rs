@@ -16,7 +16,7 @@ use bgp::Speaker;
 use bgp::config::{ImportLimit, NextHopMode, OriginAttrs, PeerConfig, SpeakerConfig};
 use bgp::events::{PeerStatus, RouteEvent};
 use bgp::policy::Policy;
-use datastore::model::{BgpPeerStatus, SecretKeyRef};
+use datastore::model::{BgpPeerStatus, IpFamily, SecretKeyRef};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -176,7 +176,7 @@ pub async fn start(
         identity,
         subnet: local.address,
         interface: local.interface.clone(),
-        bfd: BfdLink::new(IpAddr::V4(local.ip()), outputs.bfd_metrics.clone()),
+        bfd: BfdLink::new(bfd_address(local), outputs.bfd_metrics.clone()),
         applied: None,
     };
     Ok(BgpTask {
@@ -213,11 +213,12 @@ impl Identity {
     }
 
     /// Starts the speaker with `router_id`, listening on the node's IPv4 address and, when
-    /// it has one that can be bound, its IPv6 address.
+    /// it has one that can be bound, its IPv6 address (on an IPv6-only node, that one or
+    /// nothing: sessions are then dialled by us).
     fn start_speaker(
         &self,
         router_id: Ipv4Addr,
-        (v4, v6): (Ipv4Addr, Option<Ipv6Addr>),
+        (v4, v6): Listen,
     ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>)> {
         if let Some(v6) = v6 {
             match self.start_speaker_on(router_id, v4, Some(v6)) {
@@ -235,14 +236,18 @@ impl Identity {
     fn start_speaker_on(
         &self,
         router_id: Ipv4Addr,
-        v4: Ipv4Addr,
+        v4: Option<Ipv4Addr>,
         v6: Option<Ipv6Addr>,
     ) -> Result<(Speaker, mpsc::UnboundedReceiver<Vec<RouteEvent>>)> {
+        let v4 = v4.map(|a| SocketAddr::new(IpAddr::V4(a), self.port));
+        let v6 = v6.map(|a| SocketAddr::new(IpAddr::V6(a), self.port));
+        // The speaker's main listener is the IPv4 one, the IPv6 one when there is none.
+        let (listen, listen_other_family) = if v4.is_some() { (v4, v6) } else { (v6, None) };
         let cfg = SpeakerConfig {
             local_as: self.local_as,
             router_id,
-            listen: Some(SocketAddr::new(IpAddr::V4(v4), self.port)),
-            listen_other_family: v6.map(|a| SocketAddr::new(IpAddr::V6(a), self.port)),
+            listen,
+            listen_other_family,
             cluster_id: self.cluster_id,
             graceful_restart_time: 120,
             // We may be restarting with routes in the kernel: ask peers to keep ours.
@@ -254,6 +259,18 @@ impl Identity {
         info!(asn = self.local_as, %router_id, port = self.port, cluster_id = ?self.cluster_id, "BGP speaker started");
         Ok(started)
     }
+}
+
+/// The node's IPv4 and IPv6 addresses the speaker listens on.
+type Listen = (Option<Ipv4Addr>, Option<Ipv6Addr>);
+
+/// The address BFD binds: the node's IPv4 one (BFD sessions are IPv4 only; an IPv6-only
+/// node never starts BFD, its address is only a placeholder).
+fn bfd_address(local: &LocalNode) -> IpAddr {
+    local
+        .address_of(IpFamily::V4)
+        .or_else(|| local.address_of(IpFamily::V6))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Resolves a password reference to its value, or says why it cannot.
@@ -272,10 +289,10 @@ struct Wiring {
     exports: BTreeMap<IpNet, Export>,
     router_id: Ipv4Addr,
     /// The node's addresses, where the speaker listens.
-    listen: (Ipv4Addr, Option<Ipv6Addr>),
+    listen: Listen,
     identity: Identity,
-    /// The node's subnet and interface: peers on it are one hop away (BFD single hop).
-    subnet: Ipv4Net,
+    /// The node's IPv4 subnet and interface: peers on it are one hop away (BFD single hop).
+    subnet: Option<Ipv4Net>,
     interface: String,
     bfd: BfdLink,
     /// What the peers and exports were last computed from (none yet).
