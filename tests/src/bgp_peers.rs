@@ -59,6 +59,12 @@ pub struct NeighborSpec {
 }
 
 impl NeighborSpec {
+    /// A neighbor on an IPv6 address: a session of its own carrying IPv6 only, as
+    /// Calico's BIRD6 sessions (BIRD and FRR).
+    pub fn is_v6_session(&self) -> bool {
+        self.address.parse::<std::net::Ipv6Addr>().is_ok()
+    }
+
     /// A neighbor with defaults (no password, GR on, IPv4 only).
     pub fn new(address: &str, asn: u32) -> NeighborSpec {
         NeighborSpec {
@@ -169,7 +175,7 @@ pub fn bird_config(spec: &RouterSpec) -> String {
     for (i, n) in spec.neighbors.iter().enumerate() {
         // A neighbor on an IPv6 address is a session of its own carrying IPv6 only, as
         // Calico's BIRD6 sessions: it starts from the router's IPv6 address.
-        let v6_session = n.address.parse::<std::net::Ipv6Addr>().is_ok();
+        let v6_session = n.is_v6_session();
         let local = match (&spec.ipv6, v6_session) {
             (Some(v6), true) => v6.as_str(),
             _ => spec.router_id.as_str(),
@@ -260,6 +266,10 @@ pub fn frr_config(spec: &RouterSpec) -> String {
         c.push_str(&format!("  network {r}\n"));
     }
     for n in &spec.neighbors {
+        if n.is_v6_session() {
+            c.push_str(&format!("  no neighbor {} activate\n", n.address));
+            continue;
+        }
         c.push_str(&format!("  neighbor {} activate\n", n.address));
         if n.next_hop_self {
             c.push_str(&format!("  neighbor {} next-hop-self\n", n.address));
@@ -275,8 +285,15 @@ pub fn frr_config(spec: &RouterSpec) -> String {
     for r in &spec.routes6 {
         c.push_str(&format!("  network {r}\n"));
     }
-    for n in spec.neighbors.iter().filter(|n| n.ipv6) {
+    for n in spec
+        .neighbors
+        .iter()
+        .filter(|n| n.ipv6 || n.is_v6_session())
+    {
         c.push_str(&format!("  neighbor {} activate\n", n.address));
+        if n.is_v6_session() && n.next_hop_self {
+            c.push_str(&format!("  neighbor {} next-hop-self\n", n.address));
+        }
     }
     c.push_str(" exit-address-family\n!\n");
     c

@@ -1,6 +1,6 @@
 //! The lab's top-of-rack router: one namespace on subnet 0 at 10.0.0.253 (and fd00::253 in a
 //! dual-stack lab), AS 65001, a BIRD / FRR / GoBGP peering with every node over eBGP (BIRD
-//! also over IPv6, a session per family as Calico's), and the Calico resources that turn
+//! and FRR also over IPv6, a session per family as Calico's), and the Calico resources that turn
 //! the node-to-node mesh off and peer every node with it.
 
 use anyhow::Result;
@@ -37,7 +37,7 @@ spec: {peerIP: 'fd00::253', asNumber: 65001, numAllowedLocalASNumbers: 1}
 
 /// A ToR peering with every node of `c` (next hop self, so pod traffic crosses it),
 /// installing what it learns, originating nothing, no BFD; in a dual-stack lab also with
-/// every node's IPv6 address (a BIRD ToR then has a session per family).
+/// every node's IPv6 address (a BIRD or FRR ToR then has a session per family).
 pub fn tor_spec(c: &Cluster) -> RouterSpec {
     RouterSpec {
         router_id: TOR_IP.into(),

@@ -2,12 +2,13 @@
 //! BGP mesh over IPv4 and IPv6, real etcd, pods wired by the CNI plugins with
 //! `assign_ipv6`. Every pod gets an IPv4 and an IPv6 address and reaches every other pod
 //! over both; each node holds the others' blocks of both families and its own blackholes;
-//! `calicoctl node status` shows both tables Established; a BIRD top-of-rack router peered
-//! over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
+//! `calicoctl node status` shows both tables Established; a BIRD or FRR top-of-rack router
+//! peered over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
 //! the IPv6 pool switched to VXLAN (vxlan-v6.calico) and back by `calicoctl apply`, live,
 //! nothing stale; a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
 //! calico-node with the variable named and nothing written; an IPv6-only cluster (`IP=none`,
-//! IPv6-only pods) meshes, routes and pings over IPv6 alone.
+//! IPv6-only pods) meshes, routes and pings over IPv6 alone; a route reflector reflects every
+//! block in both families.
 //! Needs root: `cargo test -p lab --test dual_stack -- --ignored`.
 
 use std::net::Ipv6Addr;
@@ -220,9 +221,21 @@ fn a_deleted_dual_stack_pod_leaves_no_route_of_either_family() {
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
 fn a_bird_tor_peered_in_both_families_learns_every_block_and_carries_the_pods() {
+    tor_in_both_families(RouterKind::Bird);
+}
+
+#[test]
+#[ignore = "needs root netns and frr: cargo test -p lab --test dual_stack -- --ignored"]
+fn an_frr_tor_peered_in_both_families_learns_every_block_and_carries_the_pods() {
+    tor_in_both_families(RouterKind::Frr);
+}
+
+/// A ToR of `kind` with a session per family to each node (mesh off): it learns every
+/// block of both families via its node, and the pods' traffic crosses it.
+fn tor_in_both_families(kind: RouterKind) {
     let mut c = dual_mesh(2);
     let spec = tor_spec(&c);
-    let (tor, bird) = c.start_tor(RouterKind::Bird, spec).expect("ToR");
+    let (tor, router) = c.start_tor(kind, spec).expect("ToR");
     c.apply(&format!("{TOR_PEERING}---\n{TOR_PEERING_V6}"))
         .expect("apply");
     // The ToR's BIRD and kernel hold every block of both families via its node.
@@ -247,13 +260,14 @@ fn a_bird_tor_peered_in_both_families_learns_every_block_and_carries_the_pods() 
                 .unwrap_or_default();
             kernel = format!("{v4}{v6}");
             wanted.iter().all(|(block, via)| {
-                kernel
-                    .lines()
-                    .any(|l| l.starts_with(&format!("{block} via {via} ")))
+                // FRR's zebra puts `nhid <n>` between the two.
+                kernel.lines().any(|l| {
+                    l.starts_with(&format!("{block} ")) && l.contains(&format!(" via {via} "))
+                })
             })
         }),
         "the ToR's kernel lacks blocks {wanted:?}:\n{kernel}\n{}\n{}",
-        bird.birdc("show protocols").unwrap_or_default(),
+        router.log_tail(30),
         c.logs(40)
     );
     // Each node now reaches the other's blocks through the ToR in both families, and the
@@ -607,4 +621,89 @@ fn ip_none_without_an_ipv6_address_stops_calico_node_with_calicos_message() {
     );
     let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
     assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn a_route_reflector_reflects_every_block_in_both_families() {
+    let c = dual_mesh(4);
+    let patch = c
+        .calicoctl(
+            0,
+            &[
+                "patch",
+                "node",
+                "node1",
+                "-p",
+                r#"{"metadata":{"labels":{"route-reflector":"true"}},"spec":{"bgp":{"routeReflectorClusterID":"244.0.0.1"}}}"#,
+            ],
+        )
+        .expect("calicoctl");
+    assert!(patch.status.success(), "{}", text(&patch));
+    c.apply(
+        "apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: peer-with-route-reflectors}
+spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec: {nodeToNodeMeshEnabled: false}
+",
+    )
+    .expect("apply");
+    // Clients see one session per family, to the reflector, and no mesh.
+    let rr = &c.nodes[0];
+    let rr_v6 = rr.ip6().expect("dual-stack node");
+    let client_ok = |out: &str| {
+        let (v4_table, v6_table) = out.split_once("IPv6 BGP status").unwrap_or_default();
+        let via_rr = |table: &str, ip: &str| {
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("| {ip} ")) && l.contains("| node specific | up "))
+        };
+        via_rr(v4_table, rr.ip()) && via_rr(v6_table, rr_v6) && !out.contains("mesh")
+    };
+    let mut last = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            last = text(&c.calicoctl(2, &["node", "status"]).expect("calicoctl"));
+            client_ok(&last)
+        }),
+        "a client's node status:\n{last}"
+    );
+    // Reflection keeps the originating node as the next hop, in both families.
+    for owner in 0..c.nodes.len() {
+        for other in (0..c.nodes.len()).filter(|o| *o != owner) {
+            let via = c.nodes[owner].ip6().expect("dual-stack node");
+            wait_route6(
+                &c,
+                other,
+                &format!("{} via {via} dev eth0 proto bird", block6_of(&c, owner)),
+            );
+            let route = format!(
+                "{} via {} dev eth0 proto bird",
+                block_of(&c, owner),
+                c.nodes[owner].ip()
+            );
+            assert!(
+                wait_until(WAIT, || c.nodes[other].has_route(&route)),
+                "{} never got `{route}`: {:#?}",
+                c.nodes[other].name,
+                c.nodes[other].routes()
+            );
+        }
+    }
+    for a in 0..c.pods.len() {
+        for b in (0..c.pods.len()).filter(|b| *b != a) {
+            assert!(
+                wait_until(WAIT, || c.pods_ping6(a, b)),
+                "pod {} cannot ping6 pod {} through the reflected routes\n{}",
+                c.pods[a].name,
+                c.pods[b].name,
+                c.logs(40)
+            );
+        }
+    }
 }
