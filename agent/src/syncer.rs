@@ -203,6 +203,9 @@ mod tests {
         ) -> datastore::Result<Revision> {
             self.inner.create(k, v, l).await
         }
+        async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> datastore::Result<Revision> {
+            self.inner.create_all(kvs).await
+        }
         async fn update(
             &self,
             k: &str,

@@ -86,6 +86,12 @@ impl State {
             return Err(Error::LeaseNotFound(id));
         }
         self.revision += 1;
+        self.put_at_current(key, value, lease);
+        Ok(self.revision)
+    }
+
+    /// Writes `key` at the current revision (several keys of one atomic write share it).
+    fn put_at_current(&mut self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) {
         let create_revision = self
             .kvs
             .get(key)
@@ -100,7 +106,6 @@ impl State {
         };
         self.kvs.insert(key.to_string(), kv.clone());
         self.emit(WatchEvent::Put(kv));
-        Ok(self.revision)
     }
 
     fn remove(&mut self, key: &str) -> Option<KeyValue> {
@@ -168,6 +173,19 @@ impl Datastore for MemoryStore {
             });
         }
         state.put(key, value, lease)
+    }
+
+    async fn create_all(&self, mut kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
+        kvs.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut state = self.state();
+        if let Some((key, _)) = kvs.iter().find(|(k, _)| state.kvs.contains_key(k)) {
+            return Err(Error::AlreadyExists { key: key.clone() });
+        }
+        state.revision += 1;
+        for (key, value) in kvs {
+            state.put_at_current(&key, value, None);
+        }
+        Ok(state.revision)
     }
 
     async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {

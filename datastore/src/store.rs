@@ -51,6 +51,12 @@ pub trait Datastore: Send + Sync + 'static {
     /// optionally attached to a lease. Returns the new revision.
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision>;
 
+    /// Creates every key of `kvs` (no lease) in one atomic write, only if none of them
+    /// exists: otherwise nothing is written and the error is `Error::AlreadyExists` naming
+    /// the first that does (in key order). Returns the new revision, one for all keys; a
+    /// watch sees their events in key order.
+    async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision>;
+
     /// [`create`](Self::create), made only while `guard` holds, atomically with the check;
     /// otherwise nothing is written and the error is [`Guard::failed`]. The default, for
     /// stores that cannot do it atomically, refuses.

@@ -163,6 +163,7 @@ conformance!(
         list_is_sorted_and_bounded_by_prefix,
         cas_conflict_names_both_revisions,
         a_guarded_create_writes_only_while_its_guard_is_as_read,
+        create_all_writes_every_key_at_one_revision_or_none,
         lease_of_unknown_id_is_refused,
         create_race_has_exactly_one_winner,
         concurrent_cas_increments_reach_the_exact_count,
@@ -397,6 +398,53 @@ async fn a_guarded_create_writes_only_while_its_guard_is_as_read(f: Fixture) {
         other => panic!("guard created again: {other:?}"),
     }
     assert!(f.store.get(&wep).await.expect("get").is_none());
+}
+
+/// Several keys created in one write (an IPAM claim's affinity and block): all at one
+/// revision, seen by a watch as one revision's events in key order; if any exists, none
+/// is written and the error names it.
+async fn create_all_writes_every_key_at_one_revision_or_none(f: Fixture) {
+    let (a, b, c) = (f.key("a"), f.key("b"), f.key("c"));
+    let mut watch = f.store.watch(&f.prefix, 0).await.expect("watch");
+    let rev = f
+        .store
+        .create_all(vec![(b.clone(), b"2".to_vec()), (a.clone(), b"1".to_vec())])
+        .await
+        .expect("neither exists: created");
+    for (key, value) in [(&a, "1"), (&b, "2")] {
+        let kv = f.store.get(key).await.expect("get").expect("created");
+        assert_eq!(
+            (text(&kv).as_str(), kv.mod_revision, kv.create_revision),
+            (value, rev, rev)
+        );
+    }
+    let events: Vec<(String, Revision)> = next_events(&mut watch, 2)
+        .await
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Put(kv) => (kv.key.clone(), kv.mod_revision),
+            other => panic!("not a put: {other:?}"),
+        })
+        .collect();
+    assert_eq!(events, vec![(a.clone(), rev), (b.clone(), rev)]);
+
+    match f
+        .store
+        .create_all(vec![
+            (c.clone(), b"3".to_vec()),
+            (b.clone(), b"again".to_vec()),
+        ])
+        .await
+    {
+        Err(Error::AlreadyExists { key }) => assert_eq!(key, b),
+        other => panic!("one key exists: {other:?}"),
+    }
+    assert!(
+        f.store.get(&c).await.expect("get").is_none(),
+        "half written"
+    );
+    let kv = f.store.get(&b).await.expect("get").expect("kept");
+    assert_eq!(text(&kv), "2");
 }
 
 async fn lease_of_unknown_id_is_refused(f: Fixture) {

@@ -1,5 +1,6 @@
-//! Block affinity: the two-phase claim of a new block for a node (pending affinity, block
-//! created if absent, affinity confirmed), the repair of a claim a crash cut short, and the
+//! Block affinity: the claim of a new block for a node (affinity and block in one atomic
+//! write when neither exists, else Calico's two-phase claim: pending affinity, block created
+//! if absent, affinity confirmed), the repair of a claim a crash cut short, and the
 //! release of an empty affine block (confirmed -> pendingDeletion -> gone).
 
 use datastore::keys;
@@ -39,13 +40,42 @@ pub fn now_rfc3339() -> String {
     datastore::client::stamp::now_rfc3339()
 }
 
+/// The keys the two-phase claim ends in (affinity `confirmed`, the block affine to `node`),
+/// for writing at once when neither exists: one round trip instead of three, and never a
+/// half-made claim for a crash to leave behind.
+fn affine_block(node: &str, cidr: &IpNet) -> Result<Vec<(String, Vec<u8>)>> {
+    let aff_key = keys::affinity(node, cidr);
+    let confirmed = BlockAffinity {
+        state: AffinityState::Confirmed,
+        deleted: false,
+    };
+    let block_key = keys::block(cidr);
+    let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
+    Ok(vec![
+        (aff_key.clone(), store::encode(&aff_key, &confirmed)?),
+        (block_key.clone(), store::encode(&block_key, &block)?),
+    ])
+}
+
 // ===== impl Ipam =====
 
 impl Ipam {
-    /// Claims `cidr` for `node`: (1) affinity `pending`, (2) the block created with
-    /// `affinity: host:<node>` if absent, (3) affinity `confirmed`. A block that already
-    /// exists affine to `node` (a sibling process won, or a crash left it) is ours too.
+    /// Claims `cidr` for `node`: affinity and block in one write when neither exists, else
+    /// Calico's two phases: (1) affinity `pending`, (2) the block created with `affinity:
+    /// host:<node>` if absent, (3) affinity `confirmed`. A block that already exists affine
+    /// to `node` (a sibling process won, or a crash left it) is ours too.
     pub(crate) async fn claim_block(&self, node: &str, cidr: &IpNet) -> Result<Claim> {
+        match self.ds.create_all(affine_block(node, cidr)?).await {
+            Ok(_) => {
+                info!(node, block = %cidr, "claimed block");
+                return Ok(Claim::Ours);
+            }
+            // A key exists (a sibling, a race, a crash's leftovers), or the outcome is
+            // unknown: the two-phase claim reads what is there and settles it.
+            Err(datastore::Error::AlreadyExists { .. }) => {}
+            Err(e) if store::may_have_applied(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
         let aff_key = keys::affinity(node, cidr);
         let pending = BlockAffinity {
             state: AffinityState::Pending,

@@ -92,6 +92,56 @@ async fn first_address_claims_a_block_with_a_confirmed_affinity() -> TestResult 
 }
 
 #[tokio::test]
+async fn a_fresh_block_is_claimed_in_one_write_with_its_affinity() -> TestResult {
+    let (ds, ipam) = setup("10.66.0.0/16", 26).await;
+    let before = ds.revision().await?;
+    let ip = one(&ipam, "net.c1", "node1").await?;
+    let block = ipam.affine_blocks("node1").await?[0];
+    let aff = ds
+        .get(&keys::affinity("node1", &block))
+        .await?
+        .ok_or("affinity")?;
+    let stored = ds.get(&keys::block(&block)).await?.ok_or("block")?;
+    // Affinity and block born at one revision; the allocation (and its handle) follow.
+    assert_eq!(aff.create_revision, stored.create_revision);
+    assert_eq!(aff.mod_revision, aff.create_revision, "never rewritten");
+    assert_eq!(aff.create_revision, before + 1, "the claim's first write");
+    assert!(
+        stored.mod_revision > stored.create_revision,
+        "then {ip} allocated"
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_reported_failed_after_it_was_saved_is_read_back_and_kept() -> TestResult {
+    let store = FaultyStore::default();
+    add_pool(
+        &store.inner,
+        "pool1",
+        json!({"cidr":"10.31.0.0/24","blockSize":26}),
+    )
+    .await;
+    let ipam = Ipam::new(Arc::new(store.clone()));
+    store
+        .lose_create_all_replies
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let ip = one(&ipam, "net.pod", "node1").await?;
+    // The one block the lost reply made is the node's, confirmed, holding the address.
+    let affine = ipam.affine_blocks("node1").await?;
+    assert_eq!(affine.len(), 1, "{affine:?}");
+    let block = affine[0];
+    assert!(block.contains(&ip), "{ip} not in {block}");
+    assert_eq!(
+        affinity_state(&store.inner, "node1", &block).await,
+        Some(AffinityState::Confirmed)
+    );
+    let blocks = store.inner.list(&keys::blocks_prefix()).await?.items.len();
+    assert_eq!(blocks, 1, "a second block was claimed");
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_node_fills_its_block_before_claiming_the_next() -> TestResult {
     let (_ds, ipam) = setup("10.0.0.0/24", 26).await;
     let mut ips = BTreeSet::new();
@@ -599,6 +649,12 @@ impl Datastore for YieldingStore {
     ) -> datastore::Result<datastore::Revision> {
         self.around(self.inner.create(key, value, lease)).await
     }
+    async fn create_all(
+        &self,
+        kvs: Vec<(String, Vec<u8>)>,
+    ) -> datastore::Result<datastore::Revision> {
+        self.around(self.inner.create_all(kvs)).await
+    }
     async fn update(
         &self,
         key: &str,
@@ -737,6 +793,9 @@ struct FaultyStore {
     reads_failing_after_lost_reply: Arc<std::sync::atomic::AtomicUsize>,
     /// The next this many writes of a `confirmed` affinity fail (not applied).
     failing_confirmations: Arc<std::sync::atomic::AtomicUsize>,
+    /// The next this many multi-key creates (a claim in one write) are applied, then
+    /// reported as failed.
+    lose_create_all_replies: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Takes one from `counter` if it is above zero.
@@ -772,6 +831,16 @@ impl Datastore for FaultyStore {
         lease: Option<datastore::LeaseId>,
     ) -> datastore::Result<datastore::Revision> {
         self.inner.create(key, value, lease).await
+    }
+    async fn create_all(
+        &self,
+        kvs: Vec<(String, Vec<u8>)>,
+    ) -> datastore::Result<datastore::Revision> {
+        let applied = self.inner.create_all(kvs).await?;
+        if take_one(&self.lose_create_all_replies) {
+            return Err(timeout());
+        }
+        Ok(applied)
     }
     async fn update(
         &self,

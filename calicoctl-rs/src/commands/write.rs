@@ -218,6 +218,12 @@ mod tests {
             let r = self.inner.create(k, v, l).await;
             self.after(k, r)
         }
+        async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> datastore::Result<Revision> {
+            let first = kvs.first().map(|(k, _)| k.clone()).unwrap_or_default();
+            self.before(&first)?;
+            let r = self.inner.create_all(kvs).await;
+            self.after(&first, r)
+        }
         async fn update(
             &self,
             k: &str,

@@ -296,6 +296,10 @@ impl Datastore for LocalStore {
             .await
     }
 
+    async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
+        self.write(move |c| ops::create_all(c, &kvs)).await
+    }
+
     async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {
         let (key, guard) = (key.to_string(), guard.clone());
         self.write(move |c| ops::create_guarded(c, &key, &value, &guard))
