@@ -104,8 +104,12 @@ impl Ipam {
             return Err(Error::InvalidNode(args.node.clone()));
         }
         // Independent reads, in one round trip's time.
-        let (config, labels, all_pools) =
-            tokio::try_join!(self.config(), self.node_labels(&args.node), self.pools())?;
+        let (config, labels, all_pools, affinities) = tokio::try_join!(
+            self.config(),
+            self.node_labels(&args.node),
+            self.pools(),
+            self.host_affinities(&args.node)
+        )?;
         let pools = candidate_pools(
             &all_pools,
             args.family,
@@ -115,7 +119,10 @@ impl Ipam {
             args.usage,
         )?;
         let mut got = Vec::new();
-        match self.assign_into(args, &pools, config, &mut got).await {
+        match self
+            .assign_into(args, &pools, config, affinities, &mut got)
+            .await
+        {
             Ok(()) if got.len() >= args.num => Ok(got),
             Ok(()) => {
                 let allocated = got.len();
@@ -147,6 +154,7 @@ impl Ipam {
         args: &AutoAssignArgs,
         pools: &[Pool],
         config: datastore::model::ipam::IpamConfig,
+        affinities: Vec<(IpNet, AffinityState)>,
         got: &mut Vec<Assigned>,
     ) -> Result<()> {
         let in_pools = |cidr: &IpNet| pools.iter().find(|p| p.cidr.contains(&cidr.network()));
@@ -159,17 +167,33 @@ impl Ipam {
             _ => config.block_limit(),
         };
         let mut tried: HashSet<IpNet> = HashSet::new();
+        let mut read_with_the_config = Some(affinities);
         loop {
-            let affinities = self.host_affinities(&args.node).await?;
+            let affinities = match read_with_the_config.take() {
+                Some(affinities) => affinities,
+                None => self.host_affinities(&args.node).await?,
+            };
+            let mut untried = Vec::new();
             for (cidr, state) in &affinities {
+                if tried.insert(*cidr)
+                    && let Some(pool) = in_pools(cidr)
+                {
+                    untried.push((cidr, *state, pool));
+                }
+            }
+            // Their blocks read (and repaired) together: one round trip's time however
+            // many blocks the node holds, most of them full on a busy node.
+            let blocks = futures::future::try_join_all(
+                untried
+                    .iter()
+                    .map(|(cidr, state, _)| self.repair_affinity(&args.node, cidr, *state)),
+            )
+            .await?;
+            for ((cidr, _, pool), block) in untried.into_iter().zip(blocks) {
                 if got.len() >= args.num {
                     return Ok(());
                 }
-                if !tried.insert(*cidr) {
-                    continue;
-                }
-                let Some(pool) = in_pools(cidr) else { continue };
-                let Some(block) = self.repair_affinity(&args.node, cidr, *state).await? else {
+                let Some(block) = block else {
                     continue;
                 };
                 let ips = self
