@@ -6,6 +6,7 @@ pub mod calc;
 pub mod config;
 pub mod dataplane;
 pub mod flannel;
+pub mod liveness;
 pub mod local;
 pub mod maps;
 pub mod run;

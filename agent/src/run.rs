@@ -20,12 +20,12 @@ use crate::dataplane::netfilter::NetfilterTools;
 use crate::dataplane::netlink::NetlinkKernel;
 use crate::dataplane::ownership::OwnershipPolicy;
 use crate::dataplane::route_table::RouteTable;
+use crate::liveness::{Heartbeat, Liveness};
 use crate::local::LocalNode;
 use crate::startup::{autodetect, ensure_cluster_information, ensure_default_pools, register_node};
 use crate::state::ClusterState;
 use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
-use crate::tasks::liveness::{Heartbeat, Liveness};
 use crate::tasks::supervisor::Supervisor;
 use crate::tasks::{bgp, blockgc, health, leakgc, status, tunnels};
 

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::liveness::Heartbeat;
 use crate::state::ClusterState;
-use crate::tasks::liveness::Heartbeat;
 
 /// Prefix the syncer follows.
 pub const SYNC_PREFIX: &str = "/calico/";
@@ -170,7 +170,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::tasks::liveness::Liveness;
+    use crate::liveness::Liveness;
 
     /// A store whose first `failing_lists` listings fail, whose watches can be cut, and
     /// which records when each listing was asked for.

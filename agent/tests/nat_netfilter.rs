@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::time::{Duration, Instant};
 
-use agent::dataplane::nat::{NatOutgoing, NatTable};
+use agent::dataplane::nat::NatTable;
 use agent::dataplane::netfilter::NetfilterTools;
+use agent::dataplane::types::NatOutgoing;
 use datastore::model::IpFamily;
 use ipnet::IpNet;
 use lab::Netns;

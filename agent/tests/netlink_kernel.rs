@@ -5,11 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::time::Instant;
 
-use agent::dataplane::apply::{Dataplane, DesiredState};
+use agent::dataplane::apply::Dataplane;
 use agent::dataplane::kernel::Kernel;
 use agent::dataplane::netlink::NetlinkKernel;
 use agent::dataplane::ownership::OwnershipPolicy;
 use agent::dataplane::route_table::RouteTable;
+use agent::dataplane::types::DesiredState;
 use agent::dataplane::types::{
     FdbEntry, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route, RouteTarget, VxlanDevice,
 };

@@ -9,7 +9,6 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::fsm::State;
-use crate::rib::RejectReason;
 use crate::wire::PathAttrs;
 
 /// A change, sent on the speaker's event channel. Written by the speaker task.
@@ -155,6 +154,73 @@ impl PeerStatus {
         match &self.note {
             Some(note) => format!("{info}, {note}"),
             None => info,
+        }
+    }
+}
+
+/// Why a path is not the best, or was refused on import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum RejectReason {
+    /// Not rejected (the best, or not yet decided).
+    None = 0,
+    /// A locally originated route for the same prefix wins.
+    LocalRoutePreferred = 1,
+    /// Lower LOCAL_PREF.
+    LocalPref = 2,
+    /// Longer AS_PATH.
+    AsPathLength = 3,
+    /// Higher ORIGIN.
+    Origin = 4,
+    /// Higher MED than a route from the same neighbouring AS.
+    Med = 5,
+    /// iBGP route while an eBGP route exists.
+    PeerType = 6,
+    /// Higher BGP identifier (or ORIGINATOR_ID).
+    RouterId = 7,
+    /// Longer CLUSTER_LIST.
+    ClusterListLength = 8,
+    /// Higher peer address.
+    PeerAddress = 9,
+    /// Refused by the import policy.
+    ImportPolicy = 16,
+    /// eBGP peer without import policy (RFC 8212).
+    NoImportPolicy = 17,
+    /// Our AS in the AS_PATH more often than allowed.
+    AsLoop = 18,
+    /// ORIGINATOR_ID is our router id (RFC 4456 §8).
+    OriginatorLoop = 19,
+    /// CLUSTER_LIST contains our cluster id (RFC 4456 §8).
+    ClusterLoop = 20,
+    /// No usable next hop.
+    NextHop = 21,
+    /// The peer's import limit was reached (action block).
+    ImportLimit = 22,
+}
+
+impl RejectReason {
+    /// From the stored octet.
+    pub fn from_u8(v: u8) -> RejectReason {
+        use RejectReason::*;
+        match v {
+            1 => LocalRoutePreferred,
+            2 => LocalPref,
+            3 => AsPathLength,
+            4 => Origin,
+            5 => Med,
+            6 => PeerType,
+            7 => RouterId,
+            8 => ClusterListLength,
+            9 => PeerAddress,
+            16 => ImportPolicy,
+            17 => NoImportPolicy,
+            18 => AsLoop,
+            19 => OriginatorLoop,
+            20 => ClusterLoop,
+            21 => NextHop,
+            22 => ImportLimit,
+            _ => None,
         }
     }
 }

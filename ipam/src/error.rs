@@ -6,7 +6,7 @@ use datastore::model::IpFamily;
 use ipnet::IpNet;
 use thiserror::Error;
 
-use crate::pool::AllowedUse;
+use datastore::model::ippool::AllowedUse;
 
 /// Everything an IPAM operation can fail with. Messages follow Calico's wording where a
 /// Calico user would recognise it.

@@ -3,32 +3,16 @@
 //! (Workload / Tunnel), optionally restricted to the pools a CNI config names.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use datastore::model::IpFamily;
-use datastore::model::ippool::{self, EncapMode, IPPool, Tunnel};
+// What an address is for (a pool's `allowedUses` must contain it): the model's type; IPAM
+// asks for `Workload` or `Tunnel`.
+pub use datastore::model::ippool::AllowedUse;
+use datastore::model::ippool::{EncapMode, IPPool, Tunnel};
 use datastore::selector::Selector;
 use ipnet::IpNet;
 
 use crate::error::{Error, Result};
-
-/// What an address is for; a pool's `allowedUses` must contain it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AllowedUse {
-    /// A pod (workload endpoint) address.
-    Workload,
-    /// A node's IPIP or VXLAN tunnel address.
-    Tunnel,
-}
-
-impl fmt::Display for AllowedUse {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AllowedUse::Workload => "Workload",
-            AllowedUse::Tunnel => "Tunnel",
-        })
-    }
-}
 
 /// An IP pool as IPAM needs it: the fields of the v3 `IPPool` resource that decide where
 /// addresses come from. Built from the stored resource by [`Pool::from_resource_json`].
@@ -81,12 +65,7 @@ impl Pool {
         let cidr = spec.network()?.trunc();
         let allowed_uses = [AllowedUse::Workload, AllowedUse::Tunnel]
             .into_iter()
-            .filter(|u| {
-                spec.allows(match u {
-                    AllowedUse::Workload => ippool::AllowedUse::Workload,
-                    AllowedUse::Tunnel => ippool::AllowedUse::Tunnel,
-                })
-            })
+            .filter(|u| spec.allows(*u))
             .collect();
         Ok(Pool {
             name: res.metadata.name.clone(),

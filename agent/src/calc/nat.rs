@@ -11,7 +11,7 @@ use datastore::model::IpFamily;
 use ipnet::IpNet;
 
 use super::tunnels::felix_setting;
-use crate::dataplane::nat::NatOutgoing;
+use crate::dataplane::types::NatOutgoing;
 use crate::state::ClusterState;
 
 /// The natOutgoing rules this node wants in `family`, or `None` when no pool of the
@@ -51,6 +51,21 @@ pub fn desired_nat(state: &ClusterState, node: &str, family: IpFamily) -> Option
         all_pools,
         snat_to,
     })
+}
+
+/// Adds `extra`'s natOutgoing networks (another backend's: flannel's `FLANNELD_IP_MASQ`)
+/// to `into` (the pools' own, if any).
+pub fn merge(into: &mut Option<NatOutgoing>, extra: Option<&NatOutgoing>) {
+    let Some(extra) = extra else {
+        return;
+    };
+    match into {
+        Some(nat) => {
+            nat.masq_pools.extend(extra.masq_pools.iter().copied());
+            nat.all_pools.extend(extra.all_pools.iter().copied());
+        }
+        None => *into = Some(extra.clone()),
+    }
 }
 
 #[cfg(test)]

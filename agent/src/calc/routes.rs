@@ -17,8 +17,8 @@ use super::tunnels::{
     vxlan_vni,
 };
 use super::{Backend, LearnedRoutes};
-use crate::dataplane::apply::DesiredState;
 use crate::dataplane::ownership::{IPIP_DEVICE, VXLAN_DEVICE, VXLAN_DEVICE_V6};
+use crate::dataplane::types::DesiredState;
 use crate::dataplane::types::{
     FdbEntry, IpipDevice, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route, RouteTarget,
     VxlanDevice,

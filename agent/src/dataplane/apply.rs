@@ -5,48 +5,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use datastore::model::IpFamily;
 use ipnet::IpNet;
 use tracing::{info, warn};
 
 use super::kernel::{Kernel, KernelError, KernelEvent, LinkInfo};
-use super::nat::{NatOutgoing, NatTable};
+use super::nat::NatTable;
 use super::netfilter::NetfilterError;
 use super::ownership::{
     FLANNEL_DEVICE, IPIP_DEVICE, OwnershipPolicy, VXLAN_DEVICE, VXLAN_DEVICE_V6, WORKLOAD_PREFIX,
 };
 use super::route_table::RouteTable;
-use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
-
-/// Everything calico-node wants in the kernel, as computed from the datastore and the RIB.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DesiredState {
-    pub routes: BTreeMap<IpNet, Route>,
-    /// `vxlan.calico` and/or `flannel.1`.
-    pub vxlan_devices: Vec<VxlanDevice>,
-    /// `tunl0`, when an IPIP pool is in use.
-    pub ipip: Option<IpipDevice>,
-    /// Permanent neighbours on the VXLAN devices.
-    pub neighbours: BTreeSet<Neighbour>,
-    /// Permanent FDB entries on the VXLAN devices.
-    pub fdb: BTreeSet<FdbEntry>,
-    /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
-    pub managed_cidrs: Vec<IpNet>,
-    /// natOutgoing sets and rules, when an IPv4 pool asks for them.
-    pub nat: Option<NatOutgoing>,
-    /// The same for IPv6 pools (ip6tables, `cali60…` sets).
-    pub nat6: Option<NatOutgoing>,
-}
-
-impl DesiredState {
-    /// The natOutgoing wanted in `family`.
-    pub fn nat_of(&self, family: IpFamily) -> Option<&NatOutgoing> {
-        match family {
-            IpFamily::V4 => self.nat.as_ref(),
-            IpFamily::V6 => self.nat6.as_ref(),
-        }
-    }
-}
+use super::types::{DesiredState, FdbEntry, Neighbour, Route};
 
 /// What one pass did, for logs, metrics and the status endpoint.
 #[derive(Debug, Clone, Default)]
@@ -465,7 +434,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::super::fake::FakeKernel;
-    use super::super::types::{PROTO_CALICO, RouteTarget};
+    use super::super::types::{IpipDevice, PROTO_CALICO, RouteTarget, VxlanDevice};
     use super::*;
 
     fn vxlan(address: &str) -> VxlanDevice {

@@ -25,6 +25,7 @@ use ipnet::IpNet;
 use tracing::info;
 
 use super::netfilter::{Netfilter, NetfilterError};
+use super::types::NatOutgoing;
 
 /// Our chain jumped from the nat table's `POSTROUTING`.
 pub const POSTROUTING_CHAIN: &str = "cali-POSTROUTING";
@@ -72,17 +73,6 @@ impl NatSets {
     fn owned(&self) -> [&'static str; 2] {
         [self.masq, self.all]
     }
-}
-
-/// The natOutgoing state one node wants in one family (computed by [`crate::calc::nat`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NatOutgoing {
-    /// Pools with `natOutgoing: true`: sources to masquerade.
-    pub masq_pools: BTreeSet<IpNet>,
-    /// Every pool: destinations never masqueraded.
-    pub all_pools: BTreeSet<IpNet>,
-    /// FelixConfiguration `natOutgoingAddress`: SNAT to it instead of MASQUERADE.
-    pub snat_to: Option<IpAddr>,
 }
 
 /// What the kernel holds of ours: present sets with their members, present owned chains

@@ -1,10 +1,13 @@
-//! What the dataplane programs, as plain values: routes, devices, neighbours and FDB
-//! entries. The calculation produces desired sets of these; the reconcilers compare them
-//! with what the kernel holds.
+//! What the dataplane programs, as plain values: routes, devices, neighbours, FDB
+//! entries, natOutgoing, and the [`DesiredState`] holding them all. The calculation
+//! produces these (importing only this module); the reconcilers compare them with what the
+//! kernel holds.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
+use datastore::model::IpFamily;
 use ipnet::IpNet;
 
 /// `proto boot`: what the CNI plugin (and flannel) use, not printed by `ip route`.
@@ -222,4 +225,45 @@ mod tests {
         assert_eq!(parse_mac("66:0a:1b:2c:3d"), None);
         assert_eq!(parse_mac("66:0a:1b:2c:3d:4e:5f"), None);
     }
+}
+
+/// Everything calico-node wants in the kernel, as computed from the datastore and the RIB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DesiredState {
+    pub routes: BTreeMap<IpNet, Route>,
+    /// `vxlan.calico` and/or `flannel.1`.
+    pub vxlan_devices: Vec<VxlanDevice>,
+    /// `tunl0`, when an IPIP pool is in use.
+    pub ipip: Option<IpipDevice>,
+    /// Permanent neighbours on the VXLAN devices.
+    pub neighbours: BTreeSet<Neighbour>,
+    /// Permanent FDB entries on the VXLAN devices.
+    pub fdb: BTreeSet<FdbEntry>,
+    /// Extra CIDRs whose `proto boot` routes are ours (flannel host-gw).
+    pub managed_cidrs: Vec<IpNet>,
+    /// natOutgoing sets and rules, when an IPv4 pool asks for them.
+    pub nat: Option<NatOutgoing>,
+    /// The same for IPv6 pools (ip6tables, `cali60…` sets).
+    pub nat6: Option<NatOutgoing>,
+}
+
+impl DesiredState {
+    /// The natOutgoing wanted in `family`.
+    pub fn nat_of(&self, family: IpFamily) -> Option<&NatOutgoing> {
+        match family {
+            IpFamily::V4 => self.nat.as_ref(),
+            IpFamily::V6 => self.nat6.as_ref(),
+        }
+    }
+}
+
+/// The natOutgoing state one node wants in one family (computed by `calc::nat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatOutgoing {
+    /// Pools with `natOutgoing: true`: sources to masquerade.
+    pub masq_pools: BTreeSet<IpNet>,
+    /// Every pool: destinations never masqueraded.
+    pub all_pools: BTreeSet<IpNet>,
+    /// FelixConfiguration `natOutgoingAddress`: SNAT to it instead of MASQUERADE.
+    pub snat_to: Option<IpAddr>,
 }

@@ -22,8 +22,8 @@ use super::config::{BackendType, NetworkConfig};
 use super::lease::{LeaseAttrs, SubnetLease};
 use super::subnet::overlaps;
 use crate::calc::tunnels::VXLAN_OVERHEAD;
-use crate::dataplane::apply::DesiredState;
-use crate::dataplane::nat::NatOutgoing;
+use crate::dataplane::types::DesiredState;
+use crate::dataplane::types::NatOutgoing;
 use crate::dataplane::types::{FdbEntry, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice};
 
 /// This node as the flannel backend sees it.
@@ -86,20 +86,6 @@ pub fn ip_masq_nat(config: &NetworkConfig) -> NatOutgoing {
         masq_pools: BTreeSet::from([config.network.into()]),
         all_pools: BTreeSet::from([config.network.into()]),
         snat_to: None,
-    }
-}
-
-/// Adds `extra`'s natOutgoing networks to `into` (the pools' own, if any).
-pub fn merge_nat(into: &mut Option<NatOutgoing>, extra: Option<&NatOutgoing>) {
-    let Some(extra) = extra else {
-        return;
-    };
-    match into {
-        Some(nat) => {
-            nat.masq_pools.extend(extra.masq_pools.iter().copied());
-            nat.all_pools.extend(extra.all_pools.iter().copied());
-        }
-        None => *into = Some(extra.clone()),
     }
 }
 

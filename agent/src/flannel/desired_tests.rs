@@ -294,13 +294,13 @@ fn ip_masq_masquerades_the_network_and_merges_with_pool_nat() {
         all_pools: BTreeSet::from([ipnet::IpNet::V4(net("192.168.0.0/16"))]),
         snat_to: None,
     });
-    merge_nat(&mut pools, Some(&nat));
+    crate::calc::nat::merge(&mut pools, Some(&nat));
     let merged = pools.expect("nat");
     assert_eq!(merged.masq_pools.len(), 2);
     assert_eq!(merged.all_pools.len(), 2);
     let mut none = None;
-    merge_nat(&mut none, None);
+    crate::calc::nat::merge(&mut none, None);
     assert_eq!(none, None);
-    merge_nat(&mut none, Some(&nat));
+    crate::calc::nat::merge(&mut none, Some(&nat));
     assert_eq!(none, Some(nat));
 }

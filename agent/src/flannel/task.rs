@@ -28,9 +28,9 @@ use super::manager::{LeaseError, LeaseManager, LeaseTiming, OwnLease};
 use super::subnet::config_key;
 use super::subnet_env::SubnetEnv;
 use super::watcher::{self, LeaseSnapshot};
-use crate::dataplane::apply::DesiredState;
+use crate::dataplane::types::DesiredState;
+use crate::liveness::Heartbeat;
 use crate::tasks;
-use crate::tasks::liveness::Heartbeat;
 
 /// How often a missing or invalid network config is read again.
 const CONFIG_POLL: Duration = Duration::from_secs(1);

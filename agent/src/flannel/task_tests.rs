@@ -6,7 +6,7 @@ use super::*;
 use crate::flannel::desired::vtep_mac_for;
 use crate::flannel::lease::LeaseAttrs;
 use crate::flannel::subnet::lease_key;
-use crate::tasks::liveness::Liveness;
+use crate::liveness::Liveness;
 
 const PREFIX: &str = "/coreos.com/network";
 

@@ -22,12 +22,12 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use super::bfd_link::{BfdLink, BfdMetrics};
-use super::liveness::Heartbeat;
 use crate::calc::LearnedRoutes;
 use crate::calc::exports::{Export, ExportReads, desired_exports};
 use crate::calc::peers::{DesiredPeer, PeerInput, desired_peers, listen_port, node_as};
 use crate::calc::speaker_config::{export_policy, origin_attrs, peer_config};
 use crate::config::NodeConfig;
+use crate::liveness::Heartbeat;
 use crate::local::LocalNode;
 use crate::state::{ClusterState, Generations};
 

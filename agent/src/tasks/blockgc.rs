@@ -21,8 +21,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
+use crate::liveness::Heartbeat;
 use crate::state::ClusterState;
-use crate::tasks::liveness::Heartbeat;
 
 /// How long a claim of this node may stay `pendingDeletion` before it counts as stuck (a
 /// release in progress takes milliseconds).

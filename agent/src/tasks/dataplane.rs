@@ -19,12 +19,13 @@ use tracing::{debug, info, warn};
 use crate::calc::routes::{RouteInput, StateReads, desired_state, learned_changes};
 use crate::calc::tunnels::pod_mtu;
 use crate::calc::{Backend, LearnedRoutes};
-use crate::dataplane::apply::{Dataplane, DataplaneHealth, DesiredState, Refresh};
+use crate::dataplane::apply::{Dataplane, DataplaneHealth, Refresh};
 use crate::dataplane::kernel::{Kernel, KernelEvent};
+use crate::dataplane::types::DesiredState;
+use crate::liveness::Heartbeat;
 use crate::local::LocalNode;
 use crate::state::ClusterState;
 use crate::syncer::SyncStatus;
-use crate::tasks::liveness::Heartbeat;
 
 /// Extra desired state from another backend (flannel), merged in before applying.
 pub type ExtraState = watch::Receiver<Arc<DesiredState>>;
@@ -332,7 +333,7 @@ impl<K: Kernel> DataplaneTask<K> {
             desired
                 .managed_cidrs
                 .extend(extra.managed_cidrs.iter().copied());
-            crate::flannel::desired::merge_nat(&mut desired.nat, extra.nat.as_ref());
+            crate::calc::nat::merge(&mut desired.nat, extra.nat.as_ref());
         }
         self.dataplane.set_desired(desired) || hold_changed
     }

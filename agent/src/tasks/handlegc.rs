@@ -17,7 +17,7 @@ use datastore::Revision;
 use ipam::Ipam;
 use tracing::{debug, info, warn};
 
-use crate::tasks::liveness::Heartbeat;
+use crate::liveness::Heartbeat;
 
 /// The handles (id, revision) no block holds an address for, as `calicoctl ipam check`
 /// finds them.

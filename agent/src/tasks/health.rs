@@ -18,8 +18,8 @@ use datastore::model::NodeStatusReport;
 use tokio::sync::watch;
 
 use super::dataplane::DataplaneMetrics;
-use super::liveness::Liveness;
 use crate::config::NodeConfig;
+use crate::liveness::Liveness;
 
 /// What the endpoints read.
 #[derive(Clone)]

@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
+use crate::liveness::Heartbeat;
 use crate::state::ClusterState;
-use crate::tasks::liveness::Heartbeat;
 
 /// One allocation as the collector tracks it: the same address under another handle or
 /// sequence number is another allocation (and starts its grace period again).

@@ -33,7 +33,6 @@ pub mod dataplane;
 pub mod handlegc;
 pub mod health;
 pub mod leakgc;
-pub mod liveness;
 pub mod status;
 pub mod supervisor;
 pub mod tunnels;

@@ -13,8 +13,8 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use super::liveness::{Heartbeat, Liveness};
 use crate::backoff::Backoff;
+use crate::liveness::{Heartbeat, Liveness};
 
 /// Mode of the socket file.
 const SOCKET_MODE: u32 = 0o660;

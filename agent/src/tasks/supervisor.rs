@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use tokio::task::JoinSet;
 
-use super::liveness::Liveness;
+use crate::liveness::Liveness;
 
 /// How a supervised task ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,9 +19,9 @@ use tracing::{info, warn};
 use crate::calc::tunnel_addrs::{TunnelPlan, plan};
 use crate::calc::tunnels::derived_vtep_mac;
 use crate::dataplane::types::format_mac;
+use crate::liveness::Heartbeat;
 use crate::startup::modify_node;
 use crate::state::ClusterState;
-use crate::tasks::liveness::Heartbeat;
 
 /// Writes (or clears) the tunnel fields of the Node; true when they changed.
 async fn record(

@@ -26,12 +26,12 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use self::attrs::{AttrId, AttrStore};
-pub use self::decision::RejectReason;
 pub use self::export::PeerOut;
 use self::paths::{accepted_count, holds_accepted, prefixes_of, process_family, remove, upsert};
 use self::table::{PF_REJECTED, PF_STALE, PathRef, PathTable};
 pub use self::views::{AdjRibIn, AdjRibOut, LocRib};
 use crate::config::{ImportLimit, LimitAction, NextHopMode, OriginAttrs, PeerConfig};
+pub use crate::events::RejectReason;
 use crate::events::{LearnedRoute, PathInfo, RouteEvent};
 use crate::policy::{Policy, Verdict};
 use crate::prefix::{Afi, Prefix, Prefix4, Prefix6, PrefixKey};
