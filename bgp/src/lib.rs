@@ -110,6 +110,7 @@ pub mod events;
 pub mod fsm;
 pub mod policy;
 pub mod prefix;
+#[cfg(feature = "test-harness")]
 pub mod receive;
 pub mod rib;
 pub mod speaker;

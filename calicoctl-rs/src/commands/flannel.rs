@@ -13,40 +13,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Subcommand};
 use datastore::{Datastore, KeyValue};
 use serde_json::{Value, json};
 
+use crate::cli::{FlannelArgs, FlannelCommand};
 use crate::error::{CliError, CliResult};
 use crate::output::table;
-
-/// flannel's default etcd prefix.
-pub const DEFAULT_PREFIX: &str = "/coreos.com/network";
-
-/// `calicoctl flannel <command>`
-#[derive(Debug, Args)]
-pub struct FlannelArgs {
-    #[command(subcommand)]
-    pub command: FlannelCommand,
-}
-
-/// The `flannel` sub-commands.
-#[derive(Debug, Subcommand)]
-pub enum FlannelCommand {
-    /// List the subnet leases (flannel backend).
-    Subnets(SubnetsArgs),
-}
-
-/// `subnets [--etcd-prefix=<prefix>] [--output=<ps|wide|json>]`
-#[derive(Debug, Args)]
-pub struct SubnetsArgs {
-    /// The flannel etcd prefix (calico-node's FLANNELD_ETCD_PREFIX).
-    #[arg(long = "etcd-prefix", env = "FLANNELD_ETCD_PREFIX", default_value = DEFAULT_PREFIX)]
-    pub prefix: String,
-    /// Output format: ps (default), wide or json.
-    #[arg(short = 'o', long = "output", default_value = "ps")]
-    pub output: String,
-}
 
 /// One lease as shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +202,7 @@ mod tests {
     use datastore::MemoryStore;
 
     use super::*;
+    use crate::cli::DEFAULT_PREFIX;
 
     #[tokio::test]
     async fn lists_leases_in_a_table_with_remaining_ttl() -> Result<(), Box<dyn std::error::Error>>

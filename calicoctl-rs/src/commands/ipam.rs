@@ -11,90 +11,14 @@ mod tests;
 
 use std::net::IpAddr;
 
-use clap::{Args, Subcommand};
 use datastore::Client;
 use datastore::client::calico_text;
 use datastore::model::IPAMConfiguration;
 use datastore::model::ipam::IpamConfig;
 use ipam::Ipam;
 
+use crate::cli::{IpamArgs, IpamCommand, ShowArgs};
 use crate::error::{CliError, CliResult};
-
-/// `calicoctl ipam <command>`
-#[derive(Debug, Args)]
-pub struct IpamArgs {
-    #[command(subcommand)]
-    pub command: IpamCommand,
-}
-
-/// The `ipam` sub-commands.
-#[derive(Debug, Subcommand)]
-pub enum IpamCommand {
-    /// Show details of Calico IP address usage.
-    Show(ShowArgs),
-    /// Check the integrity of the IPAM datastructures.
-    Check(CheckArgs),
-    /// Release a Calico assigned IP address.
-    Release(ReleaseArgs),
-    /// Configure IPAM.
-    Configure(ConfigureArgs),
-}
-
-/// `show [--ip=<IP> | --show-blocks] [--show-borrowed] [--show-configuration]`
-#[derive(Debug, Args)]
-pub struct ShowArgs {
-    /// Report whether this specific IP address is in use.
-    #[arg(long = "ip", conflicts_with = "show_blocks")]
-    pub ip: Option<String>,
-    /// Show detailed information for IP blocks as well as pools.
-    #[arg(long = "show-blocks")]
-    pub show_blocks: bool,
-    /// Show detailed information for "borrowed" IP addresses.
-    #[arg(long = "show-borrowed")]
-    pub show_borrowed: bool,
-    /// Show current Calico IPAM configuration.
-    #[arg(long = "show-configuration")]
-    pub show_configuration: bool,
-}
-
-/// `check [--output=<report.json>] [--show-all-ips] [--show-problem-ips]`
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    /// Path to output report file (Calico's JSON, for `release --from-report`).
-    #[arg(short = 'o', long = "output")]
-    pub output: Option<String>,
-    /// Accepted for compatibility.
-    #[arg(long = "show-all-ips")]
-    pub show_all_ips: bool,
-    /// Accepted for compatibility (problem IPs are always listed).
-    #[arg(long = "show-problem-ips")]
-    pub show_problem_ips: bool,
-}
-
-/// `release [--ip=<IP>] [--from-report=<REPORT>]... [--force]`
-#[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["ip", "from_report"])))]
-pub struct ReleaseArgs {
-    /// IP address to release.
-    #[arg(long = "ip")]
-    pub ip: Option<String>,
-    /// Release the leaked addresses of the report (`ipam check -o`). With several
-    /// reports, only addresses leaked in all of them are released.
-    #[arg(long = "from-report")]
-    pub from_report: Vec<String>,
-    /// Release although the data store is not locked or the report came from another
-    /// calicoctl version.
-    #[arg(long = "force")]
-    pub force: bool,
-}
-
-/// `configure --strictaffinity=<true/false>`
-#[derive(Debug, Args)]
-pub struct ConfigureArgs {
-    /// Set StrictAffinity to true/false.
-    #[arg(long = "strictaffinity", required = true)]
-    pub strict_affinity: String,
-}
 
 /// An IPAM failure as calicoctl's one-line error.
 pub(crate) fn ipam_err(e: ipam::Error) -> CliError {

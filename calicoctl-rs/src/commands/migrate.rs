@@ -2,42 +2,12 @@
 //! (ClusterInformation `datastoreReady: false`) for maintenance, as Calico does before a
 //! migration or an `ipam release --from-report`, and ready again.
 
-use clap::{Args, Subcommand};
 use datastore::Client;
 use datastore::client::calico_text;
 use datastore::model::ClusterInformation;
 
+use crate::cli::{DatastoreArgs, DatastoreCommand, MigrateStep};
 use crate::error::{CliError, CliResult};
-
-/// `calicoctl datastore <command>`
-#[derive(Debug, Args)]
-pub struct DatastoreArgs {
-    #[command(subcommand)]
-    pub command: DatastoreCommand,
-}
-
-/// The `datastore` sub-commands.
-#[derive(Debug, Subcommand)]
-pub enum DatastoreCommand {
-    /// Data store migration steps (lock, unlock).
-    Migrate(MigrateArgs),
-}
-
-/// `calicoctl datastore migrate <lock|unlock>`
-#[derive(Debug, Args)]
-pub struct MigrateArgs {
-    #[command(subcommand)]
-    pub step: MigrateStep,
-}
-
-/// What `migrate` does.
-#[derive(Debug, Clone, Copy, Subcommand)]
-pub enum MigrateStep {
-    /// Lock the data store (datastoreReady false).
-    Lock,
-    /// Unlock the data store (datastoreReady true).
-    Unlock,
-}
 
 /// Sets `datastoreReady` on ClusterInformation `default` (creating it if no calico-node
 /// has yet), by compare-and-swap.

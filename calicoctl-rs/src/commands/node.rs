@@ -3,46 +3,15 @@
 //! `show protocols`; calico-rs's agent reports the same columns directly. `-o json` /
 //! `-o yaml` print every session with its settings, counts and why it is down.
 
-use std::path::PathBuf;
-
-use clap::{Args, Subcommand};
 use datastore::model::{BgpPeerStatus, NodeStatusReport, STATUS_SOCKET};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixStream;
 
 use super::ipam::table::{render, wrap};
+use crate::cli::{NodeArgs, NodeCommand, StatusArgs};
 use crate::error::{CliError, CliResult};
 use crate::output::document::{to_json, to_yaml};
-
-/// `calicoctl node <command>`.
-#[derive(Debug, Args)]
-pub struct NodeArgs {
-    #[command(subcommand)]
-    pub command: NodeCommand,
-}
-
-/// The node verbs.
-#[derive(Debug, Subcommand)]
-pub enum NodeCommand {
-    /// Show the status of the Calico node on this host (BGP sessions, dataplane).
-    Status(StatusArgs),
-}
-
-/// `calicoctl node status [--run-dir <dir>]`.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    /// Where the local calico-node keeps its status socket.
-    #[arg(
-        long = "run-dir",
-        env = "CALICO_RUN_DIR",
-        default_value = "/var/run/calico"
-    )]
-    pub run_dir: PathBuf,
-    /// `json` or `yaml` for every session's settings and counts; the table otherwise.
-    #[arg(short = 'o', long = "output", value_parser = ["json", "yaml"])]
-    pub output: Option<String>,
-}
 
 /// Dispatches `node` subcommands.
 pub async fn run(args: NodeArgs) -> CliResult {
