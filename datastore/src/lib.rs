@@ -13,7 +13,6 @@ pub mod memory;
 pub mod model;
 pub mod selector;
 pub mod store;
-pub mod validation;
 
 pub use client::{Client, ResourceEvent, ResourceList, ResourceWatch};
 pub use error::{Error, Result};

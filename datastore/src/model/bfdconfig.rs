@@ -80,7 +80,7 @@ impl Spec for BFDConfigurationSpec {
     const PLURAL: &'static str = "bfdconfigurations";
 
     fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
-        crate::validation::misc::validate_bfd(self)
+        crate::model::validation::misc::validate_bfd(self)
     }
 }
 

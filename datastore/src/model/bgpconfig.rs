@@ -174,6 +174,6 @@ impl Spec for BGPConfigurationSpec {
     const PLURAL: &'static str = "bgpconfigurations";
 
     fn validate(&self, meta: &ObjectMeta) -> Result<()> {
-        crate::validation::bgp::validate_config(meta, self)
+        crate::model::validation::bgp::validate_config(meta, self)
     }
 }

@@ -183,7 +183,7 @@ impl Spec for BGPFilterSpec {
     const PLURAL: &'static str = "bgpfilters";
 
     fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
-        crate::validation::bgpfilter::validate(self)
+        crate::model::validation::bgpfilter::validate(self)
     }
 }
 

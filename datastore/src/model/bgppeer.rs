@@ -154,7 +154,7 @@ impl BGPPeerSpec {
 
     /// `peerIP` split into address and optional port.
     pub fn peer_addr(&self) -> Option<(std::net::IpAddr, Option<u16>)> {
-        crate::validation::bgp::parse_peer_ip(&self.peer_ip)
+        crate::model::validation::bgp::parse_peer_ip(&self.peer_ip)
     }
 }
 
@@ -163,6 +163,6 @@ impl Spec for BGPPeerSpec {
     const PLURAL: &'static str = "bgppeers";
 
     fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
-        crate::validation::bgp::validate_peer(self)
+        crate::model::validation::bgp::validate_peer(self)
     }
 }

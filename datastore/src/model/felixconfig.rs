@@ -91,6 +91,6 @@ impl Spec for FelixConfigurationSpec {
     const PLURAL: &'static str = "felixconfigurations";
 
     fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
-        crate::validation::misc::validate_felix(self)
+        crate::model::validation::misc::validate_felix(self)
     }
 }

@@ -68,6 +68,6 @@ impl Spec for IPAMConfigurationSpec {
     const PLURAL: &'static str = "ipamconfigurations";
 
     fn validate(&self, meta: &ObjectMeta) -> Result<()> {
-        crate::validation::misc::validate_ipam_config(meta, self)
+        crate::model::validation::misc::validate_ipam_config(meta, self)
     }
 }

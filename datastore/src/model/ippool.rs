@@ -214,15 +214,15 @@ impl Spec for IPPoolSpec {
     }
 
     fn validate(&self, meta: &ObjectMeta) -> Result<()> {
-        crate::validation::ippool::validate(meta, self)
+        crate::model::validation::ippool::validate(meta, self)
     }
 
     fn validate_update(&self, _meta: &ObjectMeta, old: &Self) -> Result<()> {
-        crate::validation::ippool::validate_update(self, old)
+        crate::model::validation::ippool::validate_update(self, old)
     }
 
     fn validate_create(&self, meta: &ObjectMeta, others: &[IPPool]) -> Result<()> {
-        crate::validation::ippool::validate_overlap(meta, self, others)
+        crate::model::validation::ippool::validate_overlap(meta, self, others)
     }
 }
 

@@ -21,6 +21,7 @@ pub mod node;
 pub mod nodestatus;
 pub mod resource;
 pub mod types;
+pub mod validation;
 pub mod workloadendpoint;
 pub mod yaml11;
 

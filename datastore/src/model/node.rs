@@ -231,6 +231,6 @@ impl Spec for NodeSpec {
     const PLURAL: &'static str = "nodes";
 
     fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
-        crate::validation::node::validate(self)
+        crate::model::validation::node::validate(self)
     }
 }

@@ -151,7 +151,7 @@ impl<S: Spec> Resource for Object<S> {
     }
 
     fn validate(&self) -> Result<()> {
-        crate::validation::validate_meta(S::KIND, S::NAMESPACED, &self.metadata)?;
+        crate::model::validation::validate_meta(S::KIND, S::NAMESPACED, &self.metadata)?;
         self.spec.validate(&self.metadata)
     }
 

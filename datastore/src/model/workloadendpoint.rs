@@ -92,6 +92,6 @@ impl Spec for WorkloadEndpointSpec {
     const NAMESPACED: bool = true;
 
     fn validate(&self, _meta: &ObjectMeta) -> Result<()> {
-        crate::validation::misc::validate_wep(self)
+        crate::model::validation::misc::validate_wep(self)
     }
 }

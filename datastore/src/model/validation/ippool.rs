@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use crate::error::{Error, Result};
 use crate::model::ippool::{AllowedUse, IPPool, IPPoolSpec};
 use crate::model::meta::ObjectMeta;
-use crate::validation::check_selector;
+use crate::model::validation::check_selector;
 
 fn link_local_v4() -> IpNet {
     IpNet::V4(ipnet::Ipv4Net::new_assert(

@@ -4,7 +4,7 @@ use ipnet::IpNet;
 
 use crate::error::{Error, Result};
 use crate::model::node::NodeSpec;
-use crate::validation::{check_as_number, check_ip, check_mac};
+use crate::model::validation::{check_as_number, check_ip, check_mac};
 
 /// Checks a Node spec.
 pub fn validate(spec: &NodeSpec) -> Result<()> {

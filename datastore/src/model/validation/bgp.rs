@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::model::bgpconfig::BGPConfigurationSpec;
 use crate::model::bgppeer::{BGPPeerSpec, BgpPassword};
 use crate::model::meta::ObjectMeta;
-use crate::validation::{check_as_number, check_cidr, check_selector};
+use crate::model::validation::{check_as_number, check_cidr, check_selector};
 
 const PEER_IP_REASON: &str = "invalid peer IP: must be an IP address, IP:port or [IPv6]:port";
 
@@ -96,7 +96,7 @@ pub fn validate_peer(spec: &BGPPeerSpec) -> Result<()> {
                 "reachableBy must be empty when peerIP is empty",
             ));
         }
-        crate::validation::check_ip("BGPPeer.Spec.ReachableBy", r)?;
+        crate::model::validation::check_ip("BGPPeer.Spec.ReachableBy", r)?;
     }
     if spec.keep_original_next_hop.is_some() && spec.next_hop_mode.is_some() {
         return Err(Error::invalid(

@@ -5,8 +5,8 @@ use crate::model::felixconfig::FelixConfigurationSpec;
 use crate::model::ipamconfig::IPAMConfigurationSpec;
 use crate::model::meta::ObjectMeta;
 use crate::model::types::GoDuration;
+use crate::model::validation::{check_cidr, check_ip, check_mac};
 use crate::model::workloadendpoint::WorkloadEndpointSpec;
-use crate::validation::{check_cidr, check_ip, check_mac};
 
 const LOG_LEVELS: &[&str] = &["debug", "info", "warning", "error", "fatal", "none"];
 

@@ -1,7 +1,8 @@
 //! Calico's validation rules and messages (reference calico.md §2). Every failure is an
 //! [`Error::Invalid`](crate::Error::Invalid) with Calico's field path, e.g.
 //! `error with field IPPool.Spec.CIDR = '10.0.0.1/16' (IPPool CIDR is not strictly masked)`.
-//! Each kind's rules live in its own file; this module holds the shared checks.
+//! Each kind's rules live in its own file; this module holds the shared checks. Part of the
+//! model: a resource's `validate` (in its model file) runs the rules of its kind here.
 
 pub mod bgp;
 pub mod bgpfilter;

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::error::{Error, Result};
 use crate::model::bgpfilter::{BGPFilterRule, BGPFilterSpec, FilterAction};
-use crate::validation::bgp::is_community;
+use crate::model::validation::bgp::is_community;
 
 /// Calico's priority range (`...RoutePriority` of FelixConfiguration).
 const PRIORITY_RANGE: std::ops::RangeInclusive<i64> = 1..=2_147_483_646;
