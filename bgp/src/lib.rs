@@ -108,6 +108,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod fsm;
+pub mod graceful;
 pub mod policy;
 pub mod prefix;
 #[cfg(feature = "test-harness")]

@@ -12,6 +12,7 @@ use super::socket::ConnectParams;
 use crate::config::{LimitAction, PeerConfig, SpeakerConfig};
 use crate::events::PeerStatus;
 use crate::fsm::{Session, SessionConfig, State};
+use crate::graceful::Promise;
 use crate::prefix::Afi;
 use crate::rib::Rib;
 use crate::wire::UpdateCtx;
@@ -27,10 +28,8 @@ pub(crate) struct Peer {
     pub attempt: Option<(u64, AbortHandle)>,
     pub since: SystemTime,
     pub shown: State,
-    /// The peer's Restart Time from its last Established session (graceful restart).
-    pub gr_restart_time: Option<u16>,
-    /// Families the peer listed in its graceful-restart capability (kept when it restarts).
-    pub gr_families: Vec<Afi>,
+    /// What the peer's last Established session promised for a restart (graceful restart).
+    pub graceful: Promise,
     pub route_refresh: bool,
     /// When each family was last re-advertised for a ROUTE-REFRESH, and the families whose
     /// refresh waits for the rate limit.
@@ -71,8 +70,7 @@ impl Peer {
             attempt: None,
             since: SystemTime::now(),
             shown: State::Idle,
-            gr_restart_time: None,
-            gr_families: Vec::new(),
+            graceful: Promise::default(),
             route_refresh: false,
             refreshed: Vec::new(),
             refresh_due: Vec::new(),

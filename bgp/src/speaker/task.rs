@@ -21,6 +21,7 @@ use crate::collision::{self, Sessions, Verdict};
 use crate::config::{LimitAction, SpeakerConfig};
 use crate::events::RouteEvent;
 use crate::fsm::{DownInfo, Input, Negotiated, Outgoing, Output, Session, State, TimerKind};
+use crate::graceful::Promise;
 use crate::prefix::Afi;
 use crate::rib::{PeerUp, Rib, RibConfig};
 use crate::wire::encode;
@@ -866,18 +867,7 @@ impl Task {
         let Some(p) = self.peer_mut(idx) else {
             return;
         };
-        p.gr_restart_time = n.peer_graceful_restart.as_ref().map(|g| g.restart_time);
-        p.gr_families = n
-            .peer_graceful_restart
-            .as_ref()
-            .map(|g| {
-                g.families
-                    .iter()
-                    .map(|&(afi, _)| afi)
-                    .filter(|a| n.families.contains(a))
-                    .collect()
-            })
-            .unwrap_or_default();
+        p.graceful = Promise::of(n.peer_graceful_restart.as_ref(), &n.families);
         p.route_refresh = n.route_refresh;
         let local = p.main_conn.as_ref().map(|c| canonical(c.local.ip()));
         let name = p.cfg.name.clone();
@@ -909,14 +899,7 @@ impl Task {
         let Some(p) = self.peer_mut(idx) else {
             return;
         };
-        // RFC 4724 §4.2: keep the families the peer listed (with a restart time); none
-        // listed (BIRD's "graceful restart aware") keeps nothing.
-        let keep: Vec<Afi> = if info.graceful {
-            p.gr_families.clone()
-        } else {
-            Vec::new()
-        };
-        let restart = p.gr_restart_time.filter(|&t| t > 0 && !keep.is_empty());
+        let retention = p.graceful.on_down(info.graceful);
         // Refreshes held back for the old session mean nothing to the next one.
         p.refresh_due.clear();
         self.timers.cancel(TimerId::RouteRefresh(idx));
@@ -927,18 +910,21 @@ impl Task {
         let addr = p.cfg.address;
         tracing::info!("session down: {}", info.reason);
         self.timers.cancel(TimerId::StalePath(idx));
-        self.rib
-            .peer_down(idx, if restart.is_some() { &keep } else { &[] });
-        if let Some(t) = restart {
-            tracing::info!("graceful restart: keeping routes for up to {t} s");
+        let kept = retention.as_ref().map_or(&[][..], |r| &r.families[..]);
+        self.rib.peer_down(idx, kept);
+        if let Some(r) = &retention {
+            tracing::info!(
+                "graceful restart: keeping routes for up to {} s",
+                r.restart_time.as_secs()
+            );
             self.timers
-                .arm(TimerId::GrRestart(idx), now + Duration::from_secs(t as u64));
+                .arm(TimerId::GrRestart(idx), now + r.restart_time);
         }
         self.events.send(RouteEvent::PeerDown {
             peer: addr,
             name,
             reason: info.reason,
-            graceful: restart.is_some(),
+            graceful: retention.is_some(),
         });
     }
 
