@@ -340,11 +340,17 @@ pub fn frr_bfdd_config(t: BfdTimers) -> String {
 
 /// GoBGP configuration (TOML) for `spec`; routes are added through the CLI after start.
 pub fn gobgp_config(spec: &RouterSpec) -> String {
+    // Listening on the IPv6 address too, for sessions to IPv6 neighbors.
+    let listen = std::iter::once(&spec.router_id)
+        .chain(&spec.ipv6)
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut c = format!(
-        "[global.config]\n  as = {}\n  router-id = \"{}\"\n  local-address-list = [\"{}\"]\n\
+        "[global.config]\n  as = {}\n  router-id = \"{}\"\n  local-address-list = [{listen}]\n\
          [global.apply-policy.config]\n  default-import-policy = \"accept-route\"\n  \
          default-export-policy = \"accept-route\"\n",
-        spec.asn, spec.router_id, spec.router_id
+        spec.asn, spec.router_id
     );
     for n in &spec.neighbors {
         // Down until the routes are injected (see `Router::launch`), so a restarted
@@ -378,10 +384,13 @@ pub fn gobgp_config(spec: &RouterSpec) -> String {
                 "  [neighbors.ttl-security.config]\n    enabled = true\n    ttl-min = 255\n",
             );
         }
-        let mut fams = vec!["ipv4-unicast"];
-        if n.ipv6 {
-            fams.push("ipv6-unicast");
-        }
+        let fams = if n.is_v6_session() {
+            vec!["ipv6-unicast"]
+        } else if n.ipv6 {
+            vec!["ipv4-unicast", "ipv6-unicast"]
+        } else {
+            vec!["ipv4-unicast"]
+        };
         for f in fams {
             c.push_str(&format!(
                 "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"{f}\"\n"

@@ -1,6 +1,6 @@
 //! The lab's top-of-rack router: one namespace on subnet 0 at 10.0.0.253 (and fd00::253 in a
-//! dual-stack lab), AS 65001, a BIRD / FRR / GoBGP peering with every node over eBGP (BIRD
-//! and FRR also over IPv6, a session per family as Calico's), and the Calico resources that turn
+//! dual-stack lab), AS 65001, a BIRD / FRR / GoBGP peering with every node over eBGP (BIRD,
+//! FRR and GoBGP also over IPv6, a session per family as Calico's), and the Calico resources that turn
 //! the node-to-node mesh off and peer every node with it.
 
 use anyhow::Result;

@@ -3,7 +3,7 @@
 //! `assign_ipv6`. Every pod gets an IPv4 and an IPv6 address and reaches every other pod
 //! over both; each node holds the others' blocks of both families and its own blackholes;
 //! `calicoctl node status` shows both tables Established; a BIRD or FRR top-of-rack router
-//! peered over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
+//! (and GoBGP as a route collector) peered over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
 //! the IPv6 pool switched to VXLAN (vxlan-v6.calico) and back by `calicoctl apply`, live,
 //! nothing stale; a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
 //! calico-node with the variable named and nothing written; an IPv6-only cluster (`IP=none`,
@@ -16,7 +16,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use ipnet::{Ipv4Net, Ipv6Net};
-use lab::bgp_peers::RouterKind;
+use lab::bgp_peers::{RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
 use lab::tor::{TOR_IP, TOR_IP6, TOR_PEERING, TOR_PEERING_V6, tor_spec};
 use lab::wait_until;
@@ -228,6 +228,51 @@ fn a_bird_tor_peered_in_both_families_learns_every_block_and_carries_the_pods() 
 #[ignore = "needs root netns and frr: cargo test -p lab --test dual_stack -- --ignored"]
 fn an_frr_tor_peered_in_both_families_learns_every_block_and_carries_the_pods() {
     tor_in_both_families(RouterKind::Frr);
+}
+
+#[test]
+#[ignore = "needs root netns and gobgpd: cargo test -p lab --test dual_stack -- --ignored"]
+fn a_gobgp_peer_in_both_families_learns_every_block_via_its_node() {
+    let mut c = dual_mesh(2);
+    // GoBGP installs nothing in the kernel: a route collector, not a ToR carrying traffic.
+    let spec = RouterSpec {
+        install_routes: false,
+        ..tor_spec(&c)
+    };
+    let (_, gobgp) = c.start_tor(RouterKind::GoBgp, spec).expect("GoBGP");
+    c.apply(&format!("{TOR_PEERING}---\n{TOR_PEERING_V6}"))
+        .expect("apply");
+    let wanted: Vec<(String, String)> = (0..2)
+        .flat_map(|n| {
+            [
+                (block_of(&c, n), c.nodes[n].ip().to_string()),
+                (
+                    block6_of(&c, n),
+                    c.nodes[n].ip6().unwrap_or_default().to_string(),
+                ),
+            ]
+        })
+        .collect();
+    let mut learned = Default::default();
+    assert!(
+        wait_until(WAIT, || {
+            learned = gobgp.learned().unwrap_or_default();
+            wanted
+                .iter()
+                .all(|(block, via)| learned.get(block).is_some_and(|r| &r.next_hop == via))
+        }),
+        "GoBGP lacks {wanted:?}: {learned:#?}\n{}\n{}",
+        gobgp.log_tail(30),
+        c.logs(40)
+    );
+    let status = text(&c.calicoctl(0, &["node", "status"]).expect("calicoctl"));
+    let v6_table = status.split("IPv6 BGP status").nth(1).unwrap_or_default();
+    assert!(
+        v6_table
+            .lines()
+            .any(|l| l.contains(TOR_IP6) && l.contains("global") && l.contains("Established")),
+        "{status}"
+    );
 }
 
 /// A ToR of `kind` with a session per family to each node (mesh off): it learns every
