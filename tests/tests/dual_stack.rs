@@ -3,12 +3,14 @@
 //! `assign_ipv6`. Every pod gets an IPv4 and an IPv6 address and reaches every other pod
 //! over both; each node holds the others' blocks of both families and its own blackholes;
 //! `calicoctl node status` shows both tables Established; a BIRD or FRR top-of-rack router
-//! (and GoBGP as a route collector) peered over eBGP in both families (mesh off) learns every block and carries the pods' traffic;
+//! peered over eBGP in both families (mesh off) learns every block and carries the pods'
+//! traffic, and GoBGP, as a route collector, learns every block;
 //! the IPv6 pool switched to VXLAN (vxlan-v6.calico) and back by `calicoctl apply`, live,
 //! nothing stale; a deleted pod leaves no route of either family behind; a v4 address in `IP6` stops
 //! calico-node with the variable named and nothing written; an IPv6-only cluster (`IP=none`,
 //! IPv6-only pods) meshes, routes and pings over IPv6 alone; a route reflector reflects every
-//! block in both families.
+//! block in both families; an emptied IPv6 block is released and a leaving node is gone in
+//! both families.
 //! Needs root: `cargo test -p lab --test dual_stack -- --ignored`.
 
 use std::net::Ipv6Addr;
@@ -751,4 +753,87 @@ spec: {nodeToNodeMeshEnabled: false}
             );
         }
     }
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
+fn an_empty_ipv6_block_is_released_and_a_leaving_node_is_gone_in_both_families() {
+    // /126 IPv6 blocks (4 addresses), released 1 s after they empty.
+    let spec = LabSpec::nodes(3)
+        .dual_stack()
+        .env("CALICO_IPV4POOL_CIDR", POOL)
+        .env("CALICO_IPV6POOL_CIDR", POOL_V6)
+        .env("CALICO_IPV6POOL_BLOCK_SIZE", "126")
+        .env("CALICO_IPAM_EMPTY_BLOCK_GRACE", "1");
+    let mut c = Cluster::start(spec).expect("lab");
+    let pods: Vec<usize> = (0..5)
+        .map(|k| c.add_pod(0, &format!("a{k}")).expect("pod"))
+        .collect();
+    let block126 = |c: &Cluster, p: usize| {
+        Ipv6Net::new(ip6_of(c, p), 126)
+            .expect("prefix")
+            .trunc()
+            .to_string()
+    };
+    let first = block126(&c, pods[0]);
+    let later: Vec<usize> = pods
+        .iter()
+        .copied()
+        .filter(|p| block126(&c, *p) != first)
+        .collect();
+    assert!(!later.is_empty(), "five pods in one /126?");
+    let second = block126(&c, later[0]);
+    let via1 = c.nodes[0].ip6().expect("dual-stack node").to_string();
+    wait_route6(&c, 1, &format!("{second} via {via1} dev eth0 proto bird"));
+
+    // The second block's pods go: the block is released, its routes gone everywhere.
+    for p in later.iter().rev() {
+        c.delete_pod(*p).expect("DEL");
+    }
+    for n in 0..3 {
+        assert!(
+            wait_until(WAIT, || !c.nodes[n].has_route_v6(&format!("{second} "))),
+            "{} still routes the released {second}: {:#?}",
+            c.nodes[n].name,
+            c.nodes[n].routes_v6()
+        );
+    }
+    wait_route6(&c, 1, &format!("{first} via {via1} dev eth0 proto bird"));
+
+    // node3 leaves: stopped and deleted, it is gone from node status and its blocks of
+    // both families from the others' kernels.
+    let p3 = c.add_pod(2, "c0").expect("pod on node3");
+    let (block3, block3_v6) = (
+        Ipv4Net::new(c.pods[p3].ip, 26)
+            .expect("prefix")
+            .trunc()
+            .to_string(),
+        block126(&c, p3),
+    );
+    let via3 = c.nodes[2].ip6().expect("dual-stack node").to_string();
+    wait_route6(
+        &c,
+        0,
+        &format!("{block3_v6} via {via3} dev eth0 proto bird"),
+    );
+    c.stop_agent(2);
+    let del = c
+        .calicoctl(0, &["delete", "node", "node3"])
+        .expect("calicoctl");
+    assert!(del.status.success(), "{}", text(&del));
+    let mut status = String::new();
+    assert!(
+        wait_until(WAIT, || {
+            status = text(&c.calicoctl(0, &["node", "status"]).expect("calicoctl"));
+            !status.contains(&via3) && !status.contains(c.nodes[2].ip())
+        }),
+        "node3 still in node status:\n{status}"
+    );
+    assert!(
+        wait_until(WAIT, || !c.nodes[0].has_route_v6(&format!("{block3_v6} "))
+            && !c.nodes[0].has_route(&format!("{block3} "))),
+        "node1 still routes node3's blocks: {:#?} {:#?}",
+        c.nodes[0].routes(),
+        c.nodes[0].routes_v6()
+    );
 }
