@@ -57,7 +57,7 @@ fn mesh_peers_with_every_other_node_and_dials_only_higher_addresses() {
 }
 
 #[test]
-fn ipv6_only_nodes_mesh_over_their_ipv6_addresses_and_dual_stack_ones_in_both_families() {
+fn ipv6_only_nodes_mesh_over_their_ipv6_addresses_with_every_node() {
     let s = cluster(
         vec![
             node_v6("n1", "fd00:1::1/64"),

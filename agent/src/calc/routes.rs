@@ -18,10 +18,9 @@ use super::tunnels::{
 };
 use super::{Backend, LearnedRoutes};
 use crate::dataplane::ownership::{IPIP_DEVICE, VXLAN_DEVICE, VXLAN_DEVICE_V6};
-use crate::dataplane::types::DesiredState;
 use crate::dataplane::types::{
-    FdbEntry, IpipDevice, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route, RouteTarget,
-    VxlanDevice,
+    DesiredState, FdbEntry, IpipDevice, Neighbour, PROTO_BIRD, PROTO_BOOT, PROTO_CALICO, Route,
+    RouteTarget, VxlanDevice,
 };
 use crate::local::LocalNode;
 use crate::maps::changed_keys;

@@ -22,9 +22,9 @@ use super::config::{BackendType, NetworkConfig};
 use super::lease::{LeaseAttrs, SubnetLease};
 use super::subnet::overlaps;
 use crate::calc::tunnels::VXLAN_OVERHEAD;
-use crate::dataplane::types::DesiredState;
-use crate::dataplane::types::NatOutgoing;
-use crate::dataplane::types::{FdbEntry, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice};
+use crate::dataplane::types::{
+    DesiredState, FdbEntry, NatOutgoing, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice,
+};
 
 /// This node as the flannel backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
