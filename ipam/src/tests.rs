@@ -115,14 +115,7 @@ async fn a_fresh_block_is_claimed_in_one_write_with_its_affinity() -> TestResult
 
 #[tokio::test(start_paused = true)]
 async fn a_claim_reported_failed_after_it_was_saved_is_read_back_and_kept() -> TestResult {
-    let store = FaultyStore::default();
-    add_pool(
-        &store.inner,
-        "pool1",
-        json!({"cidr":"10.31.0.0/24","blockSize":26}),
-    )
-    .await;
-    let ipam = Ipam::new(Arc::new(store.clone()));
+    let (store, ipam) = faulty_pool().await;
     store
         .lose_create_all_replies
         .store(1, std::sync::atomic::Ordering::SeqCst);
@@ -892,7 +885,8 @@ impl Datastore for FaultyStore {
     }
 }
 
-async fn faulty_setup() -> (FaultyStore, Ipam) {
+/// A [`FaultyStore`] holding one pool, no block yet.
+async fn faulty_pool() -> (FaultyStore, Ipam) {
     let store = FaultyStore::default();
     add_pool(
         &store.inner,
@@ -901,6 +895,11 @@ async fn faulty_setup() -> (FaultyStore, Ipam) {
     )
     .await;
     let ipam = Ipam::new(Arc::new(store.clone()));
+    (store, ipam)
+}
+
+async fn faulty_setup() -> (FaultyStore, Ipam) {
+    let (store, ipam) = faulty_pool().await;
     // The block exists already: the allocation below is one block update.
     one(&ipam, "net.first", "node1")
         .await

@@ -567,13 +567,24 @@ impl Cluster {
         crate::cni::run(&self.nodes[i].ns, &self.cni, &self.cni_conf(i).json(), call)
     }
 
-    /// Creates pod `name` on node `i` through CNI ADD; returns its index in `pods`.
-    pub fn add_pod(&mut self, i: usize, name: &str) -> Result<usize> {
+    /// A new namespace for pod `name` and a CNI ADD of it on node `i` with `conf`: the
+    /// namespace, the container ID and the plugin's output.
+    fn cni_add(
+        &self,
+        i: usize,
+        name: &str,
+        conf: CalicoConf,
+    ) -> Result<(Netns, String, CniOutput)> {
         let ns = Netns::create(&format!("{}p-{name}", self.tag))?;
         let container_id = format!("{name}-{}", std::process::id());
-        let conf = self.cni_conf(i);
         let out = add_pod_output(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)
             .with_context(|| format!("adding pod {name} on {}", self.nodes[i].name))?;
+        Ok((ns, container_id, out))
+    }
+
+    /// Creates pod `name` on node `i` through CNI ADD; returns its index in `pods`.
+    pub fn add_pod(&mut self, i: usize, name: &str) -> Result<usize> {
+        let (ns, container_id, out) = self.cni_add(i, name, self.cni_conf(i))?;
         let ip = out.ip()?;
         let ip6 = out.ipv6();
         if self.dual_stack && ip6.is_none() {
@@ -593,13 +604,10 @@ impl Cluster {
     /// Creates an IPv6-only pod `name` on node `i` through CNI ADD (`assign_ipv4` off,
     /// `assign_ipv6` on): its namespace, which the caller owns, and its address.
     pub fn add_pod_v6_only(&self, i: usize, name: &str) -> Result<(Netns, std::net::Ipv6Addr)> {
-        let ns = Netns::create(&format!("{}p-{name}", self.tag))?;
-        let container_id = format!("{name}-{}", std::process::id());
         let mut conf = self.cni_conf(i);
         conf.assign_ipv4 = false;
         conf.assign_ipv6 = true;
-        let out = add_pod_output(&self.nodes[i].ns, &self.cni, &conf, &ns, &container_id)
-            .with_context(|| format!("adding pod {name} on {}", self.nodes[i].name))?;
+        let (ns, _, out) = self.cni_add(i, name, conf)?;
         if out.ip().is_ok() {
             bail!("IPv6-only pod {name} got an IPv4 address: {}", out.stdout);
         }

@@ -12,6 +12,7 @@ pub mod cni;
 pub mod etcd;
 pub mod netns;
 pub mod ping;
+pub mod reflectors;
 pub mod routers;
 pub mod stall_proxy;
 pub mod tor;

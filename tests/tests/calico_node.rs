@@ -9,6 +9,7 @@ use ipnet::Ipv4Net;
 use lab::bgp_peers::RouterKind;
 use lab::cluster::{Cluster, LabSpec};
 use lab::ping::{Pinger, unix_now};
+use lab::reflectors::RR_PEERING;
 use lab::tor::{TOR_PEERING, tor_spec};
 use lab::wait_until;
 
@@ -339,32 +340,8 @@ fn bgpfilter_towards_an_frr_tor_withholds_prepends_refuses_and_changes_live() {
 #[ignore = "needs root netns: cargo test -p lab --test calico_node -- --ignored"]
 fn route_reflector_with_four_clients_reflects_every_block() {
     let c = mesh(5);
-    let patch = c
-        .calicoctl(
-            0,
-            &[
-                "patch",
-                "node",
-                "node1",
-                "-p",
-                r#"{"metadata":{"labels":{"route-reflector":"true"}},"spec":{"bgp":{"routeReflectorClusterID":"244.0.0.1"}}}"#,
-            ],
-        )
-        .expect("calicoctl");
-    assert!(patch.status.success(), "{}", text(&patch));
-    c.apply(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: peer-with-route-reflectors}
-spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}
----
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false}
-",
-    )
-    .expect("apply");
+    c.make_route_reflector(0, "244.0.0.1").expect("reflector");
+    c.apply(RR_PEERING).expect("apply");
     // iBGP reflection keeps the originating node as next hop.
     for owner in 0..5 {
         for other in (0..5).filter(|o| *o != owner) {

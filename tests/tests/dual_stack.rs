@@ -20,6 +20,7 @@ use std::time::Duration;
 use ipnet::{Ipv4Net, Ipv6Net};
 use lab::bgp_peers::{RouterKind, RouterSpec};
 use lab::cluster::{Cluster, LabSpec};
+use lab::reflectors::RR_PEERING;
 use lab::tor::{TOR_IP, TOR_IP6, TOR_PEERING, TOR_PEERING_V6, tor_spec};
 use lab::wait_until;
 
@@ -75,6 +76,43 @@ fn wait_route6(c: &Cluster, node: usize, route: &str) {
         c.nodes[node].routes_v6(),
         c.logs(40)
     );
+}
+
+/// Every node's blocks of both families (its pod's), each with the node's address of
+/// that family: what a peer of all nodes learns.
+fn blocks_via_their_nodes(c: &Cluster) -> Vec<(String, String)> {
+    (0..c.nodes.len())
+        .flat_map(|n| {
+            [
+                (block_of(c, n), c.nodes[n].ip().to_string()),
+                (
+                    block6_of(c, n),
+                    c.nodes[n].ip6().unwrap_or_default().to_string(),
+                ),
+            ]
+        })
+        .collect()
+}
+
+/// Starts calico-node on a one-node lab built from `spec` and checks it refuses to run:
+/// it exits non-zero, logs `message`, and registers no Node.
+fn refused_start(spec: LabSpec, message: &str) {
+    let mut c = Cluster::start(LabSpec {
+        start_agents: false,
+        ..spec
+    })
+    .expect("lab");
+    let _ = c.start_agent(0);
+    assert!(
+        wait_until(WAIT, || !c.nodes[0].agent_running()),
+        "calico-node kept running (expected: {message})"
+    );
+    let status = c.nodes[0].agent_exit_status();
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
+    let log = c.nodes[0].agent_log(20);
+    assert!(log.contains(message), "{log}");
+    let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
+    assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
 }
 
 #[test]
@@ -244,17 +282,7 @@ fn a_gobgp_peer_in_both_families_learns_every_block_via_its_node() {
     let (_, gobgp) = c.start_tor(RouterKind::GoBgp, spec).expect("GoBGP");
     c.apply(&format!("{TOR_PEERING}---\n{TOR_PEERING_V6}"))
         .expect("apply");
-    let wanted: Vec<(String, String)> = (0..2)
-        .flat_map(|n| {
-            [
-                (block_of(&c, n), c.nodes[n].ip().to_string()),
-                (
-                    block6_of(&c, n),
-                    c.nodes[n].ip6().unwrap_or_default().to_string(),
-                ),
-            ]
-        })
-        .collect();
+    let wanted = blocks_via_their_nodes(&c);
     let mut learned = Default::default();
     assert!(
         wait_until(WAIT, || {
@@ -286,17 +314,7 @@ fn tor_in_both_families(kind: RouterKind) {
     c.apply(&format!("{TOR_PEERING}---\n{TOR_PEERING_V6}"))
         .expect("apply");
     // The ToR's BIRD and kernel hold every block of both families via its node.
-    let wanted: Vec<(String, String)> = (0..2)
-        .flat_map(|n| {
-            [
-                (block_of(&c, n), c.nodes[n].ip().to_string()),
-                (
-                    block6_of(&c, n),
-                    c.nodes[n].ip6().unwrap_or_default().to_string(),
-                ),
-            ]
-        })
-        .collect();
+    let wanted = blocks_via_their_nodes(&c);
     let mut kernel = String::new();
     assert!(
         wait_until(WAIT, || {
@@ -347,25 +365,10 @@ fn tor_in_both_families(kind: RouterKind) {
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
 fn an_ipv4_address_in_ip6_stops_calico_node_naming_the_variable_and_writes_nothing() {
-    let mut c = Cluster::start(LabSpec {
-        start_agents: false,
-        ..LabSpec::nodes(1).dual_stack().env("IP6", "10.0.0.1/24")
-    })
-    .expect("lab");
-    let _ = c.start_agent(0);
-    assert!(
-        wait_until(WAIT, || !c.nodes[0].agent_running()),
-        "calico-node kept running with IP6=10.0.0.1/24"
+    refused_start(
+        LabSpec::nodes(1).dual_stack().env("IP6", "10.0.0.1/24"),
+        "IP6: '10.0.0.1/24' is not an IPv6 address",
     );
-    let status = c.nodes[0].agent_exit_status();
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
-    let log = c.nodes[0].agent_log(20);
-    assert!(
-        log.contains("IP6: '10.0.0.1/24' is not an IPv6 address"),
-        "{log}"
-    );
-    let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
-    assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
 }
 
 #[test]
@@ -649,57 +652,18 @@ fn an_ipv6_only_cluster_meshes_routes_and_carries_pods_over_ipv6_alone() {
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
 fn ip_none_without_an_ipv6_address_stops_calico_node_with_calicos_message() {
-    let mut c = Cluster::start(LabSpec {
-        start_agents: false,
-        ..LabSpec::nodes(1).env("IP", "none")
-    })
-    .expect("lab");
-    let _ = c.start_agent(0);
-    assert!(
-        wait_until(WAIT, || !c.nodes[0].agent_running()),
-        "calico-node kept running with IP=none and no IPv6"
+    refused_start(
+        LabSpec::nodes(1).env("IP", "none"),
+        "no IPv4 or IPv6 addresses configured or detected",
     );
-    let status = c.nodes[0].agent_exit_status();
-    assert!(status.is_some_and(|s| !s.success()), "{status:?}");
-    let log = c.nodes[0].agent_log(20);
-    assert!(
-        log.contains("no IPv4 or IPv6 addresses configured or detected"),
-        "{log}"
-    );
-    let nodes = text(&c.calicoctl(0, &["get", "nodes"]).expect("calicoctl"));
-    assert!(!nodes.contains("node1"), "a node was registered:\n{nodes}");
 }
 
 #[test]
 #[ignore = "needs root netns: cargo test -p lab --test dual_stack -- --ignored"]
 fn a_route_reflector_reflects_every_block_in_both_families() {
     let c = dual_mesh(4);
-    let patch = c
-        .calicoctl(
-            0,
-            &[
-                "patch",
-                "node",
-                "node1",
-                "-p",
-                r#"{"metadata":{"labels":{"route-reflector":"true"}},"spec":{"bgp":{"routeReflectorClusterID":"244.0.0.1"}}}"#,
-            ],
-        )
-        .expect("calicoctl");
-    assert!(patch.status.success(), "{}", text(&patch));
-    c.apply(
-        "apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: peer-with-route-reflectors}
-spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}
----
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false}
-",
-    )
-    .expect("apply");
+    c.make_route_reflector(0, "244.0.0.1").expect("reflector");
+    c.apply(RR_PEERING).expect("apply");
     // Clients see one session per family, to the reflector, and no mesh.
     let rr = &c.nodes[0];
     let rr_v6 = rr.ip6().expect("dual-stack node");

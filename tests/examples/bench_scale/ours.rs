@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use ipnet::Ipv4Net;
 use lab::cluster::{Cluster, LabSpec};
+use lab::reflectors::RR_PEERING;
 
 use crate::etcd_watch::AffinityWatcher;
 use crate::ipam_client::{IpamClient, v4};
@@ -168,19 +169,8 @@ spec: {{cidr: {POOL}, blockSize: {BLOCK_SIZE}, natOutgoing: true, nodeSelector: 
 "
     );
     if topology == Topology::Reflectors {
-        yaml.push_str(
-            "---
-apiVersion: projectcalico.org/v3
-kind: BGPConfiguration
-metadata: {name: default}
-spec: {nodeToNodeMeshEnabled: false}
----
-apiVersion: projectcalico.org/v3
-kind: BGPPeer
-metadata: {name: peer-with-route-reflectors}
-spec: {nodeSelector: all(), peerSelector: route-reflector == 'true'}
-",
-        );
+        yaml.push_str("---\n");
+        yaml.push_str(RR_PEERING);
         for node in &cluster.nodes[..2] {
             yaml.push_str(&format!(
                 "---
