@@ -16,7 +16,7 @@ use bgp::Speaker;
 use bgp::config::{ImportLimit, NextHopMode, OriginAttrs, PeerConfig, SpeakerConfig};
 use bgp::events::{PeerStatus, RouteEvent};
 use bgp::policy::Policy;
-use datastore::model::{BgpPeerStatus, IpFamily, SecretKeyRef};
+use datastore::model::{BgpPeerStatus, SecretKeyRef};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -264,13 +264,10 @@ impl Identity {
 /// The node's IPv4 and IPv6 addresses the speaker listens on.
 type Listen = (Option<Ipv4Addr>, Option<Ipv6Addr>);
 
-/// The address BFD binds: the node's IPv4 one (BFD sessions are IPv4 only; an IPv6-only
-/// node never starts BFD, its address is only a placeholder).
+/// The address BFD binds: the node's IPv4 one. BFD sessions are IPv4 only, so an
+/// IPv6-only node never wants one (`calc::bfd`) and never binds this placeholder.
 fn bfd_address(local: &LocalNode) -> IpAddr {
-    local
-        .address_of(IpFamily::V4)
-        .or_else(|| local.address_of(IpFamily::V6))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    IpAddr::V4(local.ip().unwrap_or(Ipv4Addr::UNSPECIFIED))
 }
 
 /// Resolves a password reference to its value, or says why it cannot.
