@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::time::Instant;
 
-use agent::dataplane::apply::Dataplane;
+use agent::dataplane::apply::{Dataplane, Refresh};
 use agent::dataplane::kernel::Kernel;
 use agent::dataplane::netlink::NetlinkKernel;
 use agent::dataplane::ownership::OwnershipPolicy;
@@ -37,6 +37,65 @@ where
     .expect("test thread");
 }
 
+/// VXLAN towards one remote node (its block through vxlan.calico with the neighbour and
+/// FDB entry of its VTEP), a local blackhole and a route to a third node over eth0.
+fn vxlan_desired(vni: u32) -> DesiredState {
+    let remote_vtep: std::net::Ipv4Addr = "10.244.2.0".parse().expect("ip");
+    let mac = [0x66, 1, 2, 3, 4, 5];
+    let routes = [
+        Route {
+            dst: "10.244.2.0/26".parse().expect("cidr"),
+            target: RouteTarget::Gateway {
+                via: remote_vtep.into(),
+                dev: Some("vxlan.calico".into()),
+                onlink: true,
+            },
+            protocol: PROTO_CALICO,
+        },
+        Route {
+            dst: "10.244.1.0/26".parse().expect("cidr"),
+            target: RouteTarget::Blackhole,
+            protocol: PROTO_BIRD,
+        },
+        Route {
+            dst: "10.244.3.0/26".parse().expect("cidr"),
+            target: RouteTarget::Gateway {
+                via: "10.0.0.3".parse().expect("ip"),
+                dev: Some("eth0".into()),
+                onlink: false,
+            },
+            protocol: PROTO_BIRD,
+        },
+    ];
+    DesiredState {
+        routes: routes
+            .iter()
+            .map(|r| (r.dst, r.clone()))
+            .collect::<BTreeMap<_, _>>(),
+        vxlan_devices: vec![VxlanDevice {
+            name: "vxlan.calico".into(),
+            vni,
+            port: 4789,
+            parent: "eth0".into(),
+            local: "10.0.0.1".parse().expect("ip"),
+            mac: [0x66, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
+            mtu: 1450,
+            address: Some("10.244.1.0".parse().expect("ip")),
+        }],
+        neighbours: BTreeSet::from([Neighbour {
+            dev: "vxlan.calico".into(),
+            ip: remote_vtep.into(),
+            mac,
+        }]),
+        fdb: BTreeSet::from([FdbEntry {
+            dev: "vxlan.calico".into(),
+            mac,
+            dst: "10.0.0.2".parse().expect("ip"),
+        }]),
+        ..DesiredState::default()
+    }
+}
+
 #[test]
 #[ignore = "needs root netns: cargo test -p agent --test netlink_kernel -- --ignored"]
 fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
@@ -54,60 +113,7 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
     in_netns(&ns, || async {
         let kernel = NetlinkKernel::connect().expect("netlink");
         let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
-        let remote_vtep: std::net::Ipv4Addr = "10.244.2.0".parse().expect("ip");
-        let mac = [0x66, 1, 2, 3, 4, 5];
-        let routes = [
-            Route {
-                dst: "10.244.2.0/26".parse().expect("cidr"),
-                target: RouteTarget::Gateway {
-                    via: remote_vtep.into(),
-                    dev: Some("vxlan.calico".into()),
-                    onlink: true,
-                },
-                protocol: PROTO_CALICO,
-            },
-            Route {
-                dst: "10.244.1.0/26".parse().expect("cidr"),
-                target: RouteTarget::Blackhole,
-                protocol: PROTO_BIRD,
-            },
-            Route {
-                dst: "10.244.3.0/26".parse().expect("cidr"),
-                target: RouteTarget::Gateway {
-                    via: "10.0.0.3".parse().expect("ip"),
-                    dev: Some("eth0".into()),
-                    onlink: false,
-                },
-                protocol: PROTO_BIRD,
-            },
-        ];
-        dp.set_desired(DesiredState {
-            routes: routes
-                .iter()
-                .map(|r| (r.dst, r.clone()))
-                .collect::<BTreeMap<_, _>>(),
-            vxlan_devices: vec![VxlanDevice {
-                name: "vxlan.calico".into(),
-                vni: 4096,
-                port: 4789,
-                parent: "eth0".into(),
-                local: "10.0.0.1".parse().expect("ip"),
-                mac: [0x66, 0xaa, 0xbb, 0xcc, 0xdd, 0xee],
-                mtu: 1450,
-                address: Some("10.244.1.0".parse().expect("ip")),
-            }],
-            neighbours: BTreeSet::from([Neighbour {
-                dev: "vxlan.calico".into(),
-                ip: remote_vtep.into(),
-                mac,
-            }]),
-            fdb: BTreeSet::from([FdbEntry {
-                dev: "vxlan.calico".into(),
-                mac,
-                dst: "10.0.0.2".parse().expect("ip"),
-            }]),
-            ..DesiredState::default()
-        });
+        dp.set_desired(vxlan_desired(4096));
         let report = dp.apply(Instant::now()).await.expect("apply");
         assert!(report.failures.is_empty(), "{:?}", report.failures);
         // A second pass finds nothing to do.
@@ -162,6 +168,44 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
     assert!(
         fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
         "{fdb}"
+    );
+
+    // A changed VNI cannot be edited in place: one pass makes the device again, with the
+    // neighbour, FDB entry and route that went with the old one.
+    in_netns(&ns, || async {
+        let kernel = NetlinkKernel::connect().expect("netlink");
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(vxlan_desired(4096));
+        dp.apply(Instant::now()).await.expect("apply");
+        dp.set_desired(vxlan_desired(4097));
+        let report = dp
+            .apply_with(Instant::now(), Refresh::NONE)
+            .await
+            .expect("apply");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let again = dp.apply(Instant::now()).await.expect("apply");
+        assert_eq!((again.routes_added, again.other_changes), (0, 0));
+    });
+    let link = ns
+        .ip(&["-d", "link", "show", "vxlan.calico"])
+        .expect("link");
+    assert!(link.contains("vxlan id 4097"), "{link}");
+    let neigh = ns
+        .ip(&["neigh", "show", "dev", "vxlan.calico"])
+        .expect("neigh");
+    assert!(
+        neigh.contains("10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT"),
+        "{neigh}"
+    );
+    let fdb = ns.sh("bridge fdb show dev vxlan.calico").expect("fdb");
+    assert!(
+        fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
+        "{fdb}"
+    );
+    let routes = ns.ip(&["route", "show"]).expect("routes");
+    assert!(
+        routes.contains("10.244.2.0/26 via 10.244.2.0 dev vxlan.calico proto 80 onlink"),
+        "{routes}"
     );
 
     // Drift: delete a route by hand; the next pass puts it back, and only it.

@@ -1,21 +1,22 @@
 //! [`Dataplane`]: applies a whole [`DesiredState`] (devices, neighbours, FDB entries,
-//! routes, workload sysctls) to the kernel in dependency order, and reports what it did.
+//! routes, workload sysctls, natOutgoing) to the kernel in dependency order, and reports
+//! what it did. Each kind of object is an owned table ([`OwnedTable`], [`RouteTable`],
+//! [`NatTable`]); this module only orders them.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use ipnet::IpNet;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::kernel::{Kernel, KernelError, KernelEvent, LinkInfo};
 use super::nat::NatTable;
 use super::netfilter::NetfilterError;
-use super::ownership::{
-    FLANNEL_DEVICE, IPIP_DEVICE, OwnershipPolicy, VXLAN_DEVICE, VXLAN_DEVICE_V6, WORKLOAD_PREFIX,
-};
+use super::objects::{Devices, Fdb, Neighbours, VXLAN_DEVICES, WorkloadSysctls};
+use super::owned_table::{OwnedTable, TableFailure, TableOutcome};
+use super::ownership::{IPIP_DEVICE, OwnershipPolicy};
 use super::route_table::RouteTable;
-use super::types::{DesiredState, FdbEntry, Neighbour, Route};
+use super::types::{DesiredState, Route};
 
 /// What one pass did, for logs, metrics and the status endpoint.
 #[derive(Debug, Clone, Default)]
@@ -36,15 +37,6 @@ pub struct DataplaneHealth {
     pub nat_unavailable: Option<String>,
 }
 
-/// The halves of a make-before-break update of neighbours and FDB entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// Add what is missing (before the routes).
-    Add,
-    /// Remove what is no longer wanted (after the routes).
-    Remove,
-}
-
 /// What a pass reads from the kernel before acting. A pass triggered only by a change of
 /// the desired state, with no kernel event since the last pass, trusts what it read then
 /// (plus its own writes since): a new route costs its write, not a dump of every table.
@@ -54,6 +46,9 @@ pub struct Refresh {
     pub links: bool,
     /// Dump the route table (after route events: someone else changed it).
     pub routes: bool,
+    /// Dump the neighbours and FDB entries of the VXLAN devices (after neighbour events
+    /// on them).
+    pub neighbours: bool,
 }
 
 impl Refresh {
@@ -61,11 +56,13 @@ impl Refresh {
     pub const ALL: Refresh = Refresh {
         links: true,
         routes: true,
+        neighbours: true,
     };
     /// Read nothing that has not changed since the last pass.
     pub const NONE: Refresh = Refresh {
         links: false,
         routes: false,
+        neighbours: false,
     };
 
     /// Both refreshes together.
@@ -73,6 +70,7 @@ impl Refresh {
         Refresh {
             links: self.links || other.links,
             routes: self.routes || other.routes,
+            neighbours: self.neighbours || other.neighbours,
         }
     }
 }
@@ -85,8 +83,10 @@ pub struct Dataplane<K: Kernel> {
     links: Option<Vec<LinkInfo>>,
     /// The desired state but its routes (which the route table holds).
     desired: DesiredState,
-    /// Workload devices (name, ifindex) whose sysctls are set.
-    configured_workloads: BTreeSet<(String, u32)>,
+    devices: OwnedTable<Devices>,
+    sysctls: OwnedTable<WorkloadSysctls>,
+    neighbours: OwnedTable<Neighbours>,
+    fdb: OwnedTable<Fdb>,
     health: DataplaneHealth,
     /// natOutgoing, one table per family attached with [`with_nat`](Self::with_nat).
     nat: Vec<NatTable>,
@@ -100,7 +100,10 @@ impl<K: Kernel> Dataplane<K> {
             routes,
             links: None,
             desired: DesiredState::default(),
-            configured_workloads: BTreeSet::new(),
+            devices: OwnedTable::default(),
+            sysctls: OwnedTable::default(),
+            neighbours: OwnedTable::default(),
+            fdb: OwnedTable::default(),
             health: DataplaneHealth::default(),
             nat: Vec::new(),
         }
@@ -132,6 +135,9 @@ impl<K: Kernel> Dataplane<K> {
         for nat in &mut self.nat {
             nat.set_desired(desired.nat_of(nat.family()).cloned());
         }
+        self.devices.set_desired(Devices::wanted(&desired));
+        self.neighbours.set_desired(Neighbours::wanted(&desired));
+        self.fdb.set_desired(Fdb::wanted(&desired));
         self.desired = desired;
         true
     }
@@ -159,8 +165,9 @@ impl<K: Kernel> Dataplane<K> {
     }
 
     /// What the next pass must read again after a kernel event: nothing for the echo of
-    /// our own route writes, the route table for other route changes, everything after a
-    /// link event.
+    /// our own route writes or for neighbours of devices not ours, the route table for
+    /// other route changes, the neighbours after a change on a VXLAN device, everything
+    /// after a link event.
     pub fn refresh_for(&self, event: &KernelEvent) -> Refresh {
         match event {
             KernelEvent::Link => Refresh::ALL,
@@ -170,8 +177,25 @@ impl<K: Kernel> Dataplane<K> {
                     Refresh::NONE
                 } else {
                     Refresh {
-                        links: false,
                         routes: true,
+                        ..Refresh::NONE
+                    }
+                }
+            }
+            KernelEvent::Neighbour { ifindex } => {
+                // Pods' ARP entries come and go all the time: only the VXLAN devices'
+                // entries are ours.
+                let not_ours = self.links.as_ref().is_some_and(|links| {
+                    !links
+                        .iter()
+                        .any(|l| l.index == *ifindex && VXLAN_DEVICES.contains(&l.name.as_str()))
+                });
+                if not_ours {
+                    Refresh::NONE
+                } else {
+                    Refresh {
+                        neighbours: true,
+                        ..Refresh::NONE
                     }
                 }
             }
@@ -191,24 +215,61 @@ impl<K: Kernel> Dataplane<K> {
         refresh: Refresh,
     ) -> Result<ApplyReport, KernelError> {
         let mut report = ApplyReport::default();
-        let links = match self.links.take() {
-            Some(links) if !refresh.links => links,
-            _ => self.kernel.links().await?,
+        let (mut links, links_read) = match self.links.take() {
+            Some(links) if !refresh.links => (links, false),
+            _ => (self.kernel.links().await?, true),
         };
-        self.apply_devices(&links, &mut report).await;
-        self.apply_workload_sysctls(&links, &mut report).await;
+        let kernel = &self.kernel;
+
+        let mut devices = TableOutcome::default();
+        self.devices
+            .read_if_stale(kernel, &links, links_read, &mut devices)
+            .await;
+        self.devices.add_missing(kernel, &mut devices).await;
+        if devices.changed > 0 {
+            // The neighbours below live on the devices as they are now.
+            links = kernel.links().await?;
+        }
+
+        // Sysctl writes are not counted as changes: they raise no event to wait for.
+        let mut sysctls = TableOutcome::default();
+        self.sysctls.set_desired(WorkloadSysctls::wanted(&links));
+        self.sysctls
+            .read_if_stale(kernel, &links, links_read, &mut sysctls)
+            .await;
+        self.sysctls.add_missing(kernel, &mut sysctls).await;
+
         // Make before break: new neighbours and FDB entries go in before the routes that
         // need them; stale ones and unwanted devices go only once no route uses them (a
         // pool switching mode keeps its traffic flowing).
-        self.apply_neighbours(&mut report, Step::Add).await;
-        self.apply_fdb(&mut report, Step::Add).await;
+        let reread = refresh.neighbours || links_read || devices.changed > 0;
+        let (mut neighbours, mut fdb) = (TableOutcome::default(), TableOutcome::default());
+        self.neighbours
+            .read_if_stale(kernel, &links, reread, &mut neighbours)
+            .await;
+        self.fdb
+            .read_if_stale(kernel, &links, reread, &mut fdb)
+            .await;
+        self.neighbours.add_missing(kernel, &mut neighbours).await;
+        self.fdb.add_missing(kernel, &mut fdb).await;
+        // A device made again took its routes with it.
+        let reread_routes = refresh.routes || refresh.links || devices.changed > 0;
         let routes = self
             .routes
-            .reconcile_with(&self.kernel, now, refresh.routes || refresh.links)
+            .reconcile_with(kernel, now, reread_routes)
             .await?;
-        self.apply_neighbours(&mut report, Step::Remove).await;
-        self.apply_fdb(&mut report, Step::Remove).await;
-        self.remove_unwanted_devices(&links, &mut report).await;
+        self.neighbours
+            .remove_unwanted(kernel, &mut neighbours)
+            .await;
+        self.fdb.remove_unwanted(kernel, &mut fdb).await;
+        self.devices.remove_unwanted(kernel, &mut devices).await;
+
+        self.note_ipip_health(&mut devices);
+        report.other_changes = devices.changed + neighbours.changed + fdb.changed;
+        collect_failures(&mut report, sysctls);
+        collect_failures(&mut report, devices);
+        collect_failures(&mut report, neighbours);
+        collect_failures(&mut report, fdb);
         // After a change to devices, neighbours or FDB entries the next pass reads the
         // devices again (the echoed link events would ask for it anyway); otherwise this
         // dump stays good until a link event.
@@ -226,78 +287,24 @@ impl<K: Kernel> Dataplane<K> {
         Ok(report)
     }
 
-    async fn apply_devices(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
-        let find = |name: &str| links.iter().find(|l| l.name == name);
-        for dev in &self.desired.vxlan_devices {
-            let current = find(&dev.name);
-            let in_sync = current.is_some_and(|l| {
-                l.up && l.mtu == dev.mtu
-                    && l.mac == Some(dev.mac)
-                    && l.has_only_address(dev.local.is_ipv6(), dev.address)
-            });
-            if in_sync {
-                continue;
+    /// A kernel without the ipip module is a property of the node, shown in node status
+    /// (and warned about once), not a failure to retry every second.
+    fn note_ipip_health(&mut self, devices: &mut TableOutcome<String>) {
+        let unsupported = |f: &TableFailure<String>| {
+            f.key.as_deref() == Some(IPIP_DEVICE) && matches!(f.error, KernelError::Unsupported(_))
+        };
+        let before = devices.failures.len();
+        devices.failures.retain(|f| !unsupported(f));
+        if devices.failures.len() < before {
+            if self.health.ipip_unsupported.is_none() {
+                warn!(
+                    "kernel has no ipip support: IPIP pools cannot be used on this node (tunl0 missing); routes through tunl0 stay unprogrammed"
+                );
             }
-            match self.kernel.ensure_vxlan(dev).await {
-                Ok(()) => {
-                    info!(device = %dev.name, vni = dev.vni, mtu = dev.mtu, "configured VXLAN device");
-                    report.other_changes += 1;
-                }
-                Err(e) => report
-                    .failures
-                    .push(format!("configuring {}: {e}", dev.name)),
-            }
-        }
-        match (&self.desired.ipip, find(IPIP_DEVICE)) {
-            (Some(want), current) => {
-                let in_sync = current.is_some_and(|l| {
-                    l.up && l.mtu == want.mtu
-                        && l.has_only_address(false, want.address.map(IpAddr::V4))
-                });
-                if !in_sync {
-                    match self.kernel.ensure_ipip(want).await {
-                        Ok(()) => {
-                            info!(mtu = want.mtu, "configured tunl0");
-                            self.health.ipip_unsupported = None;
-                            report.other_changes += 1;
-                        }
-                        Err(KernelError::Unsupported(_)) => {
-                            if self.health.ipip_unsupported.is_none() {
-                                warn!(
-                                    "kernel has no ipip support: IPIP pools cannot be used on this node (tunl0 missing); routes through tunl0 stay unprogrammed"
-                                );
-                            }
-                            self.health.ipip_unsupported =
-                                Some("kernel has no ipip support".into());
-                        }
-                        Err(e) => report.failures.push(format!("configuring tunl0: {e}")),
-                    }
-                }
-            }
-            (None, Some(current)) if !current.addresses.is_empty() => {
-                match self.kernel.flush_addresses(IPIP_DEVICE).await {
-                    Ok(()) | Err(KernelError::NotFound(_)) => report.other_changes += 1,
-                    Err(e) => report.failures.push(format!("clearing tunl0: {e}")),
-                }
-                self.health.ipip_unsupported = None;
-            }
-            (None, _) => self.health.ipip_unsupported = None,
-        }
-    }
-
-    /// Deletes the VXLAN devices nothing wants any more (after their routes are gone).
-    async fn remove_unwanted_devices(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
-        for name in [VXLAN_DEVICE, VXLAN_DEVICE_V6, FLANNEL_DEVICE] {
-            let wanted = self.desired.vxlan_devices.iter().any(|d| d.name == name);
-            if !wanted && links.iter().any(|l| l.name == name) {
-                match self.kernel.delete_link(name).await {
-                    Ok(()) | Err(KernelError::NotFound(_)) => {
-                        info!(device = name, "removed device no pool uses any more");
-                        report.other_changes += 1;
-                    }
-                    Err(e) => report.failures.push(format!("removing {name}: {e}")),
-                }
-            }
+            self.health.ipip_unsupported = Some("kernel has no ipip support".into());
+        } else if self.desired.ipip.is_none() || self.devices.dataplane().contains_key(IPIP_DEVICE)
+        {
+            self.health.ipip_unsupported = None;
         }
     }
 
@@ -321,120 +328,25 @@ impl<K: Kernel> Dataplane<K> {
         }
         self.health.nat_unavailable = unavailable;
     }
-
-    /// Felix's per-interface sysctls for every `cali*` device (the CNI plugin sets them too;
-    /// doing it here repairs devices made by an older plugin or changed by hand).
-    async fn apply_workload_sysctls(&mut self, links: &[LinkInfo], report: &mut ApplyReport) {
-        let present: BTreeSet<(String, u32)> = links
-            .iter()
-            .filter(|l| l.name.starts_with(WORKLOAD_PREFIX))
-            .map(|l| (l.name.clone(), l.index))
-            .collect();
-        self.configured_workloads.retain(|k| present.contains(k));
-        for (name, index) in present {
-            if self.configured_workloads.contains(&(name.clone(), index)) {
-                continue;
-            }
-            let mut ok = true;
-            for (path, value) in workload_sysctls(&name) {
-                match self.kernel.set_sysctl(&path, value).await {
-                    Ok(()) => {}
-                    // proxy_delay and IPv6 knobs may be absent; Calico only warns.
-                    Err(KernelError::NotFound(_)) => {}
-                    Err(e) => {
-                        ok = false;
-                        report.failures.push(format!("sysctl {path}: {e}"));
-                    }
-                }
-            }
-            if ok {
-                self.configured_workloads.insert((name, index));
-            }
-        }
-    }
-
-    async fn apply_neighbours(&mut self, report: &mut ApplyReport, step: Step) {
-        for dev in self.desired.vxlan_devices.clone() {
-            let want: BTreeSet<&Neighbour> = self
-                .desired
-                .neighbours
-                .iter()
-                .filter(|n| n.dev == dev.name)
-                .collect();
-            let have = match self.kernel.dump_neighbours(&dev.name).await {
-                Ok(h) => h,
-                Err(e) => {
-                    report.failures.push(format!("listing neighbours: {e}"));
-                    continue;
-                }
-            };
-            if step == Step::Remove {
-                for n in have.iter().filter(|n| !want.contains(n)) {
-                    if self.kernel.delete_neighbour(n).await.is_ok() {
-                        report.other_changes += 1;
-                    }
-                }
-                continue;
-            }
-            for n in want.into_iter().filter(|n| !have.contains(n)) {
-                match self.kernel.replace_neighbour(n).await {
-                    Ok(()) => report.other_changes += 1,
-                    Err(e) => report.failures.push(format!("neighbour {}: {e}", n.ip)),
-                }
-            }
-        }
-    }
-
-    async fn apply_fdb(&mut self, report: &mut ApplyReport, step: Step) {
-        for dev in self.desired.vxlan_devices.clone() {
-            let want: BTreeSet<&FdbEntry> = self
-                .desired
-                .fdb
-                .iter()
-                .filter(|e| e.dev == dev.name)
-                .collect();
-            let have = match self.kernel.dump_fdb(&dev.name).await {
-                Ok(h) => h,
-                Err(e) => {
-                    report.failures.push(format!("listing fdb: {e}"));
-                    continue;
-                }
-            };
-            if step == Step::Remove {
-                for e in have.iter().filter(|e| !want.contains(e)) {
-                    if self.kernel.delete_fdb(e).await.is_ok() {
-                        report.other_changes += 1;
-                    }
-                }
-                continue;
-            }
-            for e in want.into_iter().filter(|e| !have.contains(e)) {
-                match self.kernel.replace_fdb(e).await {
-                    Ok(()) => report.other_changes += 1,
-                    Err(err) => report.failures.push(format!("fdb entry: {err}")),
-                }
-            }
-        }
-    }
 }
 
-/// The sysctls Calico sets on a workload interface (reference calico.md §4.3).
-pub fn workload_sysctls(dev: &str) -> Vec<(String, &'static str)> {
-    vec![
-        (format!("net/ipv4/conf/{dev}/route_localnet"), "1"),
-        (format!("net/ipv4/neigh/{dev}/proxy_delay"), "0"),
-        (format!("net/ipv4/conf/{dev}/proxy_arp"), "1"),
-        (format!("net/ipv4/conf/{dev}/forwarding"), "1"),
-        (format!("net/ipv6/conf/{dev}/accept_ra"), "0"),
-    ]
+/// Adds a table's failures to the report.
+fn collect_failures<Key>(report: &mut ApplyReport, outcome: TableOutcome<Key>) {
+    report
+        .failures
+        .extend(outcome.failures.iter().map(|f| f.text()));
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
     use std::net::Ipv4Addr;
 
     use super::super::fake::FakeKernel;
-    use super::super::types::{IpipDevice, PROTO_CALICO, RouteTarget, VxlanDevice};
+    use super::super::ownership::VXLAN_DEVICE;
+    use super::super::types::{
+        FdbEntry, IpipDevice, Neighbour, PROTO_CALICO, RouteTarget, VxlanDevice,
+    };
     use super::*;
 
     fn vxlan(address: &str) -> VxlanDevice {
@@ -450,10 +362,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn vxlan_mode_creates_device_neighbour_fdb_and_onlink_route_then_removes_them() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+    /// VXLAN towards one remote node: the device, the remote VTEP's neighbour and FDB
+    /// entry, the onlink route to its block.
+    fn vxlan_state(vni: u32) -> DesiredState {
         let remote_vtep: Ipv4Addr = "10.244.2.0".parse().expect("ip");
         let mac = [0x66, 9, 9, 9, 9, 9];
         let route = Route {
@@ -465,9 +376,12 @@ mod tests {
             },
             protocol: PROTO_CALICO,
         };
-        dp.set_desired(DesiredState {
+        DesiredState {
             routes: BTreeMap::from([(route.dst, route)]),
-            vxlan_devices: vec![vxlan("10.244.1.0")],
+            vxlan_devices: vec![VxlanDevice {
+                vni,
+                ..vxlan("10.244.1.0")
+            }],
             neighbours: BTreeSet::from([Neighbour {
                 dev: VXLAN_DEVICE.into(),
                 ip: remote_vtep.into(),
@@ -479,11 +393,18 @@ mod tests {
                 dst: "10.0.0.2".parse().expect("ip"),
             }]),
             ..DesiredState::default()
-        });
+        }
+    }
+
+    #[tokio::test]
+    async fn vxlan_mode_creates_device_neighbour_fdb_and_onlink_route_then_removes_them() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(vxlan_state(4096));
         let report = dp.apply(Instant::now()).await.expect("pass");
         assert!(report.failures.is_empty(), "{:?}", report.failures);
         let k = dp.kernel();
-        assert_eq!(k.link(VXLAN_DEVICE).map(|l| l.mtu), Some(1450));
+        assert_eq!(k.device(VXLAN_DEVICE).map(|l| l.mtu), Some(1450));
         assert_eq!(k.neighbours().len(), 1);
         assert_eq!(k.fdb().len(), 1);
         assert_eq!(
@@ -494,7 +415,7 @@ mod tests {
         dp.set_desired(DesiredState::default());
         dp.apply(Instant::now()).await.expect("pass");
         let k = dp.kernel();
-        assert!(k.link(VXLAN_DEVICE).is_none());
+        assert!(k.device(VXLAN_DEVICE).is_none());
         assert!(k.neighbours().is_empty() && k.fdb().is_empty());
         assert!(k.route_strings().is_empty());
     }
@@ -563,12 +484,106 @@ mod tests {
         assert_eq!(dp.kernel().route_strings(), vec![b.to_string()]);
         // ...until the route event it caused asks for the table again.
         let refresh = Refresh {
-            links: false,
             routes: true,
+            ..Refresh::NONE
         };
         let report = dp.apply_with(Instant::now(), refresh).await.expect("pass");
         assert_eq!(report.routes_added, 1);
         assert_eq!(dp.kernel().route_strings().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_changed_vni_reconfigures_the_device() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(vxlan_state(4096));
+        dp.apply(Instant::now()).await.expect("pass");
+        dp.set_desired(vxlan_state(4097));
+        let report = dp
+            .apply_with(Instant::now(), Refresh::NONE)
+            .await
+            .expect("pass");
+        assert!(report.failures.is_empty(), "{:?}", report.failures);
+        let vni = dp
+            .kernel()
+            .device(VXLAN_DEVICE)
+            .and_then(|l| l.vxlan)
+            .map(|v| v.vni);
+        assert_eq!(vni, Some(4097));
+        // Once done, the same desired state changes nothing.
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(report.other_changes, 0);
+    }
+
+    #[tokio::test]
+    async fn a_neighbour_deleted_by_hand_is_restored_on_its_event_and_only_then_read() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(vxlan_state(4096));
+        dp.apply(Instant::now()).await.expect("pass");
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(
+            report.other_changes, 0,
+            "the second pass finds all in place"
+        );
+        dp.kernel().flush_neighbours();
+
+        // A pass for something else trusts the last dump: no neighbour is listed.
+        let dumps = dp.kernel().neighbour_dumps();
+        dp.apply_with(Instant::now(), Refresh::NONE)
+            .await
+            .expect("pass");
+        assert_eq!(dp.kernel().neighbour_dumps(), dumps);
+        assert!(dp.kernel().neighbours().is_empty());
+
+        // A pod's ARP entry changing asks for nothing; the VXLAN device's entry does.
+        let index = |name: &str| dp.kernel().device(name).map(|l| l.index).expect("device");
+        let pod_arp = KernelEvent::Neighbour {
+            ifindex: index("eth0"),
+        };
+        assert_eq!(dp.refresh_for(&pod_arp), Refresh::NONE);
+        let vtep = KernelEvent::Neighbour {
+            ifindex: index(VXLAN_DEVICE),
+        };
+        let refresh = dp.refresh_for(&vtep);
+        assert!(refresh.neighbours && !refresh.routes && !refresh.links);
+        let report = dp.apply_with(Instant::now(), refresh).await.expect("pass");
+        assert_eq!(report.other_changes, 1);
+        assert_eq!(
+            dp.kernel().neighbours(),
+            vxlan_state(4096).neighbours.into_iter().collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn tunl0_keeps_only_its_address_and_loses_it_when_ipip_is_switched_off() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        dp.set_desired(DesiredState {
+            ipip: Some(IpipDevice {
+                mtu: 1480,
+                address: Some("10.244.1.1".parse().expect("ip")),
+            }),
+            ..DesiredState::default()
+        });
+        dp.apply(Instant::now()).await.expect("pass");
+        let tunl0 = dp.kernel().device(IPIP_DEVICE).expect("tunl0");
+        assert_eq!(
+            tunl0.addresses,
+            vec![("10.244.1.1".parse().expect("ip"), 32)]
+        );
+        assert_eq!(tunl0.mtu, 1480);
+
+        dp.set_desired(DesiredState::default());
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(report.other_changes, 1);
+        let tunl0 = dp
+            .kernel()
+            .device(IPIP_DEVICE)
+            .expect("tunl0 stays: the module owns it");
+        assert!(tunl0.addresses.is_empty());
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(report.other_changes, 0);
     }
 
     #[tokio::test]

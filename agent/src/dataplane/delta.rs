@@ -7,22 +7,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::maps::changed_keys;
 
-/// Desired versus actual state keyed by `K`. `satisfied(desired, actual)` decides whether
-/// the kernel's value already fulfils the desired one (it may be looser than equality).
-/// The keys where the two differ are kept up to date as either side changes, so a pass
-/// looks at what differs, not at every key (tables of a large cluster hold thousands).
+/// Desired versus actual state keyed by `K`: the desired value `V`, the kernel's `A` (the
+/// same type unless the kernel reports more than is asked for, as a device does).
+/// `satisfied(desired, actual)` decides whether the kernel's value already fulfils the
+/// desired one (it may be looser than equality). The keys where the two differ are kept up
+/// to date as either side changes, so a pass looks at what differs, not at every key
+/// (tables of a large cluster hold thousands).
 #[derive(Debug)]
-pub struct DeltaTracker<K: Ord + Clone, V: Clone + PartialEq> {
+pub struct DeltaTracker<K: Ord + Clone, V: Clone + PartialEq, A: Clone + PartialEq = V> {
     desired: BTreeMap<K, V>,
-    dataplane: BTreeMap<K, V>,
-    satisfied: fn(&V, &V) -> bool,
+    dataplane: BTreeMap<K, A>,
+    satisfied: fn(&V, &A) -> bool,
     /// Exactly the keys whose desired and dataplane entries differ.
     differing: BTreeSet<K>,
 }
 
-impl<K: Ord + Clone, V: Clone + PartialEq> DeltaTracker<K, V> {
+impl<K: Ord + Clone, V: Clone + PartialEq, A: Clone + PartialEq> DeltaTracker<K, V, A> {
     /// An empty tracker comparing values with `satisfied`.
-    pub fn new(satisfied: fn(&V, &V) -> bool) -> DeltaTracker<K, V> {
+    pub fn new(satisfied: fn(&V, &A) -> bool) -> DeltaTracker<K, V, A> {
         DeltaTracker {
             desired: BTreeMap::new(),
             dataplane: BTreeMap::new(),
@@ -53,7 +55,7 @@ impl<K: Ord + Clone, V: Clone + PartialEq> DeltaTracker<K, V> {
     }
 
     /// Replaces the whole dataplane view (after a kernel dump).
-    pub fn set_dataplane(&mut self, dataplane: BTreeMap<K, V>) {
+    pub fn set_dataplane(&mut self, dataplane: BTreeMap<K, A>) {
         let old = std::mem::replace(&mut self.dataplane, dataplane);
         for key in changed_keys(&old, &self.dataplane) {
             self.recheck(key);
@@ -66,12 +68,12 @@ impl<K: Ord + Clone, V: Clone + PartialEq> DeltaTracker<K, V> {
     }
 
     /// The last known kernel state.
-    pub fn dataplane(&self) -> &BTreeMap<K, V> {
+    pub fn dataplane(&self) -> &BTreeMap<K, A> {
         &self.dataplane
     }
 
     /// Keys present in the dataplane but not desired, with their kernel value.
-    pub fn pending_deletions(&self) -> Vec<(K, V)> {
+    pub fn pending_deletions(&self) -> Vec<(K, A)> {
         self.differing
             .iter()
             .filter(|k| !self.desired.contains_key(*k))
@@ -81,7 +83,7 @@ impl<K: Ord + Clone, V: Clone + PartialEq> DeltaTracker<K, V> {
 
     /// Desired entries the kernel lacks or holds differently, with the kernel's current
     /// value when there is one (it must be replaced).
-    pub fn pending_updates(&self) -> Vec<(K, V, Option<V>)> {
+    pub fn pending_updates(&self) -> Vec<(K, V, Option<A>)> {
         self.differing
             .iter()
             .filter_map(|k| {
@@ -97,7 +99,7 @@ impl<K: Ord + Clone, V: Clone + PartialEq> DeltaTracker<K, V> {
     }
 
     /// Records that the kernel now holds `value` at `key`.
-    pub fn commit_update(&mut self, key: K, value: V) {
+    pub fn commit_update(&mut self, key: K, value: A) {
         self.dataplane.insert(key.clone(), value);
         self.recheck(key);
     }

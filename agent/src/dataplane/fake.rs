@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::kernel::{Kernel, KernelError, LinkInfo};
+use super::kernel::{Kernel, KernelError, LinkInfo, VxlanLink};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
 
 /// The fake kernel's state.
@@ -22,6 +22,8 @@ struct State {
     sysctls: BTreeMap<String, String>,
     ipip_supported: bool,
     unreachable: BTreeSet<std::net::IpAddr>,
+    /// How many neighbour dumps were asked for.
+    neighbour_dumps: usize,
 }
 
 /// An in-memory kernel.
@@ -67,6 +69,7 @@ impl FakeKernel {
                 up: true,
                 addresses: Vec::new(),
                 addresses_v6: Vec::new(),
+                vxlan: None,
             },
         );
     }
@@ -92,13 +95,23 @@ impl FakeKernel {
     }
 
     /// A device's current state.
-    pub fn link(&self, name: &str) -> Option<LinkInfo> {
+    pub fn device(&self, name: &str) -> Option<LinkInfo> {
         self.lock().links.get(name).cloned()
     }
 
     /// Current neighbours.
     pub fn neighbours(&self) -> Vec<Neighbour> {
         self.lock().neighbours.iter().cloned().collect()
+    }
+
+    /// Removes every neighbour as `ip neigh flush` by hand would.
+    pub fn flush_neighbours(&self) {
+        self.lock().neighbours.clear();
+    }
+
+    /// How many times the neighbours of a device were listed.
+    pub fn neighbour_dumps(&self) -> usize {
+        self.lock().neighbour_dumps
     }
 
     /// Current FDB entries.
@@ -151,6 +164,10 @@ impl Kernel for FakeKernel {
         Ok(self.lock().links.values().cloned().collect())
     }
 
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
+        Ok(self.device(name))
+    }
+
     async fn ensure_vxlan(&self, dev: &VxlanDevice) -> Result<(), KernelError> {
         let mut s = self.lock();
         Self::require_link(&s, &dev.parent)?;
@@ -183,6 +200,12 @@ impl Kernel for FakeKernel {
                     })
                     .into_iter()
                     .collect(),
+                vxlan: Some(VxlanLink {
+                    vni: dev.vni,
+                    port: dev.port,
+                    local: Some(dev.local),
+                    parent: Some(dev.parent.clone()),
+                }),
             },
         );
         Ok(())
@@ -208,6 +231,7 @@ impl Kernel for FakeKernel {
                 up: true,
                 addresses: dev.address.map(|a| (a, 32)).into_iter().collect(),
                 addresses_v6: Vec::new(),
+                vxlan: None,
             },
         );
         Ok(())
@@ -236,7 +260,8 @@ impl Kernel for FakeKernel {
     }
 
     async fn dump_neighbours(&self, dev: &str) -> Result<Vec<Neighbour>, KernelError> {
-        let s = self.lock();
+        let mut s = self.lock();
+        s.neighbour_dumps += 1;
         Self::require_link(&s, dev)?;
         Ok(s.neighbours
             .iter()

@@ -45,6 +45,19 @@ pub struct LinkInfo {
     pub addresses: Vec<(Ipv4Addr, u8)>,
     /// IPv6 addresses with their prefix length (link-local ones included).
     pub addresses_v6: Vec<(Ipv6Addr, u8)>,
+    /// For a VXLAN device, what identifies its tunnel.
+    pub vxlan: Option<VxlanLink>,
+}
+
+/// What identifies a VXLAN device's tunnel (none of it can be changed in place).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanLink {
+    pub vni: u32,
+    pub port: u16,
+    /// The tunnel's source address.
+    pub local: Option<IpAddr>,
+    /// The underlay device's name.
+    pub parent: Option<String>,
 }
 
 impl LinkInfo {
@@ -80,6 +93,8 @@ pub enum KernelEvent {
     Link,
     /// A route was added or replaced (`removed` false) or deleted.
     Route { msg: RouteMessage, removed: bool },
+    /// A neighbour or FDB entry of device `ifindex` changed.
+    Neighbour { ifindex: u32 },
 }
 
 /// A route notification as far as it can be read without asking the kernel again.
@@ -113,6 +128,8 @@ pub trait Kernel: Send + Sync + 'static {
 
     /// Every device.
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError>;
+    /// One device, if it exists.
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError>;
     /// Creates or reconfigures a VXLAN device, up, with exactly its tunnel address.
     async fn ensure_vxlan(&self, dev: &VxlanDevice) -> Result<(), KernelError>;
     /// Creates or reconfigures tunl0, up, with exactly its tunnel address.

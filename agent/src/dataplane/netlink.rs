@@ -22,7 +22,7 @@ use netlink_packet_route::route::{
 };
 use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
-use super::kernel::{Kernel, KernelError, LinkInfo, RouteNotice};
+use super::kernel::{Kernel, KernelError, LinkInfo, RouteNotice, VxlanLink};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDevice};
 
 /// The kernel of the network namespace this process runs in, through rtnetlink.
@@ -208,6 +208,35 @@ impl NetlinkKernel {
         }
     }
 
+    /// The addresses of every device (or of device `index`) by device index.
+    async fn addresses(&self, index: Option<u32>) -> Result<DeviceAddresses, KernelError> {
+        let mut out = DeviceAddresses::default();
+        let mut request = self.handle.address().get();
+        if let Some(index) = index {
+            request = request.set_link_index_filter(index);
+        }
+        let mut addrs = request.execute();
+        while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
+            let (at, len) = (msg.header.index, msg.header.prefix_len);
+            // Without strict checking the kernel ignores the filter.
+            if index.is_some_and(|i| i != at) {
+                continue;
+            }
+            match (msg.header.family, address_of(&msg)) {
+                (AddressFamily::Inet, Some(addr)) => {
+                    out.v4.entry(at).or_default().push((addr, len));
+                }
+                (AddressFamily::Inet6, _) => {
+                    if let Some(addr) = address_v6_of(&msg) {
+                        out.v6.entry(at).or_default().push((addr, len));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
     /// Permanent neighbour-table entries of `dev` in `families` (`Inet`/`Inet6`: ARP and
     /// NDP entries, IP -> MAC; `Bridge`: FDB entries, MAC -> remote VTEP) as (IP, MAC)
     /// pairs, from one dump of `dump_family` (`Unspec` covers both IP families).
@@ -362,52 +391,36 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
-        let mut addresses: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
-        let mut addresses_v6: HashMap<u32, Vec<(Ipv6Addr, u8)>> = HashMap::new();
-        let mut addrs = self.handle.address().get().execute();
-        while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
-            let (index, len) = (msg.header.index, msg.header.prefix_len);
-            match (msg.header.family, address_of(&msg)) {
-                (AddressFamily::Inet, Some(addr)) => {
-                    addresses.entry(index).or_default().push((addr, len));
-                }
-                (AddressFamily::Inet6, _) => {
-                    if let Some(addr) = address_v6_of(&msg) {
-                        addresses_v6.entry(index).or_default().push((addr, len));
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mut out = Vec::new();
+        let mut addresses = self.addresses(None).await?;
+        let mut messages = Vec::new();
         let mut links = self.handle.link().get().execute();
         while let Some(link) = links.try_next().await.map_err(map_err)? {
-            let Some(name) = link_name(&link) else {
-                continue;
-            };
-            out.push(LinkInfo {
-                index: link.header.index,
-                name,
-                kind: link_kind(&link).map(|k| k.to_string()),
-                mtu: link
-                    .attributes
-                    .iter()
-                    .find_map(|a| match a {
-                        LinkAttribute::Mtu(m) => Some(*m),
-                        _ => None,
-                    })
-                    .unwrap_or(0),
-                mac: link.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
-                    _ => None,
-                }),
-                up: link.header.flags.contains(LinkFlags::Up),
-                addresses: addresses.remove(&link.header.index).unwrap_or_default(),
-                addresses_v6: addresses_v6.remove(&link.header.index).unwrap_or_default(),
-            });
+            messages.push(link);
         }
-        *self.known_names() = out.iter().map(|l| (l.index, l.name.clone())).collect();
+        let names: HashMap<u32, String> = messages
+            .iter()
+            .filter_map(|l| link_name(l).map(|n| (l.header.index, n)))
+            .collect();
+        let out = messages
+            .iter()
+            .filter_map(|l| link_info(l, &mut addresses, &names))
+            .collect();
+        *self.known_names() = names;
         Ok(out)
+    }
+
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
+        let Some(link) = self.link_by_name(name).await? else {
+            return Ok(None);
+        };
+        self.learn_name(link.header.index, name);
+        let mut addresses = self.addresses(Some(link.header.index)).await?;
+        let mut names = self.known_names().clone();
+        let parent = vxlan_identity(&link).and_then(|v| v.parent);
+        if parent.is_some_and(|p| !names.contains_key(&p)) {
+            names = self.names_by_index().await?;
+        }
+        Ok(link_info(&link, &mut addresses, &names))
     }
 
     async fn ensure_vxlan(&self, dev: &VxlanDevice) -> Result<(), KernelError> {
@@ -427,6 +440,7 @@ impl Kernel for NetlinkKernel {
                 .execute()
                 .await
                 .or_else(ignore_not_found)?;
+            self.known_names().remove(&link.header.index);
         }
         let builder = LinkVxlan::new(&dev.name, dev.vni)
             .dev(parent)
@@ -447,7 +461,8 @@ impl Kernel for NetlinkKernel {
             .execute()
             .await
             .map_err(map_err)?;
-        let index = self.index_of(&dev.name).await?;
+        // A new device, a new index: ask the kernel, not the names known.
+        let index = self.lookup_index(&dev.name).await?;
         self.set_only_address(index, family_of(dev.local), dev.address)
             .await
     }
@@ -488,12 +503,16 @@ impl Kernel for NetlinkKernel {
 
     async fn delete_link(&self, name: &str) -> Result<(), KernelError> {
         let index = self.index_of(name).await?;
-        self.handle
+        let deleted = self
+            .handle
             .link()
             .del(index)
             .execute()
             .await
-            .map_err(map_err)
+            .map_err(map_err);
+        // Gone, or never there under that index: either way the name must be asked again.
+        self.known_names().remove(&index);
+        deleted
     }
 
     async fn flush_addresses(&self, name: &str) -> Result<(), KernelError> {
@@ -619,30 +638,93 @@ fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
     })
 }
 
-/// True when an existing VXLAN device already has the identity `dev` asks for.
-fn vxlan_matches(link: &LinkMessage, dev: &VxlanDevice, parent: u32) -> bool {
+/// Devices' addresses by index, as one dump reads them.
+#[derive(Default)]
+struct DeviceAddresses {
+    v4: HashMap<u32, Vec<(Ipv4Addr, u8)>>,
+    v6: HashMap<u32, Vec<(Ipv6Addr, u8)>>,
+}
+
+/// A device message as a [`LinkInfo`], taking its addresses out of `addresses`; `names`
+/// names a VXLAN device's parent.
+fn link_info(
+    link: &LinkMessage,
+    addresses: &mut DeviceAddresses,
+    names: &HashMap<u32, String>,
+) -> Option<LinkInfo> {
+    let index = link.header.index;
+    Some(LinkInfo {
+        index,
+        name: link_name(link)?,
+        kind: link_kind(link).map(|k| k.to_string()),
+        mtu: link
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            })
+            .unwrap_or(0),
+        mac: link.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+            _ => None,
+        }),
+        up: link.header.flags.contains(LinkFlags::Up),
+        addresses: addresses.v4.remove(&index).unwrap_or_default(),
+        addresses_v6: addresses.v6.remove(&index).unwrap_or_default(),
+        vxlan: vxlan_identity(link).map(|v| VxlanLink {
+            vni: v.vni,
+            port: v.port,
+            local: v.local,
+            parent: v.parent.and_then(|p| names.get(&p).cloned()),
+        }),
+    })
+}
+
+/// A VXLAN device's tunnel as its message says, the parent by index.
+struct VxlanIdentity {
+    vni: u32,
+    port: u16,
+    local: Option<IpAddr>,
+    parent: Option<u32>,
+}
+
+fn vxlan_identity(link: &LinkMessage) -> Option<VxlanIdentity> {
     if link_kind(link) != Some(&InfoKind::Vxlan) {
-        return false;
+        return None;
     }
     let data = link_infos(link).iter().find_map(|i| match i {
         NlLinkInfo::Data(InfoData::Vxlan(d)) => Some(d),
         _ => None,
-    });
-    let Some(data) = data else {
-        return false;
+    })?;
+    // The kernel always reports the port; 4789 is its default should one not.
+    let mut identity = VxlanIdentity {
+        vni: 0,
+        port: 4789,
+        local: None,
+        parent: None,
     };
-    let mut ok = (false, false, false, false);
     for item in data {
         match item {
-            InfoVxlan::Id(v) => ok.0 = *v == dev.vni,
-            InfoVxlan::Port(p) => ok.1 = *p == dev.port,
-            InfoVxlan::Local(l) => ok.2 = IpAddr::V4(*l) == dev.local,
-            InfoVxlan::Local6(l) => ok.2 = IpAddr::V6(*l) == dev.local,
-            InfoVxlan::Link(l) => ok.3 = *l == parent,
+            InfoVxlan::Id(v) => identity.vni = *v,
+            InfoVxlan::Port(p) => identity.port = *p,
+            InfoVxlan::Local(l) => identity.local = Some(IpAddr::V4(*l)),
+            InfoVxlan::Local6(l) => identity.local = Some(IpAddr::V6(*l)),
+            InfoVxlan::Link(l) => identity.parent = Some(*l),
             _ => {}
         }
     }
-    ok == (true, true, true, true)
+    Some(identity)
+}
+
+/// True when an existing VXLAN device already has the identity `dev` asks for.
+fn vxlan_matches(link: &LinkMessage, dev: &VxlanDevice, parent: u32) -> bool {
+    vxlan_identity(link).is_some_and(|v| {
+        v.vni == dev.vni
+            && v.port == dev.port
+            && v.local == Some(dev.local)
+            && v.parent == Some(parent)
+    })
 }
 
 /// An IPv6 address message's address (IPv6 carries it as `Address` only).

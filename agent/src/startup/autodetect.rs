@@ -342,6 +342,7 @@ mod tests {
             up: true,
             addresses: Vec::new(),
             addresses_v6: Vec::new(),
+            vxlan: None,
         };
         for (a, p) in addrs {
             match a.parse::<IpAddr>().expect("ip") {

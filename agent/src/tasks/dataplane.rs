@@ -1,6 +1,6 @@
 //! The dataplane task: recomputes the desired kernel state whenever the cluster state or
 //! the learned routes change and reconciles it when that changed what is wanted; it also
-//! reconciles on every kernel route or link event that its view of the kernel lacks (drift
+//! reconciles on every kernel route, link or neighbour event that its view of the kernel lacks (drift
 //! is repaired at once, not at the next scan; the echoes of its own writes ask for
 //! nothing), on retries and on a slow timer.
 
@@ -38,7 +38,8 @@ pub struct DataplaneMetrics {
     pub routes_removed: AtomicU64,
     pub failures: AtomicU64,
     pub kernel_events: AtomicU64,
-    /// Kernel events that told the dataplane nothing new (echoes of its own writes).
+    /// Kernel events that told the dataplane nothing new (echoes of its own route writes,
+    /// pods' ARP entries).
     pub kernel_echoes: AtomicU64,
     /// Duration of the last pass, in microseconds.
     pub last_pass_micros: AtomicU64,
@@ -77,12 +78,16 @@ pub struct DataplaneTask<K: Kernel> {
     pub heartbeat: Heartbeat,
 }
 
-/// Subscribes to route and link changes in this network namespace. The dataplane decides
-/// what each event makes it read again (nothing for the echo of its own route writes). The
-/// receiver closes if the subscription ends.
+/// Subscribes to route, link and neighbour changes in this network namespace. The
+/// dataplane decides what each event makes it read again (nothing for the echo of its own
+/// route writes or for pods' ARP entries). The receiver closes if the subscription ends.
 fn kernel_events(ipv6: bool) -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
     // IPv6 route changes matter only to a node with IPv6 (it programs none otherwise).
-    let mut groups = vec![MulticastGroup::Link, MulticastGroup::Ipv4Route];
+    let mut groups = vec![
+        MulticastGroup::Link,
+        MulticastGroup::Ipv4Route,
+        MulticastGroup::Neigh,
+    ];
     if ipv6 {
         groups.push(MulticastGroup::Ipv6Route);
     }
@@ -108,6 +113,12 @@ fn kernel_events(ipv6: bool) -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
                     NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelRoute(msg)) => {
                         KernelEvent::Route { msg, removed: true }
                     }
+                    NetlinkPayload::InnerMessage(
+                        RouteNetlinkMessage::NewNeighbour(msg)
+                        | RouteNetlinkMessage::DelNeighbour(msg),
+                    ) => KernelEvent::Neighbour {
+                        ifindex: msg.header.ifindex,
+                    },
                     _ => KernelEvent::Link,
                 };
                 if tx.send(event).is_err() {
