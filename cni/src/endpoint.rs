@@ -9,7 +9,7 @@ use datastore::{Client, Datastore, Guard};
 
 use crate::env::CniEnv;
 use crate::error::{CniError, Result, code};
-use crate::{names, wiring};
+use crate::names;
 
 /// What the endpoint records about one wired interface.
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub fn build(info: &EndpointInfo<'_>) -> WorkloadEndpoint {
         ip_networks: info
             .ips
             .iter()
-            .map(|ip| format!("{ip}/{}", wiring::host_prefix_len(ip)))
+            .map(|ip| format!("{ip}/{}", rtnl::parse::host_prefix_len(*ip)))
             .collect(),
         profiles,
         interface_name: info.host_if.to_string(),

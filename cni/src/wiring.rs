@@ -11,7 +11,9 @@ use std::os::fd::AsRawFd;
 use tracing::{debug, warn};
 
 use crate::error::{CniError, Result};
-use crate::netlink::{Netlink, RouteInfo, mac_text};
+use rtnl::parse::{RouteFields, host_prefix_len};
+
+use crate::netlink::{Netlink, mac_text};
 use crate::{netns, sysctl};
 
 /// The host-side MAC of every cali interface.
@@ -47,11 +49,6 @@ impl Wiring {
     fn has_ipv6(&self) -> bool {
         self.ips.iter().any(IpAddr::is_ipv6)
     }
-}
-
-/// The prefix length of a pod's address: the whole address.
-pub fn host_prefix_len(ip: &IpAddr) -> u8 {
-    if ip.is_ipv4() { 32 } else { 128 }
 }
 
 /// `ip route` spells a host route without its prefix length.
@@ -111,7 +108,8 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
         }
         nl.set_up(link.index).await?;
         for ip in &ips {
-            nl.add_address(link.index, *ip, host_prefix_len(ip)).await?;
+            nl.add_address(link.index, *ip, host_prefix_len(*ip))
+                .await?;
         }
         for (route, what) in pod_routes(&ips, link.index)? {
             nl.replace_route(route, &what).await?;
@@ -122,10 +120,12 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
 
     for ip in &w.ips {
         // Calico refuses to steal a pod address routed to another interface (#3940).
-        let len = host_prefix_len(ip);
+        let len = host_prefix_len(*ip);
         let routes = host.routes(ip.is_ipv6()).await?;
         if let Some(r) = routes.iter().find(|r| {
-            r.dst == *ip && r.prefix_len == len && r.oif.is_some_and(|o| o != host_link.index)
+            r.dst.addr() == *ip
+                && r.dst.prefix_len() == len
+                && r.oif.is_some_and(|o| o != host_link.index)
         }) {
             return Err(CniError::dataplane(
                 format!(
@@ -179,10 +179,10 @@ fn pod_routes(
 }
 
 /// The pod's default route of one family, as [`setup`] leaves it, is among `routes`.
-fn has_default_route(routes: &[RouteInfo], gateway: IpAddr, pod_if: u32) -> bool {
+fn has_default_route(routes: &[RouteFields], gateway: IpAddr, pod_if: u32) -> bool {
     routes
         .iter()
-        .any(|r| r.prefix_len == 0 && r.gateway == Some(gateway) && r.oif == Some(pod_if))
+        .any(|r| r.dst.prefix_len() == 0 && r.gateway == Some(gateway) && r.oif == Some(pod_if))
 }
 
 /// What DEL did with the pod's veth.
@@ -267,11 +267,11 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
         problems.push(format!("proxy_ndp is not 1 on {}", w.host_if));
     }
     for ip in &w.ips {
-        let len = host_prefix_len(ip);
+        let len = host_prefix_len(*ip);
         let routes = host.routes(ip.is_ipv6()).await?;
         if !routes
             .iter()
-            .any(|r| r.dst == *ip && r.prefix_len == len && r.oif == Some(link.index))
+            .any(|r| r.dst.addr() == *ip && r.dst.prefix_len() == len && r.oif == Some(link.index))
         {
             problems.push(format!(
                 "host route {} is missing",
@@ -293,7 +293,7 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
         }
         let addresses = nl.addresses(link.index).await?;
         for ip in &ips {
-            let len = host_prefix_len(ip);
+            let len = host_prefix_len(*ip);
             if !addresses.contains(&(*ip, len)) {
                 problems.push(format!("{pod_if} does not have {ip}/{len}"));
             }
@@ -302,8 +302,8 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
             let routes = nl.routes(false).await?;
             let gw = IpAddr::V4(GATEWAY);
             if !routes.iter().any(|r| {
-                r.dst == gw
-                    && r.prefix_len == 32
+                r.dst.addr() == gw
+                    && r.dst.prefix_len() == 32
                     && r.oif == Some(link.index)
                     && r.gateway.is_none()
             }) {

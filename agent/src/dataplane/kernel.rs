@@ -5,31 +5,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use async_trait::async_trait;
 use netlink_packet_route::route::RouteMessage;
-use thiserror::Error;
 
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, VxlanDevice};
 
-/// Why a kernel operation failed, classified so callers can react without parsing text.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum KernelError {
-    /// The object already exists (EEXIST).
-    #[error("already exists")]
-    Exists,
-    /// The object (or the device it refers to) is not there (ENOENT, ESRCH, ENODEV).
-    #[error("not found: {0}")]
-    NotFound(String),
-    /// The route's gateway is not directly reachable (ENETUNREACH): a BGP next hop on
-    /// another subnet with no encapsulation. Retrying is pointless until the underlay
-    /// changes, which a kernel route event announces.
-    #[error("gateway unreachable: {0}")]
-    Unreachable(String),
-    /// The kernel lacks a feature (e.g. the ipip module on these machines).
-    #[error("kernel has no {0} support")]
-    Unsupported(String),
-    /// Anything else, with the kernel's message.
-    #[error("{0}")]
-    Other(String),
-}
+/// Why a kernel operation failed, classified by errno (the netlink layer's, shared with
+/// the CNI plugin; sysctl writes and the fake kernel classify theirs the same way).
+pub use rtnl::Error as KernelError;
 
 /// A network device as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

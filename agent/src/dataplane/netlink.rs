@@ -1,5 +1,7 @@
 //! The [`Kernel`] trait over rtnetlink: one netlink connection for the component that owns
-//! it, `.replace()` for idempotent writes, errors mapped to [`KernelError`] by errno.
+//! it, `.replace()` for idempotent writes. The requests and message readers the CNI plugin
+//! makes too are the shared [`rtnl`] crate's; VXLAN, IPIP, neighbours and FDB entries are
+//! here.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -7,20 +9,20 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use futures::TryStreamExt;
-use ipnet::IpNet;
 use netlink_packet_route::AddressFamily;
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVxlan, LinkInfo as NlLinkInfo, LinkMessage,
 };
 use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
-    RouteType,
+use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
+use rtnetlink::{LinkIpIp, LinkVxlan};
+use rtnl::parse::{
+    RouteFields, address_of, destination, family_of, host_prefix_len, link_infos, link_kind,
+    link_mac, link_mtu, link_name, link_up, output_interface, route_fields,
 };
-use rtnetlink::{Handle, LinkIpIp, LinkUnspec, LinkVxlan, RouteMessageBuilder};
+use rtnl::{LinkSettings, Rtnl};
 
 use super::kernel::{Kernel, KernelError, LinkInfo, RouteNotice, VxlanLink};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDevice};
@@ -28,7 +30,7 @@ use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDev
 /// The kernel of the network namespace this process runs in, through rtnetlink.
 #[derive(Clone)]
 pub struct NetlinkKernel {
-    handle: Handle,
+    rtnl: Rtnl,
     /// Device names by index, from the last link dump and lookups since: a route write or
     /// dump would otherwise dump or look up links for every route. Interface indexes are
     /// never reused by the kernel (they only grow), so an entry is never wrong about
@@ -50,11 +52,10 @@ impl NetlinkKernel {
     /// for the caller to run (and supervise: the handle is useless once it ends).
     pub fn open() -> Result<(NetlinkKernel, impl Future<Output = ()> + Send + 'static), KernelError>
     {
-        let (conn, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| KernelError::Other(format!("opening netlink socket: {e}")))?;
+        let (rtnl, conn) = Rtnl::open()?;
         Ok((
             NetlinkKernel {
-                handle,
+                rtnl,
                 names: Arc::default(),
             },
             conn,
@@ -89,35 +90,30 @@ impl NetlinkKernel {
     }
 
     async fn lookup_index(&self, name: &str) -> Result<u32, KernelError> {
-        let mut links = self.handle.link().get().match_name(name).execute();
-        match links.try_next().await {
-            Ok(Some(link)) => {
-                self.learn_name(link.header.index, name);
-                Ok(link.header.index)
-            }
-            Ok(None) => Err(KernelError::NotFound(format!("device {name}"))),
-            Err(e) => match map_err(e) {
-                KernelError::NotFound(_) => Err(KernelError::NotFound(format!("device {name}"))),
-                other => Err(other),
-            },
-        }
+        let link = self
+            .rtnl
+            .link_by_name(name)
+            .await?
+            .ok_or_else(|| KernelError::NotFound(format!("device {name}")))?;
+        self.learn_name(link.header.index, name);
+        Ok(link.header.index)
     }
 
     /// Every device's name by index, read from the kernel (and kept for later lookups).
     async fn names_by_index(&self) -> Result<HashMap<u32, String>, KernelError> {
-        let mut names = HashMap::new();
-        let mut links = self.handle.link().get().execute();
-        while let Some(link) = links.try_next().await.map_err(map_err)? {
-            if let Some(name) = link_name(&link) {
-                names.insert(link.header.index, name);
-            }
-        }
+        let names: HashMap<u32, String> = self
+            .rtnl
+            .links()
+            .await?
+            .iter()
+            .filter_map(|l| link_name(l).map(|n| (l.header.index, n)))
+            .collect();
         *self.known_names() = names.clone();
         Ok(names)
     }
 
     async fn route_message(&self, route: &Route) -> Result<RouteMessage, KernelError> {
-        let mut builder = destination(route)?.protocol(RouteProtocol::from(route.protocol));
+        let mut builder = destination(route.dst)?.protocol(RouteProtocol::from(route.protocol));
         match &route.target {
             RouteTarget::Blackhole => builder = builder.kind(RouteType::BlackHole),
             RouteTarget::Gateway { via, dev, onlink } => {
@@ -148,24 +144,12 @@ impl NetlinkKernel {
         family: AddressFamily,
         want: Option<IpAddr>,
     ) -> Result<(), KernelError> {
-        let mut have: Vec<AddressMessage> = Vec::new();
-        let mut addrs = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute();
-        while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
-            if msg.header.family == family && msg.header.index == index {
-                have.push(msg);
-            }
-        }
         let mut present = false;
-        for msg in have {
-            let addr = match family {
-                AddressFamily::Inet6 => address_v6_of(&msg).map(IpAddr::V6),
-                _ => address_of(&msg).map(IpAddr::V4),
-            };
+        for msg in self.rtnl.addresses(Some(index)).await? {
+            if msg.header.family != family {
+                continue;
+            }
+            let addr = address_of(&msg);
             if let Some(IpAddr::V6(ip)) = addr
                 && ip.is_unicast_link_local()
             {
@@ -178,60 +162,28 @@ impl NetlinkKernel {
                 present = true;
                 continue;
             }
-            self.handle
-                .address()
-                .del(msg)
-                .execute()
+            self.rtnl
+                .delete_address(msg)
                 .await
-                .or_else(ignore_not_found)?;
+                .or_else(KernelError::ignore_not_found)?;
         }
         if let (Some(addr), false) = (want, present) {
-            self.handle
-                .address()
-                .add(index, addr, host_prefix_len(addr))
-                .replace()
-                .execute()
-                .await
-                .map_err(map_err)?;
+            self.rtnl
+                .add_address(index, addr, host_prefix_len(addr))
+                .await?;
         }
         Ok(())
-    }
-
-    async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>, KernelError> {
-        let mut links = self.handle.link().get().match_name(name).execute();
-        match links.try_next().await {
-            Ok(link) => Ok(link),
-            Err(e) => match map_err(e) {
-                KernelError::NotFound(_) => Ok(None),
-                other => Err(other),
-            },
-        }
     }
 
     /// The addresses of every device (or of device `index`) by device index.
     async fn addresses(&self, index: Option<u32>) -> Result<DeviceAddresses, KernelError> {
         let mut out = DeviceAddresses::default();
-        let mut request = self.handle.address().get();
-        if let Some(index) = index {
-            request = request.set_link_index_filter(index);
-        }
-        let mut addrs = request.execute();
-        while let Some(msg) = addrs.try_next().await.map_err(map_err)? {
+        for msg in self.rtnl.addresses(index).await? {
             let (at, len) = (msg.header.index, msg.header.prefix_len);
-            // Without strict checking the kernel ignores the filter.
-            if index.is_some_and(|i| i != at) {
-                continue;
-            }
-            match (msg.header.family, address_of(&msg)) {
-                (AddressFamily::Inet, Some(addr)) => {
-                    out.v4.entry(at).or_default().push((addr, len));
-                }
-                (AddressFamily::Inet6, _) => {
-                    if let Some(addr) = address_v6_of(&msg) {
-                        out.v6.entry(at).or_default().push((addr, len));
-                    }
-                }
-                _ => {}
+            match address_of(&msg) {
+                Some(IpAddr::V4(addr)) => out.v4.entry(at).or_default().push((addr, len)),
+                Some(IpAddr::V6(addr)) => out.v6.entry(at).or_default().push((addr, len)),
+                None => {}
             }
         }
         Ok(out)
@@ -249,12 +201,13 @@ impl NetlinkKernel {
         let index = self.index_of(dev).await?;
         let mut out = Vec::new();
         let mut stream = self
-            .handle
+            .rtnl
+            .handle()
             .neighbours()
             .get()
             .set_address_family(dump_family)
             .execute();
-        while let Some(msg) = stream.try_next().await.map_err(map_err)? {
+        while let Some(msg) = stream.try_next().await.map_err(KernelError::from)? {
             if msg.header.ifindex != index
                 || msg.header.state != NeighbourState::Permanent
                 || !families.contains(&msg.header.family)
@@ -282,12 +235,13 @@ impl NetlinkKernel {
         msg.header.ifindex = self.index_of(dev).await?;
         msg.header.flags = flags;
         msg.attributes = attributes;
-        self.handle
+        self.rtnl
+            .handle()
             .neighbours()
             .del(msg)
             .execute()
             .await
-            .map_err(map_err)
+            .map_err(KernelError::from)
     }
 
     /// Brings a device up with the given MTU (and MAC when given).
@@ -297,32 +251,21 @@ impl NetlinkKernel {
         mtu: u32,
         mac: Option<[u8; 6]>,
     ) -> Result<(), KernelError> {
-        let mut msg = LinkUnspec::new_with_index(index).mtu(mtu).up();
-        if let Some(mac) = mac {
-            msg = msg.address(mac.to_vec());
-        }
-        self.handle
-            .link()
-            .set(msg.build())
-            .execute()
-            .await
-            .map_err(map_err)
+        let settings = LinkSettings {
+            up: true,
+            mtu: Some(mtu),
+            mac,
+            alias: None,
+        };
+        self.rtnl.set_link(index, &settings).await
     }
 }
 
 #[async_trait]
 impl Kernel for NetlinkKernel {
     async fn dump_routes(&self) -> Result<Vec<Route>, KernelError> {
-        let mut messages = Vec::new();
-        for query in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let mut stream = self.handle.route().get(query).execute();
-            while let Some(msg) = stream.try_next().await.map_err(map_err)? {
-                messages.push(msg);
-            }
-        }
+        let mut messages = self.rtnl.routes(false).await?;
+        messages.extend(self.rtnl.routes(true).await?);
         // The device names known suffice unless a route names a device not seen yet.
         let mut names = self.known_names().clone();
         if messages
@@ -341,14 +284,7 @@ impl Kernel for NetlinkKernel {
     async fn replace_route(&self, route: &Route) -> Result<(), KernelError> {
         let msg = self.route_message(route).await?;
         let index = output_interface(&msg);
-        let result = self
-            .handle
-            .route()
-            .add(msg)
-            .replace()
-            .execute()
-            .await
-            .map_err(map_err);
+        let result = self.rtnl.replace_route(msg).await;
         if let (Err(KernelError::NotFound(_)), Some(index)) = (&result, index) {
             // The device may be gone (or back under a new index): ask again next time.
             self.known_names().remove(&index);
@@ -360,23 +296,18 @@ impl Kernel for NetlinkKernel {
         // Scope "nowhere" matches a route of any scope (as `ip route del` does): the
         // builder's default, universe, does not match a pod's scope-link route, and the
         // kernel's "no such process" for that mismatch reads like "already gone".
-        let mut msg = destination(route)?
+        let mut msg = destination(route.dst)?
             .protocol(RouteProtocol::from(route.protocol))
             .scope(RouteScope::NoWhere)
             .build();
         if route.target == RouteTarget::Blackhole {
             msg.header.kind = RouteType::BlackHole;
         }
-        self.handle
-            .route()
-            .del(msg)
-            .execute()
-            .await
-            .map_err(map_err)
+        self.rtnl.delete_route(msg).await
     }
 
     fn read_route_notice(&self, msg: &RouteMessage, removed: bool) -> RouteNotice {
-        if !in_main_table(msg) {
+        if !route_fields(msg).is_some_and(|f| ours_to_read(&f)) {
             return RouteNotice::Elsewhere;
         }
         let names = self.known_names();
@@ -392,11 +323,7 @@ impl Kernel for NetlinkKernel {
 
     async fn links(&self) -> Result<Vec<LinkInfo>, KernelError> {
         let mut addresses = self.addresses(None).await?;
-        let mut messages = Vec::new();
-        let mut links = self.handle.link().get().execute();
-        while let Some(link) = links.try_next().await.map_err(map_err)? {
-            messages.push(link);
-        }
+        let messages = self.rtnl.links().await?;
         let names: HashMap<u32, String> = messages
             .iter()
             .filter_map(|l| link_name(l).map(|n| (l.header.index, n)))
@@ -410,7 +337,7 @@ impl Kernel for NetlinkKernel {
     }
 
     async fn link(&self, name: &str) -> Result<Option<LinkInfo>, KernelError> {
-        let Some(link) = self.link_by_name(name).await? else {
+        let Some(link) = self.rtnl.link_by_name(name).await? else {
             return Ok(None);
         };
         self.learn_name(link.header.index, name);
@@ -425,7 +352,7 @@ impl Kernel for NetlinkKernel {
 
     async fn ensure_vxlan(&self, dev: &VxlanDevice) -> Result<(), KernelError> {
         let parent = self.index_of(&dev.parent).await?;
-        if let Some(link) = self.link_by_name(&dev.name).await? {
+        if let Some(link) = self.rtnl.link_by_name(&dev.name).await? {
             if vxlan_matches(&link, dev, parent) {
                 self.set_link(link.header.index, dev.mtu, Some(dev.mac))
                     .await?;
@@ -434,12 +361,10 @@ impl Kernel for NetlinkKernel {
                     .await;
             }
             // VNI, port, source or parent changed: those cannot be edited in place.
-            self.handle
-                .link()
-                .del(link.header.index)
-                .execute()
+            self.rtnl
+                .delete_link(link.header.index)
                 .await
-                .or_else(ignore_not_found)?;
+                .or_else(KernelError::ignore_not_found)?;
             self.known_names().remove(&link.header.index);
         }
         let builder = LinkVxlan::new(&dev.name, dev.vni)
@@ -455,12 +380,13 @@ impl Kernel for NetlinkKernel {
             .address(dev.mac.to_vec())
             .up()
             .build();
-        self.handle
+        self.rtnl
+            .handle()
             .link()
             .add(msg)
             .execute()
             .await
-            .map_err(map_err)?;
+            .map_err(KernelError::from)?;
         // A new device, a new index: ask the kernel, not the names known.
         let index = self.lookup_index(&dev.name).await?;
         self.set_only_address(index, family_of(dev.local), dev.address)
@@ -469,17 +395,18 @@ impl Kernel for NetlinkKernel {
 
     async fn ensure_ipip(&self, dev: &IpipDevice) -> Result<(), KernelError> {
         const NAME: &str = super::ownership::IPIP_DEVICE;
-        let link = match self.link_by_name(NAME).await? {
+        let link = match self.rtnl.link_by_name(NAME).await? {
             Some(link) => link,
             None => {
                 // Adding any ipip device loads the module, which creates tunl0 itself.
                 let added = self
-                    .handle
+                    .rtnl
+                    .handle()
                     .link()
                     .add(LinkIpIp::new(NAME).build())
                     .execute()
                     .await
-                    .map_err(map_err);
+                    .map_err(KernelError::from);
                 match added {
                     Ok(()) | Err(KernelError::Exists) => {}
                     Err(KernelError::Unsupported(_)) | Err(KernelError::NotFound(_)) => {
@@ -487,7 +414,8 @@ impl Kernel for NetlinkKernel {
                     }
                     Err(e) => return Err(e),
                 }
-                self.link_by_name(NAME)
+                self.rtnl
+                    .link_by_name(NAME)
                     .await?
                     .ok_or_else(|| KernelError::Unsupported("ipip".into()))?
             }
@@ -503,13 +431,7 @@ impl Kernel for NetlinkKernel {
 
     async fn delete_link(&self, name: &str) -> Result<(), KernelError> {
         let index = self.index_of(name).await?;
-        let deleted = self
-            .handle
-            .link()
-            .del(index)
-            .execute()
-            .await
-            .map_err(map_err);
+        let deleted = self.rtnl.delete_link(index).await;
         // Gone, or never there under that index: either way the name must be asked again.
         self.known_names().remove(&index);
         deleted
@@ -538,7 +460,8 @@ impl Kernel for NetlinkKernel {
 
     async fn replace_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
         let index = self.index_of(&n.dev).await?;
-        self.handle
+        self.rtnl
+            .handle()
             .neighbours()
             .add(index, n.ip)
             .link_layer_address(&n.mac)
@@ -546,7 +469,7 @@ impl Kernel for NetlinkKernel {
             .replace()
             .execute()
             .await
-            .map_err(map_err)
+            .map_err(KernelError::from)
     }
 
     async fn delete_neighbour(&self, n: &Neighbour) -> Result<(), KernelError> {
@@ -572,7 +495,8 @@ impl Kernel for NetlinkKernel {
 
     async fn replace_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
         let index = self.index_of(&e.dev).await?;
-        self.handle
+        self.rtnl
+            .handle()
             .neighbours()
             .add_bridge(index, &e.mac)
             .destination(e.dst)
@@ -581,7 +505,7 @@ impl Kernel for NetlinkKernel {
             .replace()
             .execute()
             .await
-            .map_err(map_err)
+            .map_err(KernelError::from)
     }
 
     async fn delete_fdb(&self, e: &FdbEntry) -> Result<(), KernelError> {
@@ -606,38 +530,6 @@ impl Kernel for NetlinkKernel {
 
 // ===== netlink message parsing =====
 
-/// The output device of a route message.
-fn output_interface(msg: &RouteMessage) -> Option<u32> {
-    msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Oif(i) => Some(*i),
-        _ => None,
-    })
-}
-
-fn link_name(link: &LinkMessage) -> Option<String> {
-    link.attributes.iter().find_map(|a| match a {
-        LinkAttribute::IfName(n) => Some(n.clone()),
-        _ => None,
-    })
-}
-
-fn link_infos(link: &LinkMessage) -> &[NlLinkInfo] {
-    link.attributes
-        .iter()
-        .find_map(|a| match a {
-            LinkAttribute::LinkInfo(infos) => Some(infos.as_slice()),
-            _ => None,
-        })
-        .unwrap_or(&[])
-}
-
-fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
-    link_infos(link).iter().find_map(|i| match i {
-        NlLinkInfo::Kind(k) => Some(k),
-        _ => None,
-    })
-}
-
 /// Devices' addresses by index, as one dump reads them.
 #[derive(Default)]
 struct DeviceAddresses {
@@ -657,19 +549,9 @@ fn link_info(
         index,
         name: link_name(link)?,
         kind: link_kind(link).map(|k| k.to_string()),
-        mtu: link
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::Mtu(m) => Some(*m),
-                _ => None,
-            })
-            .unwrap_or(0),
-        mac: link.attributes.iter().find_map(|a| match a {
-            LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok(),
-            _ => None,
-        }),
-        up: link.header.flags.contains(LinkFlags::Up),
+        mtu: link_mtu(link).unwrap_or(0),
+        mac: link_mac(link),
+        up: link_up(link),
         addresses: addresses.v4.remove(&index).unwrap_or_default(),
         addresses_v6: addresses.v6.remove(&index).unwrap_or_default(),
         vxlan: vxlan_identity(link).map(|v| VxlanLink {
@@ -727,23 +609,6 @@ fn vxlan_matches(link: &LinkMessage, dev: &VxlanDevice, parent: u32) -> bool {
     })
 }
 
-/// An IPv6 address message's address (IPv6 carries it as `Address` only).
-fn address_v6_of(msg: &AddressMessage) -> Option<Ipv6Addr> {
-    msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Address(IpAddr::V6(ip)) => Some(*ip),
-        _ => None,
-    })
-}
-
-fn address_of(msg: &AddressMessage) -> Option<Ipv4Addr> {
-    msg.attributes.iter().find_map(|a| match a {
-        AddressAttribute::Local(IpAddr::V4(ip)) | AddressAttribute::Address(IpAddr::V4(ip)) => {
-            Some(*ip)
-        }
-        _ => None,
-    })
-}
-
 fn neigh_destination(msg: &NeighbourMessage) -> Option<IpAddr> {
     msg.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
@@ -760,22 +625,6 @@ fn neigh_destination(msg: &NeighbourMessage) -> Option<IpAddr> {
         },
         _ => None,
     })
-}
-
-/// The netlink address family of an address.
-fn family_of(ip: IpAddr) -> AddressFamily {
-    match ip {
-        IpAddr::V4(_) => AddressFamily::Inet,
-        IpAddr::V6(_) => AddressFamily::Inet6,
-    }
-}
-
-/// A host address's prefix length: 32 or 128.
-fn host_prefix_len(ip: IpAddr) -> u8 {
-    match ip {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    }
 }
 
 fn neighbour_address(ip: IpAddr) -> NeighbourAddress {
@@ -796,105 +645,29 @@ fn neigh_mac(msg: &NeighbourMessage) -> Option<[u8; 6]> {
 /// table it programs, and not to an IPv6 link-local network (every interface has its
 /// `fe80::/64 proto kernel`, one per device under the same destination; a new pod's
 /// would otherwise read as a change nobody made).
-fn in_main_table(msg: &RouteMessage) -> bool {
-    let link_local = msg.header.address_family == AddressFamily::Inet6
-        && msg.attributes.iter().any(|a| {
-            matches!(a, RouteAttribute::Destination(RouteAddress::Inet6(ip))
-                if (ip.segments()[0] & 0xffc0) == 0xfe80)
-        });
-    if link_local {
-        return false;
-    }
-    let table = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Table(t) => Some(*t),
-            _ => None,
-        })
-        .unwrap_or(u32::from(msg.header.table));
-    matches!(
-        msg.header.address_family,
-        AddressFamily::Inet | AddressFamily::Inet6
-    ) && table == u32::from(RouteHeader::RT_TABLE_MAIN)
-}
-
-/// The builder of a route message for `route.dst`, of its family.
-fn destination(route: &Route) -> Result<RouteMessageBuilder<IpAddr>, KernelError> {
-    RouteMessageBuilder::<IpAddr>::new()
-        .destination_prefix(route.dst.addr(), route.dst.prefix_len())
-        .map_err(|e| KernelError::Other(format!("route {route}: {e}")))
+fn ours_to_read(fields: &RouteFields) -> bool {
+    let link_local = matches!(fields.dst.addr(), IpAddr::V6(ip) if ip.is_unicast_link_local());
+    fields.in_main_table() && !link_local
 }
 
 /// Turns a main-table route into a [`Route`], or `None` for what we never program (other
 /// tables, local/broadcast routes, multipath, ...).
 fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
-    if !in_main_table(msg) {
-        return None;
-    }
-    let unspecified = match msg.header.address_family {
-        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-    };
-    let dst_addr = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
-            RouteAttribute::Destination(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
-            _ => None,
-        })
-        .unwrap_or(unspecified);
-    let dst = IpNet::new(dst_addr, msg.header.destination_prefix_length).ok()?;
-    let gateway = msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Gateway(RouteAddress::Inet(ip)) => Some(IpAddr::V4(*ip)),
-        RouteAttribute::Gateway(RouteAddress::Inet6(ip)) => Some(IpAddr::V6(*ip)),
-        _ => None,
-    });
-    let dev = msg
-        .attributes
-        .iter()
-        .find_map(|a| match a {
-            RouteAttribute::Oif(i) => Some(*i),
-            _ => None,
-        })
-        .and_then(|i| names.get(&i).cloned());
-    let target = match (msg.header.kind, gateway, dev) {
+    let fields = route_fields(msg).filter(ours_to_read)?;
+    let dev = fields.oif.and_then(|i| names.get(&i).cloned());
+    let target = match (fields.kind, fields.gateway, dev) {
         (RouteType::BlackHole, _, _) => RouteTarget::Blackhole,
         (RouteType::Unicast, Some(via), dev) => RouteTarget::Gateway {
             via,
             dev,
-            onlink: msg.header.flags.contains(RouteFlags::Onlink),
+            onlink: fields.onlink,
         },
         (RouteType::Unicast, None, Some(dev)) => RouteTarget::Device { dev },
         _ => return None,
     };
     Some(Route {
-        dst,
+        dst: fields.dst,
         target,
-        protocol: u8::from(msg.header.protocol),
+        protocol: fields.protocol,
     })
-}
-
-/// Maps rtnetlink errors to [`KernelError`] by errno.
-fn map_err(e: rtnetlink::Error) -> KernelError {
-    if let rtnetlink::Error::NetlinkError(msg) = &e
-        && let Some(code) = msg.code
-    {
-        return match -code.get() {
-            libc::EEXIST => KernelError::Exists,
-            libc::ENOENT | libc::ESRCH | libc::ENODEV => KernelError::NotFound(e.to_string()),
-            libc::EOPNOTSUPP => KernelError::Unsupported(e.to_string()),
-            libc::ENETUNREACH => KernelError::Unreachable(e.to_string()),
-            _ => KernelError::Other(e.to_string()),
-        };
-    }
-    KernelError::Other(e.to_string())
-}
-
-fn ignore_not_found(e: rtnetlink::Error) -> Result<(), KernelError> {
-    match map_err(e) {
-        KernelError::NotFound(_) => Ok(()),
-        other => Err(other),
-    }
 }

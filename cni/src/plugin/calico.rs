@@ -169,7 +169,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         ips: ips
             .iter()
             .map(|ip| IpConfig {
-                address: format!("{ip}/{}", wiring::host_prefix_len(ip)),
+                address: format!("{ip}/{}", rtnl::parse::host_prefix_len(*ip)),
                 gateway: None,
                 interface: Some(1),
             })
