@@ -96,6 +96,22 @@ fn vxlan_desired(vni: u32) -> DesiredState {
     }
 }
 
+/// The remote VTEP's neighbour and FDB entry of [`vxlan_desired`] are in the kernel.
+fn assert_remote_vtep_entries(ns: &Netns) {
+    let neigh = ns
+        .ip(&["neigh", "show", "dev", "vxlan.calico"])
+        .expect("neigh");
+    assert!(
+        neigh.contains("10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT"),
+        "{neigh}"
+    );
+    let fdb = ns.sh("bridge fdb show dev vxlan.calico").expect("fdb");
+    assert!(
+        fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
+        "{fdb}"
+    );
+}
+
 #[test]
 #[ignore = "needs root netns: cargo test -p agent --test netlink_kernel -- --ignored"]
 fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
@@ -157,18 +173,7 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
         "{link}"
     );
     assert!(link.contains("dstport 4789"), "{link}");
-    let neigh = ns
-        .ip(&["neigh", "show", "dev", "vxlan.calico"])
-        .expect("neigh");
-    assert!(
-        neigh.contains("10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT"),
-        "{neigh}"
-    );
-    let fdb = ns.sh("bridge fdb show dev vxlan.calico").expect("fdb");
-    assert!(
-        fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
-        "{fdb}"
-    );
+    assert_remote_vtep_entries(&ns);
 
     // A changed VNI cannot be edited in place: one pass makes the device again, with the
     // neighbour, FDB entry and route that went with the old one.
@@ -190,18 +195,7 @@ fn dataplane_programs_vxlan_routes_neighbours_and_fdb_in_a_real_kernel() {
         .ip(&["-d", "link", "show", "vxlan.calico"])
         .expect("link");
     assert!(link.contains("vxlan id 4097"), "{link}");
-    let neigh = ns
-        .ip(&["neigh", "show", "dev", "vxlan.calico"])
-        .expect("neigh");
-    assert!(
-        neigh.contains("10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT"),
-        "{neigh}"
-    );
-    let fdb = ns.sh("bridge fdb show dev vxlan.calico").expect("fdb");
-    assert!(
-        fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
-        "{fdb}"
-    );
+    assert_remote_vtep_entries(&ns);
     let routes = ns.ip(&["route", "show"]).expect("routes");
     assert!(
         routes.contains("10.244.2.0/26 via 10.244.2.0 dev vxlan.calico proto 80 onlink"),
