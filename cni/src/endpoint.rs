@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use datastore::model::{WorkloadEndpoint, WorkloadEndpointSpec};
+use datastore::model::{IpFamily, WorkloadEndpoint, WorkloadEndpointSpec};
 use datastore::{Client, Datastore, Guard};
 
 use crate::env::CniEnv;
@@ -50,7 +50,7 @@ pub fn build(info: &EndpointInfo<'_>) -> WorkloadEndpoint {
         ip_networks: info
             .ips
             .iter()
-            .map(|ip| format!("{ip}/{}", rtnl::parse::host_prefix_len(*ip)))
+            .map(|ip| format!("{ip}/{}", IpFamily::of_addr(ip).host_prefix_len()))
             .collect(),
         profiles,
         interface_name: info.host_if.to_string(),

@@ -11,7 +11,8 @@ use std::os::fd::AsRawFd;
 use tracing::{debug, warn};
 
 use crate::error::{CniError, Result};
-use rtnl::parse::{RouteFields, host_prefix_len};
+use datastore::model::IpFamily;
+use rtnl::parse::RouteFields;
 
 use crate::netlink::{Netlink, mac_text};
 use crate::{netns, sysctl};
@@ -108,7 +109,7 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
         }
         nl.set_up(link.index).await?;
         for ip in &ips {
-            nl.add_address(link.index, *ip, host_prefix_len(*ip))
+            nl.add_address(link.index, *ip, IpFamily::of_addr(ip).host_prefix_len())
                 .await?;
         }
         for (route, what) in pod_routes(&ips, link.index)? {
@@ -120,7 +121,7 @@ async fn finish_setup(host: &Netlink, w: &Wiring, ns: std::fs::File) -> Result<W
 
     for ip in &w.ips {
         // Calico refuses to steal a pod address routed to another interface (#3940).
-        let len = host_prefix_len(*ip);
+        let len = IpFamily::of_addr(ip).host_prefix_len();
         let routes = host.routes(ip.is_ipv6()).await?;
         if let Some(r) = routes.iter().find(|r| {
             r.dst.addr() == *ip
@@ -267,7 +268,7 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
         problems.push(format!("proxy_ndp is not 1 on {}", w.host_if));
     }
     for ip in &w.ips {
-        let len = host_prefix_len(*ip);
+        let len = IpFamily::of_addr(ip).host_prefix_len();
         let routes = host.routes(ip.is_ipv6()).await?;
         if !routes
             .iter()
@@ -293,7 +294,7 @@ pub async fn check(w: &Wiring) -> Result<Vec<String>> {
         }
         let addresses = nl.addresses(link.index).await?;
         for ip in &ips {
-            let len = host_prefix_len(*ip);
+            let len = IpFamily::of_addr(ip).host_prefix_len();
             if !addresses.contains(&(*ip, len)) {
                 problems.push(format!("{pod_if} does not have {ip}/{len}"));
             }

@@ -91,14 +91,6 @@ pub fn address_of(msg: &AddressMessage) -> Option<IpAddr> {
     })
 }
 
-/// A host address's prefix length: 32 or 128.
-pub fn host_prefix_len(ip: IpAddr) -> u8 {
-    match ip {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    }
-}
-
 /// The netlink address family of an address.
 pub fn family_of(ip: IpAddr) -> AddressFamily {
     match ip {

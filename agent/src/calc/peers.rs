@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use datastore::model::{
     BGPPeer, BGPPeerSpec, BgpPassword, DEFAULT_AS_NUMBER, DEFAULT_LISTEN_PORT, FilterDirection,
-    NextHopMode, Node, ReversePeering, SecretKeyRef, SourceAddress,
+    IpFamily, NextHopMode, Node, ReversePeering, SecretKeyRef, SourceAddress,
 };
 use datastore::selector::Selector;
 
@@ -162,12 +162,8 @@ pub fn listen_port(state: &ClusterState, node: &str) -> u16 {
 
 /// A node's BGP address in one family: `spec.bgp.ipv4Address` or `ipv6Address`.
 fn node_addr(node: &Node, v6: bool) -> Option<IpAddr> {
-    let bgp = node.spec.bgp.as_ref()?;
-    if v6 {
-        bgp.ipv6_net().map(|n| n.addr())
-    } else {
-        bgp.ipv4_addr().map(IpAddr::V4)
-    }
+    let family = if v6 { IpFamily::V6 } else { IpFamily::V4 };
+    node.spec.address_of(family)
 }
 
 fn cluster_id(node: &Node) -> Option<&str> {

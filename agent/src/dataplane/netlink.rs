@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use datastore::model::IpFamily;
 use futures::TryStreamExt;
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::link::{
@@ -19,8 +20,8 @@ use netlink_packet_route::neighbour::{
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope, RouteType};
 use rtnetlink::{LinkIpIp, LinkVxlan};
 use rtnl::parse::{
-    RouteFields, address_of, destination, family_of, host_prefix_len, link_infos, link_kind,
-    link_mac, link_mtu, link_name, link_up, output_interface, route_fields,
+    RouteFields, address_of, destination, family_of, link_infos, link_kind, link_mac, link_mtu,
+    link_name, link_up, output_interface, route_fields,
 };
 use rtnl::{LinkSettings, Rtnl};
 
@@ -157,7 +158,7 @@ impl NetlinkKernel {
             }
             if let (Some(a), Some(w)) = (addr, want)
                 && a == w
-                && msg.header.prefix_len == host_prefix_len(w)
+                && msg.header.prefix_len == IpFamily::of_addr(&w).host_prefix_len()
             {
                 present = true;
                 continue;
@@ -169,7 +170,7 @@ impl NetlinkKernel {
         }
         if let (Some(addr), false) = (want, present) {
             self.rtnl
-                .add_address(index, addr, host_prefix_len(addr))
+                .add_address(index, addr, IpFamily::of_addr(&addr).host_prefix_len())
                 .await?;
         }
         Ok(())

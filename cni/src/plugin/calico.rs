@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use datastore::Datastore;
+use datastore::model::IpFamily;
 
 use ipnet::IpNet;
 use tracing::{info, warn};
@@ -169,7 +170,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         ips: ips
             .iter()
             .map(|ip| IpConfig {
-                address: format!("{ip}/{}", rtnl::parse::host_prefix_len(*ip)),
+                address: format!("{ip}/{}", IpFamily::of_addr(ip).host_prefix_len()),
                 gateway: None,
                 interface: Some(1),
             })
