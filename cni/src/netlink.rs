@@ -83,7 +83,7 @@ impl Netlink {
             .build();
         let added = self.rtnl.handle().link().add(msg).execute().await;
         added.map_err(|e| match rtnl::Error::from(e) {
-            e @ rtnl::Error::Exists => fail(
+            e @ rtnl::Error::Exists(_) => fail(
                 format!("cannot create veth {host}/{peer}: a link with that name exists"),
                 e,
             ),

@@ -5,9 +5,9 @@ use thiserror::Error;
 /// Why a netlink request failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The object already exists (EEXIST).
-    #[error("already exists")]
-    Exists,
+    /// The object already exists (EEXIST), with the kernel's message.
+    #[error("{0}")]
+    Exists(String),
     /// The object (or the device it refers to) is not there (ENOENT, ESRCH, ENODEV).
     #[error("not found: {0}")]
     NotFound(String),
@@ -16,8 +16,9 @@ pub enum Error {
     /// changes, which a kernel route event announces.
     #[error("gateway unreachable: {0}")]
     Unreachable(String),
-    /// The kernel lacks a feature (e.g. the ipip module on these machines).
-    #[error("kernel has no {0} support")]
+    /// The kernel lacks a feature (EOPNOTSUPP, or the ipip module missing), with what
+    /// says which.
+    #[error("{0}")]
     Unsupported(String),
     /// Anything else, with the kernel's message.
     #[error("{0}")]
@@ -30,7 +31,7 @@ impl From<rtnetlink::Error> for Error {
             && let Some(code) = msg.code
         {
             return match -code.get() {
-                libc::EEXIST => Error::Exists,
+                libc::EEXIST => Error::Exists(e.to_string()),
                 libc::ENOENT | libc::ESRCH | libc::ENODEV => Error::NotFound(e.to_string()),
                 libc::EOPNOTSUPP => Error::Unsupported(e.to_string()),
                 libc::ENETUNREACH => Error::Unreachable(e.to_string()),

@@ -12,9 +12,9 @@ use tracing::warn;
 use super::kernel::{Kernel, KernelError, KernelEvent, LinkInfo};
 use super::nat::NatTable;
 use super::netfilter::NetfilterError;
-use super::objects::{Devices, Fdb, Neighbours, VXLAN_DEVICES, WorkloadSysctls};
+use super::objects::{Devices, Fdb, Neighbours, WorkloadSysctls};
 use super::owned_table::{OwnedTable, TableFailure, TableOutcome};
-use super::ownership::{IPIP_DEVICE, OwnershipPolicy};
+use super::ownership::{IPIP_DEVICE, OwnershipPolicy, is_owned_vxlan_device};
 use super::route_table::RouteTable;
 use super::types::{DesiredState, Route};
 
@@ -183,12 +183,12 @@ impl<K: Kernel> Dataplane<K> {
                 }
             }
             KernelEvent::Neighbour { ifindex } => {
-                // Pods' ARP entries come and go all the time: only the VXLAN devices'
-                // entries are ours.
+                // Only the VXLAN devices' entries are ours (a permanent entry elsewhere was
+                // set by hand or by other software).
                 let not_ours = self.links.as_ref().is_some_and(|links| {
                     !links
                         .iter()
-                        .any(|l| l.index == *ifindex && VXLAN_DEVICES.contains(&l.name.as_str()))
+                        .any(|l| l.index == *ifindex && is_owned_vxlan_device(&l.name))
                 });
                 if not_ours {
                     Refresh::NONE
@@ -263,17 +263,18 @@ impl<K: Kernel> Dataplane<K> {
             .await;
         self.fdb.remove_unwanted(kernel, &mut fdb).await;
         self.devices.remove_unwanted(kernel, &mut devices).await;
+        self.sysctls.remove_unwanted(kernel, &mut sysctls).await;
 
         self.note_ipip_health(&mut devices);
         report.other_changes = devices.changed + neighbours.changed + fdb.changed;
-        collect_failures(&mut report, sysctls);
-        collect_failures(&mut report, devices);
-        collect_failures(&mut report, neighbours);
-        collect_failures(&mut report, fdb);
-        // After a change to devices, neighbours or FDB entries the next pass reads the
-        // devices again (the echoed link events would ask for it anyway); otherwise this
-        // dump stays good until a link event.
-        if report.other_changes == 0 {
+        collect_failures(&mut report, &sysctls);
+        collect_failures(&mut report, &devices);
+        collect_failures(&mut report, &neighbours);
+        collect_failures(&mut report, &fdb);
+        // After a change to the devices the next pass reads them again (the echoed link
+        // events would ask for it anyway); otherwise this dump stays good until a link
+        // event (neighbours and FDB entries change no device).
+        if devices.changed == 0 {
             self.links = Some(links);
         }
         report.routes_added = routes.added;
@@ -331,7 +332,7 @@ impl<K: Kernel> Dataplane<K> {
 }
 
 /// Adds a table's failures to the report.
-fn collect_failures<Key>(report: &mut ApplyReport, outcome: TableOutcome<Key>) {
+fn collect_failures<Key>(report: &mut ApplyReport, outcome: &TableOutcome<Key>) {
     report
         .failures
         .extend(outcome.failures.iter().map(|f| f.text()));
@@ -584,6 +585,66 @@ mod tests {
         assert!(tunl0.addresses.is_empty());
         let report = dp.apply(Instant::now()).await.expect("pass");
         assert_eq!(report.other_changes, 0);
+    }
+
+    #[tokio::test]
+    async fn two_remotes_wanted_for_one_mac_are_one_entry_written_once() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut state = vxlan_state(4096);
+        let mac = state.fdb.iter().next().map(|e| e.mac).expect("entry");
+        state.fdb.insert(FdbEntry {
+            dev: VXLAN_DEVICE.into(),
+            mac,
+            dst: "10.0.0.3".parse().expect("ip"),
+        });
+        dp.set_desired(state);
+        dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(dp.kernel().fdb().len(), 1);
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(report.other_changes, 0, "no pass rewrites the entry");
+    }
+
+    #[tokio::test]
+    async fn a_flannel_device_of_another_vni_is_kept_in_sync_and_its_stale_entries_go() {
+        let kernel = FakeKernel::with_links(&["eth0"]);
+        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let dev = super::super::ownership::flannel_device(5);
+        let retarget = |mut state: DesiredState| {
+            state.routes.clear();
+            state.vxlan_devices[0].name = dev.clone();
+            state.neighbours = std::mem::take(&mut state.neighbours)
+                .into_iter()
+                .map(|n| Neighbour {
+                    dev: dev.clone(),
+                    ..n
+                })
+                .collect();
+            state.fdb = std::mem::take(&mut state.fdb)
+                .into_iter()
+                .map(|e| FdbEntry {
+                    dev: dev.clone(),
+                    ..e
+                })
+                .collect();
+            state
+        };
+        dp.set_desired(retarget(vxlan_state(5)));
+        dp.apply(Instant::now()).await.expect("pass");
+        let report = dp.apply(Instant::now()).await.expect("pass");
+        assert_eq!(
+            report.other_changes, 0,
+            "the device is not rewritten every pass"
+        );
+        // The remote left: its neighbour and FDB entry go, the device stays.
+        let mut state = retarget(vxlan_state(5));
+        state.neighbours.clear();
+        state.fdb.clear();
+        dp.set_desired(state);
+        dp.apply(Instant::now()).await.expect("pass");
+        let k = dp.kernel();
+        assert!(k.neighbours().is_empty() && k.fdb().is_empty());
+        assert!(k.device(&dev).is_some());
     }
 
     #[tokio::test]

@@ -214,7 +214,9 @@ impl Kernel for FakeKernel {
     async fn ensure_ipip(&self, dev: &IpipDevice) -> Result<(), KernelError> {
         let mut s = self.lock();
         if !s.ipip_supported {
-            return Err(KernelError::Unsupported("ipip".into()));
+            return Err(KernelError::Unsupported(
+                "kernel has no ipip support".into(),
+            ));
         }
         let index = s
             .links

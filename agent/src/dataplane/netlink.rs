@@ -24,6 +24,7 @@ use rtnl::parse::{
     link_name, link_up, output_interface, route_fields,
 };
 use rtnl::{LinkSettings, Rtnl};
+use tracing::info;
 
 use super::kernel::{Kernel, KernelError, LinkInfo, RouteNotice, VxlanLink};
 use super::types::{FdbEntry, IpipDevice, Neighbour, Route, RouteTarget, VxlanDevice};
@@ -362,6 +363,7 @@ impl Kernel for NetlinkKernel {
                     .await;
             }
             // VNI, port, source or parent changed: those cannot be edited in place.
+            info!(device = %dev.name, vni = dev.vni, "remaking VXLAN device: its tunnel identity changed");
             self.rtnl
                 .delete_link(link.header.index)
                 .await
@@ -409,16 +411,13 @@ impl Kernel for NetlinkKernel {
                     .await
                     .map_err(KernelError::from);
                 match added {
-                    Ok(()) | Err(KernelError::Exists) => {}
+                    Ok(()) | Err(KernelError::Exists(_)) => {}
                     Err(KernelError::Unsupported(_)) | Err(KernelError::NotFound(_)) => {
-                        return Err(KernelError::Unsupported("ipip".into()));
+                        return Err(no_ipip());
                     }
                     Err(e) => return Err(e),
                 }
-                self.rtnl
-                    .link_by_name(NAME)
-                    .await?
-                    .ok_or_else(|| KernelError::Unsupported("ipip".into()))?
+                self.rtnl.link_by_name(NAME).await?.ok_or_else(no_ipip)?
             }
         };
         self.set_link(link.header.index, dev.mtu, None).await?;
@@ -527,6 +526,11 @@ impl Kernel for NetlinkKernel {
                 _ => KernelError::Other(format!("writing {full}: {e}")),
             })
     }
+}
+
+/// What a kernel without the ipip module answers for tunl0.
+fn no_ipip() -> KernelError {
+    KernelError::Unsupported("kernel has no ipip support".into())
 }
 
 // ===== netlink message parsing =====

@@ -11,19 +11,12 @@ use tracing::info;
 use super::delta::DeltaTracker;
 use super::kernel::{Kernel, KernelError, LinkInfo};
 use super::owned_table::ObjectKind;
-use super::ownership::{
-    FLANNEL_DEVICE, IPIP_DEVICE, VXLAN_DEVICE, VXLAN_DEVICE_V6, WORKLOAD_PREFIX,
-};
+use super::ownership::{IPIP_DEVICE, WORKLOAD_PREFIX, is_owned_vxlan_device};
 use super::types::{DesiredState, FdbEntry, IpipDevice, Neighbour, VxlanDevice, format_mac};
-
-/// The VXLAN devices calico-node creates and deletes (Calico's two, flannel's one).
-pub const VXLAN_DEVICES: [&str; 3] = [VXLAN_DEVICE, VXLAN_DEVICE_V6, FLANNEL_DEVICE];
 
 /// The VXLAN devices of `links` calico-node owns.
 fn owned_vxlan_devices(links: &[LinkInfo]) -> impl Iterator<Item = &LinkInfo> {
-    links
-        .iter()
-        .filter(|l| VXLAN_DEVICES.contains(&l.name.as_str()))
+    links.iter().filter(|l| is_owned_vxlan_device(&l.name))
 }
 
 // ===== tunnel devices =====
@@ -210,7 +203,7 @@ impl ObjectKind for WorkloadSysctls {
                 // proxy_delay and the IPv6 knobs may be absent; Calico only warns.
                 Ok(()) | Err(KernelError::NotFound(_)) => {}
                 Err(e) => {
-                    first_error.get_or_insert(KernelError::Other(format!("{path}: {e}")));
+                    first_error.get_or_insert(e);
                 }
             }
         }
@@ -222,7 +215,7 @@ impl ObjectKind for WorkloadSysctls {
         _key: &(String, u32),
         _have: &(),
     ) -> Result<(), KernelError> {
-        // Never pending: the view holds only devices still present.
+        // The device went with its sysctls: forgetting it is all there is to do.
         Ok(())
     }
 }
@@ -306,45 +299,55 @@ impl ObjectKind for Neighbours {
 
 // ===== FDB entries =====
 
-/// Permanent FDB entries (a remote VTEP's MAC -> its node's address) on the VXLAN devices.
+/// Permanent FDB entries (a remote VTEP's MAC -> its node's address) on the VXLAN devices,
+/// keyed by device and MAC: the kernel keeps one remote per MAC, so two wanted remotes
+/// for one MAC (two nodes with the same VTEP MAC) are one entry, not two that each write
+/// replaces.
 pub struct Fdb;
 
 impl Fdb {
     /// The FDB entries `desired` asks for.
-    pub fn wanted(desired: &DesiredState) -> BTreeMap<FdbEntry, ()> {
-        desired.fdb.iter().map(|e| (e.clone(), ())).collect()
+    pub fn wanted(desired: &DesiredState) -> BTreeMap<(String, [u8; 6]), IpAddr> {
+        desired
+            .fdb
+            .iter()
+            .map(|e| ((e.dev.clone(), e.mac), e.dst))
+            .collect()
+    }
+}
+
+fn fdb_entry((dev, mac): &(String, [u8; 6]), dst: IpAddr) -> FdbEntry {
+    FdbEntry {
+        dev: dev.clone(),
+        mac: *mac,
+        dst,
     }
 }
 
 #[async_trait]
 impl ObjectKind for Fdb {
-    type Key = FdbEntry;
-    type Want = ();
-    type Have = ();
+    type Key = (String, [u8; 6]);
+    type Want = IpAddr;
+    type Have = IpAddr;
     const PLURAL: &'static str = "FDB entries";
 
-    fn satisfied(_: &(), _: &()) -> bool {
-        true
+    fn satisfied(want: &IpAddr, have: &IpAddr) -> bool {
+        want == have
     }
 
-    fn describe(e: &FdbEntry) -> String {
-        format!(
-            "FDB entry {} dst {} on {}",
-            format_mac(&e.mac),
-            e.dst,
-            e.dev
-        )
+    fn describe((dev, mac): &(String, [u8; 6])) -> String {
+        format!("FDB entry {} on {dev}", format_mac(mac))
     }
 
     async fn read<K: Kernel + ?Sized>(
         kernel: &K,
         links: &[LinkInfo],
-        _table: &DeltaTracker<FdbEntry, (), ()>,
-    ) -> Result<BTreeMap<FdbEntry, ()>, KernelError> {
+        _table: &DeltaTracker<(String, [u8; 6]), IpAddr, IpAddr>,
+    ) -> Result<BTreeMap<(String, [u8; 6]), IpAddr>, KernelError> {
         let mut have = BTreeMap::new();
         for dev in owned_vxlan_devices(links) {
             match kernel.dump_fdb(&dev.name).await {
-                Ok(entries) => have.extend(entries.into_iter().map(|e| (e, ()))),
+                Ok(entries) => have.extend(entries.into_iter().map(|e| ((e.dev, e.mac), e.dst))),
                 Err(KernelError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -354,17 +357,18 @@ impl ObjectKind for Fdb {
 
     async fn write<K: Kernel + ?Sized>(
         kernel: &K,
-        e: &FdbEntry,
-        _: &(),
-    ) -> Result<(), KernelError> {
-        kernel.replace_fdb(e).await
+        key: &(String, [u8; 6]),
+        dst: &IpAddr,
+    ) -> Result<IpAddr, KernelError> {
+        kernel.replace_fdb(&fdb_entry(key, *dst)).await?;
+        Ok(*dst)
     }
 
     async fn remove<K: Kernel + ?Sized>(
         kernel: &K,
-        e: &FdbEntry,
-        _: &(),
+        key: &(String, [u8; 6]),
+        dst: &IpAddr,
     ) -> Result<(), KernelError> {
-        kernel.delete_fdb(e).await
+        kernel.delete_fdb(&fdb_entry(key, *dst)).await
     }
 }

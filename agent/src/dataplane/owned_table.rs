@@ -114,19 +114,9 @@ impl<T: ObjectKind> OwnedTable<T> {
         self.tracker.set_desired(desired);
     }
 
-    /// What is wanted.
-    pub fn desired(&self) -> &BTreeMap<T::Key, T::Want> {
-        self.tracker.desired()
-    }
-
     /// The kernel's objects as last read (plus this table's writes since).
     pub fn dataplane(&self) -> &BTreeMap<T::Key, T::Have> {
         self.tracker.dataplane()
-    }
-
-    /// Makes the next [`read_if_stale`](Self::read_if_stale) read the kernel again.
-    pub fn mark_stale(&mut self) {
-        self.fresh = false;
     }
 
     /// Reads the kernel's objects when asked to (`refresh`) or when the view is stale;

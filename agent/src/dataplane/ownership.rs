@@ -5,7 +5,7 @@
 //! - `proto bird` (12) and `proto 80` routes: only calico-rs (or the BIRD it replaces)
 //!   writes those;
 //! - routes through our devices (`cali*`, `tunl0`, `vxlan.calico`, `vxlan-v6.calico`,
-//!   `flannel.1`) except the kernel's own (`proto kernel`);
+//!   `flannel.<VNI>`) except the kernel's own (`proto kernel`);
 //! - in flannel host-gw mode, `proto boot` routes inside the flannel network (passed in as
 //!   `managed_cidrs`).
 //!
@@ -32,8 +32,21 @@ pub const IPIP_DEVICE: &str = "tunl0";
 pub const VXLAN_DEVICE: &str = "vxlan.calico";
 /// Calico's VXLAN device for IPv6 pools (IPv6 underlay).
 pub const VXLAN_DEVICE_V6: &str = "vxlan-v6.calico";
-/// Flannel's VXLAN device.
-pub const FLANNEL_DEVICE: &str = "flannel.1";
+/// Prefix of flannel's VXLAN device, `flannel.<VNI>`.
+const FLANNEL_DEVICE_PREFIX: &str = "flannel.";
+
+/// Flannel's VXLAN device of a VNI: `flannel.<VNI>`.
+pub fn flannel_device(vni: u32) -> String {
+    format!("{FLANNEL_DEVICE_PREFIX}{vni}")
+}
+
+/// True for the VXLAN devices calico-rs creates and deletes (Calico's two, flannel's).
+pub fn is_owned_vxlan_device(dev: &str) -> bool {
+    let flannel = dev
+        .strip_prefix(FLANNEL_DEVICE_PREFIX)
+        .is_some_and(|vni| !vni.is_empty() && vni.bytes().all(|b| b.is_ascii_digit()));
+    dev == VXLAN_DEVICE || dev == VXLAN_DEVICE_V6 || flannel
+}
 
 /// Decides whether a kernel route is ours to change or remove.
 #[derive(Debug, Clone, Default)]
@@ -45,11 +58,7 @@ pub struct OwnershipPolicy {
 impl OwnershipPolicy {
     /// True when `dev` is one of the devices calico-rs creates.
     pub fn is_owned_device(dev: &str) -> bool {
-        dev.starts_with(WORKLOAD_PREFIX)
-            || dev == IPIP_DEVICE
-            || dev == VXLAN_DEVICE
-            || dev == VXLAN_DEVICE_V6
-            || dev == FLANNEL_DEVICE
+        dev.starts_with(WORKLOAD_PREFIX) || dev == IPIP_DEVICE || is_owned_vxlan_device(dev)
     }
 
     /// True when the route is ours.
@@ -125,5 +134,15 @@ mod tests {
         );
         assert!(OwnershipPolicy::default().owns(&r));
         assert!(OwnershipPolicy::is_workload_route(&r));
+    }
+
+    #[test]
+    fn flannel_devices_of_any_vni_are_ours_other_flannel_names_not() {
+        assert!(is_owned_vxlan_device(&flannel_device(1)));
+        assert!(is_owned_vxlan_device(&flannel_device(4096)));
+        assert!(is_owned_vxlan_device("vxlan-v6.calico"));
+        for foreign in ["flannel.", "flannel.x", "flannel0", "cni0", "vxlan0"] {
+            assert!(!is_owned_vxlan_device(foreign), "{foreign}");
+        }
     }
 }

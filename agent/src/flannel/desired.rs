@@ -22,6 +22,7 @@ use super::config::{BackendType, NetworkConfig};
 use super::lease::{LeaseAttrs, SubnetLease};
 use super::subnet::overlaps;
 use crate::calc::tunnels::VXLAN_OVERHEAD;
+use crate::dataplane::ownership::flannel_device;
 use crate::dataplane::types::{
     DesiredState, FdbEntry, NatOutgoing, Neighbour, PROTO_BOOT, Route, RouteTarget, VxlanDevice,
 };
@@ -51,11 +52,6 @@ pub fn vtep_mac_for(node: &str) -> [u8; 6] {
     mac.copy_from_slice(&digest[..6]);
     mac[0] = (mac[0] & 0xfe) | 0x02;
     mac
-}
-
-/// `flannel.<VNI>`.
-pub fn device_name(vni: u32) -> String {
-    format!("flannel.{vni}")
 }
 
 /// The backend MTU (`FLANNEL_MTU`): vxlan = the configured MTU or interface MTU - 50;
@@ -118,7 +114,7 @@ pub fn desired_state(input: &FlannelInput<'_>) -> FlannelDesired {
     out.state.managed_cidrs = vec![config.network.into()];
     out.state.nat = input.ip_masq.then(|| ip_masq_nat(config));
     let kind = config.backend.kind;
-    let dev = device_name(config.backend.vni);
+    let dev = flannel_device(config.backend.vni);
     if kind == BackendType::Vxlan {
         out.state.vxlan_devices.push(VxlanDevice {
             name: dev.clone(),

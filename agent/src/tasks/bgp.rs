@@ -16,7 +16,7 @@ use bgp::Speaker;
 use bgp::config::{ImportLimit, NextHopMode, OriginAttrs, PeerConfig, SpeakerConfig};
 use bgp::events::{PeerStatus, RouteEvent};
 use bgp::policy::Policy;
-use datastore::model::{BgpPeerStatus, SecretKeyRef};
+use datastore::model::{BgpPeerStatus, IpFamily, SecretKeyRef};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -151,9 +151,8 @@ pub async fn start(
     let ipv6 = snapshot
         .nodes
         .get(&local.name)
-        .and_then(|n| n.spec.bgp.as_ref())
-        .and_then(|b| b.ipv6_net())
-        .and_then(|n| match n.addr() {
+        .and_then(|n| n.spec.address_of(IpFamily::V6))
+        .and_then(|ip| match ip {
             IpAddr::V6(a) => Some(a),
             IpAddr::V4(_) => None,
         });

@@ -1,8 +1,9 @@
 //! The dataplane task: recomputes the desired kernel state whenever the cluster state or
 //! the learned routes change and reconciles it when that changed what is wanted; it also
-//! reconciles on every kernel route, link or neighbour event that its view of the kernel lacks (drift
-//! is repaired at once, not at the next scan; the echoes of its own writes ask for
-//! nothing), on retries and on a slow timer.
+//! reconciles on every kernel route, link or permanent-neighbour event that its view of the
+//! kernel lacks (drift is repaired at once, not at the next scan; the echoes of its own
+//! route writes ask for nothing, those of its neighbour writes for one re-read of the
+//! VXLAN devices' entries), on retries and on a slow timer.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use rtnetlink::packet_core::NetlinkPayload;
 use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::neighbour::NeighbourState;
 use rtnetlink::{MulticastGroup, new_multicast_connection};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
@@ -39,7 +41,7 @@ pub struct DataplaneMetrics {
     pub failures: AtomicU64,
     pub kernel_events: AtomicU64,
     /// Kernel events that told the dataplane nothing new (echoes of its own route writes,
-    /// pods' ARP entries).
+    /// permanent neighbours of devices not its own).
     pub kernel_echoes: AtomicU64,
     /// Duration of the last pass, in microseconds.
     pub last_pass_micros: AtomicU64,
@@ -116,9 +118,16 @@ fn kernel_events(ipv6: bool) -> Option<mpsc::UnboundedReceiver<KernelEvent>> {
                     NetlinkPayload::InnerMessage(
                         RouteNetlinkMessage::NewNeighbour(msg)
                         | RouteNetlinkMessage::DelNeighbour(msg),
-                    ) => KernelEvent::Neighbour {
-                        ifindex: msg.header.ifindex,
-                    },
+                    ) => {
+                        // calico-node's entries are permanent; pods' ARP entries, which
+                        // come and go all the time, are not and wake nothing.
+                        if msg.header.state != NeighbourState::Permanent {
+                            continue;
+                        }
+                        KernelEvent::Neighbour {
+                            ifindex: msg.header.ifindex,
+                        }
+                    }
                     _ => KernelEvent::Link,
                 };
                 if tx.send(event).is_err() {
@@ -190,7 +199,7 @@ impl<K: Kernel> DataplaneTask<K> {
                     () = super::changed_or_pending(&mut self.routes_converged) => {},
                     () = wait_extra(&mut self.extra) => {},
                     event = wait_event(&mut events) => match event {
-                        None => anyhow::bail!("the kernel's route and link events stopped"),
+                        None => anyhow::bail!("the kernel's route, link and neighbour events stopped"),
                         Some(first) => {
                             // A burst is taken whole; only what our view lacks makes a pass.
                             due |= self.take_event(&first, &mut refresh);
