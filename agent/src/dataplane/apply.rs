@@ -606,7 +606,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_flannel_device_of_another_vni_is_kept_in_sync_and_its_stale_entries_go() {
+    async fn a_flannel_device_of_another_vni_is_kept_in_sync_its_stale_entries_go_then_it_goes() {
         let kernel = FakeKernel::with_links(&["eth0"]);
         let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
         let dev = super::super::ownership::flannel_device(5);
@@ -645,6 +645,10 @@ mod tests {
         let k = dp.kernel();
         assert!(k.neighbours().is_empty() && k.fdb().is_empty());
         assert!(k.device(&dev).is_some());
+        // Switched to host-gw: the device goes too.
+        dp.set_desired(DesiredState::default());
+        dp.apply(Instant::now()).await.expect("pass");
+        assert!(dp.kernel().device(&dev).is_none());
     }
 
     #[tokio::test]
