@@ -96,19 +96,25 @@ fn vxlan_desired(vni: u32) -> DesiredState {
     }
 }
 
+/// The kernel holds the neighbour line `neigh` and the FDB line `fdb` on VXLAN device
+/// `dev` (`family`: `-4` or `-6`).
+fn assert_vtep_entries(ns: &Netns, family: &str, dev: &str, neigh: &str, fdb: &str) {
+    let neighbours = ns
+        .ip(&[family, "neigh", "show", "dev", dev])
+        .expect("neigh");
+    assert!(neighbours.contains(neigh), "{neighbours}");
+    let entries = ns.sh(&format!("bridge fdb show dev {dev}")).expect("fdb");
+    assert!(entries.contains(fdb), "{entries}");
+}
+
 /// The remote VTEP's neighbour and FDB entry of [`vxlan_desired`] are in the kernel.
 fn assert_remote_vtep_entries(ns: &Netns) {
-    let neigh = ns
-        .ip(&["neigh", "show", "dev", "vxlan.calico"])
-        .expect("neigh");
-    assert!(
-        neigh.contains("10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT"),
-        "{neigh}"
-    );
-    let fdb = ns.sh("bridge fdb show dev vxlan.calico").expect("fdb");
-    assert!(
-        fdb.contains("66:01:02:03:04:05 dst 10.0.0.2 self permanent"),
-        "{fdb}"
+    assert_vtep_entries(
+        ns,
+        "-4",
+        "vxlan.calico",
+        "10.244.2.0 lladdr 66:01:02:03:04:05 PERMANENT",
+        "66:01:02:03:04:05 dst 10.0.0.2 self permanent",
     );
 }
 
@@ -321,17 +327,12 @@ fn dataplane_programs_ipv6_vxlan_in_a_real_kernel() {
     );
     let addrs = ns.ip(&["-6", "addr", "show", "dev", device]).expect("addr");
     assert!(addrs.contains("inet6 fd10::1:0/128"), "{addrs}");
-    let neigh = ns
-        .ip(&["-6", "neigh", "show", "dev", device])
-        .expect("neigh");
-    assert!(
-        neigh.contains("fd10::2:0 lladdr 66:01:02:03:04:06 PERMANENT"),
-        "{neigh}"
-    );
-    let fdb = ns.sh("bridge fdb show dev vxlan-v6.calico").expect("fdb");
-    assert!(
-        fdb.contains("66:01:02:03:04:06 dst fd00::2 self permanent"),
-        "{fdb}"
+    assert_vtep_entries(
+        &ns,
+        "-6",
+        device,
+        "fd10::2:0 lladdr 66:01:02:03:04:06 PERMANENT",
+        "66:01:02:03:04:06 dst fd00::2 self permanent",
     );
 
     // A fresh agent that wants none of it removes the device and its route.

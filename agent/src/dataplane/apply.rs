@@ -350,6 +350,10 @@ mod tests {
     };
     use super::*;
 
+    fn dataplane(kernel: FakeKernel) -> Dataplane<FakeKernel> {
+        Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()))
+    }
+
     fn vxlan(address: &str) -> VxlanDevice {
         VxlanDevice {
             name: VXLAN_DEVICE.into(),
@@ -399,8 +403,7 @@ mod tests {
 
     #[tokio::test]
     async fn vxlan_mode_creates_device_neighbour_fdb_and_onlink_route_then_removes_them() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         dp.set_desired(vxlan_state(4096));
         let report = dp.apply(Instant::now()).await.expect("pass");
         assert!(report.failures.is_empty(), "{:?}", report.failures);
@@ -423,8 +426,7 @@ mod tests {
 
     #[tokio::test]
     async fn ipip_on_a_kernel_without_ipip_is_reported_and_the_rest_still_works() {
-        let kernel = FakeKernel::with_links(&["eth0"]).without_ipip();
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]).without_ipip());
         let blackhole = Route {
             dst: "10.244.1.0/26".parse().expect("cidr"),
             target: RouteTarget::Blackhole,
@@ -451,8 +453,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pass_without_refresh_writes_new_routes_and_trusts_the_last_dump() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         let route = |dst: &str| Route {
             dst: dst.parse().expect("cidr"),
             target: RouteTarget::Gateway {
@@ -495,8 +496,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_changed_vni_reconfigures_the_device() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         dp.set_desired(vxlan_state(4096));
         dp.apply(Instant::now()).await.expect("pass");
         dp.set_desired(vxlan_state(4097));
@@ -518,8 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_neighbour_deleted_by_hand_is_restored_on_its_event_and_only_then_read() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         dp.set_desired(vxlan_state(4096));
         dp.apply(Instant::now()).await.expect("pass");
         let report = dp.apply(Instant::now()).await.expect("pass");
@@ -558,8 +557,7 @@ mod tests {
 
     #[tokio::test]
     async fn tunl0_keeps_only_its_address_and_loses_it_when_ipip_is_switched_off() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         dp.set_desired(DesiredState {
             ipip: Some(IpipDevice {
                 mtu: 1480,
@@ -589,8 +587,7 @@ mod tests {
 
     #[tokio::test]
     async fn two_remotes_wanted_for_one_mac_are_one_entry_written_once() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         let mut state = vxlan_state(4096);
         let mac = state.fdb.iter().next().map(|e| e.mac).expect("entry");
         state.fdb.insert(FdbEntry {
@@ -607,8 +604,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flannel_device_of_another_vni_is_kept_in_sync_its_stale_entries_go_then_it_goes() {
-        let kernel = FakeKernel::with_links(&["eth0"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0"]));
         let dev = super::super::ownership::flannel_device(5);
         let retarget = |mut state: DesiredState| {
             state.routes.clear();
@@ -653,8 +649,7 @@ mod tests {
 
     #[tokio::test]
     async fn workload_devices_get_calico_sysctls_once() {
-        let kernel = FakeKernel::with_links(&["eth0", "cali0123456789a"]);
-        let mut dp = Dataplane::new(kernel, RouteTable::new(OwnershipPolicy::default()));
+        let mut dp = dataplane(FakeKernel::with_links(&["eth0", "cali0123456789a"]));
         dp.apply(Instant::now()).await.expect("pass");
         let k = dp.kernel();
         assert_eq!(

@@ -19,6 +19,26 @@ fn owned_vxlan_devices(links: &[LinkInfo]) -> impl Iterator<Item = &LinkInfo> {
     links.iter().filter(|l| is_owned_vxlan_device(&l.name))
 }
 
+/// The entries `dump` lists on each VXLAN device of `links` calico-node owns; a device
+/// gone since the device dump has none (its entries went with it).
+async fn on_owned_vxlan_devices<'a, T, Fut>(
+    links: &'a [LinkInfo],
+    dump: impl Fn(&'a str) -> Fut,
+) -> Result<Vec<T>, KernelError>
+where
+    Fut: Future<Output = Result<Vec<T>, KernelError>>,
+{
+    let mut all = Vec::new();
+    for dev in owned_vxlan_devices(links) {
+        match dump(&dev.name).await {
+            Ok(entries) => all.extend(entries),
+            Err(KernelError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(all)
+}
+
 // ===== tunnel devices =====
 
 /// A tunnel device as wanted.
@@ -257,16 +277,11 @@ impl ObjectKind for Neighbours {
         links: &[LinkInfo],
         _table: &DeltaTracker<(String, IpAddr), [u8; 6], [u8; 6]>,
     ) -> Result<BTreeMap<(String, IpAddr), [u8; 6]>, KernelError> {
-        let mut have = BTreeMap::new();
-        for dev in owned_vxlan_devices(links) {
-            match kernel.dump_neighbours(&dev.name).await {
-                Ok(entries) => have.extend(entries.into_iter().map(|n| ((n.dev, n.ip), n.mac))),
-                // Gone since the device dump: its entries went with it.
-                Err(KernelError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(have)
+        let entries = on_owned_vxlan_devices(links, |dev| kernel.dump_neighbours(dev)).await?;
+        Ok(entries
+            .into_iter()
+            .map(|n| ((n.dev, n.ip), n.mac))
+            .collect())
     }
 
     async fn write<K: Kernel + ?Sized>(
@@ -344,15 +359,11 @@ impl ObjectKind for Fdb {
         links: &[LinkInfo],
         _table: &DeltaTracker<(String, [u8; 6]), IpAddr, IpAddr>,
     ) -> Result<BTreeMap<(String, [u8; 6]), IpAddr>, KernelError> {
-        let mut have = BTreeMap::new();
-        for dev in owned_vxlan_devices(links) {
-            match kernel.dump_fdb(&dev.name).await {
-                Ok(entries) => have.extend(entries.into_iter().map(|e| ((e.dev, e.mac), e.dst))),
-                Err(KernelError::NotFound(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(have)
+        let entries = on_owned_vxlan_devices(links, |dev| kernel.dump_fdb(dev)).await?;
+        Ok(entries
+            .into_iter()
+            .map(|e| ((e.dev, e.mac), e.dst))
+            .collect())
     }
 
     async fn write<K: Kernel + ?Sized>(
