@@ -54,10 +54,27 @@ impl<K: Ord + Clone, V: Clone + PartialEq, A: Clone + PartialEq> DeltaTracker<K,
         changed
     }
 
-    /// Replaces the whole dataplane view (after a kernel dump).
-    pub fn set_dataplane(&mut self, dataplane: BTreeMap<K, A>) {
-        let old = std::mem::replace(&mut self.dataplane, dataplane);
-        for key in changed_keys(&old, &self.dataplane) {
+    /// Replaces the whole dataplane view with a kernel dump's entries, in any order (of
+    /// equal keys the last one counts, as in a map built from them). The kept view is
+    /// changed only where the dump differs: a resync that finds what it knew, the usual
+    /// case at tens of thousands of routes, builds no second map.
+    pub fn set_dataplane(&mut self, dataplane: impl IntoIterator<Item = (K, A)>) {
+        let mut entries: Vec<(K, A)> = dataplane.into_iter().collect();
+        // Stable, so equal keys stay in dump order; then the last of each run is kept.
+        entries.sort_by(|x, y| x.0.cmp(&y.0));
+        entries.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0;
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        let changes = dataplane_changes(&self.dataplane, entries);
+        for (key, value) in changes {
+            match value {
+                Some(v) => self.dataplane.insert(key.clone(), v),
+                None => self.dataplane.remove(&key),
+            };
             self.recheck(key);
         }
     }
@@ -125,6 +142,27 @@ impl<K: Ord + Clone, V: Clone + PartialEq, A: Clone + PartialEq> DeltaTracker<K,
     }
 }
 
+/// What turns `kept` into the sorted, deduplicated `entries`: a new value per key added or
+/// changed, `None` per key gone; one walk of both in key order.
+fn dataplane_changes<K: Ord + Clone, A: PartialEq>(
+    kept: &BTreeMap<K, A>,
+    entries: Vec<(K, A)>,
+) -> Vec<(K, Option<A>)> {
+    let mut changes = Vec::new();
+    let mut old = kept.iter().peekable();
+    for (key, value) in entries {
+        while let Some((gone, _)) = old.next_if(|(k, _)| **k < key) {
+            changes.push((gone.clone(), None));
+        }
+        match old.next_if(|(k, _)| **k == key) {
+            Some((_, have)) if *have == value => {}
+            _ => changes.push((key, Some(value))),
+        }
+    }
+    changes.extend(old.map(|(gone, _)| (gone.clone(), None)));
+    changes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +211,27 @@ mod tests {
         t.commit_deletion(&1);
         t.commit_deletion(&5);
         assert!(t.in_sync());
+    }
+
+    #[test]
+    fn a_dump_in_any_order_replaces_the_view_and_its_last_duplicate_counts() {
+        let mut t = tracker();
+        t.set_desired(BTreeMap::from([(1, "a"), (2, "b"), (3, "c")]));
+        t.set_dataplane(vec![(3, "c"), (1, "x"), (4, "d"), (1, "a")]);
+        assert_eq!(
+            t.dataplane(),
+            &BTreeMap::from([(1, "a"), (3, "c"), (4, "d")])
+        );
+        assert_eq!(t.pending_updates(), vec![(2, "b", None)]);
+        assert_eq!(t.pending_deletions(), vec![(4, "d")]);
+        // Gone at both ends and changed in the middle.
+        t.set_dataplane(vec![(2, "z")]);
+        assert_eq!(t.dataplane(), &BTreeMap::from([(2, "z")]));
+        assert_eq!(
+            t.pending_updates(),
+            vec![(1, "a", None), (2, "b", Some("z")), (3, "c", None)]
+        );
+        assert_eq!(t.pending_deletions(), vec![]);
     }
 
     #[test]

@@ -250,16 +250,14 @@ impl RouteTable {
     }
 
     async fn resync<K: Kernel + ?Sized>(&mut self, kernel: &K) -> Result<(), KernelError> {
-        let mut owned = BTreeMap::new();
-        self.foreign.clear();
-        for route in kernel.dump_routes().await? {
-            if self.policy.owns(&route) {
-                owned.insert(route.dst, route);
-            } else {
-                self.foreign.insert(route.dst, route);
-            }
-        }
-        self.tracker.set_dataplane(owned);
+        let (owned, foreign): (Vec<Route>, Vec<Route>) = kernel
+            .dump_routes()
+            .await?
+            .into_iter()
+            .partition(|route| self.policy.owns(route));
+        self.foreign = foreign.into_iter().map(|r| (r.dst, r)).collect();
+        self.tracker
+            .set_dataplane(owned.into_iter().map(|r| (r.dst, r)));
         Ok(())
     }
 }
