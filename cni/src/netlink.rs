@@ -10,9 +10,7 @@ use ipnet::IpNet;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkMessage};
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVeth};
-use rtnl::parse::{
-    RouteFields, address_of, destination, link_alias, link_mac, link_mtu, link_up, route_fields,
-};
+use rtnl::parse::{RouteFields, address_of, destination, link_alias, link_mac, link_mtu, link_up};
 use rtnl::{LinkSettings, Rtnl};
 
 use crate::error::{CniError, Result};
@@ -176,13 +174,8 @@ impl Netlink {
 
     /// The routes of the main table of one family (`ipv6`: IPv6, else IPv4).
     pub async fn routes(&self, ipv6: bool) -> Result<Vec<RouteFields>> {
-        let messages = self.rtnl.routes(ipv6).await;
-        let messages = messages.map_err(|e| fail("cannot list routes", e))?;
-        Ok(messages
-            .iter()
-            .filter_map(route_fields)
-            .filter(RouteFields::in_main_table)
-            .collect())
+        let routes = self.rtnl.routes(ipv6).await;
+        routes.map_err(|e| fail("cannot list routes", e))
     }
 }
 

@@ -1,20 +1,25 @@
 //! [`Rtnl`]: one rtnetlink connection in the network namespace the calling thread is in
 //! when it is opened, and the requests the agent and the CNI plugin both make.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use futures::TryStreamExt;
+use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::AddressMessage;
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
 use netlink_packet_route::route::RouteMessage;
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkUnspec};
 
 use crate::Error;
+use crate::dump::RouteDumps;
+use crate::parse::RouteFields;
 
-/// A handle on one rtnetlink connection.
+/// A handle on one rtnetlink connection (and a socket of its own for route dumps).
 #[derive(Clone)]
 pub struct Rtnl {
     handle: Handle,
+    route_dumps: Arc<RouteDumps>,
 }
 
 /// What [`Rtnl::set_link`] changes on a device; `None` leaves a setting as it is.
@@ -41,7 +46,14 @@ impl Rtnl {
     pub fn open() -> Result<(Rtnl, impl Future<Output = ()> + Send + 'static), Error> {
         let (conn, handle, _) = rtnetlink::new_connection()
             .map_err(|e| Error::Other(format!("opening a netlink socket: {e}")))?;
-        Ok((Rtnl { handle }, conn))
+        let route_dumps = Arc::new(RouteDumps::open()?);
+        Ok((
+            Rtnl {
+                handle,
+                route_dumps,
+            },
+            conn,
+        ))
     }
 
     /// The rtnetlink handle, for requests only one user makes.
@@ -127,19 +139,14 @@ impl Rtnl {
         Ok(self.handle.address().del(msg).execute().await?)
     }
 
-    /// The routes of one family (`ipv6`, else IPv4), every table.
-    pub async fn routes(&self, ipv6: bool) -> Result<Vec<RouteMessage>, Error> {
-        let query = if ipv6 {
-            RouteMessageBuilder::<Ipv6Addr>::new().build()
+    /// The main table's routes of one family (`ipv6`, else IPv4).
+    pub async fn routes(&self, ipv6: bool) -> Result<Vec<RouteFields>, Error> {
+        let family = if ipv6 {
+            AddressFamily::Inet6
         } else {
-            RouteMessageBuilder::<Ipv4Addr>::new().build()
+            AddressFamily::Inet
         };
-        let mut out = Vec::new();
-        let mut stream = self.handle.route().get(query).execute();
-        while let Some(msg) = stream.try_next().await? {
-            out.push(msg);
-        }
-        Ok(out)
+        self.route_dumps.main_table(family).await
     }
 
     /// Adds or replaces a route.

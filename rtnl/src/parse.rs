@@ -1,6 +1,7 @@
 //! Readers of the kernel's link, address and route messages, and the route-message
 //! builder of a destination: pure functions over `netlink-packet-route` types.
 
+use std::borrow::Borrow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
@@ -126,7 +127,16 @@ impl RouteFields {
 /// The fields of an IPv4 or IPv6 route message; `None` for other families or a
 /// destination that is not a prefix.
 pub fn route_fields(msg: &RouteMessage) -> Option<RouteFields> {
-    let unspecified = match msg.header.address_family {
+    route_fields_of(&msg.header, &msg.attributes)
+}
+
+/// The fields of a route message's header and attributes (all of them, or only those a
+/// [`RouteFields`] is made of).
+pub(crate) fn route_fields_of<A: Borrow<RouteAttribute>>(
+    header: &RouteHeader,
+    attributes: impl IntoIterator<Item = A>,
+) -> Option<RouteFields> {
+    let unspecified = match header.address_family {
         AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         _ => return None,
@@ -136,14 +146,14 @@ pub fn route_fields(msg: &RouteMessage) -> Option<RouteFields> {
         dst: IpNet::new(unspecified, 0).ok()?,
         gateway: None,
         oif: None,
-        scope: msg.header.scope,
-        kind: msg.header.kind,
-        protocol: u8::from(msg.header.protocol),
-        onlink: msg.header.flags.contains(RouteFlags::Onlink),
-        table: u32::from(msg.header.table),
+        scope: header.scope,
+        kind: header.kind,
+        protocol: u8::from(header.protocol),
+        onlink: header.flags.contains(RouteFlags::Onlink),
+        table: u32::from(header.table),
     };
-    for attr in &msg.attributes {
-        match attr {
+    for attr in attributes {
+        match attr.borrow() {
             RouteAttribute::Destination(a) => dst = route_address(a).unwrap_or(dst),
             RouteAttribute::Gateway(a) => fields.gateway = route_address(a),
             RouteAttribute::Oif(i) => fields.oif = Some(*i),
@@ -151,7 +161,7 @@ pub fn route_fields(msg: &RouteMessage) -> Option<RouteFields> {
             _ => {}
         }
     }
-    fields.dst = IpNet::new(dst, msg.header.destination_prefix_length).ok()?;
+    fields.dst = IpNet::new(dst, header.destination_prefix_length).ok()?;
     Some(fields)
 }
 

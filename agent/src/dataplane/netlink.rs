@@ -266,20 +266,20 @@ impl NetlinkKernel {
 #[async_trait]
 impl Kernel for NetlinkKernel {
     async fn dump_routes(&self) -> Result<Vec<Route>, KernelError> {
-        let mut messages = self.rtnl.routes(false).await?;
-        messages.extend(self.rtnl.routes(true).await?);
+        let mut fields = self.rtnl.routes(false).await?;
+        fields.extend(self.rtnl.routes(true).await?);
         // The device names known suffice unless a route names a device not seen yet.
         let mut names = self.known_names().clone();
-        if messages
+        if fields
             .iter()
-            .filter_map(output_interface)
+            .filter_map(|f| f.oif)
             .any(|i| !names.contains_key(&i))
         {
             names = self.names_by_index().await?;
         }
-        Ok(messages
-            .iter()
-            .filter_map(|msg| parse_route(msg, &names))
+        Ok(fields
+            .into_iter()
+            .filter_map(|f| route_of(f, &names))
             .collect())
     }
 
@@ -309,14 +309,14 @@ impl Kernel for NetlinkKernel {
     }
 
     fn read_route_notice(&self, msg: &RouteMessage, removed: bool) -> RouteNotice {
-        if !route_fields(msg).is_some_and(|f| ours_to_read(&f)) {
+        let Some(fields) = route_fields(msg).filter(ours_to_read) else {
             return RouteNotice::Elsewhere;
-        }
+        };
         let names = self.known_names();
-        if output_interface(msg).is_some_and(|i| !names.contains_key(&i)) {
+        if fields.oif.is_some_and(|i| !names.contains_key(&i)) {
             return RouteNotice::Unreadable;
         }
-        match parse_route(msg, &names) {
+        match route_of(fields, &names) {
             Some(route) if removed => RouteNotice::Removed(route),
             Some(route) => RouteNotice::Added(route),
             None => RouteNotice::Unreadable,
@@ -657,8 +657,10 @@ fn ours_to_read(fields: &RouteFields) -> bool {
 
 /// Turns a main-table route into a [`Route`], or `None` for what we never program (other
 /// tables, local/broadcast routes, multipath, ...).
-fn parse_route(msg: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
-    let fields = route_fields(msg).filter(ours_to_read)?;
+fn route_of(fields: RouteFields, names: &HashMap<u32, String>) -> Option<Route> {
+    if !ours_to_read(&fields) {
+        return None;
+    }
     let dev = fields.oif.and_then(|i| names.get(&i).cloned());
     let target = match (fields.kind, fields.gateway, dev) {
         (RouteType::BlackHole, _, _) => RouteTarget::Blackhole,
