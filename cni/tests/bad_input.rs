@@ -231,3 +231,64 @@ fn a_locked_datastore_is_try_again_later_and_nothing_is_allocated() -> Result<()
     assert!(out.success(), "{}{}", out.stdout, out.stderr);
     Ok(())
 }
+
+/// Every file under `dir` (none when it does not exist).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root netns: cargo test -p cni -- --ignored"]
+fn a_locked_datastore_starts_no_ipam_that_does_not_check_the_lock() -> Result<()> {
+    // host-local checks no datastore: the calico plugin must not start it while locked.
+    // (Had it run and been released, its dataDir would keep last_reserved_ip.0.)
+    let host_local = std::path::Path::new("/usr/lib/cni/host-local");
+    anyhow::ensure!(
+        host_local.exists(),
+        "{} missing: apt-get install containernetworking-plugins",
+        host_local.display()
+    );
+    let lab = CniLab::new("lockh")?;
+    let pod = Netns::create("lockhp")?;
+    let path = pod.path();
+    let bin = lab::cni::CniBin::new(&[
+        ("calico", env!("CARGO_BIN_EXE_calico").as_ref()),
+        ("host-local", host_local),
+    ])?;
+    let data_dir = lab.dir.path().join("host-local");
+    let mut conf: serde_json::Value = serde_json::from_str(&lab.conf("node-1").json())?;
+    conf["ipam"] = serde_json::json!({
+        "type": "host-local",
+        "subnet": "10.250.0.0/24",
+        "dataDir": data_dir,
+    });
+    let conf = conf.to_string();
+    set_datastore_ready(&lab, false)?;
+    let out = lab::cni::run(&lab.node, &bin, &conf, &add(Some(&path), "c1"))?;
+    assert_error(&out, 11, "not ready")?;
+    assert!(
+        files_under(&data_dir).is_empty(),
+        "host-local ran: {:?}",
+        files_under(&data_dir)
+    );
+    assert!(lab.cali_links()?.is_empty());
+    // Unlocked, the same ADD goes through host-local.
+    set_datastore_ready(&lab, true)?;
+    let out = lab::cni::run(&lab.node, &bin, &conf, &add(Some(&path), "c1"))?;
+    assert!(out.success(), "{}{}", out.stdout, out.stderr);
+    assert!(!files_under(&data_dir).is_empty());
+    Ok(())
+}

@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::endpoint::{self, EndpointInfo};
 use crate::error::{CniError, Result, code};
+use crate::flannel_ipam::FlannelIpam;
 use crate::names;
 use crate::netns;
 use crate::plugin::calico_ipam::bounded;
@@ -24,6 +25,9 @@ use crate::{delegate, store};
 
 /// The `calico` plugin.
 pub struct CalicoPlugin;
+
+/// The IPAM plugin that checks the datastore's lock before it allocates.
+const CALICO_IPAM: &str = "calico-ipam";
 
 fn ipam_type(inv: &Invocation) -> Result<&str> {
     let t = inv.conf.ipam.plugin.as_str();
@@ -83,13 +87,37 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     let ipam = ipam_type(inv)?;
     delegate::find(ipam, &inv.env)?;
     let node = inv.conf.node_name()?;
-    let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
-    bounded("reading ClusterInformation", store::ensure_unlocked(&ds)).await?;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
 
-    let ipam_result = delegate::exec(ipam, "ADD", &inv.stdin, &inv.env)
-        .await?
-        .unwrap_or_default();
+    let connected = async {
+        let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+        bounded("reading ClusterInformation", store::ensure_unlocked(&ds)).await?;
+        Ok::<_, CniError>(ds)
+    };
+    // calico-ipam checks the datastore's lock itself before it allocates, so this
+    // plugin's connection (needed for the endpoint, after the wiring) is made while it
+    // allocates. Other IPAMs (host-local, flannel's leases) check nothing: they start only
+    // once the datastore is known to be unlocked. A lock that lands between calico-ipam's
+    // check and this one fails the ADD after the allocation, which is released below (or,
+    // while the lock lasts, by the runtime's DEL once it is lifted).
+    let (connected, allocated) =
+        if ipam == CALICO_IPAM && FlannelIpam::detect(&inv.stdin)?.is_none() {
+            tokio::join!(connected, delegate::exec(ipam, "ADD", &inv.stdin, &inv.env))
+        } else {
+            let ds = connected.await?;
+            (
+                Ok(ds),
+                delegate::exec(ipam, "ADD", &inv.stdin, &inv.env).await,
+            )
+        };
+    let ipam_result = allocated?.unwrap_or_default();
+    let ds = match connected {
+        Ok(ds) => ds,
+        Err(e) => {
+            release_address(inv, ipam).await;
+            return Err(e);
+        }
+    };
     let ips = pod_addresses(&ipam_result);
     if ips.is_empty() {
         release_address(inv, ipam).await;

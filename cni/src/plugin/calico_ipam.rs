@@ -58,11 +58,16 @@ fn handle(inv: &Invocation) -> String {
 async fn add(inv: &Invocation) -> Result<CniResult> {
     let node = inv.conf.node_name()?;
     let families = inv.conf.ipam.families()?;
-    let ipam = ipam_for_change(inv).await?;
     // Connected first, so the lock is only held for the IPAM work itself.
-    let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
+    let ipam = ipam_for(inv).await?;
     let handle = handle(inv);
-    let held = ipam.ips_by_handle(&handle).await?;
+    // The datastore's lock is read while the host's IPAM lock is waited for and the
+    // handle read: one round trip less, both settled before anything is allocated, and a
+    // locked datastore answers at once instead of after the wait for the host's lock.
+    let ((), (_lock, held)) = tokio::try_join!(store::ensure_unlocked(ipam.datastore()), async {
+        let lock = lock::acquire(&inv.conf.ipam_lock_file).await;
+        Ok::<_, CniError>((lock, ipam.ips_by_handle(&handle).await?))
+    })?;
     let mut ips = Vec::new();
     let mut fresh = Vec::new();
     for family in families {
