@@ -194,7 +194,15 @@ impl<K: Kernel> DataplaneTask<K> {
             loop {
                 tokio::select! {
                     () = self.heartbeat.tick() => continue,
-                    changed = self.state.changed() => if changed.is_err() { return Ok(()) },
+                    changed = self.state.changed() => {
+                        if changed.is_err() { return Ok(()) }
+                        // The other nodes wait for this node's BGP update, not for its own
+                        // blackhole: one yield lets the wiring and the speaker, woken by the
+                        // same change, put the update on the wire before this pass runs
+                        // (on the one-thread runtime a yielded task runs after every task
+                        // already woken).
+                        tokio::task::yield_now().await;
+                    }
                     () = super::changed_or_pending(&mut self.learned) => {},
                     () = super::changed_or_pending(&mut self.routes_converged) => {},
                     () = wait_extra(&mut self.extra) => {},
