@@ -169,6 +169,8 @@ pub async fn run(
                     if !changed {
                         return;
                     }
+                    // The rest of the burst is read with it, off the BGP update's path.
+                    tokio::time::sleep(super::COLLECTOR_SETTLE).await;
                 }
                 () = &mut wake => {}
             }

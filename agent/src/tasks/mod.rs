@@ -89,6 +89,13 @@ where
     TaskGuard::new(tokio::spawn(fut))
 }
 
+/// How long the collectors (leaked addresses, empty blocks) let the state settle after a
+/// change that concerns them before they look at it. Their grace periods are minutes
+/// long, and a pod start is a burst of writes: looked at on every write, the claiming
+/// node spent more CPU on them than on anything else, in the same pass of the runtime as
+/// the BGP update the other nodes wait for.
+pub const COLLECTOR_SETTLE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Waits for a change of the cluster state that moves `reads` (the counters of the parts
 /// a task computes from) away from `last`: every node hears every write in the cluster,
 /// and most concern other nodes. False when the state is no longer published.
