@@ -229,7 +229,11 @@ impl OursLab {
             };
             match self.monitors[b].wait(WAIT, |e| e.added && e.dst == block) {
                 Some(back) => out.push_between(gone.at, back.at),
-                None => bail!("calico-node never put {block} back on node{}", b + 1),
+                None => bail!(
+                    "calico-node never put {block} back on node{}\n{}",
+                    b + 1,
+                    self.cluster.nodes[b].agent_log(40)
+                ),
             }
             std::thread::sleep(Duration::from_millis(50));
         }
