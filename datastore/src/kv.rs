@@ -32,6 +32,15 @@ pub struct Listing {
     pub revision: Revision,
 }
 
+/// One prefix of a [`Datastore::list_at_once`](crate::Datastore::list_at_once) read.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixRead<'a> {
+    pub prefix: &'a str,
+    /// Keys and revisions only: every value comes back empty (a listing of which keys
+    /// exist need not carry, say, every IPAM block of the cluster).
+    pub keys_only: bool,
+}
+
 /// One change seen by a watch, in revision order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WatchEvent {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::Result;
-use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision, WatchEvent};
 
 /// A stream of watch events. Events arrive in revision order, each exactly once; an `Err`
 /// ends the stream (the watcher should relist and watch again, e.g. after
@@ -46,6 +46,21 @@ pub trait Datastore: Send + Sync + 'static {
 
     /// Lists every key starting with `prefix`, sorted by key, with the revision read at.
     async fn list(&self, prefix: &str) -> Result<Listing>;
+
+    /// Lists every prefix of `reads`, in order, at one revision where the backend can
+    /// (one round trip on etcd); the default lists them one after the other, so each
+    /// listing is at least as new as the one before it.
+    async fn list_at_once(&self, reads: &[PrefixRead<'_>]) -> Result<Vec<Listing>> {
+        let mut out = Vec::with_capacity(reads.len());
+        for read in reads {
+            let mut listing = self.list(read.prefix).await?;
+            if read.keys_only {
+                listing.items.iter_mut().for_each(|kv| kv.value.clear());
+            }
+            out.push(listing);
+        }
+        Ok(out)
+    }
 
     /// Creates `key` only if it does not exist (`Error::AlreadyExists` otherwise),
     /// optionally attached to a lease. Returns the new revision.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datastore::backend::{EtcdOptions, EtcdStore, LocalOptions, LocalStore};
-use datastore::{Datastore, Error, Guard, KeyValue, Revision, Watch, WatchEvent};
+use datastore::{Datastore, Error, Guard, KeyValue, PrefixRead, Revision, Watch, WatchEvent};
 use lab::etcd::TestEtcd;
 use tempfile::TempDir;
 
@@ -161,6 +161,7 @@ conformance!(
     keyed: [
         get_create_update_delete_follow_revisions,
         list_is_sorted_and_bounded_by_prefix,
+        list_at_once_reads_each_prefix_at_one_revision,
         cas_conflict_names_both_revisions,
         a_guarded_create_writes_only_while_its_guard_is_as_read,
         create_all_writes_every_key_at_one_revision_or_none,
@@ -326,6 +327,48 @@ async fn list_is_sorted_and_bounded_by_prefix(f: Fixture) {
             .items
             .is_empty()
     );
+}
+
+async fn list_at_once_reads_each_prefix_at_one_revision(f: Fixture) {
+    let s = f.store.as_ref();
+    for name in ["a/1", "a/2", "b/1", "c/1"] {
+        s.create(&f.key(name), name.as_bytes().to_vec(), None)
+            .await
+            .expect("create");
+    }
+    let (a, b, none) = (f.key("a/"), f.key("b/"), f.key("none/"));
+    let reads = [
+        PrefixRead {
+            prefix: &a,
+            keys_only: true,
+        },
+        PrefixRead {
+            prefix: &b,
+            keys_only: false,
+        },
+        PrefixRead {
+            prefix: &none,
+            keys_only: false,
+        },
+    ];
+    let listings = s.list_at_once(&reads).await.expect("list at once");
+    assert_eq!(listings.len(), 3);
+    let keys: Vec<&str> = listings[0].items.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, [f.key("a/1"), f.key("a/2")]);
+    assert!(listings[0].items.iter().all(|kv| kv.value.is_empty()));
+    assert!(listings[0].items.iter().all(|kv| kv.mod_revision > 0));
+    assert_eq!(listings[1].items.len(), 1);
+    assert_eq!(text(&listings[1].items[0]), "b/1");
+    assert!(listings[2].items.is_empty());
+    // One revision for all, no older than the writes above (a shared etcd may be ahead).
+    let written = s
+        .get(&f.key("c/1"))
+        .await
+        .expect("get")
+        .expect("key")
+        .mod_revision;
+    assert!(listings.iter().all(|l| l.revision == listings[0].revision));
+    assert!(listings[0].revision >= written, "{listings:?}");
 }
 
 async fn cas_conflict_names_both_revisions(f: Fixture) {

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
-use datastore::keys;
 use datastore::model::IpFamily;
 use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
+use datastore::{Listing, PrefixRead, keys};
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
@@ -268,29 +268,44 @@ impl Ipam {
     /// Every affinity of `node` (any state), sorted by block.
     pub(crate) async fn host_affinities(&self, node: &str) -> Result<Vec<(IpNet, AffinityState)>> {
         let listing = self.ds.list(&keys::host_affinities_prefix(node)).await?;
-        let mut out = Vec::new();
-        for kv in &listing.items {
-            let Some((n, cidr)) = keys::parse_affinity(&kv.key) else {
-                continue;
-            };
-            if n != node {
-                continue;
-            }
-            let aff: BlockAffinity = store::decode(kv)?.value;
-            out.push((cidr, aff.state));
-        }
-        out.sort_by_key(|(cidr, _)| *cidr);
-        Ok(out)
+        affinities_in(&listing, node)
     }
 
-    /// CIDRs of every existing block.
+    /// CIDRs of every existing block (keys only: the blocks themselves stay in the store).
     pub(crate) async fn existing_blocks(&self) -> Result<HashSet<IpNet>> {
-        let listing = self.ds.list(&keys::blocks_prefix()).await?;
-        Ok(listing
-            .items
-            .iter()
-            .filter_map(|kv| kv.key.rsplit('/').next().and_then(keys::cidr_from_key_part))
-            .collect())
+        let prefix = keys::blocks_prefix();
+        let read = PrefixRead {
+            prefix: &prefix,
+            keys_only: true,
+        };
+        let listings = self.ds.list_at_once(&[read]).await?;
+        Ok(listings.first().map(block_cidrs).unwrap_or_default())
+    }
+
+    /// [`existing_blocks`](Self::existing_blocks) and [`host_affinities`](Self::host_affinities)
+    /// in one read, the blocks listed first (at one revision on etcd).
+    async fn blocks_and_affinities(
+        &self,
+        node: &str,
+    ) -> Result<(HashSet<IpNet>, Vec<(IpNet, AffinityState)>)> {
+        let (blocks, affinities) = (keys::blocks_prefix(), keys::host_affinities_prefix(node));
+        let reads = [
+            PrefixRead {
+                prefix: &blocks,
+                keys_only: true,
+            },
+            PrefixRead {
+                prefix: &affinities,
+                keys_only: false,
+            },
+        ];
+        match self.ds.list_at_once(&reads).await?.as_slice() {
+            [blocks, affinities] => Ok((block_cidrs(blocks), affinities_in(affinities, node)?)),
+            other => Err(Error::Datastore(datastore::Error::Backend(format!(
+                "{} listings for 2 prefixes",
+                other.len()
+            )))),
+        }
     }
 
     /// Finds a block no one holds, walking each pool in the node's order, and claims it.
@@ -303,12 +318,11 @@ impl Ipam {
         pools: &[Pool],
         tried: &HashSet<IpNet>,
     ) -> Result<NewBlock> {
-        // Blocks first, affinities second: a sibling's block missing from this listing is
-        // either found by the claim (AlreadyExists, ours) or its affinity is seen below.
-        let mut existing = self.existing_blocks().await?;
-        let fresh = self
-            .host_affinities(node)
-            .await?
+        // Blocks first, affinities second (or both at one revision): a sibling's block
+        // missing from this listing is either found by the claim (AlreadyExists, ours) or
+        // its affinity is in the second.
+        let (mut existing, affinities) = self.blocks_and_affinities(node).await?;
+        let fresh = affinities
             .iter()
             .any(|(cidr, state)| *state != AffinityState::PendingDeletion && !tried.contains(cidr));
         if fresh {
@@ -504,4 +518,30 @@ impl Ipam {
         }
         result
     }
+}
+
+/// Every affinity of `node` in a listing of its affinities, sorted by block.
+fn affinities_in(listing: &Listing, node: &str) -> Result<Vec<(IpNet, AffinityState)>> {
+    let mut out = Vec::new();
+    for kv in &listing.items {
+        let Some((n, cidr)) = keys::parse_affinity(&kv.key) else {
+            continue;
+        };
+        if n != node {
+            continue;
+        }
+        let aff: BlockAffinity = store::decode(kv)?.value;
+        out.push((cidr, aff.state));
+    }
+    out.sort_by_key(|(cidr, _)| *cidr);
+    Ok(out)
+}
+
+/// The CIDRs of the blocks in a listing of the blocks (read by key alone).
+fn block_cidrs(listing: &Listing) -> HashSet<IpNet> {
+    listing
+        .items
+        .iter()
+        .filter_map(|kv| kv.key.rsplit('/').next().and_then(keys::cidr_from_key_part))
+        .collect()
 }

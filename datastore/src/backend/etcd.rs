@@ -20,7 +20,7 @@ use etcd_client::{
 
 pub use self::options::EtcdOptions;
 use crate::error::{Error, Result};
-use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision};
 use crate::store::{Datastore, Watch};
 
 /// Largest listing or watch response accepted (gRPC's default is 4 MiB, which a cluster's
@@ -225,6 +225,47 @@ impl Datastore for EtcdStore {
             items: resp.kvs().iter().map(kv_from).collect::<Result<_>>()?,
             revision: resp.header().map(|h| h.revision()).unwrap_or_default(),
         })
+    }
+
+    async fn list_at_once(&self, reads: &[PrefixRead<'_>]) -> Result<Vec<Listing>> {
+        // One transaction of range reads: every listing at its revision.
+        let ops: Vec<TxnOp> = reads
+            .iter()
+            .map(|r| {
+                let options = GetOptions::new().with_prefix();
+                let options = if r.keys_only {
+                    options.with_keys_only()
+                } else {
+                    options
+                };
+                TxnOp::get(r.prefix, Some(options))
+            })
+            .collect();
+        let mut kv = self.kv.clone();
+        let resp = self.call("list", kv.txn(Txn::new().and_then(ops))).await?;
+        let revision = txn_revision(&resp);
+        let listings: Vec<Listing> = resp
+            .op_responses()
+            .iter()
+            .filter_map(|op| match op {
+                TxnOpResponse::Get(get) => Some(get.kvs().iter().map(kv_from).collect()),
+                _ => None,
+            })
+            .map(|items: Result<Vec<KeyValue>>| {
+                Ok(Listing {
+                    items: items?,
+                    revision,
+                })
+            })
+            .collect::<Result<_>>()?;
+        if listings.len() != reads.len() {
+            return Err(Error::Backend(format!(
+                "etcd answered {} of {} listings",
+                listings.len(),
+                reads.len()
+            )));
+        }
+        Ok(listings)
     }
 
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {

@@ -26,7 +26,7 @@ use tokio::sync::Notify;
 
 use self::ops::KeyRange;
 use crate::error::{Error, Result};
-use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision};
 use crate::store::{Datastore, Watch};
 
 /// Where the `local` datastore lives unless `CALICO_DATASTORE_PATH` says otherwise.
@@ -286,6 +286,28 @@ impl Datastore for LocalStore {
                 revision: ops::revision(c)?,
                 items: ops::list(c, &range)?,
             })
+        })
+        .await
+    }
+
+    async fn list_at_once(&self, reads: &[PrefixRead<'_>]) -> Result<Vec<Listing>> {
+        let reads: Vec<(KeyRange, bool)> = reads
+            .iter()
+            .map(|r| (KeyRange::prefix(r.prefix), r.keys_only))
+            .collect();
+        // One read of the connection: nothing is written between the listings.
+        self.read(move |c| {
+            let revision = ops::revision(c)?;
+            reads
+                .iter()
+                .map(|(range, keys_only)| {
+                    let mut items = ops::list(c, range)?;
+                    if *keys_only {
+                        items.iter_mut().for_each(|kv| kv.value.clear());
+                    }
+                    Ok(Listing { items, revision })
+                })
+                .collect()
         })
         .await
     }
