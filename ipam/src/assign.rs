@@ -21,8 +21,8 @@ use crate::store::{self, ReadBack, Retry, Versioned};
 
 /// How a search for a new block ended.
 enum NewBlock {
-    /// A block was claimed for the node.
-    Claimed,
+    /// A block was claimed for the node (as this call wrote it, when it did).
+    Claimed(Option<Versioned<AllocationBlock>>),
     /// Another process of the same node claimed one meanwhile: use it first.
     SiblingClaimed,
     /// Every block of every pool exists.
@@ -167,12 +167,15 @@ impl Ipam {
             _ => config.block_limit(),
         };
         let mut tried: HashSet<IpNet> = HashSet::new();
-        let mut read_with_the_config = Some(affinities);
+        let mut affinities = affinities;
+        // A block this call just created, as written: neither it nor the affinities are
+        // read again before allocating from it (two round trips of a claiming ADD).
+        let mut written: Option<Versioned<AllocationBlock>> = None;
+        let mut read_again = false;
         loop {
-            let affinities = match read_with_the_config.take() {
-                Some(affinities) => affinities,
-                None => self.host_affinities(&args.node).await?,
-            };
+            if std::mem::take(&mut read_again) {
+                affinities = self.host_affinities(&args.node).await?;
+            }
             let mut untried = Vec::new();
             for (cidr, state) in &affinities {
                 if tried.insert(*cidr)
@@ -183,11 +186,16 @@ impl Ipam {
             }
             // Their blocks read (and repaired) together: one round trip's time however
             // many blocks the node holds, most of them full on a busy node.
-            let blocks = futures::future::try_join_all(
-                untried
-                    .iter()
-                    .map(|(cidr, state, _)| self.repair_affinity(&args.node, cidr, *state)),
-            )
+            let written_now = written.take();
+            let blocks = futures::future::try_join_all(untried.iter().map(|(cidr, state, _)| {
+                let known = written_now.clone().filter(|b| b.value.cidr == **cidr);
+                async move {
+                    match known {
+                        Some(block) => Ok(Some(block)),
+                        None => self.repair_affinity(&args.node, cidr, *state).await,
+                    }
+                }
+            }))
             .await?;
             for ((cidr, _, pool), block) in untried.into_iter().zip(blocks) {
                 if got.len() >= args.num {
@@ -228,7 +236,12 @@ impl Ipam {
                 return Err(Error::BlockLimit);
             }
             match self.claim_new_block(&args.node, pools, &tried).await? {
-                NewBlock::Claimed | NewBlock::SiblingClaimed => {}
+                NewBlock::Claimed(Some(block)) => {
+                    affinities.push((block.value.cidr, AffinityState::Confirmed));
+                    affinities.sort_by_key(|(cidr, _)| *cidr);
+                    written = Some(block);
+                }
+                NewBlock::Claimed(None) | NewBlock::SiblingClaimed => read_again = true,
                 NewBlock::NoneFree => {
                     debug!(node = args.node, "no free block left in the pools");
                     break;
@@ -334,7 +347,7 @@ impl Ipam {
                     continue;
                 }
                 match self.claim_block(node, &cidr).await? {
-                    Claim::Ours => return Ok(NewBlock::Claimed),
+                    Claim::Ours(written) => return Ok(NewBlock::Claimed(written)),
                     Claim::Lost => {
                         existing.insert(cidr);
                     }

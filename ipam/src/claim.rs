@@ -13,11 +13,12 @@ use crate::error::{Error, Result};
 use crate::store::{self, Retry, Versioned};
 
 /// How a claim of one block ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Claim {
     /// The block is now affine to the node (claimed by us or by a sibling process of the
-    /// same node) and the affinity is confirmed.
-    Ours,
+    /// same node) and the affinity is confirmed; with the block as this claim wrote it,
+    /// at its revision, when the claim was the one atomic write.
+    Ours(Option<Versioned<AllocationBlock>>),
     /// Another node got the block first; the pending affinity was removed.
     Lost,
 }
@@ -43,17 +44,20 @@ pub fn now_rfc3339() -> String {
 /// The keys the two-phase claim ends in (affinity `confirmed`, the block affine to `node`),
 /// for writing at once when neither exists: one round trip instead of three, and never a
 /// half-made claim for a crash to leave behind.
-fn affine_block(node: &str, cidr: &IpNet) -> Result<Vec<(String, Vec<u8>)>> {
+fn affine_block(
+    node: &str,
+    cidr: &IpNet,
+    block: &AllocationBlock,
+) -> Result<Vec<(String, Vec<u8>)>> {
     let aff_key = keys::affinity(node, cidr);
     let confirmed = BlockAffinity {
         state: AffinityState::Confirmed,
         deleted: false,
     };
     let block_key = keys::block(cidr);
-    let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
     Ok(vec![
         (aff_key.clone(), store::encode(&aff_key, &confirmed)?),
-        (block_key.clone(), store::encode(&block_key, &block)?),
+        (block_key.clone(), store::encode(&block_key, block)?),
     ])
 }
 
@@ -65,10 +69,14 @@ impl Ipam {
     /// host:<node>` if absent, (3) affinity `confirmed`. A block that already exists affine
     /// to `node` (a sibling process won, or a crash left it) is ours too.
     pub(crate) async fn claim_block(&self, node: &str, cidr: &IpNet) -> Result<Claim> {
-        match self.ds.create_all(affine_block(node, cidr)?).await {
-            Ok(_) => {
+        let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
+        match self.ds.create_all(affine_block(node, cidr, &block)?).await {
+            Ok(revision) => {
                 info!(node, block = %cidr, "claimed block");
-                return Ok(Claim::Ours);
+                return Ok(Claim::Ours(Some(Versioned {
+                    value: block,
+                    revision,
+                })));
             }
             // A key exists (a sibling, a race, a crash's leftovers), or the outcome is
             // unknown: the two-phase claim reads what is there and settles it.
@@ -93,7 +101,6 @@ impl Ipam {
             Err(e) => return Err(e.into()),
         };
         let block_key = keys::block(cidr);
-        let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
         match self
             .ds
             .create(&block_key, store::encode(&block_key, &block)?, None)
@@ -112,7 +119,7 @@ impl Ipam {
         }
         self.confirm_affinity(node, cidr, ours).await?;
         info!(node, block = %cidr, "claimed block");
-        Ok(Claim::Ours)
+        Ok(Claim::Ours(None))
     }
 
     /// Sets the affinity of `node` to `cidr` confirmed (creating it if it vanished).
@@ -190,10 +197,10 @@ impl Ipam {
         match store::get_block(self.ds.as_ref(), cidr).await? {
             None => {
                 info!(node, block = %cidr, "affinity without block: recreating the block");
-                if self.claim_block(node, cidr).await? == Claim::Ours {
-                    store::get_block(self.ds.as_ref(), cidr).await
-                } else {
-                    Ok(None)
+                match self.claim_block(node, cidr).await? {
+                    Claim::Ours(Some(written)) => Ok(Some(written)),
+                    Claim::Ours(None) => store::get_block(self.ds.as_ref(), cidr).await,
+                    Claim::Lost => Ok(None),
                 }
             }
             Some(b) if b.value.host() == Some(node) => {

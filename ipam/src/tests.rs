@@ -588,12 +588,14 @@ async fn check_finds_leaks_orphan_handles_and_affinity_drift() -> TestResult {
 }
 
 /// A [`MemoryStore`] that yields to the scheduler before and after every operation (so on
-/// a multi-threaded runtime the read-modify-write cycles of concurrent callers interleave)
-/// and counts the compare-and-swap writes that lost a race.
+/// a multi-threaded runtime the read-modify-write cycles of concurrent callers interleave),
+/// counts the compare-and-swap writes that lost a race and logs every key-value operation
+/// (`get <key>`, `list <prefix>`, `create_all`, `update <key>`, ...).
 #[derive(Clone)]
 struct YieldingStore {
     inner: MemoryStore,
     lost_races: Arc<std::sync::atomic::AtomicUsize>,
+    ops: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl YieldingStore {
@@ -601,6 +603,7 @@ impl YieldingStore {
         YieldingStore {
             inner,
             lost_races: Arc::default(),
+            ops: Arc::default(),
         }
     }
 
@@ -608,10 +611,18 @@ impl YieldingStore {
         self.lost_races.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    fn ops(&self) -> Vec<String> {
+        self.ops.lock().map(|o| o.clone()).unwrap_or_default()
+    }
+
     async fn around<T>(
         &self,
+        what: String,
         op: impl std::future::Future<Output = datastore::Result<T>>,
     ) -> datastore::Result<T> {
+        if let Ok(mut ops) = self.ops.lock() {
+            ops.push(what);
+        }
         tokio::task::yield_now().await;
         let out = op.await;
         if matches!(
@@ -629,10 +640,11 @@ impl YieldingStore {
 #[async_trait::async_trait]
 impl Datastore for YieldingStore {
     async fn get(&self, key: &str) -> datastore::Result<Option<datastore::KeyValue>> {
-        self.around(self.inner.get(key)).await
+        self.around(format!("get {key}"), self.inner.get(key)).await
     }
     async fn list(&self, prefix: &str) -> datastore::Result<datastore::Listing> {
-        self.around(self.inner.list(prefix)).await
+        self.around(format!("list {prefix}"), self.inner.list(prefix))
+            .await
     }
     async fn create(
         &self,
@@ -640,13 +652,18 @@ impl Datastore for YieldingStore {
         value: Vec<u8>,
         lease: Option<datastore::LeaseId>,
     ) -> datastore::Result<datastore::Revision> {
-        self.around(self.inner.create(key, value, lease)).await
+        self.around(
+            format!("create {key}"),
+            self.inner.create(key, value, lease),
+        )
+        .await
     }
     async fn create_all(
         &self,
         kvs: Vec<(String, Vec<u8>)>,
     ) -> datastore::Result<datastore::Revision> {
-        self.around(self.inner.create_all(kvs)).await
+        self.around("create_all".to_string(), self.inner.create_all(kvs))
+            .await
     }
     async fn update(
         &self,
@@ -655,15 +672,19 @@ impl Datastore for YieldingStore {
         expected: datastore::Revision,
         lease: Option<datastore::LeaseId>,
     ) -> datastore::Result<datastore::Revision> {
-        self.around(self.inner.update(key, value, expected, lease))
-            .await
+        self.around(
+            format!("update {key}"),
+            self.inner.update(key, value, expected, lease),
+        )
+        .await
     }
     async fn delete(
         &self,
         key: &str,
         expected: Option<datastore::Revision>,
     ) -> datastore::Result<datastore::KeyValue> {
-        self.around(self.inner.delete(key, expected)).await
+        self.around(format!("delete {key}"), self.inner.delete(key, expected))
+            .await
     }
     async fn watch(
         &self,
@@ -684,6 +705,35 @@ impl Datastore for YieldingStore {
     async fn revision(&self) -> datastore::Result<datastore::Revision> {
         self.inner.revision().await
     }
+}
+
+/// A claim's own write is used as written: the allocation that follows reads neither the
+/// new block nor the node's affinities again (two round trips of a claiming CNI ADD).
+#[tokio::test]
+async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResult {
+    let mem = MemoryStore::new();
+    add_pool(&mem, "pool1", json!({"cidr":"10.10.0.0/24","blockSize":26})).await;
+    let store = YieldingStore::new(mem);
+    let ipam = Ipam::new(Arc::new(store.clone()));
+    let ip = one(&ipam, "h1", "n1").await?;
+    let ops = store.ops();
+    let block = keys::block(&block_of(&ipam, ip).await);
+    let claim = ops
+        .iter()
+        .position(|o| o == "create_all")
+        .ok_or("no claim")?;
+    let after = &ops[claim + 1..];
+    assert!(
+        after.contains(&format!("update {block}")),
+        "the allocation writes the block: {after:?}"
+    );
+    assert!(
+        !after
+            .iter()
+            .any(|o| *o == format!("get {block}") || o.starts_with("list /calico/ipam/v2/host/")),
+        "read again after the claim: {after:?}"
+    );
+    Ok(())
 }
 
 /// 240 allocations at once from 4 nodes on 4 worker threads, into a pool of 64 blocks of
