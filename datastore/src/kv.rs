@@ -32,6 +32,15 @@ pub struct Listing {
     pub revision: Revision,
 }
 
+/// What [`Datastore::create_or_get`](crate::Datastore::create_or_get) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOrGet {
+    /// The key did not exist and was created at this revision.
+    Created(Revision),
+    /// The key exists: nothing was written, here it is.
+    Exists(KeyValue),
+}
+
 /// One prefix of a [`Datastore::list_at_once`](crate::Datastore::list_at_once) read.
 #[derive(Debug, Clone, Copy)]
 pub struct PrefixRead<'a> {

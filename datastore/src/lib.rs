@@ -16,7 +16,9 @@ pub mod store;
 
 pub use client::{Client, ResourceEvent, ResourceList, ResourceWatch};
 pub use error::{Error, Result};
-pub use kv::{Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision, WatchEvent};
+pub use kv::{
+    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision, WatchEvent,
+};
 pub use memory::MemoryStore;
 pub use model::{AnyResource, Kind, Resource};
 pub use selector::{Selector, SelectorError};

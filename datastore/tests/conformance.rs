@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datastore::backend::{EtcdOptions, EtcdStore, LocalOptions, LocalStore};
-use datastore::{Datastore, Error, Guard, KeyValue, PrefixRead, Revision, Watch, WatchEvent};
+use datastore::{
+    CreateOrGet, Datastore, Error, Guard, KeyValue, PrefixRead, Revision, Watch, WatchEvent,
+};
 use lab::etcd::TestEtcd;
 use tempfile::TempDir;
 
@@ -162,6 +164,7 @@ conformance!(
         get_create_update_delete_follow_revisions,
         list_is_sorted_and_bounded_by_prefix,
         list_at_once_reads_each_prefix_at_one_revision,
+        create_or_get_creates_once_then_returns_what_is_there,
         cas_conflict_names_both_revisions,
         a_guarded_create_writes_only_while_its_guard_is_as_read,
         create_all_writes_every_key_at_one_revision_or_none,
@@ -369,6 +372,27 @@ async fn list_at_once_reads_each_prefix_at_one_revision(f: Fixture) {
         .mod_revision;
     assert!(listings.iter().all(|l| l.revision == listings[0].revision));
     assert!(listings[0].revision >= written, "{listings:?}");
+}
+
+async fn create_or_get_creates_once_then_returns_what_is_there(f: Fixture) {
+    let s = f.store.as_ref();
+    let key = f.key("k");
+    let created = s
+        .create_or_get(&key, b"one".to_vec())
+        .await
+        .expect("create");
+    let CreateOrGet::Created(revision) = created else {
+        panic!("not created: {created:?}");
+    };
+    match s.create_or_get(&key, b"two".to_vec()).await.expect("get") {
+        CreateOrGet::Exists(kv) => {
+            assert_eq!(text(&kv), "one");
+            assert_eq!((kv.create_revision, kv.mod_revision), (revision, revision));
+        }
+        other => panic!("created twice: {other:?}"),
+    }
+    let kv = s.get(&key).await.expect("get").expect("key");
+    assert_eq!((text(&kv).as_str(), kv.mod_revision), ("one", revision));
 }
 
 async fn cas_conflict_names_both_revisions(f: Fixture) {

@@ -4,14 +4,14 @@
 
 use std::net::IpAddr;
 
-use datastore::keys;
 use datastore::model::ipam::IpamHandle;
+use datastore::{CreateOrGet, keys};
 use ipnet::IpNet;
 
 use crate::block;
 use crate::client::Ipam;
 use crate::error::Result;
-use crate::store::{self, Retry};
+use crate::store::{self, Retry, Versioned};
 
 // ===== impl Ipam =====
 
@@ -20,19 +20,22 @@ impl Ipam {
     pub(crate) async fn increment_handle(&self, id: &str, cidr: &IpNet, n: u32) -> Result<()> {
         let key = keys::handle(id);
         let mut retry = Retry::new(&key);
+        let mut fresh = IpamHandle::default();
+        fresh.block.insert(cidr.to_string(), n);
+        let fresh = store::encode(&key, &fresh)?;
         loop {
             retry.next().await?;
-            let result = match store::get_handle(self.ds.as_ref(), id).await? {
-                None => {
-                    let mut h = IpamHandle::default();
-                    h.block.insert(cidr.to_string(), n);
-                    self.ds.create(&key, store::encode(&key, &h)?, None).await
-                }
-                Some(mut v) => {
+            // A pod's first address creates its handle in one round trip; an existing
+            // handle comes back from the same request and is counted up.
+            let result = match self.ds.create_or_get(&key, fresh.clone()).await {
+                Ok(CreateOrGet::Created(_)) => return Ok(()),
+                Ok(CreateOrGet::Exists(kv)) => {
+                    let mut v: Versioned<IpamHandle> = store::decode(&kv)?;
                     *v.value.block.entry(cidr.to_string()).or_default() += n;
                     let value = store::encode(&key, &v.value)?;
                     self.ds.update(&key, value, v.revision, None).await
                 }
+                Err(e) => Err(e),
             };
             match result {
                 Ok(_) => return Ok(()),

@@ -708,7 +708,8 @@ impl Datastore for YieldingStore {
 }
 
 /// A claim's own write is used as written: the allocation that follows reads neither the
-/// new block nor the node's affinities again (two round trips of a claiming CNI ADD).
+/// new block nor the node's affinities again (two round trips of a claiming CNI ADD), and
+/// a pod's new handle is created without being looked for first.
 #[tokio::test]
 async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResult {
     let mem = MemoryStore::new();
@@ -732,6 +733,10 @@ async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResu
             .iter()
             .any(|o| *o == format!("get {block}") || o.starts_with("list /calico/ipam/v2/host/")),
         "read again after the claim: {after:?}"
+    );
+    assert!(
+        !ops.contains(&"get /calico/ipam/v2/handle/h1".to_string()),
+        "the new handle was read first: {ops:?}"
     );
     Ok(())
 }

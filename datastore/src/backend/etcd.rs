@@ -20,7 +20,7 @@ use etcd_client::{
 
 pub use self::options::EtcdOptions;
 use crate::error::{Error, Result};
-use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision};
+use crate::kv::{CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision};
 use crate::store::{Datastore, Watch};
 
 /// Largest listing or watch response accepted (gRPC's default is 4 MiB, which a cluster's
@@ -283,6 +283,25 @@ impl Datastore for EtcdStore {
             Err(Error::AlreadyExists {
                 key: key.to_string(),
             })
+        }
+    }
+
+    async fn create_or_get(&self, key: &str, value: Vec<u8>) -> Result<CreateOrGet> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)])
+            .or_else([TxnOp::get(key, None)]);
+        let mut client = self.client.clone();
+        let resp = self.call("create", client.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(CreateOrGet::Created(txn_revision(&resp)));
+        }
+        // The comparison failed, so the key existed at the transaction's revision.
+        match txn_gets(&resp)?.into_iter().flatten().next() {
+            Some(kv) => Ok(CreateOrGet::Exists(kv)),
+            None => Err(Error::AlreadyExists {
+                key: key.to_string(),
+            }),
         }
     }
 
