@@ -167,15 +167,16 @@ impl Ipam {
             _ => config.block_limit(),
         };
         let mut tried: HashSet<IpNet> = HashSet::new();
-        let mut affinities = affinities;
-        // A block this call just created, as written: neither it nor the affinities are
-        // read again before allocating from it (two round trips of a claiming ADD).
+        // The affinities when known without a read: with the configuration, or after this
+        // call's own claim (with the block as it wrote it: neither is read back, two round
+        // trips of a claiming ADD).
+        let mut known = Some(affinities);
         let mut written: Option<Versioned<AllocationBlock>> = None;
-        let mut read_again = false;
         loop {
-            if std::mem::take(&mut read_again) {
-                affinities = self.host_affinities(&args.node).await?;
-            }
+            let mut affinities = match known.take() {
+                Some(affinities) => affinities,
+                None => self.host_affinities(&args.node).await?,
+            };
             let mut untried = Vec::new();
             for (cidr, state) in &affinities {
                 if tried.insert(*cidr)
@@ -186,11 +187,10 @@ impl Ipam {
             }
             // Their blocks read (and repaired) together: one round trip's time however
             // many blocks the node holds, most of them full on a busy node.
-            let written_now = written.take();
             let blocks = futures::future::try_join_all(untried.iter().map(|(cidr, state, _)| {
-                let known = written_now.clone().filter(|b| b.value.cidr == **cidr);
+                let as_written = written.take_if(|b| b.value.cidr == **cidr);
                 async move {
-                    match known {
+                    match as_written {
                         Some(block) => Ok(Some(block)),
                         None => self.repair_affinity(&args.node, cidr, *state).await,
                     }
@@ -239,9 +239,10 @@ impl Ipam {
                 NewBlock::Claimed(Some(block)) => {
                     affinities.push((block.value.cidr, AffinityState::Confirmed));
                     affinities.sort_by_key(|(cidr, _)| *cidr);
+                    known = Some(affinities);
                     written = Some(block);
                 }
-                NewBlock::Claimed(None) | NewBlock::SiblingClaimed => read_again = true,
+                NewBlock::Claimed(None) | NewBlock::SiblingClaimed => {}
                 NewBlock::NoneFree => {
                     debug!(node = args.node, "no free block left in the pools");
                     break;

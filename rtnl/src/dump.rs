@@ -362,19 +362,22 @@ mod tests {
         assert!(!ends_dump(&batch[..10], 6), "a cut header reads as no end");
     }
 
+    /// How a batch of dump 7 ends.
+    fn outcome(batch: &[u8]) -> Batch {
+        read_batch(batch, 7, &mut Dumped::default()).expect("batch")
+    }
+
     #[test]
     fn a_dump_error_is_classified_by_errno() {
         let mut payload = (-libc::EPERM).to_ne_bytes().to_vec();
         payload.extend(message(libc::RTM_GETROUTE, 7, &[0; 12]));
-        let batch = message(NLMSG_ERROR, 7, &payload);
-        let failed = read_batch(&batch, 7, &mut Dumped::default()).expect("batch");
+        let failed = outcome(&message(NLMSG_ERROR, 7, &payload));
         assert!(
             matches!(failed, Batch::Failed(Error::Other(_))),
             "{failed:?}"
         );
         let payload = [(-libc::ENODEV).to_ne_bytes().to_vec(), vec![0; 16]].concat();
-        let batch = message(NLMSG_ERROR, 7, &payload);
-        let failed = read_batch(&batch, 7, &mut Dumped::default()).expect("batch");
+        let failed = outcome(&message(NLMSG_ERROR, 7, &payload));
         assert!(
             matches!(failed, Batch::Failed(Error::NotFound(_))),
             "{failed:?}"
@@ -387,7 +390,7 @@ mod tests {
         // errno (netlink_dump_done), after the routes it did send.
         let mut batch = route("10.1.0.0/26", RouteHeader::RT_TABLE_MAIN);
         batch.extend(message(NLMSG_DONE, 7, &(-libc::EINVAL).to_ne_bytes()));
-        let failed = read_batch(&batch, 7, &mut Dumped::default()).expect("batch");
+        let failed = outcome(&batch);
         assert!(
             matches!(failed, Batch::Failed(Error::Other(_))),
             "{failed:?}"

@@ -203,25 +203,17 @@ fn raw_dumps(ns: &Netns, reps: usize) -> Result<Vec<Duration>> {
 }
 
 fn raw_dump(sequence: u32) -> Result<Duration> {
-    use nix::sys::socket::{
-        AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, send,
-        socket,
-    };
+    use lab::netlink::{HEADER_LEN, messages, route_socket};
+    use nix::sys::socket::{MsgFlags, recv, send};
     use std::os::fd::AsRawFd;
     const RTM_GETROUTE: u16 = 26;
     const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
     const NLMSG_DONE: u16 = 3;
     const NLMSG_ERROR: u16 = 2;
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )?;
-    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 0))?;
+    let fd = route_socket(0, |_| Ok(()))?;
     // nlmsghdr (16 bytes) and rtmsg (12 bytes: family AF_INET, the rest zero).
-    let mut request = Vec::with_capacity(28);
-    request.extend(28u32.to_ne_bytes());
+    let mut request = Vec::with_capacity(HEADER_LEN + 12);
+    request.extend(((HEADER_LEN + 12) as u32).to_ne_bytes());
     request.extend(RTM_GETROUTE.to_ne_bytes());
     request.extend(NLM_F_REQUEST_DUMP.to_ne_bytes());
     request.extend(sequence.to_ne_bytes());
@@ -232,24 +224,12 @@ fn raw_dump(sequence: u32) -> Result<Duration> {
     send(fd.as_raw_fd(), &request, MsgFlags::empty())?;
     loop {
         let n = recv(fd.as_raw_fd(), &mut buffer, MsgFlags::empty())?;
-        let mut at = 0;
-        while at + 16 <= n {
-            let word = |i: usize| {
-                buffer[at + i..at + i + 4]
-                    .try_into()
-                    .map(u32::from_ne_bytes)
-            };
-            let length = word(0)? as usize;
-            let kind = u16::from_ne_bytes([buffer[at + 4], buffer[at + 5]]);
-            match kind {
+        for message in messages(&buffer[..n]) {
+            match message?.kind {
                 NLMSG_DONE => return Ok(t.elapsed()),
                 NLMSG_ERROR => bail!("the raw route dump failed"),
                 _ => {}
             }
-            if length < 16 {
-                bail!("a malformed netlink message in the raw dump");
-            }
-            at += length.next_multiple_of(4);
         }
     }
 }
@@ -290,6 +270,7 @@ fn main() -> Result<()> {
         dumps.push(took);
     }
     let raw = median(raw_dumps(&ns, a.reps)?);
+    let resync = median(ours.resync);
     let new_ip = ip_batch_add(&ns, a.routes..a.routes + a.new)?;
 
     println!(
@@ -316,11 +297,10 @@ fn main() -> Result<()> {
             "resync {} routes, nothing to change (ours: dump + diff; ip: route show)",
             a.routes
         ),
-        median(ours.resync.clone()),
+        resync,
         median(dumps),
     );
     row(&format!("program {} more", a.new), ours.new, new_ip);
-    let resync = median(ours.resync);
     println!(
         "\nthe kernel's share of a resync (a raw dump of the same {} routes, headers read only): {} (the resync is {:.2}x it)",
         a.routes,

@@ -10,6 +10,7 @@ pub mod chaos;
 pub mod cluster;
 pub mod cni;
 pub mod etcd;
+pub mod netlink;
 pub mod netns;
 pub mod ping;
 pub mod reflectors;

@@ -200,6 +200,34 @@ impl EtcdStore {
         }
     }
 
+    /// The create transaction: the key put if it has never been created, else read (by
+    /// the same request) and returned as it is.
+    async fn create_or_read(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<CreateOrGet> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Self::put_options(lease))])
+            .or_else([TxnOp::get(key, None)]);
+        let mut client = self.client.clone();
+        let resp = self
+            .call_with_lease("create", lease, client.txn(txn))
+            .await?;
+        if resp.succeeded() {
+            return Ok(CreateOrGet::Created(txn_revision(&resp)));
+        }
+        // The comparison failed, so the key existed at the transaction's revision.
+        match txn_gets(&resp)?.into_iter().flatten().next() {
+            Some(kv) => Ok(CreateOrGet::Exists(kv)),
+            None => Err(Error::AlreadyExists {
+                key: key.to_string(),
+            }),
+        }
+    }
+
     fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
         lease.map(|id| PutOptions::new().with_lease(id))
     }
@@ -269,40 +297,16 @@ impl Datastore for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Self::put_options(lease))])
-            .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.clone();
-        let resp = self
-            .call_with_lease("create", lease, client.txn(txn))
-            .await?;
-        if resp.succeeded() {
-            Ok(txn_revision(&resp))
-        } else {
-            Err(Error::AlreadyExists {
+        match self.create_or_read(key, value, lease).await? {
+            CreateOrGet::Created(revision) => Ok(revision),
+            CreateOrGet::Exists(_) => Err(Error::AlreadyExists {
                 key: key.to_string(),
-            })
+            }),
         }
     }
 
     async fn create_or_get(&self, key: &str, value: Vec<u8>) -> Result<CreateOrGet> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, None)])
-            .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.clone();
-        let resp = self.call("create", client.txn(txn)).await?;
-        if resp.succeeded() {
-            return Ok(CreateOrGet::Created(txn_revision(&resp)));
-        }
-        // The comparison failed, so the key existed at the transaction's revision.
-        match txn_gets(&resp)?.into_iter().flatten().next() {
-            Some(kv) => Ok(CreateOrGet::Exists(kv)),
-            None => Err(Error::AlreadyExists {
-                key: key.to_string(),
-            }),
-        }
+        self.create_or_read(key, value, None).await
     }
 
     async fn create_all(&self, mut kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {

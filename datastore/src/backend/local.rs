@@ -320,9 +320,14 @@ impl Datastore for LocalStore {
 
     async fn create_or_get(&self, key: &str, value: Vec<u8>) -> Result<CreateOrGet> {
         let key = key.to_string();
-        self.write(move |c| match ops::get(c, &key)? {
-            Some(kv) => Ok(CreateOrGet::Exists(kv)),
-            None => ops::create(c, &key, &value, None).map(CreateOrGet::Created),
+        // A new key (the usual case) is read once, by the create's own check.
+        self.write(move |c| match ops::create(c, &key, &value, None) {
+            Ok(revision) => Ok(CreateOrGet::Created(revision)),
+            Err(Error::AlreadyExists { .. }) => match ops::get(c, &key)? {
+                Some(kv) => Ok(CreateOrGet::Exists(kv)),
+                None => Err(Error::AlreadyExists { key }),
+            },
+            Err(e) => Err(e),
         })
         .await
     }

@@ -18,10 +18,7 @@ use ipnet::Ipv4Net;
 use lab::Netns;
 use nix::errno::Errno;
 use nix::sched::{CloneFlags, setns};
-use nix::sys::socket::{
-    AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType, bind, recv, setsockopt,
-    socket, sockopt,
-};
+use nix::sys::socket::{MsgFlags, recv, setsockopt, sockopt};
 use nix::sys::time::TimeVal;
 
 const RTMGRP_IPV4_ROUTE: u32 = 0x40;
@@ -159,16 +156,11 @@ pub fn realtime() {
 /// A netlink socket subscribed to IPv4 route changes, with a short receive timeout so the
 /// thread notices a stop request.
 fn subscribe() -> Result<OwnedFd> {
-    let fd = socket(
-        AddressFamily::Netlink,
-        SockType::Raw,
-        SockFlag::SOCK_CLOEXEC,
-        SockProtocol::NetlinkRoute,
-    )?;
-    setsockopt(&fd, sockopt::RcvBuf, &(4 << 20))?;
-    setsockopt(&fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 100_000))?;
-    bind(fd.as_raw_fd(), &NetlinkAddr::new(0, RTMGRP_IPV4_ROUTE))?;
-    Ok(fd)
+    lab::netlink::route_socket(RTMGRP_IPV4_ROUTE, |fd| {
+        setsockopt(fd, sockopt::RcvBuf, &(4 << 20))?;
+        setsockopt(fd, sockopt::ReceiveTimeout, &TimeVal::new(0, 100_000))?;
+        Ok(())
+    })
 }
 
 fn read_loop(fd: &OwnedFd, tx: &mpsc::Sender<RouteEvent>, stop: &AtomicBool, lost: &AtomicU64) {
@@ -196,10 +188,6 @@ fn u16_at(b: &[u8], off: usize) -> Option<u16> {
     Some(u16::from_ne_bytes(b.get(off..off + 2)?.try_into().ok()?))
 }
 
-fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(off..off + 4)?.try_into().ok()?))
-}
-
 fn ipv4_at(b: &[u8], off: usize) -> Option<Ipv4Addr> {
     let o: [u8; 4] = b.get(off..off + 4)?.try_into().ok()?;
     Some(Ipv4Addr::from(o))
@@ -207,19 +195,11 @@ fn ipv4_at(b: &[u8], off: usize) -> Option<Ipv4Addr> {
 
 /// The main-table IPv4 route messages in one datagram.
 fn parse(buf: &[u8], at: Instant) -> Vec<RouteEvent> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while let (Some(len), Some(kind)) = (u32_at(buf, off), u16_at(buf, off + 4)) {
-        let len = len as usize;
-        if len < 16 || off + len > buf.len() {
-            break;
-        }
-        let route = (kind == RTM_NEWROUTE || kind == RTM_DELROUTE)
-            .then(|| parse_route(&buf[off + 16..off + len], kind == RTM_NEWROUTE, at));
-        out.extend(route.flatten());
-        off += (len + 3) & !3;
-    }
-    out
+    lab::netlink::messages(buf)
+        .map_while(Result::ok)
+        .filter(|m| m.kind == RTM_NEWROUTE || m.kind == RTM_DELROUTE)
+        .filter_map(|m| parse_route(m.payload, m.kind == RTM_NEWROUTE, at))
+        .collect()
 }
 
 /// One `rtmsg` and its attributes.
