@@ -995,6 +995,55 @@ mod local_only {
         }
     }
 
+    /// A CNI plugin is often the last process to close the file: it leaves the WAL for the
+    /// next one to read instead of copying it into the database on its way out.
+    #[tokio::test]
+    async fn the_last_to_close_leaves_the_wal_and_the_next_opener_reads_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("datastore.db");
+        let store = LocalStore::open(&path).expect("open");
+        store
+            .create("/x/k", b"v".to_vec(), None)
+            .await
+            .expect("write");
+        drop(store);
+        let wal = std::fs::metadata(dir.path().join("datastore.db-wal")).map(|m| m.len());
+        assert!(
+            matches!(wal, Ok(len) if len > 0),
+            "the WAL after the last close: {wal:?}"
+        );
+        let store = LocalStore::open(&path).expect("reopen");
+        let kv = store.get("/x/k").await.expect("get").expect("the key");
+        assert_eq!(text(&kv), "v");
+    }
+
+    /// Without a checkpoint on close the WAL is still copied into the database every few
+    /// hundred pages, so a process opening the file alone never reads back much of it.
+    #[tokio::test]
+    async fn the_wal_stays_bounded_over_many_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("datastore.db");
+        let block = vec![b'x'; 3000];
+        for round in 0..20 {
+            // A process per round, as CNI plugins come and go.
+            let store = LocalStore::open(&path).expect("open");
+            for i in 0..50 {
+                let key = format!("/x/{round}/{i}");
+                store
+                    .create(&key, block.clone(), None)
+                    .await
+                    .expect("write");
+            }
+        }
+        let wal = std::fs::metadata(dir.path().join("datastore.db-wal"))
+            .expect("the WAL")
+            .len();
+        // SQLite's default (1000 pages) would let it reach 4 MiB; each write here is a few
+        // pages, and a checkpoint comes at the first commit past the limit.
+        let bound = 2 * 1024 * 1024;
+        assert!(wal <= bound, "WAL of {wal} bytes after 1000 writes");
+    }
+
     #[tokio::test]
     async fn history_beyond_the_bound_is_compacted() {
         let f = Fixture::local_with(

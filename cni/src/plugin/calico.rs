@@ -99,15 +99,16 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     // allocates. Other IPAMs (host-local, flannel's leases) check nothing: they start only
     // once the datastore is known to be unlocked. A lock that lands between calico-ipam's
     // check and this one fails the ADD after the allocation, which is released below (or,
-    // while the lock lasts, by the runtime's DEL once it is lifted).
-    let (connected, allocated) =
+    // while the lock lasts, by the runtime's DEL once it is lifted). calico-ipam is started
+    // first: the embedded store opens without yielding and would hold back its start.
+    let (allocated, connected) =
         if ipam == CALICO_IPAM && FlannelIpam::detect(&inv.stdin)?.is_none() {
-            tokio::join!(connected, delegate::exec(ipam, "ADD", &inv.stdin, &inv.env))
+            tokio::join!(delegate::exec(ipam, "ADD", &inv.stdin, &inv.env), connected)
         } else {
             let ds = connected.await?;
             (
-                Ok(ds),
                 delegate::exec(ipam, "ADD", &inv.stdin, &inv.env).await,
+                Ok(ds),
             )
         };
     let ipam_result = allocated?.unwrap_or_default();
