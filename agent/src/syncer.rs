@@ -206,6 +206,9 @@ mod tests {
         async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> datastore::Result<Revision> {
             self.inner.create_all(kvs).await
         }
+        async fn put_all(&self, puts: Vec<datastore::Put>) -> datastore::Result<datastore::PutAll> {
+            self.inner.put_all(puts).await
+        }
         async fn update(
             &self,
             k: &str,

@@ -41,6 +41,60 @@ pub enum CreateOrGet {
     Exists(KeyValue),
 }
 
+/// What a key must be for a [`Datastore::put_all`](crate::Datastore::put_all) to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// The key does not exist.
+    Absent,
+    /// The key exists with this mod revision.
+    At(Revision),
+}
+
+impl Expect {
+    /// Whether `current` (the key as it is, `None` when absent) is as expected.
+    pub fn holds(self, current: Option<&KeyValue>) -> bool {
+        match (self, current) {
+            (Expect::Absent, None) => true,
+            (Expect::At(rev), Some(kv)) => kv.mod_revision == rev,
+            _ => false,
+        }
+    }
+}
+
+/// One key of a [`Datastore::put_all`](crate::Datastore::put_all): its new value (no lease),
+/// written only if the key is as expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    pub key: String,
+    pub value: Vec<u8>,
+    pub expect: Expect,
+}
+
+impl Put {
+    /// A key may be put once per write (etcd refuses a transaction that names one twice).
+    pub fn check_distinct(puts: &[Put]) -> crate::Result<()> {
+        let mut keys: Vec<&str> = puts.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        match keys.windows(2).find(|w| w[0] == w[1]) {
+            Some(w) => Err(crate::Error::Config(format!(
+                "key {} given twice in one write",
+                w[0]
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What [`Datastore::put_all`](crate::Datastore::put_all) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutAll {
+    /// Every key was as expected and every value is written, at this revision.
+    Written(Revision),
+    /// Some key was not as expected: nothing was written. Each key as it is, in the order
+    /// of the puts (`None`: absent).
+    Refused(Vec<Option<KeyValue>>),
+}
+
 /// One prefix of a [`Datastore::list_at_once`](crate::Datastore::list_at_once) read.
 #[derive(Debug, Clone, Copy)]
 pub struct PrefixRead<'a> {

@@ -17,7 +17,8 @@ pub mod store;
 pub use client::{Client, ResourceEvent, ResourceList, ResourceWatch};
 pub use error::{Error, Result};
 pub use kv::{
-    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision, WatchEvent,
+    CreateOrGet, Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll,
+    Revision, WatchEvent,
 };
 pub use memory::MemoryStore;
 pub use model::{AnyResource, Kind, Resource};

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, Put, PutAll, Revision, WatchEvent};
 use crate::store::{Datastore, Watch};
 
 /// Capacity of a watcher's channel; a watcher that falls this far behind is ended (its
@@ -186,6 +186,28 @@ impl Datastore for MemoryStore {
             state.put_at_current(&key, value, None);
         }
         Ok(state.revision)
+    }
+
+    async fn put_all(&self, mut puts: Vec<Put>) -> Result<PutAll> {
+        Put::check_distinct(&puts)?;
+        let mut state = self.state();
+        let current: Vec<Option<KeyValue>> = puts
+            .iter()
+            .map(|p| state.kvs.get(&p.key).cloned())
+            .collect();
+        if !puts
+            .iter()
+            .zip(&current)
+            .all(|(p, kv)| p.expect.holds(kv.as_ref()))
+        {
+            return Ok(PutAll::Refused(current));
+        }
+        puts.sort_by(|a, b| a.key.cmp(&b.key));
+        state.revision += 1;
+        for put in puts {
+            state.put_at_current(&put.key, put.value, None);
+        }
+        Ok(PutAll::Written(state.revision))
     }
 
     async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {

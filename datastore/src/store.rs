@@ -9,7 +9,8 @@ use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::kv::{
-    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision, WatchEvent,
+    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision,
+    WatchEvent,
 };
 
 /// A stream of watch events. Events arrive in revision order, each exactly once; an `Err`
@@ -87,6 +88,12 @@ pub trait Datastore: Send + Sync + 'static {
     /// the first that does (in key order). Returns the new revision, one for all keys; a
     /// watch sees their events in key order.
     async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision>;
+
+    /// Writes every put (no lease) in one atomic write, only if every key is as its
+    /// [`Expect`](crate::Expect) says: otherwise nothing is written and the answer is each
+    /// key as it is, from the same round trip on etcd. Returns the new revision, one for
+    /// all keys; a watch sees their events in key order.
+    async fn put_all(&self, puts: Vec<Put>) -> Result<PutAll>;
 
     /// [`create`](Self::create), made only while `guard` holds, atomically with the check;
     /// otherwise nothing is written and the error is [`Guard::failed`]. The default, for

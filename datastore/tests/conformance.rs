@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use datastore::backend::{EtcdOptions, EtcdStore, LocalOptions, LocalStore};
 use datastore::{
-    CreateOrGet, Datastore, Error, Guard, KeyValue, PrefixRead, Revision, Watch, WatchEvent,
+    CreateOrGet, Datastore, Error, Expect, Guard, KeyValue, PrefixRead, Put, PutAll, Revision,
+    Watch, WatchEvent,
 };
 use lab::etcd::TestEtcd;
 use tempfile::TempDir;
@@ -168,6 +169,7 @@ conformance!(
         cas_conflict_names_both_revisions,
         a_guarded_create_writes_only_while_its_guard_is_as_read,
         create_all_writes_every_key_at_one_revision_or_none,
+        put_all_writes_every_key_as_expected_or_none,
         lease_of_unknown_id_is_refused,
         create_race_has_exactly_one_winner,
         concurrent_cas_increments_reach_the_exact_count,
@@ -512,6 +514,99 @@ async fn create_all_writes_every_key_at_one_revision_or_none(f: Fixture) {
     );
     let kv = f.store.get(&b).await.expect("get").expect("kept");
     assert_eq!(text(&kv), "2");
+}
+
+fn put(key: &str, value: &str, expect: Expect) -> Put {
+    Put {
+        key: key.to_string(),
+        value: value.as_bytes().to_vec(),
+        expect,
+    }
+}
+
+async fn put_all_writes_every_key_as_expected_or_none(f: Fixture) {
+    let (a, b, c) = (f.key("a"), f.key("b"), f.key("c"));
+    let s = f.store.as_ref();
+    let a_rev = s.create(&a, b"1".to_vec(), None).await.expect("create a");
+    let mut watch = s.watch(&f.prefix, 0).await.expect("watch");
+    // An update and a create together, given out of key order.
+    let rev = match s
+        .put_all(vec![
+            put(&b, "b1", Expect::Absent),
+            put(&a, "a2", Expect::At(a_rev)),
+        ])
+        .await
+        .expect("put_all")
+    {
+        PutAll::Written(rev) => rev,
+        other => panic!("both as expected: {other:?}"),
+    };
+    let a_now = s.get(&a).await.expect("get").expect("a");
+    let b_now = s.get(&b).await.expect("get").expect("b");
+    assert_eq!(
+        (
+            text(&a_now).as_str(),
+            a_now.mod_revision,
+            a_now.create_revision
+        ),
+        ("a2", rev, a_rev)
+    );
+    assert_eq!(
+        (
+            text(&b_now).as_str(),
+            b_now.mod_revision,
+            b_now.create_revision
+        ),
+        ("b1", rev, rev)
+    );
+    let events: Vec<(String, Revision)> = next_events(&mut watch, 2)
+        .await
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Put(kv) => (kv.key.clone(), kv.mod_revision),
+            other => panic!("not a put: {other:?}"),
+        })
+        .collect();
+    assert_eq!(events, vec![(a.clone(), rev), (b.clone(), rev)]);
+
+    // A stale revision for a, c absent as expected: nothing written, both read back.
+    let before = s.revision().await.expect("revision");
+    match s
+        .put_all(vec![
+            put(&a, "a3", Expect::At(a_rev)),
+            put(&c, "c1", Expect::Absent),
+        ])
+        .await
+        .expect("put_all")
+    {
+        PutAll::Refused(now) => assert_eq!(now, vec![Some(a_now.clone()), None]),
+        other => panic!("a moved: {other:?}"),
+    }
+    // b exists where it was expected absent.
+    match s
+        .put_all(vec![
+            put(&c, "c1", Expect::Absent),
+            put(&b, "b2", Expect::Absent),
+        ])
+        .await
+        .expect("put_all")
+    {
+        PutAll::Refused(now) => assert_eq!(now, vec![None, Some(b_now.clone())]),
+        other => panic!("b exists: {other:?}"),
+    }
+    assert!(s.get(&c).await.expect("get").is_none(), "half written");
+    assert_eq!(s.revision().await.expect("revision"), before);
+
+    match s
+        .put_all(vec![
+            put(&c, "1", Expect::Absent),
+            put(&c, "2", Expect::Absent),
+        ])
+        .await
+    {
+        Err(Error::Config(msg)) => assert!(msg.contains("given twice"), "{msg}"),
+        other => panic!("one key twice: {other:?}"),
+    }
 }
 
 async fn lease_of_unknown_id_is_refused(f: Fixture) {

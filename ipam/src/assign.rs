@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use datastore::model::IpFamily;
-use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity};
-use datastore::{Listing, PrefixRead, keys};
+use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity, IpamHandle};
+use datastore::{Expect, Listing, PrefixRead, Put, PutAll, keys};
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
@@ -16,6 +16,7 @@ use crate::block::{self, AssignOrdinalError, BlockOrder};
 use crate::claim::Claim;
 use crate::client::{Ipam, valid_key_segment};
 use crate::error::{Error, Result};
+use crate::handle;
 use crate::pool::{AllowedUse, Pool, candidate_pools};
 use crate::store::{self, ReadBack, Retry, Versioned};
 
@@ -358,10 +359,9 @@ impl Ipam {
         Ok(NewBlock::NoneFree)
     }
 
-    /// Takes up to `num` addresses from one block by compare-and-swap; with `only_for`,
-    /// only while the block is still affine to that node. `read`: the block as the caller
-    /// just read it (a stale copy only costs a failed swap and a fresh read). The handle
-    /// is counted first and trimmed back to what was really taken.
+    /// Takes up to `num` addresses from one block; with `only_for`, only while the block is
+    /// still affine to that node. `read`: the block as the caller just read it (a stale copy
+    /// only costs a refused write and the fresh block it brings back).
     async fn assign_from_block(
         &self,
         cidr: &IpNet,
@@ -370,55 +370,94 @@ impl Ipam {
         only_for: Option<&str>,
         read: Option<Versioned<AllocationBlock>>,
     ) -> Result<Vec<IpAddr>> {
-        let first = match read {
-            Some(block) => block,
-            None => match store::get_block(self.ds.as_ref(), cidr).await? {
-                Some(block) => block,
-                None => return Ok(Vec::new()),
-            },
-        };
-        let wanted = num.min(first.value.unallocated.len());
-        if wanted == 0 || (only_for.is_some() && first.value.host() != only_for) {
-            return Ok(Vec::new());
-        }
-        let counted = u32::try_from(wanted).unwrap_or(u32::MAX);
-        self.increment_handle(&args.handle, cidr, counted).await?;
+        let taken = self
+            .allocate_in_block(cidr, &args.handle, read, |block| {
+                if only_for.is_some() && block.host() != only_for {
+                    return Ok(Vec::new());
+                }
+                Ok(block::assign(block, num, Some(&args.handle), &args.attrs))
+            })
+            .await?;
+        Ok(taken.unwrap_or_default())
+    }
+
+    /// Takes addresses from the block at `cidr` (`take` changes the block and says which
+    /// it took; none = nothing to write) and counts them on handle `handle`, both in one
+    /// atomic write, so an allocation never exists without its handle and a lost race
+    /// leaves nothing to undo. A refused write brings the block and the handle back as
+    /// they are: the next attempt needs no read. `None`: the block does not exist.
+    async fn allocate_in_block(
+        &self,
+        cidr: &IpNet,
+        handle: &str,
+        read: Option<Versioned<AllocationBlock>>,
+        mut take: impl FnMut(&mut AllocationBlock) -> Result<Vec<IpAddr>>,
+    ) -> Result<Option<Vec<IpAddr>>> {
         let key = keys::block(cidr);
+        let handle_key = keys::handle(handle);
         let mut retry = Retry::new(&key);
-        let mut current = Some(first);
-        let result: Result<Vec<IpAddr>> = loop {
-            if let Err(e) = retry.next().await {
-                break Err(e);
+        let mut current = read;
+        // A pod's first address finds no handle: assumed absent until a write says not.
+        let mut handle_now: Option<Versioned<IpamHandle>> = None;
+        let mut block_moved = false;
+        loop {
+            if block_moved {
+                retry.next().await?;
+            } else {
+                retry.next_without_pause()?;
             }
             let b = match current.take() {
                 Some(b) => b,
-                None => match store::get_block(self.ds.as_ref(), cidr).await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break Ok(Vec::new()),
-                    Err(e) => break Err(e),
+                None => match store::get_block(self.ds.as_ref(), cidr).await? {
+                    Some(b) => b,
+                    None => return Ok(None),
                 },
             };
-            if only_for.is_some() && b.value.host() != only_for {
-                break Ok(Vec::new());
-            }
             let mut value = b.value;
-            let ips = block::assign(&mut value, wanted, Some(&args.handle), &args.attrs);
+            let ips = take(&mut value)?;
             if ips.is_empty() {
-                break Ok(ips);
+                return Ok(Some(ips));
             }
-            let encoded = match store::encode(&key, &value) {
-                Ok(v) => v,
-                Err(e) => break Err(e),
-            };
-            match self.ds.update(&key, encoded, b.revision, None).await {
-                Ok(_) => break Ok(ips),
-                Err(e) if store::is_race(&e) => continue,
+            let counted =
+                handle::counted_up(handle_now.as_ref().map(|h| &h.value), cidr, ips.len());
+            let puts = vec![
+                Put {
+                    value: store::encode(&key, &value)?,
+                    key: key.clone(),
+                    expect: Expect::At(b.revision),
+                },
+                Put {
+                    value: store::encode(&handle_key, &counted)?,
+                    key: handle_key.clone(),
+                    expect: handle_now
+                        .as_ref()
+                        .map_or(Expect::Absent, |h| Expect::At(h.revision)),
+                },
+            ];
+            match self.ds.put_all(puts).await {
+                Ok(PutAll::Written(_)) => return Ok(Some(ips)),
+                Ok(PutAll::Refused(now)) => {
+                    let [block_kv, handle_kv] = now.as_slice() else {
+                        return Err(Error::Datastore(datastore::Error::Backend(format!(
+                            "{} keys read back for a write of 2",
+                            now.len()
+                        ))));
+                    };
+                    let Some(block_kv) = block_kv else {
+                        return Ok(None);
+                    };
+                    block_moved = block_kv.mod_revision != b.revision;
+                    current = Some(store::decode_block(block_kv)?);
+                    handle_now = handle_kv.as_ref().map(store::decode).transpose()?;
+                }
                 Err(e) if store::may_have_applied(&e) => {
-                    match self.read_back_assigned(cidr, &ips, &args.handle).await {
-                        ReadBack::Applied(_) => break Ok(ips),
-                        ReadBack::NotApplied => continue,
+                    match self.read_back_assigned(cidr, &ips, handle).await {
+                        ReadBack::Applied(_) => return Ok(Some(ips)),
+                        // The handle is as it was: the next write's refusal will say so
+                        // if the guess is wrong.
+                        ReadBack::NotApplied => block_moved = true,
                         ReadBack::Unknown(read) => {
-                            break Err(Error::Ambiguous {
+                            return Err(Error::Ambiguous {
                                 key,
                                 write: e.to_string(),
                                 read: read.to_string(),
@@ -426,17 +465,9 @@ impl Ipam {
                         }
                     }
                 }
-                Err(e) => break Err(e.into()),
+                Err(e) => return Err(e.into()),
             }
-        };
-        // The handle was counted first; what was not taken comes off it again, unless the
-        // outcome is unknown: then it may hold addresses, and only the handle finds them.
-        let taken = result.as_ref().map_or(0, Vec::len) as u32;
-        if taken < counted && !matches!(result, Err(Error::Ambiguous { .. })) {
-            self.decrement_handle(&args.handle, cidr, Some(counted - taken))
-                .await?;
         }
-        result
     }
 
     /// After a block write of unknown outcome: are `ips` allocated to `handle` now?
@@ -483,54 +514,23 @@ impl Ipam {
             // Losing the claim is fine: the block exists then, and we allocate from it.
             self.claim_block(&args.node, &cidr).await?;
         }
-        self.increment_handle(&args.handle, &cidr, 1).await?;
-        let key = keys::block(&cidr);
-        let mut retry = Retry::new(&key);
-        let result = loop {
-            if let Err(e) = retry.next().await {
-                break Err(e);
-            }
-            let b = match store::get_block(self.ds.as_ref(), &cidr).await {
-                Ok(Some(b)) => b,
-                Ok(None) => break Err(Error::NotInPool(args.ip)),
-                Err(e) => break Err(e),
-            };
-            let mut value = b.value;
-            match block::assign_ordinal(&mut value, args.ip, Some(&args.handle), &args.attrs) {
-                Ok(()) => {}
-                Err(AssignOrdinalError::InUse) => break Err(Error::AlreadyAssigned(args.ip)),
-                Err(AssignOrdinalError::NotInBlock) => break Err(Error::NotInPool(args.ip)),
-            }
-            let encoded = match store::encode(&key, &value) {
-                Ok(v) => v,
-                Err(e) => break Err(e),
-            };
-            match self.ds.update(&key, encoded, b.revision, None).await {
-                Ok(_) => break Ok(()),
-                Err(e) if store::is_race(&e) => continue,
-                Err(e) if store::may_have_applied(&e) => {
-                    match self
-                        .read_back_assigned(&cidr, &[args.ip], &args.handle)
-                        .await
-                    {
-                        ReadBack::Applied(_) => break Ok(()),
-                        ReadBack::NotApplied => continue,
-                        ReadBack::Unknown(read) => {
-                            break Err(Error::Ambiguous {
-                                key,
-                                write: e.to_string(),
-                                read: read.to_string(),
-                            });
-                        }
-                    }
-                }
-                Err(e) => break Err(e.into()),
-            }
-        };
-        if result.is_err() && !matches!(result, Err(Error::Ambiguous { .. })) {
-            self.decrement_handle(&args.handle, &cidr, Some(1)).await?;
+        let taken = self
+            .allocate_in_block(
+                &cidr,
+                &args.handle,
+                None,
+                |block| match block::assign_ordinal(block, args.ip, Some(&args.handle), &args.attrs)
+                {
+                    Ok(()) => Ok(vec![args.ip]),
+                    Err(AssignOrdinalError::InUse) => Err(Error::AlreadyAssigned(args.ip)),
+                    Err(AssignOrdinalError::NotInBlock) => Err(Error::NotInPool(args.ip)),
+                },
+            )
+            .await?;
+        match taken {
+            Some(_) => Ok(()),
+            None => Err(Error::NotInPool(args.ip)),
         }
-        result
     }
 }
 

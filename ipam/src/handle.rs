@@ -1,50 +1,29 @@
 //! The IPAMHandle index (`/calico/ipam/v2/handle/<id>`): handle -> {block CIDR: count},
-//! kept in step with the blocks. It is written *before* a block allocation and undone if
-//! the block write loses, so an allocation never exists without its handle.
+//! kept in step with the blocks. An allocation writes it in the same atomic write as the
+//! block, so an allocation never exists without its handle.
 
 use std::net::IpAddr;
 
+use datastore::keys;
 use datastore::model::ipam::IpamHandle;
-use datastore::{CreateOrGet, keys};
 use ipnet::IpNet;
 
 use crate::block;
 use crate::client::Ipam;
 use crate::error::Result;
-use crate::store::{self, Retry, Versioned};
+use crate::store::{self, Retry};
+
+/// Handle `current` (`None`: a new one) with `n` more addresses in `cidr`.
+pub(crate) fn counted_up(current: Option<&IpamHandle>, cidr: &IpNet, n: usize) -> IpamHandle {
+    let mut handle = current.cloned().unwrap_or_default();
+    let count = handle.block.entry(cidr.to_string()).or_default();
+    *count = count.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    handle
+}
 
 // ===== impl Ipam =====
 
 impl Ipam {
-    /// Adds `n` addresses in `cidr` to handle `id`, creating the handle if needed.
-    pub(crate) async fn increment_handle(&self, id: &str, cidr: &IpNet, n: u32) -> Result<()> {
-        let key = keys::handle(id);
-        let mut retry = Retry::new(&key);
-        let mut fresh = IpamHandle::default();
-        fresh.block.insert(cidr.to_string(), n);
-        let fresh = store::encode(&key, &fresh)?;
-        loop {
-            retry.next().await?;
-            // A pod's first address creates its handle in one round trip; an existing
-            // handle comes back from the same request and is counted up.
-            let result = match self.ds.create_or_get(&key, fresh.clone()).await {
-                Ok(CreateOrGet::Created(_)) => return Ok(()),
-                Ok(CreateOrGet::Exists(kv)) => {
-                    let mut v: Versioned<IpamHandle> = store::decode(&kv)?;
-                    *v.value.block.entry(cidr.to_string()).or_default() += n;
-                    let value = store::encode(&key, &v.value)?;
-                    self.ds.update(&key, value, v.revision, None).await
-                }
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(_) => return Ok(()),
-                Err(e) if store::is_race(&e) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
     /// Removes `n` addresses in `cidr` from handle `id` (`None` = the whole entry); the
     /// handle is deleted when no block is left. A missing handle is fine.
     pub(crate) async fn decrement_handle(

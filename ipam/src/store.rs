@@ -106,21 +106,27 @@ impl Retry {
         }
     }
 
-    /// Call at the top of each iteration; fails once the budget is spent.
-    pub async fn next(&mut self) -> Result<()> {
+    /// [`next`](Self::next) without the pause, for an attempt that lost no race for
+    /// `key` (another key of the same write was not as expected).
+    pub fn next_without_pause(&mut self) -> Result<()> {
         if self.attempt >= RETRIES {
             return Err(Error::Contention {
                 key: self.key.clone(),
                 attempts: self.attempt,
             });
         }
-        if self.attempt > 0 {
+        self.attempt += 1;
+        Ok(())
+    }
+
+    /// Call at the top of each iteration; fails once the budget is spent.
+    pub async fn next(&mut self) -> Result<()> {
+        if self.attempt > 0 && self.attempt < RETRIES {
             let cap_ms = (self.attempt as u64).min(20);
             let micros = rand::rng().random_range(0..=cap_ms * 1000);
             tokio::time::sleep(Duration::from_micros(micros)).await;
         }
-        self.attempt += 1;
-        Ok(())
+        self.next_without_pause()
     }
 }
 

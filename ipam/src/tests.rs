@@ -665,6 +665,16 @@ impl Datastore for YieldingStore {
         self.around("create_all".to_string(), self.inner.create_all(kvs))
             .await
     }
+    async fn put_all(&self, puts: Vec<datastore::Put>) -> datastore::Result<datastore::PutAll> {
+        let keys: Vec<&str> = puts.iter().map(|p| p.key.as_str()).collect();
+        let what = format!("put_all {}", keys.join(" "));
+        let out = self.around(what, self.inner.put_all(puts)).await;
+        if matches!(out, Ok(datastore::PutAll::Refused(_))) {
+            self.lost_races
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        out
+    }
     async fn update(
         &self,
         key: &str,
@@ -709,7 +719,8 @@ impl Datastore for YieldingStore {
 
 /// A claim's own write is used as written: the allocation that follows reads neither the
 /// new block nor the node's affinities again (two round trips of a claiming CNI ADD), and
-/// a pod's new handle is created without being looked for first.
+/// a pod's new handle is written with the block in one write, without being looked for
+/// first.
 #[tokio::test]
 async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResult {
     let mem = MemoryStore::new();
@@ -724,15 +735,10 @@ async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResu
         .position(|o| o == "create_all")
         .ok_or("no claim")?;
     let after = &ops[claim + 1..];
-    assert!(
-        after.contains(&format!("update {block}")),
-        "the allocation writes the block: {after:?}"
-    );
-    assert!(
-        !after
-            .iter()
-            .any(|o| *o == format!("get {block}") || o.starts_with("list /calico/ipam/v2/host/")),
-        "read again after the claim: {after:?}"
+    assert_eq!(
+        after,
+        [format!("put_all {block} /calico/ipam/v2/handle/h1")],
+        "the allocation writes the block and the handle at once, and nothing else"
     );
     assert!(
         !ops.contains(&"get /calico/ipam/v2/handle/h1".to_string()),
@@ -846,6 +852,22 @@ struct FaultyStore {
     lose_create_all_replies: Arc<std::sync::atomic::AtomicUsize>,
 }
 
+impl FaultyStore {
+    /// Whether the reply to a block write that was applied is lost (and the reads that
+    /// fail after it armed).
+    fn lose_block_reply(&self) -> bool {
+        if !take_one(&self.lose_block_update_replies) {
+            return false;
+        }
+        let after = self
+            .reads_failing_after_lost_reply
+            .swap(0, std::sync::atomic::Ordering::SeqCst);
+        self.failing_reads
+            .store(after, std::sync::atomic::Ordering::SeqCst);
+        true
+    }
+}
+
 /// Takes one from `counter` if it is above zero.
 fn take_one(counter: &std::sync::atomic::AtomicUsize) -> bool {
     counter
@@ -902,15 +924,20 @@ impl Datastore for FaultyStore {
             return Err(timeout());
         }
         let applied = self.inner.update(key, value, expected, lease).await?;
-        if key.starts_with(&keys::blocks_prefix()) && take_one(&self.lose_block_update_replies) {
-            let after = self
-                .reads_failing_after_lost_reply
-                .swap(0, std::sync::atomic::Ordering::SeqCst);
-            self.failing_reads
-                .store(after, std::sync::atomic::Ordering::SeqCst);
+        if key.starts_with(&keys::blocks_prefix()) && self.lose_block_reply() {
             return Err(timeout());
         }
         Ok(applied)
+    }
+    async fn put_all(&self, puts: Vec<datastore::Put>) -> datastore::Result<datastore::PutAll> {
+        let block = puts
+            .iter()
+            .any(|p| p.key.starts_with(&keys::blocks_prefix()));
+        let out = self.inner.put_all(puts).await?;
+        if block && matches!(out, datastore::PutAll::Written(_)) && self.lose_block_reply() {
+            return Err(timeout());
+        }
+        Ok(out)
     }
     async fn delete(
         &self,

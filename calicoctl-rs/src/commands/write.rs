@@ -224,6 +224,12 @@ mod tests {
             let r = self.inner.create_all(kvs).await;
             self.after(&first, r)
         }
+        async fn put_all(&self, puts: Vec<datastore::Put>) -> datastore::Result<datastore::PutAll> {
+            let first = puts.first().map(|p| p.key.clone()).unwrap_or_default();
+            self.before(&first)?;
+            let r = self.inner.put_all(puts).await;
+            self.after(&first, r)
+        }
         async fn update(
             &self,
             k: &str,

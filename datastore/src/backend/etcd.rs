@@ -20,7 +20,10 @@ use etcd_client::{
 
 pub use self::options::EtcdOptions;
 use crate::error::{Error, Result};
-use crate::kv::{CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision};
+use crate::kv::{
+    CreateOrGet, Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll,
+    Revision,
+};
 use crate::store::{Datastore, Watch};
 
 /// Largest listing or watch response accepted (gRPC's default is 4 MiB, which a cluster's
@@ -344,6 +347,47 @@ impl Datastore for EtcdStore {
                 |(k, _)| k.clone(),
             );
         Err(Error::AlreadyExists { key })
+    }
+
+    async fn put_all(&self, puts: Vec<Put>) -> Result<PutAll> {
+        Put::check_distinct(&puts)?;
+        let compares: Vec<Compare> = puts
+            .iter()
+            .map(|p| match p.expect {
+                Expect::Absent => Compare::create_revision(p.key.as_str(), CompareOp::Equal, 0),
+                Expect::At(rev) => Compare::mod_revision(p.key.as_str(), CompareOp::Equal, rev),
+            })
+            .collect();
+        let gets: Vec<TxnOp> = puts
+            .iter()
+            .map(|p| TxnOp::get(p.key.as_str(), None))
+            .collect();
+        let count = puts.len();
+        let mut writes: Vec<Put> = puts;
+        // In key order: a watch sees one revision's events in the order of the puts.
+        writes.sort_by(|a, b| a.key.cmp(&b.key));
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(
+                writes
+                    .into_iter()
+                    .map(|p| TxnOp::put(p.key, p.value, None))
+                    .collect::<Vec<_>>(),
+            )
+            .or_else(gets);
+        let mut client = self.client.clone();
+        let resp = self.call("put", client.txn(txn)).await?;
+        if resp.succeeded() {
+            return Ok(PutAll::Written(txn_revision(&resp)));
+        }
+        let current = txn_gets(&resp)?;
+        if current.len() != count {
+            return Err(Error::Backend(format!(
+                "{} keys read back for a write of {count}",
+                current.len()
+            )));
+        }
+        Ok(PutAll::Refused(current))
     }
 
     async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {

@@ -26,7 +26,9 @@ use tokio::sync::Notify;
 
 use self::ops::KeyRange;
 use crate::error::{Error, Result};
-use crate::kv::{CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Revision};
+use crate::kv::{
+    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision,
+};
 use crate::store::{Datastore, Watch};
 
 /// Where the `local` datastore lives unless `CALICO_DATASTORE_PATH` says otherwise.
@@ -334,6 +336,11 @@ impl Datastore for LocalStore {
 
     async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
         self.write(move |c| ops::create_all(c, &kvs)).await
+    }
+
+    async fn put_all(&self, puts: Vec<Put>) -> Result<PutAll> {
+        Put::check_distinct(&puts)?;
+        self.write(move |c| ops::put_all(c, &puts)).await
     }
 
     async fn create_guarded(&self, key: &str, value: Vec<u8>, guard: &Guard) -> Result<Revision> {

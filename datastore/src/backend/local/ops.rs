@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::sql_err;
 use crate::error::{Error, Result};
-use crate::kv::{Guard, KeyValue, LeaseId, Revision, WatchEvent};
+use crate::kv::{Guard, KeyValue, LeaseId, Put, PutAll, Revision, WatchEvent};
 
 /// `events.kind` of a put.
 const PUT: i64 = 0;
@@ -311,6 +311,34 @@ pub(super) fn create_all(c: &Connection, kvs: &[(String, Vec<u8>)]) -> Result<Re
         write_put(c, rev, rev, key, value, None)?;
     }
     Ok(rev)
+}
+
+/// Every put at one revision, only if every key is as expected; otherwise each key as it
+/// is, and nothing written.
+pub(super) fn put_all(c: &Connection, puts: &[Put]) -> Result<PutAll> {
+    let mut current = Vec::with_capacity(puts.len());
+    for put in puts {
+        current.push(get(c, &put.key)?);
+    }
+    if !puts
+        .iter()
+        .zip(&current)
+        .all(|(p, kv)| p.expect.holds(kv.as_ref()))
+    {
+        return Ok(PutAll::Refused(current));
+    }
+    let mut writes: Vec<(&Put, Revision)> = puts
+        .iter()
+        .zip(&current)
+        .map(|(p, kv)| (p, kv.as_ref().map_or(0, |kv| kv.create_revision)))
+        .collect();
+    writes.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    let rev = next_revision(c)?;
+    for (put, create_rev) in writes {
+        let create_rev = if create_rev == 0 { rev } else { create_rev };
+        write_put(c, rev, create_rev, &put.key, &put.value, None)?;
+    }
+    Ok(PutAll::Written(rev))
 }
 
 /// [`create`] while `guard` holds (checked first: a failed guard is the answer even when
