@@ -153,6 +153,21 @@ fn bad_input_is_a_cni_error_and_leaves_nothing_behind() -> Result<()> {
     )?;
     assert_error(&out, 7, "failed to find plugin")?;
     assert!(lab.cali_links()?.is_empty());
+
+    // calico-ipam runs inside the calico process, but only when it is installed, as a
+    // runtime (and Calico) expect: a CNI_PATH without it is the same error.
+    let only_calico = lab::cni::CniBin::new(&[("calico", env!("CARGO_BIN_EXE_calico").as_ref())])?;
+    let out = lab::cni::run(
+        &lab.node,
+        &only_calico,
+        &conf.json(),
+        &add(Some(&path), "c7"),
+    )?;
+    assert_error(&out, 7, r#"failed to find plugin \"calico-ipam\""#)?;
+    assert!(lab.cali_links()?.is_empty());
+    let held =
+        lab.with_ipam(|ipam| async move { Ok(ipam.ips_by_handle("k8s-pod-network.c7").await?) })?;
+    assert!(held.is_empty(), "allocated without calico-ipam: {held:?}");
     Ok(())
 }
 

@@ -1,6 +1,6 @@
-//! `calico`: gets the pod's address from the IPAM plugin (delegation), wires the pod
-//! (veth, sysctls, routes), records its WorkloadEndpoint and prints the result. A failed
-//! ADD undoes every step already done, in reverse order. DEL undoes everything and
+//! `calico`: gets the pod's address (Calico IPAM in process, any other IPAM plugin by
+//! delegation), wires the pod (veth, sysctls, routes), records its WorkloadEndpoint and
+//! prints the result. A failed ADD undoes every step already done, in reverse order. DEL undoes everything and
 //! succeeds when there is nothing left to undo. CHECK reports what differs.
 
 use std::net::IpAddr;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use datastore::Datastore;
 use datastore::model::IpFamily;
 
+use ipam::Ipam;
 use ipnet::IpNet;
 use tracing::{info, warn};
 
@@ -17,7 +18,7 @@ use crate::error::{CniError, Result, code};
 use crate::flannel_ipam::FlannelIpam;
 use crate::names;
 use crate::netns;
-use crate::plugin::calico_ipam::bounded;
+use crate::plugin::calico_ipam::{self, bounded};
 use crate::result::{CniResult, Interface, IpConfig, Route};
 use crate::skel::{Invocation, Plugin};
 use crate::wiring::{self, GATEWAY, GATEWAY_V6, Teardown, Wiring};
@@ -26,8 +27,57 @@ use crate::{delegate, store};
 /// The `calico` plugin.
 pub struct CalicoPlugin;
 
-/// The IPAM plugin that checks the datastore's lock before it allocates.
+/// Calico's own IPAM plugin.
 const CALICO_IPAM: &str = "calico-ipam";
+
+/// Where an invocation's addresses come from.
+#[derive(Clone, Copy)]
+enum AddressSource<'a> {
+    /// Calico IPAM run in this process on this plugin's datastore connection: the code
+    /// `calico-ipam` runs, without a second process start and a second connection. The
+    /// `calico-ipam` binary must still be in CNI_PATH, as for Calico.
+    InProcess,
+    /// The configured IPAM plugin, started as the CNI spec says.
+    Plugin(&'a str),
+}
+
+impl<'a> AddressSource<'a> {
+    /// `calico-ipam` in process unless it serves flannel's subnet (that path reads
+    /// flannel's files, not the datastore); any other IPAM as a plugin.
+    fn of(inv: &'a Invocation) -> Result<AddressSource<'a>> {
+        let ipam = ipam_type(inv)?;
+        delegate::find(ipam, &inv.env)?;
+        if ipam == CALICO_IPAM && FlannelIpam::detect(&inv.stdin)?.is_none() {
+            Ok(AddressSource::InProcess)
+        } else {
+            Ok(AddressSource::Plugin(ipam))
+        }
+    }
+
+    async fn allocate(self, inv: &Invocation, ds: &Arc<dyn Datastore>) -> Result<CniResult> {
+        match self {
+            AddressSource::InProcess => {
+                let ipam = Ipam::new(ds.clone());
+                bounded("assigning an address", calico_ipam::assign(inv, &ipam)).await
+            }
+            AddressSource::Plugin(ipam) => Ok(delegate::exec(ipam, "ADD", &inv.stdin, &inv.env)
+                .await?
+                .unwrap_or_default()),
+        }
+    }
+
+    async fn release(self, inv: &Invocation, ds: &Arc<dyn Datastore>) -> Result<()> {
+        match self {
+            AddressSource::InProcess => {
+                let ipam = Ipam::new(ds.clone());
+                bounded("releasing the address", calico_ipam::release(inv, &ipam)).await
+            }
+            AddressSource::Plugin(ipam) => delegate::exec(ipam, "DEL", &inv.stdin, &inv.env)
+                .await
+                .map(|_| ()),
+        }
+    }
+}
 
 fn ipam_type(inv: &Invocation) -> Result<&str> {
     let t = inv.conf.ipam.plugin.as_str();
@@ -70,9 +120,9 @@ async fn remove_own_endpoint(ds: &Arc<dyn Datastore>, node: &str, inv: &Invocati
 }
 
 /// Undoes the IPAM allocation of a failed ADD.
-async fn release_address(inv: &Invocation, ipam: &str) {
-    if let Err(e) = delegate::exec(ipam, "DEL", &inv.stdin, &inv.env).await {
-        warn!(error = %e, "rollback: the IPAM plugin could not release the address");
+async fn release_address(inv: &Invocation, source: AddressSource<'_>, ds: &Arc<dyn Datastore>) {
+    if let Err(e) = source.release(inv, ds).await {
+        warn!(error = %e, "rollback: the IPAM could not release the address");
     }
 }
 
@@ -84,47 +134,27 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing"))?;
     // Everything that can be checked before allocating is checked first.
     drop(netns::open(&netns_path)?);
-    let ipam = ipam_type(inv)?;
-    delegate::find(ipam, &inv.env)?;
+    let source = AddressSource::of(inv)?;
     let node = inv.conf.node_name()?;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
 
-    let connected = async {
-        let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+    let ds = bounded("connecting to the datastore", store::connect(&inv.conf)).await?;
+    // Calico IPAM reads the datastore's lock itself, with the host's IPAM lock. Other
+    // IPAMs (host-local, flannel's leases) check nothing: they start only once the
+    // datastore is known to be unlocked.
+    if let AddressSource::Plugin(_) = source {
         bounded("reading ClusterInformation", store::ensure_unlocked(&ds)).await?;
-        Ok::<_, CniError>(ds)
-    };
-    // calico-ipam checks the datastore's lock itself before it allocates, so this
-    // plugin's connection (needed for the endpoint, after the wiring) is made while it
-    // allocates. Other IPAMs (host-local, flannel's leases) check nothing: they start only
-    // once the datastore is known to be unlocked. A lock that lands between calico-ipam's
-    // check and this one fails the ADD after the allocation, which is released below (or,
-    // while the lock lasts, by the runtime's DEL once it is lifted). calico-ipam is started
-    // first: the embedded store opens without yielding and would hold back its start.
-    let (allocated, connected) =
-        if ipam == CALICO_IPAM && FlannelIpam::detect(&inv.stdin)?.is_none() {
-            tokio::join!(delegate::exec(ipam, "ADD", &inv.stdin, &inv.env), connected)
-        } else {
-            let ds = connected.await?;
-            (
-                delegate::exec(ipam, "ADD", &inv.stdin, &inv.env).await,
-                Ok(ds),
-            )
-        };
-    let ipam_result = allocated?.unwrap_or_default();
-    let ds = match connected {
-        Ok(ds) => ds,
-        Err(e) => {
-            release_address(inv, ipam).await;
-            return Err(e);
-        }
-    };
+    }
+    let ipam_result = source.allocate(inv, &ds).await?;
     let ips = pod_addresses(&ipam_result);
     if ips.is_empty() {
-        release_address(inv, ipam).await;
+        release_address(inv, source, &ds).await;
         return Err(CniError::new(
             code::IPAM_FAILURE,
-            format!("the IPAM plugin {ipam} returned no address"),
+            format!(
+                "the IPAM plugin {} returned no address",
+                inv.conf.ipam.plugin
+            ),
             "",
         ));
     }
@@ -139,7 +169,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
     let wired = match wiring::setup(&wiring).await {
         Ok(w) => w,
         Err(e) => {
-            release_address(inv, ipam).await;
+            release_address(inv, source, &ds).await;
             return Err(e);
         }
     };
@@ -170,7 +200,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         if let Err(te) = wiring::teardown(&host_if, Some(&netns_path), &inv.env.ifname, cid).await {
             warn!(error = %te, "rollback: cannot remove the veth");
         }
-        release_address(inv, ipam).await;
+        release_address(inv, source, &ds).await;
         // Once the release went through, no guarded write of ours can land any more;
         // one that landed before is removed here. (When the release failed, the
         // runtime's DEL releases and looks again.)
@@ -227,7 +257,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
 /// containerID the same way; the veth's alias names its container). The IPAM handle is
 /// per container: releasing it never frees the new container's address.
 async fn del(inv: &Invocation) -> Result<()> {
-    let ipam = ipam_type(inv)?;
+    let source = AddressSource::of(inv)?;
     let cid = &inv.env.container_id;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
     let node = inv.conf.node_name()?;
@@ -265,7 +295,7 @@ async fn del(inv: &Invocation) -> Result<()> {
             "the endpoint belongs to another container of the pod; kept"
         );
     }
-    delegate::exec(ipam, "DEL", &inv.stdin, &inv.env).await?;
+    source.release(inv, &ds).await?;
     if other.is_none() {
         // A second look: an endpoint write of this container's ADD that reached the store
         // after the first look (it was guarded by the handle just released, so none can

@@ -44,11 +44,13 @@ async fn ipam_for(inv: &Invocation) -> Result<Ipam> {
     Ok(Ipam::new(store::connect(&inv.conf).await?))
 }
 
-/// IPAM for a change (ADD, DEL): refused while the datastore is locked.
-async fn ipam_for_change(inv: &Invocation) -> Result<Ipam> {
-    let ipam = ipam_for(inv).await?;
-    store::ensure_unlocked(ipam.datastore()).await?;
-    Ok(ipam)
+/// The DEL on a connected store whose lock the caller has read; run in process by the
+/// `calico` plugin as [`assign`] is.
+pub(crate) async fn release(inv: &Invocation, ipam: &Ipam) -> Result<()> {
+    let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
+    let released = ipam.release_by_handle(&handle(inv)).await?;
+    tracing::info!(handle = handle(inv), ?released, "released");
+    Ok(())
 }
 
 fn handle(inv: &Invocation) -> String {
@@ -56,10 +58,16 @@ fn handle(inv: &Invocation) -> String {
 }
 
 async fn add(inv: &Invocation) -> Result<CniResult> {
-    let node = inv.conf.node_name()?;
-    let families = inv.conf.ipam.families()?;
     // Connected first, so the lock is only held for the IPAM work itself.
     let ipam = ipam_for(inv).await?;
+    assign(inv, &ipam).await
+}
+
+/// The ADD on a connected store: the `calico` plugin runs it in its own process, on its
+/// own connection, when the network's IPAM is `calico-ipam`.
+pub(crate) async fn assign(inv: &Invocation, ipam: &Ipam) -> Result<CniResult> {
+    let node = inv.conf.node_name()?;
+    let families = inv.conf.ipam.families()?;
     let handle = handle(inv);
     // The datastore's lock is read while the host's IPAM lock is waited for and the
     // handle read: one round trip less, both settled before anything is allocated, and a
@@ -149,11 +157,9 @@ impl Plugin for CalicoIpamPlugin {
             return done;
         }
         bounded("releasing the address", async {
-            let ipam = ipam_for_change(inv).await?;
-            let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
-            let released = ipam.release_by_handle(&handle(inv)).await?;
-            tracing::info!(handle = handle(inv), ?released, "released");
-            Ok(())
+            let ipam = ipam_for(inv).await?;
+            store::ensure_unlocked(ipam.datastore()).await?;
+            release(inv, &ipam).await
         })
         .await
     }
