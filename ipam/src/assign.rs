@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 
 use datastore::model::IpFamily;
-use datastore::model::ipam::{AffinityState, AllocationBlock, BlockAffinity, IpamHandle};
+use datastore::model::ipam::{
+    AffinityState, AllocationBlock, BlockAffinity, IpamConfig, IpamHandle,
+};
 use datastore::{Expect, Listing, PrefixRead, Put, PutAll, keys};
 use ipnet::IpNet;
 use tracing::{debug, info, warn};
@@ -70,6 +72,15 @@ impl AutoAssignArgs {
     }
 }
 
+/// The reads an allocation starts from ([`Ipam::read_for_assign`]).
+#[derive(Debug, Clone)]
+pub struct AssignReads {
+    config: IpamConfig,
+    labels: BTreeMap<String, String>,
+    pools: Vec<Pool>,
+    affinities: Vec<(IpNet, AffinityState)>,
+}
+
 /// One address handed out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assigned {
@@ -98,30 +109,54 @@ impl Ipam {
     /// Allocates `args.num` addresses (Calico's AutoAssign). All or nothing: on failure
     /// whatever was taken is released again.
     pub async fn auto_assign(&self, args: &AutoAssignArgs) -> Result<Vec<Assigned>> {
+        let read = self.read_for_assign(&args.node).await?;
+        self.auto_assign_from(args, &read).await
+    }
+
+    /// What an allocation for `node` starts from, read independently in one round trip's
+    /// time: a caller with other reads to make (a CNI ADD's lock and handle) makes them
+    /// at the same time and passes this to [`auto_assign_from`](Self::auto_assign_from).
+    pub async fn read_for_assign(&self, node: &str) -> Result<AssignReads> {
+        if !valid_key_segment(node) {
+            return Err(Error::InvalidNode(node.to_string()));
+        }
+        let (config, labels, pools, affinities) = tokio::try_join!(
+            self.config(),
+            self.node_labels(node),
+            self.pools(),
+            self.host_affinities(node)
+        )?;
+        Ok(AssignReads {
+            config,
+            labels,
+            pools,
+            affinities,
+        })
+    }
+
+    /// [`auto_assign`](Self::auto_assign) from reads made for `args.node` since this
+    /// process took the host's IPAM lock (the node's affinities in them are then current).
+    /// Requests of both families may start from the same reads: each uses the affinities
+    /// of its own family only.
+    pub async fn auto_assign_from(
+        &self,
+        args: &AutoAssignArgs,
+        read: &AssignReads,
+    ) -> Result<Vec<Assigned>> {
         if !valid_key_segment(&args.handle) {
             return Err(Error::InvalidHandle(args.handle.clone()));
         }
-        if !valid_key_segment(&args.node) {
-            return Err(Error::InvalidNode(args.node.clone()));
-        }
-        // Independent reads, in one round trip's time.
-        let (config, labels, all_pools, affinities) = tokio::try_join!(
-            self.config(),
-            self.node_labels(&args.node),
-            self.pools(),
-            self.host_affinities(&args.node)
-        )?;
         let pools = candidate_pools(
-            &all_pools,
+            &read.pools,
             args.family,
             &args.pools,
             &args.node,
-            &labels,
+            &read.labels,
             args.usage,
         )?;
         let mut got = Vec::new();
         match self
-            .assign_into(args, &pools, config, affinities, &mut got)
+            .assign_into(args, &pools, read.config, read.affinities.clone(), &mut got)
             .await
         {
             Ok(()) if got.len() >= args.num => Ok(got),
@@ -154,7 +189,7 @@ impl Ipam {
         &self,
         args: &AutoAssignArgs,
         pools: &[Pool],
-        config: datastore::model::ipam::IpamConfig,
+        config: IpamConfig,
         affinities: Vec<(IpNet, AffinityState)>,
         got: &mut Vec<Assigned>,
     ) -> Result<()> {

@@ -25,7 +25,7 @@ pub mod usage;
 #[cfg(test)]
 mod tests;
 
-pub use assign::{AssignIpArgs, Assigned, AutoAssignArgs};
+pub use assign::{AssignIpArgs, AssignReads, Assigned, AutoAssignArgs};
 pub use check::{CheckReport, InUse, Usage};
 pub use claim::StuckClaim;
 pub use client::Ipam;

@@ -747,6 +747,48 @@ async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResu
     Ok(())
 }
 
+/// A CNI ADD reads what the allocation starts from together with its own reads, then
+/// allocates both families from those reads: no configuration, pool or affinity read of
+/// its own before the first write, and the second family's new block claimed although the
+/// reads predate the first family's claim.
+#[tokio::test]
+async fn both_families_allocate_from_one_set_of_reads() -> TestResult {
+    let mem = MemoryStore::new();
+    add_pool(&mem, "v4", json!({"cidr":"10.0.0.0/16"})).await;
+    add_pool(&mem, "v6", json!({"cidr":"fd00:10::/48"})).await;
+    let store = YieldingStore::new(mem);
+    let ipam = Ipam::new(Arc::new(store.clone()));
+    let read = ipam.read_for_assign("n1").await?;
+    let first = store.ops();
+    let rereads = |o: &String| {
+        o.contains("/ipam/v2/config")
+            || o.contains("/ippools/")
+            || o.contains("/projectcalico.org/nodes/")
+    };
+    assert_eq!(first.iter().filter(|o| rereads(o)).count(), 3, "{first:?}");
+    let v4 = ipam
+        .auto_assign_from(&AutoAssignArgs::one("pod", "n1"), &read)
+        .await?;
+    let v6 = ipam
+        .auto_assign_from(
+            &AutoAssignArgs {
+                family: IpFamily::V6,
+                ..AutoAssignArgs::one("pod", "n1")
+            },
+            &read,
+        )
+        .await?;
+    let after = store.ops()[first.len()..].to_vec();
+    assert!(!after.iter().any(rereads), "read again: {after:?}");
+    assert!(net("10.0.0.0/16").contains(&v4[0].ip), "{v4:?}");
+    assert!(net("fd00:10::/48").contains(&v6[0].ip), "{v6:?}");
+    let mut held = ipam.ips_by_handle("pod").await?;
+    held.sort();
+    assert_eq!(held, vec![v4[0].ip, v6[0].ip]);
+    assert_eq!(ipam.host_affinities("n1").await?.len(), 2);
+    Ok(())
+}
+
 /// 240 allocations at once from 4 nodes on 4 worker threads, into a pool of 64 blocks of
 /// which the nodes claim, fill and (when a node's claims race) borrow: the store yields
 /// around every operation, so the compare-and-swap retry paths really run (the test

@@ -69,13 +69,18 @@ pub(crate) async fn assign(inv: &Invocation, ipam: &Ipam) -> Result<CniResult> {
     let node = inv.conf.node_name()?;
     let families = inv.conf.ipam.families()?;
     let handle = handle(inv);
-    // The datastore's lock is read while the host's IPAM lock is waited for and the
-    // handle read: one round trip less, both settled before anything is allocated, and a
-    // locked datastore answers at once instead of after the wait for the host's lock.
-    let ((), (_lock, held)) = tokio::try_join!(store::ensure_unlocked(ipam.datastore()), async {
-        let lock = lock::acquire(&inv.conf.ipam_lock_file).await;
-        Ok::<_, CniError>((lock, ipam.ips_by_handle(&handle).await?))
-    })?;
+    // The datastore's lock is read while the host's IPAM lock is waited for; the handle
+    // and what the allocation starts from (read under the host's lock, so this node's
+    // affinities are current) at the same time: one round trip for all, every read
+    // settled before anything is written, and a locked datastore answers at once instead
+    // of after the wait for the host's lock.
+    let ((), (_lock, held, read)) =
+        tokio::try_join!(store::ensure_unlocked(ipam.datastore()), async {
+            let lock = lock::acquire(&inv.conf.ipam_lock_file).await;
+            let (held, read) =
+                tokio::try_join!(ipam.ips_by_handle(&handle), ipam.read_for_assign(&node))?;
+            Ok::<_, CniError>((lock, held, read))
+        })?;
     let mut ips = Vec::new();
     let mut fresh = Vec::new();
     for family in families {
@@ -95,7 +100,7 @@ pub(crate) async fn assign(inv: &Invocation, ipam: &Ipam) -> Result<CniResult> {
             usage: AllowedUse::Workload,
             max_blocks_per_host: None,
         };
-        match ipam.auto_assign(&args).await {
+        match ipam.auto_assign_from(&args, &read).await {
             Ok(got) => {
                 for a in got {
                     ips.push(format!("{}/{}", a.ip, a.block.prefix_len()));
