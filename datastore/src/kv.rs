@@ -32,15 +32,6 @@ pub struct Listing {
     pub revision: Revision,
 }
 
-/// What [`Datastore::create_or_get`](crate::Datastore::create_or_get) did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CreateOrGet {
-    /// The key did not exist and was created at this revision.
-    Created(Revision),
-    /// The key exists: nothing was written, here it is.
-    Exists(KeyValue),
-}
-
 /// What a key must be for a [`Datastore::put_all`](crate::Datastore::put_all) to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -71,6 +62,16 @@ pub struct Put {
 }
 
 impl Put {
+    /// Whether every put's key is as expected, `current` holding each key as it is, in the
+    /// order of the puts.
+    pub fn all_as_expected(puts: &[Put], current: &[Option<KeyValue>]) -> bool {
+        puts.len() == current.len()
+            && puts
+                .iter()
+                .zip(current)
+                .all(|(p, kv)| p.expect.holds(kv.as_ref()))
+    }
+
     /// A key may be put once per write (etcd refuses a transaction that names one twice).
     pub fn check_distinct(puts: &[Put]) -> crate::Result<()> {
         let mut keys: Vec<&str> = puts.iter().map(|p| p.key.as_str()).collect();

@@ -17,8 +17,7 @@ pub mod store;
 pub use client::{Client, ResourceEvent, ResourceList, ResourceWatch};
 pub use error::{Error, Result};
 pub use kv::{
-    CreateOrGet, Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll,
-    Revision, WatchEvent,
+    Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision, WatchEvent,
 };
 pub use memory::MemoryStore;
 pub use model::{AnyResource, Kind, Resource};

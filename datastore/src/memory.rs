@@ -195,11 +195,7 @@ impl Datastore for MemoryStore {
             .iter()
             .map(|p| state.kvs.get(&p.key).cloned())
             .collect();
-        if !puts
-            .iter()
-            .zip(&current)
-            .all(|(p, kv)| p.expect.holds(kv.as_ref()))
-        {
+        if !Put::all_as_expected(&puts, &current) {
             return Ok(PutAll::Refused(current));
         }
         puts.sort_by(|a, b| a.key.cmp(&b.key));

@@ -9,8 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::kv::{
-    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision,
-    WatchEvent,
+    Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision, WatchEvent,
 };
 
 /// A stream of watch events. Events arrive in revision order, each exactly once; an `Err`
@@ -68,20 +67,6 @@ pub trait Datastore: Send + Sync + 'static {
     /// Creates `key` only if it does not exist (`Error::AlreadyExists` otherwise),
     /// optionally attached to a lease. Returns the new revision.
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision>;
-
-    /// [`create`](Self::create) (no lease), or the key as it is when it exists: one round
-    /// trip on etcd either way. The default creates, then reads what was there; a key
-    /// deleted between the two is `Error::AlreadyExists`, a race for the caller to retry.
-    async fn create_or_get(&self, key: &str, value: Vec<u8>) -> Result<CreateOrGet> {
-        match self.create(key, value, None).await {
-            Ok(revision) => Ok(CreateOrGet::Created(revision)),
-            Err(crate::Error::AlreadyExists { key: existing }) => match self.get(key).await? {
-                Some(kv) => Ok(CreateOrGet::Exists(kv)),
-                None => Err(crate::Error::AlreadyExists { key: existing }),
-            },
-            Err(e) => Err(e),
-        }
-    }
 
     /// Creates every key of `kvs` (no lease) in one atomic write, only if none of them
     /// exists: otherwise nothing is written and the error is `Error::AlreadyExists` naming

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use datastore::backend::{EtcdOptions, EtcdStore, LocalOptions, LocalStore};
 use datastore::{
-    CreateOrGet, Datastore, Error, Expect, Guard, KeyValue, PrefixRead, Put, PutAll, Revision,
-    Watch, WatchEvent,
+    Datastore, Error, Expect, Guard, KeyValue, PrefixRead, Put, PutAll, Revision, Watch, WatchEvent,
 };
 use lab::etcd::TestEtcd;
 use tempfile::TempDir;
@@ -165,7 +164,6 @@ conformance!(
         get_create_update_delete_follow_revisions,
         list_is_sorted_and_bounded_by_prefix,
         list_at_once_reads_each_prefix_at_one_revision,
-        create_or_get_creates_once_then_returns_what_is_there,
         cas_conflict_names_both_revisions,
         a_guarded_create_writes_only_while_its_guard_is_as_read,
         create_all_writes_every_key_at_one_revision_or_none,
@@ -208,6 +206,18 @@ async fn next_events(watch: &mut Watch, n: usize) -> Vec<WatchEvent> {
         out.push(next_event(watch).await);
     }
     out
+}
+
+/// The next `n` events of `watch`, each a put: its key and revision.
+async fn next_puts(watch: &mut Watch, n: usize) -> Vec<(String, Revision)> {
+    next_events(watch, n)
+        .await
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Put(kv) => (kv.key.clone(), kv.mod_revision),
+            other => panic!("not a put: {other:?}"),
+        })
+        .collect()
 }
 
 /// True when nothing arrives on `watch` before a write made afterwards to `marker` does:
@@ -376,27 +386,6 @@ async fn list_at_once_reads_each_prefix_at_one_revision(f: Fixture) {
     assert!(listings[0].revision >= written, "{listings:?}");
 }
 
-async fn create_or_get_creates_once_then_returns_what_is_there(f: Fixture) {
-    let s = f.store.as_ref();
-    let key = f.key("k");
-    let created = s
-        .create_or_get(&key, b"one".to_vec())
-        .await
-        .expect("create");
-    let CreateOrGet::Created(revision) = created else {
-        panic!("not created: {created:?}");
-    };
-    match s.create_or_get(&key, b"two".to_vec()).await.expect("get") {
-        CreateOrGet::Exists(kv) => {
-            assert_eq!(text(&kv), "one");
-            assert_eq!((kv.create_revision, kv.mod_revision), (revision, revision));
-        }
-        other => panic!("created twice: {other:?}"),
-    }
-    let kv = s.get(&key).await.expect("get").expect("key");
-    assert_eq!((text(&kv).as_str(), kv.mod_revision), ("one", revision));
-}
-
 async fn cas_conflict_names_both_revisions(f: Fixture) {
     let other = f.second_client().await;
     let k = f.key("k");
@@ -487,15 +476,10 @@ async fn create_all_writes_every_key_at_one_revision_or_none(f: Fixture) {
             (value, rev, rev)
         );
     }
-    let events: Vec<(String, Revision)> = next_events(&mut watch, 2)
-        .await
-        .iter()
-        .map(|e| match e {
-            WatchEvent::Put(kv) => (kv.key.clone(), kv.mod_revision),
-            other => panic!("not a put: {other:?}"),
-        })
-        .collect();
-    assert_eq!(events, vec![(a.clone(), rev), (b.clone(), rev)]);
+    assert_eq!(
+        next_puts(&mut watch, 2).await,
+        vec![(a.clone(), rev), (b.clone(), rev)]
+    );
 
     match f
         .store
@@ -559,15 +543,10 @@ async fn put_all_writes_every_key_as_expected_or_none(f: Fixture) {
         ),
         ("b1", rev, rev)
     );
-    let events: Vec<(String, Revision)> = next_events(&mut watch, 2)
-        .await
-        .iter()
-        .map(|e| match e {
-            WatchEvent::Put(kv) => (kv.key.clone(), kv.mod_revision),
-            other => panic!("not a put: {other:?}"),
-        })
-        .collect();
-    assert_eq!(events, vec![(a.clone(), rev), (b.clone(), rev)]);
+    assert_eq!(
+        next_puts(&mut watch, 2).await,
+        vec![(a.clone(), rev), (b.clone(), rev)]
+    );
 
     // A stale revision for a, c absent as expected: nothing written, both read back.
     let before = s.revision().await.expect("revision");

@@ -1,7 +1,8 @@
 //! `calico`: gets the pod's address (Calico IPAM in process, any other IPAM plugin by
 //! delegation), wires the pod (veth, sysctls, routes), records its WorkloadEndpoint and
-//! prints the result. A failed ADD undoes every step already done, in reverse order. DEL undoes everything and
-//! succeeds when there is nothing left to undo. CHECK reports what differs.
+//! prints the result. A failed ADD undoes every step already done, in reverse order. DEL
+//! undoes everything and succeeds when there is nothing left to undo. CHECK reports what
+//! differs.
 
 use std::net::IpAddr;
 use std::sync::Arc;

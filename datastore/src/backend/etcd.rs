@@ -21,8 +21,7 @@ use etcd_client::{
 pub use self::options::EtcdOptions;
 use crate::error::{Error, Result};
 use crate::kv::{
-    CreateOrGet, Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll,
-    Revision,
+    Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision,
 };
 use crate::store::{Datastore, Watch};
 
@@ -203,34 +202,6 @@ impl EtcdStore {
         }
     }
 
-    /// The create transaction: the key put if it has never been created, else read (by
-    /// the same request) and returned as it is.
-    async fn create_or_read(
-        &self,
-        key: &str,
-        value: Vec<u8>,
-        lease: Option<LeaseId>,
-    ) -> Result<CreateOrGet> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value, Self::put_options(lease))])
-            .or_else([TxnOp::get(key, None)]);
-        let mut client = self.client.clone();
-        let resp = self
-            .call_with_lease("create", lease, client.txn(txn))
-            .await?;
-        if resp.succeeded() {
-            return Ok(CreateOrGet::Created(txn_revision(&resp)));
-        }
-        // The comparison failed, so the key existed at the transaction's revision.
-        match txn_gets(&resp)?.into_iter().flatten().next() {
-            Some(kv) => Ok(CreateOrGet::Exists(kv)),
-            None => Err(Error::AlreadyExists {
-                key: key.to_string(),
-            }),
-        }
-    }
-
     fn put_options(lease: Option<LeaseId>) -> Option<PutOptions> {
         lease.map(|id| PutOptions::new().with_lease(id))
     }
@@ -300,16 +271,20 @@ impl Datastore for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision> {
-        match self.create_or_read(key, value, lease).await? {
-            CreateOrGet::Created(revision) => Ok(revision),
-            CreateOrGet::Exists(_) => Err(Error::AlreadyExists {
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, Self::put_options(lease))]);
+        let mut client = self.client.clone();
+        let resp = self
+            .call_with_lease("create", lease, client.txn(txn))
+            .await?;
+        if resp.succeeded() {
+            Ok(txn_revision(&resp))
+        } else {
+            Err(Error::AlreadyExists {
                 key: key.to_string(),
-            }),
+            })
         }
-    }
-
-    async fn create_or_get(&self, key: &str, value: Vec<u8>) -> Result<CreateOrGet> {
-        self.create_or_read(key, value, None).await
     }
 
     async fn create_all(&self, mut kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {

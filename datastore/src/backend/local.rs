@@ -26,9 +26,7 @@ use tokio::sync::Notify;
 
 use self::ops::KeyRange;
 use crate::error::{Error, Result};
-use crate::kv::{
-    CreateOrGet, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision,
-};
+use crate::kv::{Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision};
 use crate::store::{Datastore, Watch};
 
 /// Where the `local` datastore lives unless `CALICO_DATASTORE_PATH` says otherwise.
@@ -318,20 +316,6 @@ impl Datastore for LocalStore {
         let key = key.to_string();
         self.write(move |c| ops::create(c, &key, &value, lease))
             .await
-    }
-
-    async fn create_or_get(&self, key: &str, value: Vec<u8>) -> Result<CreateOrGet> {
-        let key = key.to_string();
-        // A new key (the usual case) is read once, by the create's own check.
-        self.write(move |c| match ops::create(c, &key, &value, None) {
-            Ok(revision) => Ok(CreateOrGet::Created(revision)),
-            Err(Error::AlreadyExists { .. }) => match ops::get(c, &key)? {
-                Some(kv) => Ok(CreateOrGet::Exists(kv)),
-                None => Err(Error::AlreadyExists { key }),
-            },
-            Err(e) => Err(e),
-        })
-        .await
     }
 
     async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {

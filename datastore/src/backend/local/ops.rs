@@ -320,11 +320,7 @@ pub(super) fn put_all(c: &Connection, puts: &[Put]) -> Result<PutAll> {
     for put in puts {
         current.push(get(c, &put.key)?);
     }
-    if !puts
-        .iter()
-        .zip(&current)
-        .all(|(p, kv)| p.expect.holds(kv.as_ref()))
-    {
+    if !Put::all_as_expected(puts, &current) {
         return Ok(PutAll::Refused(current));
     }
     let mut writes: Vec<(&Put, Revision)> = puts
