@@ -1050,9 +1050,8 @@ mod local_only {
         assert_eq!(text(&kv), (2 * INCREMENTS).to_string());
     }
 
-    #[tokio::test]
-    async fn a_new_store_file_and_its_wal_are_private_to_their_owner() {
-        use std::os::unix::fs::PermissionsExt;
+    /// A new store file in a directory of its own, with `/x/k` = `v` written.
+    async fn store_with_one_key() -> (TempDir, std::path::PathBuf, LocalStore) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("datastore.db");
         let store = LocalStore::open(&path).expect("open");
@@ -1060,6 +1059,13 @@ mod local_only {
             .create("/x/k", b"v".to_vec(), None)
             .await
             .expect("write");
+        (dir, path, store)
+    }
+
+    #[tokio::test]
+    async fn a_new_store_file_and_its_wal_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let (dir, _path, _store) = store_with_one_key().await;
         for file in ["datastore.db", "datastore.db-wal"] {
             let mode = std::fs::metadata(dir.path().join(file))
                 .unwrap_or_else(|e| panic!("{file}: {e}"))
@@ -1073,13 +1079,7 @@ mod local_only {
     /// next one to read instead of copying it into the database on its way out.
     #[tokio::test]
     async fn the_last_to_close_leaves_the_wal_and_the_next_opener_reads_it() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("datastore.db");
-        let store = LocalStore::open(&path).expect("open");
-        store
-            .create("/x/k", b"v".to_vec(), None)
-            .await
-            .expect("write");
+        let (dir, path, store) = store_with_one_key().await;
         drop(store);
         let wal = std::fs::metadata(dir.path().join("datastore.db-wal")).map(|m| m.len());
         assert!(
