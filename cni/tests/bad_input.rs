@@ -168,6 +168,22 @@ fn bad_input_is_a_cni_error_and_leaves_nothing_behind() -> Result<()> {
     let held =
         lab.with_ipam(|ipam| async move { Ok(ipam.ips_by_handle("k8s-pod-network.c7").await?) })?;
     assert!(held.is_empty(), "allocated without calico-ipam: {held:?}");
+
+    // A DEL without calico-ipam on CNI_PATH still takes the pod's veth down first, then
+    // fails naming the plugin; with it, the DEL releases the address.
+    lab.add("node-1", &pod, "c8")?;
+    let del = Call {
+        command: "DEL",
+        ..add(Some(&path), "c8")
+    };
+    let out = lab::cni::run(&lab.node, &only_calico, &conf.json(), &del)?;
+    assert_error(&out, 7, r#"failed to find plugin \"calico-ipam\""#)?;
+    assert!(lab.cali_links()?.is_empty(), "the veth outlived the DEL");
+    let out = lab.call(&conf.json(), &del)?;
+    assert!(out.success(), "{}{}", out.stdout, out.stderr);
+    let held =
+        lab.with_ipam(|ipam| async move { Ok(ipam.ips_by_handle("k8s-pod-network.c8").await?) })?;
+    assert!(held.is_empty(), "not released: {held:?}");
     Ok(())
 }
 

@@ -258,7 +258,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
 /// containerID the same way; the veth's alias names its container). The IPAM handle is
 /// per container: releasing it never frees the new container's address.
 async fn del(inv: &Invocation) -> Result<()> {
-    let source = AddressSource::of(inv)?;
+    ipam_type(inv)?;
     let cid = &inv.env.container_id;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
     let node = inv.conf.node_name()?;
@@ -296,7 +296,9 @@ async fn del(inv: &Invocation) -> Result<()> {
             "the endpoint belongs to another container of the pod; kept"
         );
     }
-    source.release(inv, &ds).await?;
+    // Resolved here, after the veth and the endpoint: a DEL does all it can before an
+    // IPAM plugin missing from CNI_PATH fails it.
+    AddressSource::of(inv)?.release(inv, &ds).await?;
     if other.is_none() {
         // A second look: an endpoint write of this container's ADD that reached the store
         // after the first look (it was guarded by the handle just released, so none can
