@@ -268,13 +268,20 @@ pub fn add(ipam: &FlannelIpam, inv: &Invocation) -> Result<CniResult> {
     })
 }
 
+/// Whether a DEL with this config is flannel mode's: a subnet file named, or flannel's
+/// default one present (the file need not be readable: the lease may be gone by then).
+pub fn serves_del(stdin: &[u8]) -> bool {
+    let keys = FlannelKeys::from_stdin(stdin);
+    !keys.flannel_subnet_file.is_empty() || Path::new(DEFAULT_SUBNET_FILE).exists()
+}
+
 /// DEL in flannel mode (`None` otherwise): frees the container's address; nothing
 /// allocated is success. Works without subnet.env (the lease may be gone by then).
 pub fn del_if_flannel(inv: &Invocation) -> Option<Result<()>> {
-    let keys = FlannelKeys::from_stdin(&inv.stdin);
-    if keys.flannel_subnet_file.is_empty() && !Path::new(DEFAULT_SUBNET_FILE).exists() {
+    if !serves_del(&inv.stdin) {
         return None;
     }
+    let keys = FlannelKeys::from_stdin(&inv.stdin);
     let ipam = FlannelIpam {
         subnet: Ipv4Net::default(),
         dir: keys.data_dir(),

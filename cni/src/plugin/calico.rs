@@ -16,7 +16,7 @@ use tracing::{info, warn};
 
 use crate::endpoint::{self, EndpointInfo};
 use crate::error::{CniError, Result, code};
-use crate::flannel_ipam::FlannelIpam;
+use crate::flannel_ipam::{self, FlannelIpam};
 use crate::names;
 use crate::netns;
 use crate::plugin::calico_ipam::{self, bounded};
@@ -43,12 +43,26 @@ enum AddressSource<'a> {
 }
 
 impl<'a> AddressSource<'a> {
-    /// `calico-ipam` in process unless it serves flannel's subnet (that path reads
-    /// flannel's files, not the datastore); any other IPAM as a plugin.
-    fn of(inv: &'a Invocation) -> Result<AddressSource<'a>> {
+    /// For an ADD: `calico-ipam` in process unless it serves flannel's subnet (that path
+    /// reads flannel's files, not the datastore); any other IPAM as a plugin.
+    fn for_add(inv: &'a Invocation) -> Result<AddressSource<'a>> {
+        let flannel = |stdin: &[u8]| Ok(FlannelIpam::detect(stdin)?.is_some());
+        Self::choose(inv, flannel)
+    }
+
+    /// For a DEL: as for an ADD, with calico-ipam's own test for a flannel-mode DEL
+    /// (which needs no readable subnet file).
+    fn for_del(inv: &'a Invocation) -> Result<AddressSource<'a>> {
+        Self::choose(inv, |stdin| Ok(flannel_ipam::serves_del(stdin)))
+    }
+
+    fn choose(
+        inv: &'a Invocation,
+        flannel: impl FnOnce(&[u8]) -> Result<bool>,
+    ) -> Result<AddressSource<'a>> {
         let ipam = ipam_type(inv)?;
         delegate::find(ipam, &inv.env)?;
-        if ipam == CALICO_IPAM && FlannelIpam::detect(&inv.stdin)?.is_none() {
+        if ipam == CALICO_IPAM && !flannel(&inv.stdin)? {
             Ok(AddressSource::InProcess)
         } else {
             Ok(AddressSource::Plugin(ipam))
@@ -135,7 +149,7 @@ async fn add(inv: &Invocation) -> Result<CniResult> {
         .ok_or_else(|| CniError::env("required env variables [CNI_NETNS] missing"))?;
     // Everything that can be checked before allocating is checked first.
     drop(netns::open(&netns_path)?);
-    let source = AddressSource::of(inv)?;
+    let source = AddressSource::for_add(inv)?;
     let node = inv.conf.node_name()?;
     let host_if = names::host_veth_name(&names::workload_id(&inv.env));
 
@@ -298,7 +312,7 @@ async fn del(inv: &Invocation) -> Result<()> {
     }
     // Resolved here, after the veth and the endpoint: a DEL does all it can before an
     // IPAM plugin missing from CNI_PATH fails it.
-    AddressSource::of(inv)?.release(inv, &ds).await?;
+    AddressSource::for_del(inv)?.release(inv, &ds).await?;
     if other.is_none() {
         // A second look: an endpoint write of this container's ADD that reached the store
         // after the first look (it was guarded by the handle just released, so none can
