@@ -748,9 +748,9 @@ async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResu
 }
 
 /// A CNI ADD reads what the allocation starts from together with its own reads, then
-/// allocates both families from those reads: no configuration, pool or affinity read of
-/// its own before the first write, and the second family's new block claimed although the
-/// reads predate the first family's claim.
+/// allocates both families from those reads: no configuration, node or pool read again,
+/// and the second family's new block claimed although the reads predate the first
+/// family's claim.
 #[tokio::test]
 async fn both_families_allocate_from_one_set_of_reads() -> TestResult {
     let mem = MemoryStore::new();
