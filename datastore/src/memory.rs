@@ -175,19 +175,6 @@ impl Datastore for MemoryStore {
         state.put(key, value, lease)
     }
 
-    async fn create_all(&self, mut kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
-        kvs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut state = self.state();
-        if let Some((key, _)) = kvs.iter().find(|(k, _)| state.kvs.contains_key(k)) {
-            return Err(Error::AlreadyExists { key: key.clone() });
-        }
-        state.revision += 1;
-        for (key, value) in kvs {
-            state.put_at_current(&key, value, None);
-        }
-        Ok(state.revision)
-    }
-
     async fn put_all(&self, mut puts: Vec<Put>) -> Result<PutAll> {
         Put::check_distinct(&puts)?;
         let mut state = self.state();

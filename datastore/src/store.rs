@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::error::Result;
 use crate::kv::{
-    Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision, WatchEvent,
+    Expect, Guard, KeyValue, Lease, LeaseId, Listing, PrefixRead, Put, PutAll, Revision, WatchEvent,
 };
 
 /// A stream of watch events. Events arrive in revision order, each exactly once; an `Err`
@@ -71,8 +71,31 @@ pub trait Datastore: Send + Sync + 'static {
     /// Creates every key of `kvs` (no lease) in one atomic write, only if none of them
     /// exists: otherwise nothing is written and the error is `Error::AlreadyExists` naming
     /// the first that does (in key order). Returns the new revision, one for all keys; a
-    /// watch sees their events in key order.
-    async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision>;
+    /// watch sees their events in key order. A [`put_all`](Self::put_all) of keys expected
+    /// absent.
+    async fn create_all(&self, mut kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
+        kvs.sort_by(|a, b| a.0.cmp(&b.0));
+        let puts = kvs
+            .into_iter()
+            .map(|(key, value)| Put {
+                key,
+                value,
+                expect: Expect::Absent,
+            })
+            .collect();
+        match self.put_all(puts).await? {
+            PutAll::Written(revision) => Ok(revision),
+            // In key order, as the puts were: the first that exists.
+            PutAll::Refused(current) => Err(crate::Error::AlreadyExists {
+                key: current
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map(|kv| kv.key)
+                    .unwrap_or_default(),
+            }),
+        }
+    }
 
     /// Writes every put (no lease) in one atomic write, only if every key is as its
     /// [`Expect`](crate::Expect) says: otherwise nothing is written and the answer is each

@@ -48,8 +48,9 @@ async fn ipam_for(inv: &Invocation) -> Result<Ipam> {
 /// `calico` plugin as [`assign`] is.
 pub(crate) async fn release(inv: &Invocation, ipam: &Ipam) -> Result<()> {
     let _lock = lock::acquire(&inv.conf.ipam_lock_file).await;
-    let released = ipam.release_by_handle(&handle(inv)).await?;
-    tracing::info!(handle = handle(inv), ?released, "released");
+    let handle = handle(inv);
+    let released = ipam.release_by_handle(&handle).await?;
+    tracing::info!(handle, ?released, "released");
     Ok(())
 }
 

@@ -287,43 +287,6 @@ impl Datastore for EtcdStore {
         }
     }
 
-    async fn create_all(&self, mut kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
-        // In key order: a watch sees one revision's events in the order of the puts.
-        kvs.sort_by(|a, b| a.0.cmp(&b.0));
-        let keys: Vec<String> = kvs.iter().map(|(k, _)| k.clone()).collect();
-        let txn = Txn::new()
-            .when(
-                keys.iter()
-                    .map(|k| Compare::create_revision(k.as_str(), CompareOp::Equal, 0))
-                    .collect::<Vec<_>>(),
-            )
-            .and_then(
-                kvs.into_iter()
-                    .map(|(k, v)| TxnOp::put(k, v, None))
-                    .collect::<Vec<_>>(),
-            )
-            .or_else(
-                keys.iter()
-                    .map(|k| TxnOp::get(k.as_str(), None))
-                    .collect::<Vec<_>>(),
-            );
-        let mut client = self.client.clone();
-        let resp = self.call("create", client.txn(txn)).await?;
-        if resp.succeeded() {
-            return Ok(txn_revision(&resp));
-        }
-        let existing = txn_gets(&resp)?;
-        let key = keys
-            .iter()
-            .zip(&existing)
-            .find(|(_, kv)| kv.is_some())
-            .map_or_else(
-                || keys.first().cloned().unwrap_or_default(),
-                |(k, _)| k.clone(),
-            );
-        Err(Error::AlreadyExists { key })
-    }
-
     async fn put_all(&self, puts: Vec<Put>) -> Result<PutAll> {
         Put::check_distinct(&puts)?;
         let compares: Vec<Compare> = puts

@@ -318,10 +318,6 @@ impl Datastore for LocalStore {
             .await
     }
 
-    async fn create_all(&self, kvs: Vec<(String, Vec<u8>)>) -> Result<Revision> {
-        self.write(move |c| ops::create_all(c, &kvs)).await
-    }
-
     async fn put_all(&self, puts: Vec<Put>) -> Result<PutAll> {
         Put::check_distinct(&puts)?;
         self.write(move |c| ops::put_all(c, &puts)).await

@@ -297,22 +297,6 @@ pub(super) fn create(
     Ok(rev)
 }
 
-/// Every key of `kvs` at one revision, only if none exists.
-pub(super) fn create_all(c: &Connection, kvs: &[(String, Vec<u8>)]) -> Result<Revision> {
-    let mut kvs: Vec<&(String, Vec<u8>)> = kvs.iter().collect();
-    kvs.sort_by(|a, b| a.0.cmp(&b.0));
-    for (key, _) in &kvs {
-        if get(c, key)?.is_some() {
-            return Err(Error::AlreadyExists { key: key.clone() });
-        }
-    }
-    let rev = next_revision(c)?;
-    for (key, value) in kvs {
-        write_put(c, rev, rev, key, value, None)?;
-    }
-    Ok(rev)
-}
-
 /// Every put at one revision, only if every key is as expected; otherwise each key as it
 /// is, and nothing written.
 pub(super) fn put_all(c: &Connection, puts: &[Put]) -> Result<PutAll> {
