@@ -10,6 +10,7 @@ use tracing::{debug, info};
 
 use crate::client::Ipam;
 use crate::error::{Error, Result};
+use crate::notice::ClaimNotice;
 use crate::store::{self, Retry, Versioned};
 
 /// How a claim of one block ended.
@@ -70,9 +71,17 @@ impl Ipam {
     /// to `node` (a sibling process won, or a crash left it) is ours too.
     pub(crate) async fn claim_block(&self, node: &str, cidr: &IpNet) -> Result<Claim> {
         let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
-        match self.ds.create_all(affine_block(node, cidr, &block)?).await {
+        let writes = affine_block(node, cidr, &block)?;
+        // Kept for the notice only when someone listens.
+        let noticed = self.claims.as_ref().map(|_| writes.clone());
+        match self.ds.create_all(writes).await {
             Ok(revision) => {
                 info!(node, block = %cidr, "claimed block");
+                if let (Some(observer), Some(writes)) = (&self.claims, noticed)
+                    && let Some(notice) = ClaimNotice::of(revision, &writes)
+                {
+                    observer.claimed(&notice);
+                }
                 return Ok(Claim::Ours(Some(Versioned {
                     value: block,
                     revision,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::block;
 use crate::error::{Error, Result};
+use crate::notice::ClaimObserver;
 use crate::pool::Pool;
 use crate::store::{self, Retry};
 
@@ -20,6 +21,8 @@ use crate::store::{self, Retry};
 #[derive(Clone)]
 pub struct Ipam {
     pub(crate) ds: Arc<dyn Datastore>,
+    /// Told of each block claim committed in one write (the CNI plugin tells its agent).
+    pub(crate) claims: Option<Arc<dyn ClaimObserver>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -39,7 +42,15 @@ struct NodeMetadata {
 impl Ipam {
     /// IPAM over `ds`.
     pub fn new(ds: Arc<dyn Datastore>) -> Ipam {
-        Ipam { ds }
+        Ipam { ds, claims: None }
+    }
+
+    /// The same IPAM, telling `observer` of every block it claims in one write.
+    pub fn with_claim_observer(self, observer: Arc<dyn ClaimObserver>) -> Ipam {
+        Ipam {
+            claims: Some(observer),
+            ..self
+        }
     }
 
     /// The datastore this IPAM works on.

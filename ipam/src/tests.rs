@@ -113,6 +113,51 @@ async fn a_fresh_block_is_claimed_in_one_write_with_its_affinity() -> TestResult
     Ok(())
 }
 
+/// Keeps every claim notice it is told of.
+#[derive(Default)]
+struct Notices(std::sync::Mutex<Vec<crate::ClaimNotice>>);
+
+impl crate::ClaimObserver for Notices {
+    fn claimed(&self, notice: &crate::ClaimNotice) {
+        self.0.lock().expect("lock").push(notice.clone());
+    }
+}
+
+#[tokio::test]
+async fn a_claim_notice_says_what_the_claim_stored_and_at_which_revision() -> TestResult {
+    let (ds, ipam) = setup("10.66.0.0/16", 26).await;
+    let notices = Arc::new(Notices::default());
+    let ipam = ipam.with_claim_observer(notices.clone());
+    one(&ipam, "net.c1", "node1").await?;
+    one(&ipam, "net.c2", "node1").await?;
+    let block = ipam.affine_blocks("node1").await?[0];
+    let told = notices.0.lock().expect("lock").clone();
+    assert_eq!(
+        told.len(),
+        1,
+        "one claim, one notice (the second address claims nothing)"
+    );
+    let aff = ds
+        .get(&keys::affinity("node1", &block))
+        .await?
+        .ok_or("affinity")?;
+    assert_eq!(told[0].revision, aff.mod_revision);
+    let keys: BTreeSet<&str> = told[0].writes.iter().map(|w| w.key.as_str()).collect();
+    let block_key = keys::block(&block);
+    let affinity_key = keys::affinity("node1", &block);
+    assert_eq!(
+        keys,
+        BTreeSet::from([block_key.as_str(), affinity_key.as_str()])
+    );
+    let affinity = told[0]
+        .writes
+        .iter()
+        .find(|w| w.key == affinity_key)
+        .ok_or("affinity written")?;
+    assert_eq!(affinity.value.as_bytes(), aff.value.as_slice());
+    Ok(())
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_claim_reported_failed_after_it_was_saved_is_read_back_and_kept() -> TestResult {
     let (store, ipam) = faulty_pool().await;
