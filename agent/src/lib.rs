@@ -9,6 +9,7 @@ pub mod flannel;
 pub mod liveness;
 pub mod local;
 pub mod maps;
+pub mod previews;
 pub mod run;
 pub mod startup;
 pub mod state;

@@ -27,7 +27,7 @@ use crate::state::ClusterState;
 use crate::syncer::{self, SyncStatus};
 use crate::tasks::dataplane::{DataplaneMetrics, DataplaneStatus, DataplaneTask};
 use crate::tasks::supervisor::Supervisor;
-use crate::tasks::{bgp, blockgc, health, leakgc, status, tunnels};
+use crate::tasks::{bgp, blockgc, claims, health, leakgc, status, tunnels};
 
 /// How long start-up waits for the datastore before giving up (a supervisor restarts us).
 const DATASTORE_WAIT: Duration = Duration::from_secs(60);
@@ -147,15 +147,33 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
 
     let (state_tx, state_rx) = watch::channel(Arc::new(ClusterState::default()));
     let (sync_tx, sync_rx) = watch::channel(SyncStatus::WaitingForDatastore);
+    let (notices_tx, notices_rx) = tokio::sync::mpsc::channel(claims::QUEUE);
     tasks.spawn(
         "syncer",
         syncer::run(
             store.clone(),
             state_tx,
             sync_tx,
+            notices_rx,
             liveness.heartbeat("syncer"),
         ),
     );
+    // The CNI plugin's claims, told at once (flannel's IPAM claims no Calico blocks).
+    if backend != Backend::Flannel {
+        let path = cfg.run_dir.join(ipam::notice::CLAIMS_SOCKET);
+        let socket = claims::bind(&path)
+            .with_context(|| format!("binding the claims socket {}", path.display()))?;
+        tasks.spawn(
+            "claims",
+            claims::serve(
+                socket,
+                path,
+                name.clone(),
+                notices_tx,
+                liveness.heartbeat("claims"),
+            ),
+        );
+    }
 
     let (learned_tx, learned_rx) = watch::channel(Arc::new(LearnedRoutes::new()));
     let (peers_tx, peers_rx) = watch::channel(bgp::BgpStatus::default());

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datastore::{Datastore, WatchEvent};
-use tokio::sync::watch;
+use ipam::ClaimNotice;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::liveness::Heartbeat;
+use crate::previews::Previews;
 use crate::state::ClusterState;
 
 /// Prefix the syncer follows.
@@ -39,11 +41,18 @@ pub async fn run(
     store: Arc<dyn Datastore>,
     tx: watch::Sender<Arc<ClusterState>>,
     status: watch::Sender<SyncStatus>,
+    mut notices: mpsc::Receiver<ClaimNotice>,
     mut heartbeat: Heartbeat,
 ) {
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     loop {
-        match follow(&*store, &tx, &status, &mut heartbeat, &mut backoff).await {
+        let inputs = Inputs {
+            store: &*store,
+            tx: &tx,
+            status: &status,
+            notices: &mut notices,
+        };
+        match follow(inputs, &mut heartbeat, &mut backoff).await {
             Ok(()) => return,
             Err(e) => {
                 let wait = backoff.next_wait();
@@ -70,12 +79,16 @@ const WATCH_HEALTHY_AFTER: Duration = Duration::from_secs(10);
 /// healthy the back-off starts again from the beginning: an outage long ago does not slow
 /// the next relist.
 async fn follow(
-    store: &dyn Datastore,
-    tx: &watch::Sender<Arc<ClusterState>>,
-    status: &watch::Sender<SyncStatus>,
+    inputs: Inputs<'_>,
     heartbeat: &mut Heartbeat,
     backoff: &mut Backoff,
 ) -> datastore::Result<()> {
+    let Inputs {
+        store,
+        tx,
+        status,
+        notices,
+    } = inputs;
     let listing = store.list(SYNC_PREFIX).await?;
     let state = ClusterState::from_listing(&listing.items, listing.revision);
     let mut watch = store.watch(SYNC_PREFIX, listing.revision + 1).await?;
@@ -88,9 +101,14 @@ async fn follow(
     let _ = status.send(SyncStatus::InSync);
     let watching_since = Instant::now();
     let mut proved = false;
+    let mut previews = Previews::default();
     loop {
         let first = tokio::select! {
             next = watch.next() => next,
+            Some(notice) = notices.recv() => {
+                tx.send_if_modified(|current| previews.offer(Arc::make_mut(current), &notice));
+                continue;
+            }
             () = heartbeat.tick() => {
                 if !proved && watching_since.elapsed() >= WATCH_HEALTHY_AFTER {
                     proved = true;
@@ -125,11 +143,55 @@ async fn follow(
             let state = Arc::make_mut(current);
             let mut changed = false;
             for event in burst {
-                changed |= apply(state, event);
+                state.revision = state.revision.max(event.revision());
+                if previews.admits(&event) {
+                    changed |= apply(state, event);
+                }
             }
             changed
         });
+        let overdue = previews.overdue(tx.borrow().revision);
+        for key in overdue {
+            reread(store, tx, &mut previews, &key).await?;
+        }
     }
+}
+
+/// What [`follow`] works with.
+struct Inputs<'a> {
+    store: &'a dyn Datastore,
+    tx: &'a watch::Sender<Arc<ClusterState>>,
+    status: &'a watch::Sender<SyncStatus>,
+    notices: &'a mut mpsc::Receiver<ClaimNotice>,
+}
+
+/// Reads `key` again after a wrong claim notice, and puts what the datastore holds in the
+/// state (held as a preview when the read is ahead of the watch).
+async fn reread(
+    store: &dyn Datastore,
+    tx: &watch::Sender<Arc<ClusterState>>,
+    previews: &mut Previews,
+    key: &str,
+) -> datastore::Result<()> {
+    let read = store.get(key).await?;
+    warn!(
+        key,
+        found = read.is_some(),
+        "a claim notice named a write the watch never delivered; read the key again"
+    );
+    tx.send_if_modified(|current| {
+        let state = Arc::make_mut(current);
+        match &read {
+            Some(kv) => {
+                if kv.mod_revision > state.revision {
+                    previews.hold(key, kv.mod_revision);
+                }
+                state.put(key, &kv.value)
+            }
+            None => state.delete(key),
+        }
+    });
+    Ok(())
 }
 
 /// Applies one event; true when the state changed.
@@ -180,6 +242,17 @@ mod tests {
         failing_lists: AtomicUsize,
         lists: Mutex<Vec<Instant>>,
         cut: Arc<Notify>,
+        /// While false, watch events are held back (a watch whose turn has not come).
+        delivering: Arc<watch::Sender<bool>>,
+    }
+
+    impl FlakyStore {
+        fn delivering() -> FlakyStore {
+            FlakyStore {
+                delivering: Arc::new(watch::channel(true).0),
+                ..FlakyStore::default()
+            }
+        }
     }
 
     #[async_trait]
@@ -225,12 +298,19 @@ mod tests {
             let mut inner = self.inner.watch(prefix, from).await?;
             let (tx, rx) = mpsc::channel(16);
             let cut = self.cut.clone();
+            let mut delivering = self.delivering.subscribe();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         () = cut.notified() => return,
                         e = inner.next() => match e {
-                            Some(e) => if tx.send(e).await.is_err() { return },
+                            Some(e) => {
+                                if delivering.wait_for(|open| *open).await.is_err()
+                                    || tx.send(e).await.is_err()
+                                {
+                                    return;
+                                }
+                            }
                             None => return,
                         },
                     }
@@ -259,7 +339,8 @@ mod tests {
         let (tx, _rx) = watch::channel(Arc::new(ClusterState::default()));
         let (status_tx, mut status) = watch::channel(SyncStatus::WaitingForDatastore);
         let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
-        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, heartbeat));
+        let (_notices, notices) = mpsc::channel(1);
+        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, notices, heartbeat));
         // Eight failed listings grow the back-off to its maximum, the ninth succeeds.
         while *status.borrow_and_update() != SyncStatus::InSync {
             status.changed().await.expect("syncer runs");
@@ -293,7 +374,8 @@ mod tests {
         let (tx, _rx) = watch::channel(Arc::new(ClusterState::default()));
         let (status_tx, _status) = watch::channel(SyncStatus::WaitingForDatastore);
         let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
-        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, heartbeat));
+        let (_notices, notices) = mpsc::channel(1);
+        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, notices, heartbeat));
         // Every watch is cut a moment after its listing.
         let mut seen = 0;
         while seen < 6 {
@@ -311,5 +393,125 @@ mod tests {
             waits.windows(2).all(|w| w[1] >= w[0]) && waits[4] >= FIRST_BACKOFF * 8,
             "relists {waits:?} apart: the back-off started over after each one"
         );
+    }
+
+    /// Passes each notice of a claim to the syncer, as the claims socket does.
+    struct ToSyncer(mpsc::Sender<ClaimNotice>);
+
+    impl ipam::ClaimObserver for ToSyncer {
+        fn claimed(&self, notice: &ClaimNotice) {
+            self.0.try_send(notice.clone()).expect("syncer queue");
+        }
+    }
+
+    /// Waits for a published state that satisfies `ok`.
+    async fn published(
+        rx: &mut watch::Receiver<Arc<ClusterState>>,
+        ok: impl Fn(&ClusterState) -> bool,
+    ) -> Arc<ClusterState> {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let state = rx.borrow_and_update().clone();
+                if ok(&state) {
+                    return state;
+                }
+                rx.changed().await.expect("syncer runs");
+            }
+        })
+        .await
+        .expect("the state never got there")
+    }
+
+    /// A syncer over `store` with a notice channel, in sync with an IP pool.
+    async fn syncing(
+        store: &Arc<FlakyStore>,
+    ) -> (
+        watch::Receiver<Arc<ClusterState>>,
+        mpsc::Sender<ClaimNotice>,
+    ) {
+        let pool = serde_json::json!({"apiVersion":"projectcalico.org/v3","kind":"IPPool",
+            "metadata":{"name":"p"},"spec":{"cidr":"10.65.0.0/16","blockSize":26}});
+        store
+            .create(
+                &datastore::keys::resource("ippools", "p"),
+                pool.to_string().into_bytes(),
+                None,
+            )
+            .await
+            .expect("pool");
+        let (tx, mut rx) = watch::channel(Arc::new(ClusterState::default()));
+        let (status_tx, _status) = watch::channel(SyncStatus::WaitingForDatastore);
+        let (notices_tx, notices) = mpsc::channel(8);
+        let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
+        tokio::spawn(run(store.clone(), tx, status_tx, notices, heartbeat));
+        published(&mut rx, |s| !s.pools.is_empty()).await;
+        (rx, notices_tx)
+    }
+
+    #[tokio::test]
+    async fn a_claim_notice_routes_the_block_before_the_watch_brings_it_and_the_watch_has_the_last_word()
+     {
+        let store = Arc::new(FlakyStore::delivering());
+        let (mut rx, notices) = syncing(&store).await;
+        let ipam = ipam::Ipam::new(store.clone()).with_claim_observer(Arc::new(ToSyncer(notices)));
+        store.delivering.send_replace(false);
+        let held_at = rx.borrow().revision;
+        ipam.auto_assign(&ipam::AutoAssignArgs::one("h1", "node1"))
+            .await
+            .expect("assigned");
+        let early = published(&mut rx, |s| s.confirmed_blocks_of("node1").count() == 1).await;
+        assert_eq!(
+            early.revision, held_at,
+            "the watch delivered nothing meanwhile"
+        );
+
+        store.delivering.send_replace(true);
+        let now = store.revision().await.expect("revision");
+        let caught_up = published(&mut rx, |s| s.revision == now).await;
+        let truth =
+            ClusterState::from_listing(&store.list(SYNC_PREFIX).await.expect("list").items, now);
+        assert_eq!(
+            caught_up.blocks, truth.blocks,
+            "the allocation after the claim is there too"
+        );
+        assert_eq!(caught_up.affinities, truth.affinities);
+    }
+
+    #[tokio::test]
+    async fn a_notice_of_a_write_that_never_happened_is_undone_once_the_watch_passes_it() {
+        let store = Arc::new(FlakyStore::delivering());
+        let (mut rx, notices) = syncing(&store).await;
+        store.delivering.send_replace(false);
+        let next = store.revision().await.expect("revision") + 1;
+        let block: ipnet::IpNet = "10.65.0.0/26".parse().expect("cidr");
+        let stored = datastore::model::ipam::AllocationBlock::new(block, Some("node1"), None);
+        let bogus = ClaimNotice::of(
+            next,
+            &[
+                (
+                    datastore::keys::affinity("node1", &block),
+                    br#"{"state":"confirmed","deleted":false}"#.to_vec(),
+                ),
+                (
+                    datastore::keys::block(&block),
+                    serde_json::to_vec(&stored).expect("json"),
+                ),
+            ],
+        )
+        .expect("utf-8");
+        notices.send(bogus).await.expect("syncer");
+        published(&mut rx, |s| s.confirmed_blocks_of("node1").count() == 1).await;
+        // Something else is written at that revision; the watch brings it, not the claim.
+        store
+            .create(
+                "/calico/resources/v3/projectcalico.org/nodes/node2",
+                b"{}".to_vec(),
+                None,
+            )
+            .await
+            .expect("write");
+        store.delivering.send_replace(true);
+        let state = published(&mut rx, |s| s.revision >= next && s.blocks.is_empty()).await;
+        assert!(state.affinities.is_empty(), "{:?}", state.affinities);
     }
 }

@@ -29,6 +29,7 @@
 pub mod bfd_link;
 pub mod bgp;
 pub mod blockgc;
+pub mod claims;
 pub mod dataplane;
 pub mod handlegc;
 pub mod health;
@@ -37,6 +38,7 @@ pub mod status;
 pub mod supervisor;
 pub mod tunnels;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -120,5 +122,26 @@ pub async fn state_changed_from<T: PartialEq>(
 pub async fn changed_or_pending<T>(rx: &mut watch::Receiver<T>) {
     if rx.changed().await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+/// Makes way for a socket at `path`: its directory made, a stale socket left by a crashed
+/// agent removed.
+pub(crate) fn clear_socket_path(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Removes a socket file when the task serving it ends.
+pub(crate) struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

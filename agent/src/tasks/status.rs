@@ -24,14 +24,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Binds the status socket (replacing a stale one left by a crashed agent), mode 0660.
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    super::clear_socket_path(path)?;
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
     Ok(listener)
@@ -52,7 +45,7 @@ pub async fn serve(
     liveness: Liveness,
     mut heartbeat: Heartbeat,
 ) {
-    let _cleanup = RemoveOnDrop(path);
+    let _cleanup = super::RemoveOnDrop(path);
     let mut backoff = Backoff::new(ACCEPT_BACKOFF, MAX_ACCEPT_BACKOFF);
     loop {
         let accepted = tokio::select! {
@@ -88,14 +81,6 @@ pub async fn serve(
             }
             let _ = stream.shutdown().await;
         });
-    }
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 
