@@ -16,6 +16,8 @@ use crate::version;
 pub const DEFAULT_MTU_FILE: &str = "/var/lib/calico/mtu";
 /// Where calico-node writes its node name (Calico's default `nodename_file`).
 pub const DEFAULT_NODENAME_FILE: &str = "/var/lib/calico/nodename";
+/// calico-node's claims socket under the default `CALICO_RUN_DIR` ([`ipam::notice`]).
+pub const DEFAULT_CLAIMS_SOCKET: &str = "/var/run/calico/calico-node-claims.sock";
 /// The MTU when neither the config nor the MTU file sets one.
 pub const DEFAULT_MTU: u32 = 1500;
 
@@ -118,6 +120,10 @@ pub struct NetConf {
     /// The host-wide IPAM lock file (default `/var/run/calico/ipam.lock`).
     #[serde(default)]
     pub ipam_lock_file: String,
+    /// Where this node's calico-node hears of the blocks the plugin claims (default
+    /// [`DEFAULT_CLAIMS_SOCKET`]; calico-rs only).
+    #[serde(default)]
+    pub claims_socket: String,
     #[serde(default)]
     pub log_level: String,
     #[serde(default)]
@@ -184,6 +190,15 @@ impl NetConf {
         }
         conf.ipam.families()?;
         Ok(conf)
+    }
+
+    /// The claims socket in effect.
+    pub fn claims_socket(&self) -> &str {
+        if self.claims_socket.is_empty() {
+            DEFAULT_CLAIMS_SOCKET
+        } else {
+            &self.claims_socket
+        }
     }
 
     /// The datastore type in effect (`etcdv3` when unset, as Calico).

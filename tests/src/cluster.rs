@@ -557,6 +557,7 @@ impl Cluster {
         conf.mtu = 0;
         conf.mtu_file = Some(self.nodes[i].mtu_file.clone());
         conf.ipam_lock_file = Some(self.nodes[i].run_dir.join("ipam.lock"));
+        conf.claims_socket = Some(self.nodes[i].run_dir.join(ipam::notice::CLAIMS_SOCKET));
         conf.assign_ipv6 = self.dual_stack;
         conf
     }

@@ -68,6 +68,9 @@ pub struct CalicoConf {
     /// The host-wide IPAM lock file; `None` = the plugin's default
     /// (`/var/run/calico/ipam.lock`). Give each lab node its own.
     pub ipam_lock_file: Option<PathBuf>,
+    /// calico-node's claims socket; `None` = the plugin's default
+    /// (`/var/run/calico/calico-node-claims.sock`). Give each lab node its own.
+    pub claims_socket: Option<PathBuf>,
 }
 
 impl CalicoConf {
@@ -85,6 +88,7 @@ impl CalicoConf {
             assign_ipv6: false,
             log_level: "warn".to_string(),
             ipam_lock_file: None,
+            claims_socket: None,
         }
     }
 
@@ -114,6 +118,9 @@ impl CalicoConf {
         }
         if let Some(f) = &self.ipam_lock_file {
             v["ipam_lock_file"] = json!(f);
+        }
+        if let Some(f) = &self.claims_socket {
+            v["claims_socket"] = json!(f);
         }
         if !self.ipv4_pools.is_empty() {
             v["ipam"]["ipv4_pools"] = json!(self.ipv4_pools);

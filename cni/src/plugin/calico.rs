@@ -72,7 +72,7 @@ impl<'a> AddressSource<'a> {
     async fn allocate(self, inv: &Invocation, ds: &Arc<dyn Datastore>) -> Result<CniResult> {
         match self {
             AddressSource::InProcess => {
-                let ipam = Ipam::new(ds.clone());
+                let ipam = calico_ipam::claiming(inv, ds.clone());
                 bounded("assigning an address", calico_ipam::assign(inv, &ipam)).await
             }
             AddressSource::Plugin(ipam) => Ok(delegate::exec(ipam, "ADD", &inv.stdin, &inv.env)

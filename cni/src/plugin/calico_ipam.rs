@@ -6,8 +6,10 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use datastore::Datastore;
 use datastore::model::IpFamily;
 use datastore::model::ipam::attr;
 use ipam::{AllowedUse, AutoAssignArgs, Ipam};
@@ -41,7 +43,14 @@ pub async fn bounded<T>(what: &str, fut: impl Future<Output = Result<T>>) -> Res
 pub struct CalicoIpamPlugin;
 
 async fn ipam_for(inv: &Invocation) -> Result<Ipam> {
-    Ok(Ipam::new(store::connect(&inv.conf).await?))
+    Ok(claiming(inv, store::connect(&inv.conf).await?))
+}
+
+/// IPAM on `ds` that tells this node's calico-node of each block it claims, so the block
+/// is routed and advertised without waiting for the agent's turn in the watch.
+pub(crate) fn claiming(inv: &Invocation, ds: Arc<dyn Datastore>) -> Ipam {
+    let notifier = ipam::SocketNotifier::new(inv.conf.claims_socket());
+    Ipam::new(ds).with_claim_observer(Arc::new(notifier))
 }
 
 /// The DEL on a connected store whose lock the caller has read; run in process by the
