@@ -143,9 +143,11 @@ async fn follow(
             let state = Arc::make_mut(current);
             let mut changed = false;
             for event in burst {
-                state.revision = state.revision.max(event.revision());
                 if previews.admits(&event) {
                     changed |= apply(state, event);
+                } else {
+                    // Older than a preview of its key: passed over, its revision kept.
+                    state.revision = state.revision.max(event.revision());
                 }
             }
             changed
@@ -242,17 +244,8 @@ mod tests {
         failing_lists: AtomicUsize,
         lists: Mutex<Vec<Instant>>,
         cut: Arc<Notify>,
-        /// While false, watch events are held back (a watch whose turn has not come).
-        delivering: Arc<watch::Sender<bool>>,
-    }
-
-    impl FlakyStore {
-        fn delivering() -> FlakyStore {
-            FlakyStore {
-                delivering: Arc::new(watch::channel(true).0),
-                ..FlakyStore::default()
-            }
-        }
+        /// While true, watch events are held back (a watch whose turn has not come).
+        holding: Arc<watch::Sender<bool>>,
     }
 
     #[async_trait]
@@ -298,14 +291,14 @@ mod tests {
             let mut inner = self.inner.watch(prefix, from).await?;
             let (tx, rx) = mpsc::channel(16);
             let cut = self.cut.clone();
-            let mut delivering = self.delivering.subscribe();
+            let mut holding = self.holding.subscribe();
             tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         () = cut.notified() => return,
                         e = inner.next() => match e {
                             Some(e) => {
-                                if delivering.wait_for(|open| *open).await.is_err()
+                                if holding.wait_for(|held| !*held).await.is_err()
                                     || tx.send(e).await.is_err()
                                 {
                                     return;
@@ -451,10 +444,10 @@ mod tests {
     #[tokio::test]
     async fn a_claim_notice_routes_the_block_before_the_watch_brings_it_and_the_watch_has_the_last_word()
      {
-        let store = Arc::new(FlakyStore::delivering());
+        let store = Arc::new(FlakyStore::default());
         let (mut rx, notices) = syncing(&store).await;
         let ipam = ipam::Ipam::new(store.clone()).with_claim_observer(Arc::new(ToSyncer(notices)));
-        store.delivering.send_replace(false);
+        store.holding.send_replace(true);
         let held_at = rx.borrow().revision;
         ipam.auto_assign(&ipam::AutoAssignArgs::one("h1", "node1"))
             .await
@@ -465,7 +458,7 @@ mod tests {
             "the watch delivered nothing meanwhile"
         );
 
-        store.delivering.send_replace(true);
+        store.holding.send_replace(false);
         let now = store.revision().await.expect("revision");
         let caught_up = published(&mut rx, |s| s.revision == now).await;
         let truth =
@@ -479,9 +472,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_notice_of_a_write_that_never_happened_is_undone_once_the_watch_passes_it() {
-        let store = Arc::new(FlakyStore::delivering());
+        let store = Arc::new(FlakyStore::default());
         let (mut rx, notices) = syncing(&store).await;
-        store.delivering.send_replace(false);
+        store.holding.send_replace(true);
         let next = store.revision().await.expect("revision") + 1;
         let block: ipnet::IpNet = "10.65.0.0/26".parse().expect("cidr");
         let stored = datastore::model::ipam::AllocationBlock::new(block, Some("node1"), None);
@@ -510,7 +503,7 @@ mod tests {
             )
             .await
             .expect("write");
-        store.delivering.send_replace(true);
+        store.holding.send_replace(false);
         let state = published(&mut rx, |s| s.revision >= next && s.blocks.is_empty()).await;
         assert!(state.affinities.is_empty(), "{:?}", state.affinities);
     }
