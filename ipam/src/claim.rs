@@ -76,12 +76,13 @@ impl Ipam {
         let noticed = self.claims.as_ref().map(|_| writes.clone());
         match self.ds.create_all(writes).await {
             Ok(revision) => {
-                info!(node, block = %cidr, "claimed block");
+                // First: the agent's watch is racing the notice.
                 if let (Some(observer), Some(writes)) = (&self.claims, noticed)
                     && let Some(notice) = ClaimNotice::of(revision, &writes)
                 {
                     observer.claimed(&notice);
                 }
+                info!(node, block = %cidr, "claimed block");
                 return Ok(Claim::Ours(Some(Versioned {
                     value: block,
                     revision,
