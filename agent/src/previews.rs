@@ -26,11 +26,7 @@ pub fn vet(notice: &ClaimNotice, node: &str) -> Result<(), String> {
             }
             continue;
         }
-        let cidr = write
-            .key
-            .strip_prefix(keys::BLOCKS_PREFIX)
-            .and_then(|rest| rest.rsplit('/').next())
-            .and_then(keys::cidr_from_key_part)
+        let cidr = keys::parse_block(&write.key)
             .filter(|cidr| keys::block(cidr) == write.key)
             .ok_or_else(|| format!("{}: neither a block nor an affinity", write.key))?;
         let block: AllocationBlock = serde_json::from_str(&write.value)
@@ -85,16 +81,15 @@ impl Previews {
     /// The previewed keys the watch has passed without delivering (the state is at
     /// `revision`): their notices were wrong, they are to be read again.
     pub fn overdue(&mut self, revision: Revision) -> Vec<String> {
-        let keys: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, previewed)| **previewed <= revision)
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &keys {
-            self.pending.remove(key);
-        }
-        keys
+        let mut passed = Vec::new();
+        self.pending.retain(|key, previewed| {
+            let held = *previewed > revision;
+            if !held {
+                passed.push(key.clone());
+            }
+            held
+        });
+        passed
     }
 }
 
@@ -149,6 +144,14 @@ mod tests {
         }
     }
 
+    /// A state at revision 10 with the claim of revision 12 previewed.
+    fn previewed() -> (ClusterState, Previews) {
+        let mut state = state_at(10);
+        let mut previews = Previews::default();
+        previews.offer(&mut state, &claim(12));
+        (state, previews)
+    }
+
     #[test]
     fn a_notice_ahead_of_the_watch_makes_the_block_this_nodes_at_once() {
         let mut state = state_at(10);
@@ -175,9 +178,7 @@ mod tests {
 
     #[test]
     fn older_events_do_not_take_a_previewed_key_back_and_the_watchs_own_event_ends_it() {
-        let mut state = state_at(10);
-        let mut previews = Previews::default();
-        previews.offer(&mut state, &claim(12));
+        let (_, mut previews) = previewed();
         let affinity = keys::affinity(NODE, &cidr());
         let older = WatchEvent::Delete {
             key: affinity.clone(),
@@ -200,9 +201,7 @@ mod tests {
 
     #[test]
     fn a_preview_is_not_overdue_before_the_watch_reaches_its_revision() {
-        let mut state = state_at(10);
-        let mut previews = Previews::default();
-        previews.offer(&mut state, &claim(12));
+        let (_, mut previews) = previewed();
         assert!(previews.overdue(11).is_empty());
         assert_eq!(previews.overdue(12).len(), 2);
     }

@@ -158,8 +158,8 @@ fn classify(key: &str) -> KeyKind<'_> {
         if let Some((plural, name)) = rest.split_once('/') {
             return KeyKind::Resource { plural, name };
         }
-    } else if let Some(rest) = key.strip_prefix(keys::BLOCKS_PREFIX) {
-        if let Some(cidr) = rest.rsplit('/').next().and_then(keys::cidr_from_key_part) {
+    } else if key.starts_with(keys::BLOCKS_PREFIX) {
+        if let Some(cidr) = keys::parse_block(key) {
             return KeyKind::Block(cidr);
         }
     } else if let Some((node, cidr)) = keys::parse_affinity(key) {

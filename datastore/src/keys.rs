@@ -68,6 +68,12 @@ pub fn block(cidr: &IpNet) -> String {
     )
 }
 
+/// The CIDR a key under [`BLOCKS_PREFIX`] names (its last segment).
+pub fn parse_block(key: &str) -> Option<IpNet> {
+    let rest = key.strip_prefix(BLOCKS_PREFIX)?;
+    cidr_from_key_part(rest.rsplit('/').next()?)
+}
+
 /// `/calico/ipam/v2/host/` : every affinity of every host.
 pub fn affinities_prefix() -> String {
     AFFINITIES_PREFIX.to_string()
@@ -158,6 +164,9 @@ mod tests {
             assert_eq!(cidr_from_key_part(bad), None, "{bad}");
         }
         assert!(block(&"10.0.0.0/26".parse().expect("cidr")).starts_with(BLOCKS_PREFIX));
+        let v6: IpNet = "fd00::/122".parse().expect("cidr");
+        assert_eq!(parse_block(&block(&v6)), Some(v6));
+        assert_eq!(parse_block(&affinity("n1", &v6)), None);
         assert!(
             affinity("n1", &"10.0.0.0/26".parse().expect("cidr")).starts_with(AFFINITIES_PREFIX)
         );
