@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::block::{self, AssignOrdinalError, BlockOrder};
-use crate::claim::Claim;
+use crate::claim::{Claim, ClaimedBlock, FirstTake};
 use crate::client::{Ipam, valid_key_segment};
 use crate::error::{Error, Result};
 use crate::handle;
@@ -23,9 +23,13 @@ use crate::pool::{AllowedUse, Pool, candidate_pools};
 use crate::store::{self, ReadBack, Retry, Versioned};
 
 /// How a search for a new block ended.
-enum NewBlock {
-    /// A block was claimed for the node (as this call wrote it, when it did).
-    Claimed(Option<Versioned<AllocationBlock>>),
+enum NewBlock<'p> {
+    /// A block of `pool` was claimed for the node (as this call wrote it, with the
+    /// addresses taken in it, when it did).
+    Claimed {
+        pool: &'p Pool,
+        written: Option<Box<ClaimedBlock>>,
+    },
     /// Another process of the same node claimed one meanwhile: use it first.
     SiblingClaimed,
     /// Every block of every pool exists.
@@ -271,14 +275,35 @@ impl Ipam {
                 );
                 return Err(Error::BlockLimit);
             }
-            match self.claim_new_block(&args.node, pools, &tried).await? {
-                NewBlock::Claimed(Some(block)) => {
-                    affinities.push((block.value.cidr, AffinityState::Confirmed));
+            let take = FirstTake {
+                num: args.num - got.len(),
+                handle: &args.handle,
+                attrs: &args.attrs,
+            };
+            match self
+                .claim_new_block(&args.node, pools, &tried, take)
+                .await?
+            {
+                NewBlock::Claimed {
+                    pool,
+                    written: Some(claimed),
+                } => {
+                    let cidr = claimed.block.value.cidr;
+                    got.extend(claimed.taken.iter().map(|ip| Assigned {
+                        ip: *ip,
+                        block: cidr,
+                        pool: pool.name.clone(),
+                        borrowed: false,
+                    }));
+                    if got.len() >= args.num {
+                        return Ok(());
+                    }
+                    affinities.push((cidr, AffinityState::Confirmed));
                     affinities.sort_by_key(|(cidr, _)| *cidr);
                     known = Some(affinities);
-                    written = Some(block);
+                    written = Some(claimed.block);
                 }
-                NewBlock::Claimed(None) | NewBlock::SiblingClaimed => {}
+                NewBlock::Claimed { written: None, .. } | NewBlock::SiblingClaimed => {}
                 NewBlock::NoneFree => {
                     debug!(node = args.node, "no free block left in the pools");
                     break;
@@ -362,12 +387,13 @@ impl Ipam {
     /// Gives up the walk when an affinity of the node appeared that the caller has not
     /// tried yet (a sibling process of the same node just claimed a block: use that one
     /// rather than claim another).
-    async fn claim_new_block(
+    async fn claim_new_block<'p>(
         &self,
         node: &str,
-        pools: &[Pool],
+        pools: &'p [Pool],
         tried: &HashSet<IpNet>,
-    ) -> Result<NewBlock> {
+        take: FirstTake<'_>,
+    ) -> Result<NewBlock<'p>> {
         // Blocks first, affinities second (or both at one revision): a sibling's block
         // missing from this listing is either found by the claim (AlreadyExists, ours) or
         // its affinity is in the second.
@@ -383,8 +409,8 @@ impl Ipam {
                 if existing.contains(&cidr) {
                     continue;
                 }
-                match self.claim_block(node, &cidr).await? {
-                    Claim::Ours(written) => return Ok(NewBlock::Claimed(written)),
+                match self.claim_block(node, &cidr, Some(take)).await? {
+                    Claim::Ours(written) => return Ok(NewBlock::Claimed { pool, written }),
                     Claim::Lost => {
                         existing.insert(cidr);
                     }
@@ -506,7 +532,7 @@ impl Ipam {
     }
 
     /// After a block write of unknown outcome: are `ips` allocated to `handle` now?
-    async fn read_back_assigned(
+    pub(crate) async fn read_back_assigned(
         &self,
         cidr: &IpNet,
         ips: &[IpAddr],
@@ -547,7 +573,7 @@ impl Ipam {
                 return Err(Error::InvalidNode(args.node.clone()));
             }
             // Losing the claim is fine: the block exists then, and we allocate from it.
-            self.claim_block(&args.node, &cidr).await?;
+            self.claim_block(&args.node, &cidr, None).await?;
         }
         let taken = self
             .allocate_in_block(

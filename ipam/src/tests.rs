@@ -102,14 +102,16 @@ async fn a_fresh_block_is_claimed_in_one_write_with_its_affinity() -> TestResult
         .await?
         .ok_or("affinity")?;
     let stored = ds.get(&keys::block(&block)).await?.ok_or("block")?;
-    // Affinity and block born at one revision; the allocation (and its handle) follow.
-    assert_eq!(aff.create_revision, stored.create_revision);
-    assert_eq!(aff.mod_revision, aff.create_revision, "never rewritten");
+    let handle = ds.get(&keys::handle("net.c1")).await?.ok_or("handle")?;
+    // Affinity, block (holding the address) and handle born at one revision, the claim's
+    // only write.
     assert_eq!(aff.create_revision, before + 1, "the claim's first write");
-    assert!(
-        stored.mod_revision > stored.create_revision,
-        "then {ip} allocated"
-    );
+    for kv in [&aff, &stored, &handle] {
+        assert_eq!(kv.create_revision, aff.create_revision, "{}", kv.key);
+        assert_eq!(kv.mod_revision, kv.create_revision, "{} rewritten", kv.key);
+    }
+    assert_eq!(ds.revision().await?, before + 1, "a second write");
+    assert_eq!(ipam.ips_by_handle("net.c1").await?, vec![ip]);
     Ok(())
 }
 
@@ -161,11 +163,69 @@ async fn a_claim_notice_says_what_the_claim_stored_and_at_which_revision() -> Te
 #[tokio::test(start_paused = true)]
 async fn a_claim_reported_failed_after_it_was_saved_is_read_back_and_kept() -> TestResult {
     let (store, ipam) = faulty_pool().await;
+    // The claim with its address is one write (a block among its keys).
+    store
+        .lose_block_update_replies
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let ip = one(&ipam, "net.pod", "node1").await?;
+    assert_one_confirmed_block_holding(&store, &ipam, ip).await?;
+    assert_eq!(
+        ipam.ips_by_handle("net.pod").await?,
+        vec![ip],
+        "taken twice"
+    );
+    let report = ipam.check().await?;
+    assert!(report.missing_handles.is_empty(), "{report:?}");
+    assert!(report.handles_without_ips.is_empty(), "{report:?}");
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_claim_of_unknown_outcome_keeps_the_handle_so_del_frees_the_address() -> TestResult {
+    let (store, ipam) = faulty_pool().await;
+    store
+        .lose_block_update_replies
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    store
+        .reads_failing_after_lost_reply
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let err = one(&ipam, "net.pod", "node1")
+        .await
+        .expect_err("the outcome cannot be known");
+    assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+    // The runtime then DELs the container: the handle finds what the claim took.
+    let freed = ipam.release_by_handle("net.pod").await?;
+    assert_eq!(freed.len(), 1, "the address the claim took is freed");
+    let report = ipam.check().await?;
+    assert!(report.allocations.is_empty(), "{report:?}");
+    assert!(report.handles_without_ips.is_empty(), "{report:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claim_without_an_address_reported_failed_after_it_was_saved_is_kept() -> TestResult {
+    let (store, ipam) = faulty_pool().await;
     store
         .lose_create_all_replies
         .store(1, std::sync::atomic::Ordering::SeqCst);
-    let ip = one(&ipam, "net.pod", "node1").await?;
-    // The one block the lost reply made is the node's, confirmed, holding the address.
+    // A chosen address claims its block first, then allocates.
+    let ip: IpAddr = "10.30.0.70".parse()?;
+    ipam.assign_ip(&AssignIpArgs {
+        ip,
+        handle: "net.pod".into(),
+        attrs: BTreeMap::new(),
+        node: "node1".into(),
+    })
+    .await?;
+    assert_one_confirmed_block_holding(&store, &ipam, ip).await
+}
+
+/// The one block the lost reply made is the node's, confirmed, holding `ip`.
+async fn assert_one_confirmed_block_holding(
+    store: &FaultyStore,
+    ipam: &Ipam,
+    ip: IpAddr,
+) -> TestResult {
     let affine = ipam.affine_blocks("node1").await?;
     assert_eq!(affine.len(), 1, "{affine:?}");
     let block = affine[0];
@@ -762,12 +822,11 @@ impl Datastore for YieldingStore {
     }
 }
 
-/// A claim's own write is used as written: the allocation that follows reads neither the
-/// new block nor the node's affinities again (two round trips of a claiming CNI ADD), and
-/// a pod's new handle is written with the block in one write, without being looked for
-/// first.
+/// A claiming allocation takes its address in the claim's own write: after it nothing is
+/// read or written (neither the new block nor the node's affinities read back, the pod's
+/// new handle not looked for first).
 #[tokio::test]
-async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResult {
+async fn a_new_block_is_claimed_and_allocated_from_in_one_write() -> TestResult {
     let mem = MemoryStore::new();
     add_pool(&mem, "pool1", json!({"cidr":"10.10.0.0/24","blockSize":26})).await;
     let store = YieldingStore::new(mem);
@@ -777,13 +836,16 @@ async fn a_claimed_block_is_allocated_from_without_reading_it_back() -> TestResu
     let block = keys::block(&block_of(&ipam, ip).await);
     let claim = ops
         .iter()
-        .position(|o| o == "create_all")
+        .position(|o| o.starts_with("put_all"))
         .ok_or("no claim")?;
-    let after = &ops[claim + 1..];
+    let after = &ops[claim..];
     assert_eq!(
         after,
-        [format!("put_all {block} /calico/ipam/v2/handle/h1")],
-        "the allocation writes the block and the handle at once, and nothing else"
+        [format!(
+            "put_all {} {block} /calico/ipam/v2/handle/h1",
+            keys::affinity("n1", &block_of(&ipam, ip).await)
+        )],
+        "the claim writes affinity, block and handle at once, and nothing else"
     );
     assert!(
         !ops.contains(&"get /calico/ipam/v2/handle/h1".to_string()),
@@ -1232,7 +1294,7 @@ async fn stuck_pending_deletion_claims_are_repaired() -> TestResult {
     );
     // Empty: the release is finished (block and affinity gone).
     let other: IpNet = "10.50.0.64/26".parse()?;
-    ipam.assign_ip(&crate::AssignIpArgs {
+    ipam.assign_ip(&AssignIpArgs {
         ip: "10.50.0.70".parse()?,
         handle: "net.x".into(),
         attrs: BTreeMap::new(),
