@@ -6,7 +6,7 @@
 //!
 //!     cargo bench -p cni --bench cni_latency
 //!
-//! Every call is a plugin process started with `ip netns exec <node>`, as a runtime on
+//! Every call is a plugin process started inside the node's namespace, as a runtime on
 //! that node would start it, so process start-up is part of every figure, for both.
 
 use std::collections::BTreeMap;

@@ -3,12 +3,14 @@
 //! runs of a plugin inside a node namespace for a pod namespace. Used by the CNI tests, the
 //! CNI benchmark and the demo.
 
+use std::fs::File;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use nix::sched::{CloneFlags, setns};
 use serde_json::{Value, json};
 
 use crate::netns::Netns;
@@ -191,7 +193,7 @@ pub struct Call<'a> {
     pub args: &'a str,
 }
 
-/// Runs a plugin inside `node` (`ip netns exec`), config on stdin, as a runtime does.
+/// Runs a plugin inside `node`, config on stdin, as a runtime does.
 pub fn run(node: &Netns, bin: &CniBin, conf: &str, call: &Call<'_>) -> Result<CniOutput> {
     run_in(Some(node), bin.path(), conf, call)
 }
@@ -236,22 +238,10 @@ pub fn run_killable(
     collect(child).map(Some)
 }
 
-/// Starts the plugin of `call` (`ip netns exec <node>` when given), config on stdin.
-fn spawn_plugin(
-    node: Option<&str>,
-    cni_path: &Path,
-    conf: &str,
-    call: &Call<'_>,
-) -> Result<std::process::Child> {
+/// Starts the plugin of `call` (inside namespace `node` when given), config on stdin.
+fn spawn_plugin(node: Option<&str>, cni_path: &Path, conf: &str, call: &Call<'_>) -> Result<Child> {
     let binary = cni_path.join(call.plugin);
-    let mut cmd = match node {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(&binary);
-            c
-        }
-        None => Command::new(&binary),
-    };
+    let mut cmd = Command::new(&binary);
     cmd.env("CNI_COMMAND", call.command)
         .env("CNI_CONTAINERID", call.container_id)
         .env("CNI_IFNAME", call.ifname)
@@ -264,13 +254,32 @@ fn spawn_plugin(
     if let Some(netns) = call.netns {
         cmd.env("CNI_NETNS", netns);
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut child = match node {
+        Some(ns) => spawn_in(ns, &mut cmd),
+        None => cmd.spawn().map_err(anyhow::Error::from),
+    }
+    .with_context(|| format!("starting {}", binary.display()))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(conf.as_bytes())?;
     }
     Ok(child)
+}
+
+/// Starts `cmd` inside the network namespace `ns`, from a thread that entered it (a child
+/// is born in its parent thread's namespaces): as a runtime on a node starts a plugin, one
+/// process. `ip netns exec` would add a process of its own and a remount of /sys to every
+/// call, 1.2-1.6 ms here, that no runtime pays.
+fn spawn_in(ns: &str, cmd: &mut Command) -> Result<Child> {
+    let ns_file = File::open(format!("/run/netns/{ns}"))
+        .with_context(|| format!("opening namespace {ns}"))?;
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<Child> {
+            setns(&ns_file, CloneFlags::CLONE_NEWNET).map_err(|e| anyhow!("entering {ns}: {e}"))?;
+            Ok(cmd.spawn()?)
+        })
+        .join()
+        .map_err(|_| anyhow!("the thread starting a plugin in {ns} panicked"))?
+    })
 }
 
 /// Waits for a plugin and reads what it printed.
