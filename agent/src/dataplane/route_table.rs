@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ipnet::IpNet;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::delta::DeltaTracker;
 use super::kernel::{Kernel, KernelError, RouteNotice};
@@ -177,7 +177,7 @@ impl RouteTable {
             }
             match kernel.delete_route(&route).await {
                 Ok(()) | Err(KernelError::NotFound(_)) => {
-                    info!(route = %route, "removed route");
+                    debug!(route = %route, "removed route");
                     self.tracker.commit_deletion(&dst);
                     self.unknown_workload_since.remove(&dst);
                     report.removed += 1;
@@ -219,7 +219,7 @@ impl RouteTable {
         for (dst, want, result) in results {
             match result {
                 Ok(()) => {
-                    info!(route = %want, "programmed route");
+                    debug!(route = %want, "programmed route");
                     self.tracker.commit_update(dst, want);
                     report.added += 1;
                 }
