@@ -384,9 +384,12 @@ impl Ipam {
     }
 
     /// Finds a block no one holds, walking each pool in the node's order, and claims it.
-    /// Gives up the walk when an affinity of the node appeared that the caller has not
-    /// tried yet (a sibling process of the same node just claimed a block: use that one
-    /// rather than claim another).
+    /// The first block of the order the node does not hold is claimed blind first: a
+    /// node's blocks sit together and other nodes start elsewhere, so it is usually free,
+    /// and the claim then needs no listing of every block in the cluster (a refused guess
+    /// costs that one write). Otherwise gives up the walk when an affinity of the node
+    /// appeared that the caller has not tried yet (a sibling process of the same node just
+    /// claimed a block, the same guess: use that one rather than claim another).
     async fn claim_new_block<'p>(
         &self,
         node: &str,
@@ -394,6 +397,19 @@ impl Ipam {
         tried: &HashSet<IpNet>,
         take: FirstTake<'_>,
     ) -> Result<NewBlock<'p>> {
+        let guess = pools.first().and_then(|pool| {
+            BlockOrder::new(pool.cidr, pool.block_size, node)
+                .find(|cidr| !tried.contains(cidr))
+                .map(|cidr| (pool, cidr))
+        });
+        if let Some((pool, cidr)) = guess
+            && let Some(claimed) = self.claim_if_free(node, &cidr, take).await?
+        {
+            return Ok(NewBlock::Claimed {
+                pool,
+                written: Some(Box::new(claimed)),
+            });
+        }
         // Blocks first, affinities second (or both at one revision): a sibling's block
         // missing from this listing is either found by the claim (AlreadyExists, ours) or
         // its affinity is in the second.
@@ -409,7 +425,10 @@ impl Ipam {
                 if existing.contains(&cidr) {
                     continue;
                 }
-                match self.claim_block(node, &cidr, Some(take)).await? {
+                // The guess was refused as it is: only the two-phase claim can settle it
+                // (an affinity left without its block).
+                let take = (guess.map(|(_, c)| c) != Some(cidr)).then_some(take);
+                match self.claim_block(node, &cidr, take).await? {
                     Claim::Ours(written) => return Ok(NewBlock::Claimed { pool, written }),
                     Claim::Lost => {
                         existing.insert(cidr);

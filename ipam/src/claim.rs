@@ -100,16 +100,12 @@ impl Ipam {
         cidr: &IpNet,
         take: Option<FirstTake<'_>>,
     ) -> Result<Claim> {
-        let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
-        if let Some(take) = take {
-            let mut filled = block.clone();
-            let taken = block::assign(&mut filled, take.num, Some(take.handle), take.attrs);
-            if !taken.is_empty()
-                && let Some(claimed) = self.claim_taking(node, filled, taken, take.handle).await?
-            {
-                return Ok(Claim::Ours(Some(Box::new(claimed))));
-            }
+        if let Some(take) = take
+            && let Some(claimed) = self.claim_if_free(node, cidr, take).await?
+        {
+            return Ok(Claim::Ours(Some(Box::new(claimed))));
         }
+        let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
         let writes = affine_block(node, cidr, &block)?;
         // Kept for the notice only when someone listens.
         let noticed = self.claims.as_ref().map(|_| writes.clone());
@@ -169,6 +165,23 @@ impl Ipam {
         self.confirm_affinity(node, cidr, ours).await?;
         info!(node, block = %cidr, "claimed block");
         Ok(Claim::Ours(None))
+    }
+
+    /// The one-write claim of `cidr` holding `take`'s addresses, and nothing more: `None`
+    /// when it is not stored (the block or its affinity exists, or a write of unknown
+    /// outcome turned out not applied), for the caller to look at what is there.
+    pub(crate) async fn claim_if_free(
+        &self,
+        node: &str,
+        cidr: &IpNet,
+        take: FirstTake<'_>,
+    ) -> Result<Option<ClaimedBlock>> {
+        let mut block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
+        let taken = block::assign(&mut block, take.num, Some(take.handle), take.attrs);
+        if taken.is_empty() {
+            return Ok(None);
+        }
+        self.claim_taking(node, block, taken, take.handle).await
     }
 
     /// The one-write claim of `block` (holding `taken` for `handle`): affinity, block and

@@ -824,7 +824,8 @@ impl Datastore for YieldingStore {
 
 /// A claiming allocation takes its address in the claim's own write: after it nothing is
 /// read or written (neither the new block nor the node's affinities read back, the pod's
-/// new handle not looked for first).
+/// new handle not looked for first), and before it the cluster's blocks are not listed (the
+/// node's first block is free).
 #[tokio::test]
 async fn a_new_block_is_claimed_and_allocated_from_in_one_write() -> TestResult {
     let mem = MemoryStore::new();
@@ -850,6 +851,46 @@ async fn a_new_block_is_claimed_and_allocated_from_in_one_write() -> TestResult 
     assert!(
         !ops.contains(&"get /calico/ipam/v2/handle/h1".to_string()),
         "the new handle was read first: {ops:?}"
+    );
+    assert!(
+        !ops.contains(&format!("list {}", keys::blocks_prefix())),
+        "the blocks were listed: {ops:?}"
+    );
+    Ok(())
+}
+
+/// The node's first block in its order is another node's: the blind claim of it is
+/// refused, the walk lists the blocks and claims the next, and the other node's block is
+/// left as it was.
+#[tokio::test]
+async fn a_guessed_block_held_by_another_node_is_left_to_it_and_the_next_is_claimed() -> TestResult
+{
+    let mem = MemoryStore::new();
+    add_pool(&mem, "pool1", json!({"cidr":"10.10.0.0/24","blockSize":26})).await;
+    let store = YieldingStore::new(mem);
+    let ipam = Ipam::new(Arc::new(store.clone()));
+    let guess = crate::block::BlockOrder::new(net("10.10.0.0/24"), 26, "n1")
+        .next()
+        .ok_or("no block")?;
+    ipam.assign_ip(&AssignIpArgs {
+        ip: guess.network(),
+        handle: "other-pod".into(),
+        attrs: BTreeMap::new(),
+        node: "other".into(),
+    })
+    .await?;
+    let ip = one(&ipam, "h1", "n1").await?;
+    assert!(!guess.contains(&ip), "{ip} in the other node's {guess}");
+    let n1 = ipam.affine_blocks("n1").await?;
+    assert_eq!(n1.len(), 1, "{n1:?}");
+    assert!(n1[0].contains(&ip));
+    let info = ipam.ip_info(guess.network()).await?.ok_or("allocated")?;
+    assert_eq!(info.block_host.as_deref(), Some("other"));
+    assert!(
+        store
+            .ops()
+            .contains(&format!("list {}", keys::blocks_prefix())),
+        "the refused guess did not lead to the listing"
     );
     Ok(())
 }
