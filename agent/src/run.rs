@@ -152,7 +152,6 @@ pub async fn run(cfg: NodeConfig) -> Result<()> {
         "syncer",
         syncer::run(
             store.clone(),
-            name.clone(),
             state_tx,
             sync_tx,
             notices_rx,

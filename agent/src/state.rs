@@ -32,7 +32,7 @@ pub struct ClusterState {
     /// Keyed by `<namespace>/<name>`.
     pub workloads: BTreeMap<String, WorkloadEndpoint>,
     pub blocks: BTreeMap<IpNet, AllocationBlock>,
-    /// Keyed by (node, block). The agent's syncer keeps only its own node's.
+    /// Keyed by (node, block).
     pub affinities: BTreeMap<(String, IpNet), BlockAffinity>,
     /// The datastore revision this state reflects.
     pub revision: Revision,
@@ -259,11 +259,8 @@ fn put_or_keep<K: Ord, V: PartialEq>(
 }
 
 impl ClusterState {
-    /// Builds the state from a full listing of `/calico/` (or the part of it kept).
-    pub fn from_listing<'a>(
-        items: impl IntoIterator<Item = &'a KeyValue>,
-        revision: Revision,
-    ) -> ClusterState {
+    /// Builds the state from a full listing of `/calico/`.
+    pub fn from_listing(items: &[KeyValue], revision: Revision) -> ClusterState {
         let mut state = ClusterState::default();
         for kv in items {
             state.put(&kv.key, &kv.value);

@@ -1,13 +1,12 @@
 //! The datastore syncer: one list and one ordered watch of `/calico/`, folded into a
-//! [`ClusterState`] that is published after each burst of events. Of the IPAM block
-//! affinities it keeps only this node's ([`concerns_this_node`]). When the datastore is
+//! [`ClusterState`] that is published after each burst of events. When the datastore is
 //! unreachable the last state stays published (the dataplane keeps working) and the
 //! syncer relists with back-off until it is back.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use datastore::{Datastore, WatchEvent, keys};
+use datastore::{Datastore, WatchEvent};
 use ipam::ClaimNotice;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -40,7 +39,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// nobody reads the state any more (the agent is shutting down).
 pub async fn run(
     store: Arc<dyn Datastore>,
-    node: String,
     tx: watch::Sender<Arc<ClusterState>>,
     status: watch::Sender<SyncStatus>,
     mut notices: mpsc::Receiver<ClaimNotice>,
@@ -50,7 +48,6 @@ pub async fn run(
     loop {
         let inputs = Inputs {
             store: &*store,
-            node: &node,
             tx: &tx,
             status: &status,
             notices: &mut notices,
@@ -88,17 +85,12 @@ async fn follow(
 ) -> datastore::Result<()> {
     let Inputs {
         store,
-        node,
         tx,
         status,
         notices,
     } = inputs;
     let listing = store.list(SYNC_PREFIX).await?;
-    let kept = listing
-        .items
-        .iter()
-        .filter(|kv| concerns_this_node(&kv.key, node));
-    let state = ClusterState::from_listing(kept, listing.revision);
+    let state = ClusterState::from_listing(&listing.items, listing.revision);
     let mut watch = store.watch(SYNC_PREFIX, listing.revision + 1).await?;
     info!(
         revision = listing.revision,
@@ -151,11 +143,10 @@ async fn follow(
             let state = Arc::make_mut(current);
             let mut changed = false;
             for event in burst {
-                if concerns_this_node(event.key(), node) && previews.admits(&event) {
+                if previews.admits(&event) {
                     changed |= apply(state, event);
                 } else {
-                    // Another node's affinity, or older than a preview of its key: passed
-                    // over, its revision kept.
+                    // Older than a preview of its key: passed over, its revision kept.
                     state.revision = state.revision.max(event.revision());
                 }
             }
@@ -168,20 +159,9 @@ async fn follow(
     }
 }
 
-/// Whether the state keeps `key`: everything but another node's block affinity. No
-/// calculation reads one (routes and exports go by the blocks, which name their host),
-/// and each claim in the cluster writes its node's affinity twice (pending with the
-/// block, then confirmed): held, the confirmation woke every consumer on every node just
-/// as the claiming node had to announce the block.
-fn concerns_this_node(key: &str, node: &str) -> bool {
-    keys::parse_affinity(key).is_none_or(|(owner, _)| owner == node)
-}
-
 /// What [`follow`] works with.
 struct Inputs<'a> {
     store: &'a dyn Datastore,
-    /// This node's name.
-    node: &'a str,
     tx: &'a watch::Sender<Arc<ClusterState>>,
     status: &'a watch::Sender<SyncStatus>,
     notices: &'a mut mpsc::Receiver<ClaimNotice>,
@@ -255,9 +235,6 @@ mod tests {
 
     use super::*;
     use crate::liveness::Liveness;
-
-    /// The node the syncers under test run on.
-    const NODE: &str = "node1";
 
     /// A store whose first `failing_lists` listings fail, whose watches can be cut, and
     /// which records when each listing was asked for.
@@ -356,14 +333,7 @@ mod tests {
         let (status_tx, mut status) = watch::channel(SyncStatus::WaitingForDatastore);
         let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
         let (_notices, notices) = mpsc::channel(1);
-        let _syncer = tokio::spawn(run(
-            store.clone(),
-            NODE.into(),
-            tx,
-            status_tx,
-            notices,
-            heartbeat,
-        ));
+        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, notices, heartbeat));
         // Eight failed listings grow the back-off to its maximum, the ninth succeeds.
         while *status.borrow_and_update() != SyncStatus::InSync {
             status.changed().await.expect("syncer runs");
@@ -398,14 +368,7 @@ mod tests {
         let (status_tx, _status) = watch::channel(SyncStatus::WaitingForDatastore);
         let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
         let (_notices, notices) = mpsc::channel(1);
-        let _syncer = tokio::spawn(run(
-            store.clone(),
-            NODE.into(),
-            tx,
-            status_tx,
-            notices,
-            heartbeat,
-        ));
+        let _syncer = tokio::spawn(run(store.clone(), tx, status_tx, notices, heartbeat));
         // Every watch is cut a moment after its listing.
         let mut seen = 0;
         while seen < 6 {
@@ -453,8 +416,9 @@ mod tests {
     }
 
     /// Waits until the state has followed the watch to `revision`. A burst that changes
-    /// nothing the state holds moves its revision without publishing, so this looks
-    /// rather than waiting to be told.
+    /// nothing the state holds (here the watch bringing what claim notices already
+    /// previewed) moves its revision without publishing, so this looks rather than
+    /// waiting to be told.
     async fn passed(
         rx: &watch::Receiver<Arc<ClusterState>>,
         revision: Revision,
@@ -493,14 +457,7 @@ mod tests {
         let (status_tx, _status) = watch::channel(SyncStatus::WaitingForDatastore);
         let (notices_tx, notices) = mpsc::channel(8);
         let heartbeat = Liveness::new(Duration::from_secs(30)).heartbeat("syncer");
-        tokio::spawn(run(
-            store.clone(),
-            NODE.into(),
-            tx,
-            status_tx,
-            notices,
-            heartbeat,
-        ));
+        tokio::spawn(run(store.clone(), tx, status_tx, notices, heartbeat));
         published(&mut rx, |s| !s.pools.is_empty()).await;
         (rx, notices_tx)
     }
@@ -570,50 +527,5 @@ mod tests {
         store.holding.send_replace(false);
         let state = published(&mut rx, |s| s.revision >= next && s.blocks.is_empty()).await;
         assert!(state.affinities.is_empty(), "{:?}", state.affinities);
-    }
-
-    #[tokio::test]
-    async fn another_nodes_affinity_is_not_kept_and_changes_nothing_consumers_see() {
-        let store = Arc::new(FlakyStore::default());
-        let (mut rx, _notices) = syncing(&store).await;
-        let before = rx.borrow().generations;
-        let theirs: ipnet::IpNet = "10.65.0.64/26".parse().expect("cidr");
-        let confirmed = br#"{"state":"confirmed","deleted":false}"#.to_vec();
-        store
-            .create(&keys::affinity("node2", &theirs), confirmed.clone(), None)
-            .await
-            .expect("write");
-        let at = store.revision().await.expect("revision");
-        let state = passed(&rx, at).await;
-        assert!(state.affinities.is_empty(), "{:?}", state.affinities);
-        assert_eq!(state.generations, before, "no part of the state changed");
-
-        let ours: ipnet::IpNet = "10.65.0.0/26".parse().expect("cidr");
-        store
-            .create(&keys::affinity(NODE, &ours), confirmed, None)
-            .await
-            .expect("write");
-        let state = published(&mut rx, |s| !s.affinities.is_empty()).await;
-        assert_eq!(
-            state.affinities.keys().collect::<Vec<_>>(),
-            [&(NODE.to_string(), ours)]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_relist_keeps_only_this_nodes_affinities() {
-        let store = Arc::new(FlakyStore::default());
-        let confirmed = br#"{"state":"confirmed","deleted":false}"#.to_vec();
-        for (node, block) in [(NODE, "10.65.0.0/26"), ("node2", "10.65.0.64/26")] {
-            let block: ipnet::IpNet = block.parse().expect("cidr");
-            store
-                .create(&keys::affinity(node, &block), confirmed.clone(), None)
-                .await
-                .expect("write");
-        }
-        let (rx, _notices) = syncing(&store).await;
-        let state = rx.borrow().clone();
-        let nodes: Vec<&str> = state.affinities.keys().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(nodes, [NODE]);
     }
 }
