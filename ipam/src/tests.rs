@@ -183,19 +183,7 @@ async fn a_claim_reported_failed_after_it_was_saved_is_read_back_and_kept() -> T
 #[tokio::test(start_paused = true)]
 async fn a_claim_of_unknown_outcome_keeps_the_handle_so_del_frees_the_address() -> TestResult {
     let (store, ipam) = faulty_pool().await;
-    store
-        .lose_block_update_replies
-        .store(1, std::sync::atomic::Ordering::SeqCst);
-    store
-        .reads_failing_after_lost_reply
-        .store(3, std::sync::atomic::Ordering::SeqCst);
-    let err = one(&ipam, "net.pod", "node1")
-        .await
-        .expect_err("the outcome cannot be known");
-    assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
-    // The runtime then DELs the container: the handle finds what the claim took.
-    let freed = ipam.release_by_handle("net.pod").await?;
-    assert_eq!(freed.len(), 1, "the address the claim took is freed");
+    unknown_outcome_then_del(&store, &ipam).await?;
     let report = ipam.check().await?;
     assert!(report.allocations.is_empty(), "{report:?}");
     assert!(report.handles_without_ips.is_empty(), "{report:?}");
@@ -1196,6 +1184,28 @@ async fn a_block_write_reported_failed_after_it_was_saved_is_read_back_not_leake
 /// `ipam check` finds no address without its handle and no handle without addresses, and
 /// only the setup's `net.first` is allocated (no workload endpoints exist here, so the
 /// leak count itself is not the measure).
+/// One allocation for `net.pod` whose block write loses its reply while the store stays
+/// unreadable for every read-back: the ADD fails as ambiguous, and the runtime's DEL then
+/// frees through the handle the one address the write took. Returns the ADD's error.
+async fn unknown_outcome_then_del(
+    store: &FaultyStore,
+    ipam: &Ipam,
+) -> std::result::Result<Error, Box<dyn std::error::Error>> {
+    store
+        .lose_block_update_replies
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    store
+        .reads_failing_after_lost_reply
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    let err = one(ipam, "net.pod", "node1")
+        .await
+        .expect_err("the outcome cannot be known");
+    assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+    let freed = ipam.release_by_handle("net.pod").await?;
+    assert_eq!(freed.len(), 1, "the address the write took is freed");
+    Ok(err)
+}
+
 async fn assert_handles_consistent_and_only_first_left(ipam: &Ipam) -> TestResult {
     let report = ipam.check().await?;
     assert!(report.missing_handles.is_empty(), "{report:?}");
@@ -1212,21 +1222,8 @@ async fn assert_handles_consistent_and_only_first_left(ipam: &Ipam) -> TestResul
 #[tokio::test(start_paused = true)]
 async fn a_write_of_unknown_outcome_keeps_the_handle_so_del_frees_the_address() -> TestResult {
     let (store, ipam) = faulty_setup().await;
-    store
-        .lose_block_update_replies
-        .store(1, std::sync::atomic::Ordering::SeqCst);
-    // ... and the store stays unreadable for every read-back.
-    store
-        .reads_failing_after_lost_reply
-        .store(3, std::sync::atomic::Ordering::SeqCst);
-    let err = one(&ipam, "net.pod", "node1")
-        .await
-        .expect_err("the outcome cannot be known");
-    assert!(matches!(err, Error::Ambiguous { .. }), "{err}");
+    let err = unknown_outcome_then_del(&store, &ipam).await?;
     assert!(err.to_string().contains("could not tell"), "{err}");
-    // The runtime then DELs the container: the handle finds what was taken.
-    let freed = ipam.release_by_handle("net.pod").await?;
-    assert_eq!(freed.len(), 1, "the address the write took is freed");
     assert_handles_consistent_and_only_first_left(&ipam).await
 }
 
