@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use tracing::{debug, info, warn};
 
 use crate::block::{self, AssignOrdinalError, BlockOrder};
-use crate::claim::{Claim, ClaimedBlock, FirstTake};
+use crate::claim::{Claim, ClaimedBlock, FirstTake, FreeClaim};
 use crate::client::{Ipam, valid_key_segment};
 use crate::error::{Error, Result};
 use crate::handle;
@@ -403,11 +403,11 @@ impl Ipam {
                 .map(|cidr| (pool, cidr))
         });
         if let Some((pool, cidr)) = guess
-            && let Some(claimed) = self.claim_if_free(node, &cidr, take).await?
+            && let FreeClaim::Written(claimed) = self.claim_if_free(node, &cidr, take).await?
         {
             return Ok(NewBlock::Claimed {
                 pool,
-                written: Some(Box::new(claimed)),
+                written: Some(claimed),
             });
         }
         // Blocks first, affinities second (or both at one revision): a sibling's block

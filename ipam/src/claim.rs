@@ -37,6 +37,18 @@ pub(crate) struct ClaimedBlock {
     pub taken: Vec<IpAddr>,
 }
 
+/// How [`Ipam::claim_if_free`] ended.
+#[derive(Debug)]
+pub(crate) enum FreeClaim {
+    /// Affinity, block and handle are stored.
+    Written(Box<ClaimedBlock>),
+    /// Nothing of it is stored: the block or its affinity exists, or a write of unknown
+    /// outcome turned out not applied. The caller looks at what is there.
+    Refused,
+    /// A new block has no room for what was asked: nothing was written.
+    NothingToTake,
+}
+
 /// Addresses to take in a new block in the claim's own write. Calico allocates right after
 /// claiming; written together, the allocation costs no round trip of its own, every agent
 /// in the cluster hears one write instead of two, and the block never exists empty.
@@ -100,10 +112,14 @@ impl Ipam {
         cidr: &IpNet,
         take: Option<FirstTake<'_>>,
     ) -> Result<Claim> {
-        if let Some(take) = take
-            && let Some(claimed) = self.claim_if_free(node, cidr, take).await?
-        {
-            return Ok(Claim::Ours(Some(Box::new(claimed))));
+        if let Some(take) = take {
+            match self.claim_if_free(node, cidr, take).await? {
+                FreeClaim::Written(claimed) => return Ok(Claim::Ours(Some(claimed))),
+                // A key exists (or the write did not apply): the same write without the
+                // addresses would be refused too, so the two phases settle what is there.
+                FreeClaim::Refused => return self.claim_in_two_phases(node, cidr).await,
+                FreeClaim::NothingToTake => {}
+            }
         }
         let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
         let writes = affine_block(node, cidr, &block)?;
@@ -129,6 +145,14 @@ impl Ipam {
             Err(e) if store::may_have_applied(&e) => {}
             Err(e) => return Err(e.into()),
         }
+        self.claim_in_two_phases(node, cidr).await
+    }
+
+    /// Calico's two phases for a block whose affinity or block may exist (a sibling, a
+    /// race, a crash's leftovers, a write of unknown outcome): reads what is there and
+    /// settles it.
+    async fn claim_in_two_phases(&self, node: &str, cidr: &IpNet) -> Result<Claim> {
+        let block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
         let aff_key = keys::affinity(node, cidr);
         let pending = BlockAffinity {
             state: AffinityState::Pending,
@@ -167,27 +191,30 @@ impl Ipam {
         Ok(Claim::Ours(None))
     }
 
-    /// The one-write claim of `cidr` holding `take`'s addresses, and nothing more: `None`
-    /// when it is not stored (the block or its affinity exists, or a write of unknown
-    /// outcome turned out not applied), for the caller to look at what is there.
+    /// The one-write claim of `cidr` holding `take`'s addresses, and nothing more.
     pub(crate) async fn claim_if_free(
         &self,
         node: &str,
         cidr: &IpNet,
         take: FirstTake<'_>,
-    ) -> Result<Option<ClaimedBlock>> {
+    ) -> Result<FreeClaim> {
         let mut block = AllocationBlock::new(*cidr, Some(node), Some(now_rfc3339()));
         let taken = block::assign(&mut block, take.num, Some(take.handle), take.attrs);
         if taken.is_empty() {
-            return Ok(None);
+            return Ok(FreeClaim::NothingToTake);
         }
-        self.claim_taking(node, block, taken, take.handle).await
+        Ok(
+            match self.claim_taking(node, block, taken, take.handle).await? {
+                Some(claimed) => FreeClaim::Written(Box::new(claimed)),
+                None => FreeClaim::Refused,
+            },
+        )
     }
 
     /// The one-write claim of `block` (holding `taken` for `handle`): affinity, block and
     /// handle in one write. `None` when nothing of it is stored (the affinity or the block
-    /// exists, or a write of unknown outcome turned out not applied): the caller claims
-    /// as without a take.
+    /// exists, or a write of unknown outcome turned out not applied): the caller settles
+    /// what is there.
     async fn claim_taking(
         &self,
         node: &str,

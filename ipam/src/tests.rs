@@ -1181,9 +1181,6 @@ async fn a_block_write_reported_failed_after_it_was_saved_is_read_back_not_leake
     assert_handles_consistent_and_only_first_left(&ipam).await
 }
 
-/// `ipam check` finds no address without its handle and no handle without addresses, and
-/// only the setup's `net.first` is allocated (no workload endpoints exist here, so the
-/// leak count itself is not the measure).
 /// One allocation for `net.pod` whose block write loses its reply while the store stays
 /// unreadable for every read-back: the ADD fails as ambiguous, and the runtime's DEL then
 /// frees through the handle the one address the write took. Returns the ADD's error.
@@ -1206,6 +1203,9 @@ async fn unknown_outcome_then_del(
     Ok(err)
 }
 
+/// `ipam check` finds no address without its handle and no handle without addresses, and
+/// only the setup's `net.first` is allocated (no workload endpoints exist here, so the
+/// leak count itself is not the measure).
 async fn assert_handles_consistent_and_only_first_left(ipam: &Ipam) -> TestResult {
     let report = ipam.check().await?;
     assert!(report.missing_handles.is_empty(), "{report:?}");
